@@ -20,11 +20,11 @@ The XML is the one BitDust writes (see ``reference/bitdust-identities``)::
       <signature>1570858920...</signature>
     </identity>
 
-children exactly in that order, 2-space indent, no newline after ``</identity>``; the ``certificates``
-and ``scrubbers`` lists hold ``certificate`` and ``scrubber`` elements. Our one addition is the
-``scheme`` attribute of ``signature``, which names a signature scheme other than BitDust's (see
-:mod:`bitdust.identity.signing`); a document without it carries BitDust's legacy signature. The
-signature is a decimal integer in both schemes.
+children exactly in that order, 2-space indent, no newline after ``</identity>``; the
+``certificates`` and ``scrubbers`` lists hold ``certificate`` and ``scrubber`` elements. Our one
+addition is the ``scheme`` attribute of ``signature``, which names a signature scheme other than
+BitDust's (see :mod:`bitdust.identity.signing`); a document without it carries BitDust's legacy
+signature. The signature is a decimal integer in both schemes.
 
 :func:`parse_identity` treats its input as hostile: the size is checked before parsing (64 KiB);
 any DOCTYPE is refused outright (so no DTD, no entity declarations: no billion laughs, no XXE); the
@@ -96,6 +96,7 @@ _TEXT_RE = re.compile(r"[ -~]*")  # printable ASCII, spaces allowed
 _POSTAGE_RE = re.compile(r"[0-9]{1,6}")
 _SIGNATURE_RE = re.compile(r"0|[1-9][0-9]*")
 _MAX_REVISION = 2**63 - 1
+_ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"))
 
 _PARSER_OPTIONS = {
     "resolve_entities": False,
@@ -248,12 +249,25 @@ class Identity:
 
     def _validate(self) -> None:
         self._validate_sources()
-        _check_list("contacts", self.contacts, MAX_CONTACTS, _CONTACT_RE, MAX_ITEM_LENGTH,
-                    "a contact like 'tcp://1.2.3.4:7771'")
-        _check_list("certificates", self.certificates, MAX_CERTIFICATES, _TOKEN_RE,
-                    MAX_CERTIFICATE_LENGTH, "printable text without spaces")
-        _check_list("scrubbers", self.scrubbers, MAX_SCRUBBERS, _TOKEN_RE, MAX_ITEM_LENGTH,
-                    "an IDURL")
+        _check_list(
+            "contacts",
+            self.contacts,
+            MAX_CONTACTS,
+            _CONTACT_RE,
+            MAX_ITEM_LENGTH,
+            "a contact like 'tcp://1.2.3.4:7771'",
+        )
+        _check_list(
+            "certificates",
+            self.certificates,
+            MAX_CERTIFICATES,
+            _TOKEN_RE,
+            MAX_CERTIFICATE_LENGTH,
+            "printable text without spaces",
+        )
+        _check_list(
+            "scrubbers", self.scrubbers, MAX_SCRUBBERS, _TOKEN_RE, MAX_ITEM_LENGTH, "an IDURL"
+        )
         if not isinstance(self.postage, str) or not _POSTAGE_RE.fullmatch(self.postage):
             raise DocumentError(f"<postage> {_show(self.postage)} is not a number like '1'")
         parse_date(self.date)
@@ -282,7 +296,8 @@ class Identity:
             or (self.signature and not _SIGNATURE_RE.fullmatch(self.signature))
         ):
             raise DocumentError(
-                "<signature> must be a decimal integer without leading zeros (or empty when unsigned)"
+                "<signature> must be a decimal integer without leading zeros "
+                "(or empty when unsigned)"
             )
         if self.scheme not in SCHEMES:
             raise DocumentError(
@@ -341,7 +356,8 @@ def parse_identity(data: bytes) -> Identity:
     try:
         root = etree.fromstring(data, parser=parser)
     except (etree.LxmlError, ValueError) as exc:
-        raise DocumentError(f"the identity document is not well-formed XML: {_lxml_reason(exc)}")
+        reason = _lxml_reason(exc)
+        raise DocumentError(f"the identity document is not well-formed XML: {reason}") from None
     if root is None:
         raise DocumentError("the identity document is empty")
     docinfo = root.getroottree().docinfo
@@ -421,7 +437,9 @@ def _read_element(element: Any, tag: str) -> Any:
         items = []
         for item in element:
             if not isinstance(item.tag, str) or item.tag != item_tag:
-                raise DocumentError(f"<{tag}> may contain only <{item_tag}> elements, found {_tag(item)}")
+                raise DocumentError(
+                    f"<{tag}> may contain only <{item_tag}> elements, found {_tag(item)}"
+                )
             if item.attrib:
                 raise DocumentError(f"<{item_tag}> must have no attributes")
             _check_blank(item.tail, f"<{tag}>")
@@ -451,7 +469,11 @@ def _check_blank(text: str | None, where: str) -> None:
 
 
 def _check_list(
-    name: str, items: tuple[str, ...], limit: int, pattern: re.Pattern[str], max_length: int,
+    name: str,
+    items: tuple[str, ...],
+    limit: int,
+    pattern: re.Pattern[str],
+    max_length: int,
     expected: str,
 ) -> None:
     if len(items) > limit:
@@ -474,7 +496,9 @@ def _tag(element: Any) -> str:
 
 
 def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    for char, entity in _ESCAPES:
+        text = text.replace(char, entity)
+    return text
 
 
 def _lxml_reason(exc: Exception) -> str:

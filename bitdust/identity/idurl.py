@@ -21,7 +21,8 @@ MAX_IDURL_LENGTH = 256
 
 _NAME_RE = re.compile(r"[a-z0-9_-]{3,20}")
 _LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_IPV4_RE = re.compile(r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _IDURL_RE = re.compile(r"http://([^/:]+)(?::([0-9]{1,5}))?/([^/]+)\.xml")
 
 
@@ -130,7 +131,7 @@ def format_global_id(host: str, port: int, name: str) -> str:
 
 
 def global_id_of(idurl: str) -> str:
-    """Global id of an IDURL string (``http://host-a.com:8084/alice.xml`` -> ``alice@host-a.com_8084``)."""
+    """Global id of an IDURL: ``http://host-a.com:8084/alice.xml`` -> ``alice@host-a.com_8084``."""
     return parse_idurl(idurl).global_id
 
 

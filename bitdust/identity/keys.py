@@ -111,9 +111,7 @@ def derive_key(private_key: rsa.RSAPrivateKey, label: str, length: int = 32) -> 
     give independent keys; the same key and label always give the same bytes.
     """
     if not isinstance(label, str) or not _LABEL_RE.fullmatch(label):
-        raise KeyFileError(
-            f"{label!r} is not a key derivation label (1-128 of a-z 0-9 . _ / : -)"
-        )
+        raise KeyFileError(f"{label!r} is not a key derivation label (1-128 of a-z 0-9 . _ / : -)")
     if not 1 <= length <= 255 * 32:
         raise KeyFileError(f"cannot derive {length} bytes (expected 1-{255 * 32})")
     der = private_key.private_bytes(
@@ -192,7 +190,9 @@ def load_private_key(
 # --- key backup ----------------------------------------------------------------------------------
 
 
-def key_backup_bytes(idurl: str, key: rsa.RSAPrivateKey, passphrase: str | bytes | None = None) -> bytes:
+def key_backup_bytes(
+    idurl: str, key: rsa.RSAPrivateKey, passphrase: str | bytes | None = None
+) -> bytes:
     """The content of a key backup: the IDURL line then the PEM key."""
     try:
         parse_idurl(idurl)

@@ -48,9 +48,7 @@ from bitdust.identity.errors import IdentityError, SignatureError
 from bitdust.identity.keys import public_key_to_openssh
 
 ACCEPT_LEGACY_SETTING = "services/network/accept-legacy-identities"
-LEGACY_REFUSED = (
-    f"legacy BitDust signature refused: set {ACCEPT_LEGACY_SETTING} true to accept"
-)
+LEGACY_REFUSED = f"legacy BitDust signature refused: set {ACCEPT_LEGACY_SETTING} true to accept"
 DOMAIN_LABEL = b"bitdust identity signature\x00"
 PSS_SALT_LENGTH = 32
 
@@ -69,15 +67,16 @@ _CANONICAL_FIELDS = (
 
 def legacy_string(identity: Identity) -> str:
     """BitDust's signed string ``s`` (see the module docstring)."""
-    return (
-        "-" + "-".join(identity.sources)
-        + "-" + "-".join(identity.contacts)
-        + "-" + "-".join(identity.scrubbers)
-        + "-" + identity.postage
-        + "-" + identity.date.replace(" ", "_")
-        + "-" + identity.version
-        + "-" + str(identity.revision)
-    )
+    parts = [
+        "-".join(identity.sources),
+        "-".join(identity.contacts),
+        "-".join(identity.scrubbers),
+        identity.postage,
+        identity.date.replace(" ", "_"),
+        identity.version,
+        str(identity.revision),
+    ]
+    return "-" + "-".join(parts)
 
 
 def legacy_message(identity: Identity) -> bytes:

@@ -1,0 +1,1 @@
+"""The local REST API (BitDust routes and envelope) and the client the CLI uses."""

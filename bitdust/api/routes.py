@@ -1,0 +1,130 @@
+"""The foundation's routes: process, network status, config, services and states (DESIGN §6).
+
+Handlers get a :class:`~bitdust.api.server.Call` whose ``ctx`` is the running daemon; they return
+plain data for the envelope or raise an error that the server turns into one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bitdust.api.server import ApiError, Call, Param, Route, route
+from bitdust.config import OPTIONS, get_option
+from bitdust.node.catalog import SPECS
+
+ROUTES: list[Route] = []
+
+
+def _add(r: Route) -> Route:
+    ROUTES.append(r)
+    return r
+
+
+def extend(routes: list[Route]) -> None:
+    """Capabilities add their own route modules here."""
+    ROUTES.extend(routes)
+
+
+@_add
+@route("GET", "process/health")
+async def process_health(call: Call) -> dict[str, Any]:
+    return {"ready": call.ctx.node.ready}
+
+
+@_add
+@route("GET", "process/info")
+async def process_info(call: Call) -> dict[str, Any]:
+    return call.ctx.info()
+
+
+async def _stop(call: Call) -> dict[str, Any]:
+    call.ctx.request_stop()
+    return {"stopping": True}
+
+
+ROUTES += [Route("GET", "process/stop", _stop), Route("POST", "process/stop", _stop)]
+
+
+async def _restart(call: Call) -> dict[str, Any]:
+    await call.ctx.restart_services()
+    return {"restarted": True, "ready": call.ctx.node.ready}
+
+
+ROUTES += [Route("GET", "process/restart", _restart), Route("POST", "process/restart", _restart)]
+
+
+@_add
+@route(
+    "GET",
+    "network/status",
+    Param("dht", bool, default=False),
+    Param("suppliers", bool, default=False),
+    Param("customers", bool, default=False),
+    Param("proxy", bool, default=False),
+)
+async def network_status(call: Call) -> dict[str, Any]:
+    node = call.ctx.node
+    sections = [name for name in ("dht", "suppliers", "customers", "proxy") if call.args[name]]
+    return node.network_status(sections)
+
+
+def _option_row(call: Call, key: str) -> dict[str, Any]:
+    option = OPTIONS[key]
+    config = call.ctx.config
+    return {
+        "key": key,
+        "value": option.format(config[key]),
+        "layer": config.layer(key),
+        "default": option.format(option.default),
+        "type": option.type.name,
+        "expected": option.type.expected,
+        "live": option.live,
+        "help": option.help,
+    }
+
+
+@_add
+@route("GET", "config/list")
+async def config_list(call: Call) -> list[dict[str, Any]]:
+    return [_option_row(call, key) for key in sorted(OPTIONS)]
+
+
+@_add
+@route("GET", "config/get/{key:.+}")
+async def config_get(call: Call) -> dict[str, Any]:
+    key = get_option(call.request.match_info["key"]).key
+    return _option_row(call, key)
+
+
+@_add
+@route("POST", "config/set/{key:.+}", Param("value", (str, int, bool, float), required=True))
+async def config_set(call: Call) -> dict[str, Any]:
+    key = get_option(call.request.match_info["key"]).key
+    value = call.args["value"]
+    _, applied, pending = call.ctx.set_option(key, value if isinstance(value, str) else str(value))
+    row = _option_row(call, key)
+    row["applied"] = key in applied
+    row["restart_needed"] = key in pending
+    return row
+
+
+@_add
+@route("GET", "service/list")
+async def service_list(call: Call) -> list[dict[str, Any]]:
+    return [call.ctx.node.service_info(name) for name in call.ctx.node.slots]
+
+
+@_add
+@route("GET", "service/info/{name}")
+async def service_info(call: Call) -> dict[str, Any]:
+    name = call.request.match_info["name"].replace("_", "-").removeprefix("service-")
+    if name not in SPECS:
+        raise ApiError(404, f"unknown service {name!r}; see 'bitdust service list'")
+    return call.ctx.node.service_info(name)
+
+
+async def _states(call: Call) -> list[dict[str, Any]]:
+    return call.ctx.node.states()
+
+
+ROUTES += [Route("GET", "state/list", _states), Route("GET", "automat/list", _states)]

@@ -1,0 +1,213 @@
+"""The REST API's HTTP shell: routes, the secret check, arguments and BitDust's envelope.
+
+Every answer is ``{"status": "OK", "result": ...}`` or ``{"status": "ERROR", "errors": [...]}``
+with a matching HTTP code. Arguments come from the query string or a JSON object body and are
+checked against the route's declared parameters: anything malformed, mistyped or unknown is a 400
+that names the field, and the handler never runs.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from bitdust.config import BadValue, ConfigError, UnknownKey
+from bitdust.node.service import ServiceError
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+class ApiError(Exception):
+    """An error answered to the caller with an HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: type | tuple[type, ...] = str
+    required: bool = False
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class Call:
+    """One API call as a handler sees it: the daemon's context, the request, checked arguments."""
+
+    ctx: Any
+    request: web.Request
+    args: dict[str, Any]
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # BitDust's group path, e.g. "network/status" or "config/get/{key:.+}"
+    handler: Handler
+    params: tuple[Param, ...] = field(default_factory=tuple)
+
+
+def route(method: str, path: str, *params: Param) -> Callable[[Handler], Route]:
+    def wrap(handler: Handler) -> Route:
+        return Route(method, path, handler, params)
+
+    return wrap
+
+
+def _parse_scalar(param: Param, raw: Any, from_query: bool) -> Any:
+    types = param.type if isinstance(param.type, tuple) else (param.type,)
+    if from_query:
+        if str in types:
+            return raw
+        if bool in types and raw.lower() in _QUERY_BOOLS:
+            return _QUERY_BOOLS[raw.lower()]
+        if int in types and raw.lstrip("-").isdigit() and len(raw) < 19:
+            return int(raw)
+    elif not (isinstance(raw, bool) and bool not in types) and isinstance(raw, types):
+        return raw
+    expected = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
+    raise ApiError(400, f"field {param.name!r}: expected {expected}")
+
+
+_QUERY_BOOLS = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+    "": False,
+}
+_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false", float: "a number"}
+
+
+async def read_arguments(request: web.Request, params: tuple[Param, ...]) -> dict[str, Any]:
+    """The declared arguments from the query string and the JSON body, checked."""
+    known = {param.name: param for param in params}
+    values: dict[str, Any] = {}
+    for name, raw in request.query.items():
+        if name not in known:
+            raise ApiError(400, f"unknown field {name!r}")
+        values[name] = _parse_scalar(known[name], raw, from_query=True)
+    if request.can_read_body:
+        body = await request.content.read(MAX_BODY + 1)
+        if len(body) > MAX_BODY:
+            raise ApiError(413, f"request body larger than {MAX_BODY} bytes")
+        if body.strip():
+            try:
+                data = json.loads(body)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+            if not isinstance(data, dict):
+                raise ApiError(400, "request body must be a JSON object")
+            for name, raw in data.items():
+                if name not in known:
+                    raise ApiError(400, f"unknown field {name!r}")
+                values[name] = _parse_scalar(known[name], raw, from_query=False)
+    for param in params:
+        if param.name not in values:
+            if param.required:
+                raise ApiError(400, f"field {param.name!r} is required")
+            values[param.name] = param.default
+    return values
+
+
+def envelope_ok(result: Any, started: float) -> web.Response:
+    return web.json_response(
+        {"status": "OK", "result": result, "execution": f"{time.perf_counter() - started:.5f}"}
+    )
+
+
+def envelope_error(status: int, *errors: str) -> web.Response:
+    return web.json_response({"status": "ERROR", "errors": list(errors)}, status=status)
+
+
+def _error_status(exc: Exception) -> int:
+    if isinstance(exc, ApiError):
+        return exc.status
+    if isinstance(exc, UnknownKey):
+        return 404
+    if isinstance(exc, BadValue | ConfigError):
+        return 400
+    return 409  # a service refused or is not running: the request conflicts with the state
+
+
+def is_loopback_host(host_header: str, extra: set[str]) -> bool:
+    host = host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+    host = host.strip("[]").lower()
+    if host in LOOPBACK_NAMES or host in extra:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.endswith(".localhost")
+
+
+def build_app(
+    routes: list[Route],
+    secret: Callable[[], str | None],
+    allowed_hosts: set[str],
+    ctx: Any,
+) -> web.Application:
+    """The aiohttp application; ``secret()`` returns None when auth is turned off."""
+
+    def wrap(route_: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            started = time.perf_counter()
+            try:
+                arguments = await read_arguments(request, route_.params)
+                result = await route_.handler(Call(ctx, request, arguments))
+            except (ApiError, ConfigError, ServiceError) as exc:
+                return envelope_error(_error_status(exc), str(exc))
+            return envelope_ok(result, started)
+
+        return handle
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Callable) -> web.StreamResponse:
+        expected = secret()
+        if expected is None:
+            if not is_loopback_host(request.host or "", allowed_hosts):
+                return envelope_error(403, f"access denied: Host {request.host!r} is not local")
+        else:
+            given = request.headers.get("api_secret") or request.headers.get("api-secret")
+            auth = request.headers.get("Authorization", "")
+            if not given and auth.startswith("Bearer "):
+                given = auth[len("Bearer ") :]
+            if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+                return envelope_error(401, "access denied")
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            return envelope_error(404, f"method {request.method} {request.path} was not found")
+        except web.HTTPMethodNotAllowed:
+            return envelope_error(405, f"method {request.method} {request.path} is not allowed")
+        except Exception:
+            log.exception("API request %s %s failed", request.method, request.path)
+            return envelope_error(500, "internal error; see the node's log")
+
+    app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
+    for route_ in routes:
+        handler = wrap(route_)
+        for path in (f"/{route_.path}/v1", f"/v1/{route_.path}"):
+            app.router.add_route(route_.method, path, handler)
+    return app

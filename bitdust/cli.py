@@ -1,0 +1,417 @@
+"""`bitdust`: the command line. A thin client of the REST API, except for what must not need a
+running node: `run`, `daemon`, `stop`, `check-config`, and `set`/`get`, which read and edit the
+instance's conffile themselves (the daemon cannot write /etc under ProtectSystem=strict).
+
+Every failure is printed as one line starting with ``bitdust:`` and a non-zero exit; never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bitdust import __version__
+from bitdust.api.client import ApiClient, ClientError, NotRunning
+from bitdust.config import (
+    DEFAULT_INSTANCE,
+    OPTIONS,
+    Config,
+    ConfigError,
+    Paths,
+    edit_conffile,
+    get_option,
+    load_config,
+)
+from bitdust.node.checks import pid_of_running
+
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+DAEMON_TIMEOUT = 90.0
+STOP_TIMEOUT = 15.0
+
+
+class CliError(Exception):
+    """A failure to report on one line; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def parse_flags(pairs: list[str] | None) -> dict[str, str]:
+    flags = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise CliError(f"-o {pair!r}: expected KEY=VALUE", EXIT_CONFIG)
+        flags[get_option(key.strip()).key] = value
+    return flags
+
+
+def client_for(paths: Paths) -> ApiClient:
+    """A client pointed at the instance's API; the port comes from its configuration."""
+    try:
+        config = load_config(paths)
+        port = config["interface/api/rest-http-port"]
+        host = config["services/network/listen-host"]
+    except ConfigError:
+        port, host = OPTIONS["interface/api/rest-http-port"].default, ""
+    from ipaddress import ip_address
+
+    api_host = host if host and ip_address(host).is_loopback else "127.0.0.1"
+    return ApiClient(paths, api_host, port)
+
+
+def running_pid(paths: Paths) -> tuple[int, str] | None:
+    """(pid, manager) of the running node, manager being 'systemd' or 'bitdust'."""
+    pid = pid_of_running(paths.pidfile)
+    if pid is None:
+        return None
+    try:
+        fields = paths.pidfile.read_text().split()
+    except OSError:
+        fields = []
+    return pid, fields[1] if len(fields) > 1 else "bitdust"
+
+
+def own_command() -> list[str]:
+    """How to start this same program again (the frozen binary, or the module)."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable]
+    return [sys.executable, "-m", "bitdust"]
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=False))
+
+
+# ---------------------------------------------------------------------------------------------
+# Lifecycle
+
+
+def cmd_run(args: argparse.Namespace, paths: Paths) -> int:
+    from bitdust.daemon import run
+
+    return run(paths, parse_flags(args.option))
+
+
+def cmd_check_config(args: argparse.Namespace, paths: Paths) -> int:
+    from bitdust.daemon import StartError, load_checked_config
+
+    try:
+        load_checked_config(paths, parse_flags(args.option))
+    except StartError as exc:
+        for line in str(exc).splitlines():
+            print(f"bitdust: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"configuration of instance {paths.instance!r} is valid")
+    return 0
+
+
+def start_daemon(paths: Paths, option: list[str] | None, timeout: float) -> int:
+    """Start `bitdust run` in the background and wait for its READY=1 (or its failure)."""
+    parse_flags(option)  # refuse bad flags here, not in the log
+    running = running_pid(paths)
+    if running:
+        raise CliError(f"instance {paths.instance!r} is already running (pid {running[0]})")
+    for directory in (paths.state_dir, paths.runtime_dir):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except PermissionError:
+            raise CliError(f"cannot create {directory}: permission denied (use sudo)") from None
+    log_path = paths.state_dir / "bitdust.log"
+    with tempfile.TemporaryDirectory(prefix="bitdust-notify-") as temp:
+        notify_path = os.path.join(temp, "notify")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        listener.bind(notify_path)
+        listener.settimeout(0.2)
+        command = [*own_command(), "--instance", paths.instance, "run"]
+        for pair in option or []:
+            command += ["-o", pair]
+        env = dict(os.environ, NOTIFY_SOCKET=notify_path)
+        with open(log_path, "ab") as log:
+            offset = log.tell()
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                message = listener.recv(4096).decode("utf-8", "replace")
+            except TimeoutError:
+                message = ""
+            if "READY=1" in message.splitlines():
+                print(
+                    f"bitdust: instance {paths.instance!r} started (pid {process.pid}); "
+                    f"log: {log_path}"
+                )
+                return 0
+            if process.poll() is not None:
+                with open(log_path, "rb") as log:
+                    log.seek(offset)
+                    tail = log.read().decode("utf-8", "replace").strip().splitlines()[-15:]
+                for line in tail:
+                    print(line, file=sys.stderr)
+                raise CliError(
+                    f"instance {paths.instance!r} failed to start (exit {process.returncode}); "
+                    f"log: {log_path}"
+                )
+        raise CliError(
+            f"instance {paths.instance!r} did not become ready within {timeout:.0f} s "
+            f"(pid {process.pid} still starting); log: {log_path}"
+        )
+
+
+def cmd_daemon(args: argparse.Namespace, paths: Paths) -> int:
+    return start_daemon(paths, args.option, args.timeout)
+
+
+def _systemctl(action: str, paths: Paths) -> int:
+    systemctl = shutil.which("systemctl")
+    if systemctl is None:
+        raise CliError("this instance was started by systemd, but systemctl is not available")
+    return subprocess.call([systemctl, action, f"bitdust@{paths.instance}.service"])
+
+
+def stop_node(paths: Paths) -> bool:
+    """Stop the running node; False when it was not running."""
+    running = running_pid(paths)
+    if running is None:
+        return False
+    pid, manager = running
+    if manager == "systemd":
+        if _systemctl("stop", paths) != 0:
+            raise CliError(f"systemctl stop bitdust@{paths.instance} failed")
+        return True
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except PermissionError:
+        raise CliError(f"cannot stop pid {pid}: permission denied (use sudo)") from None
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline:
+        if pid_of_running(paths.pidfile) is None:
+            return True
+        time.sleep(0.05)
+    raise CliError(f"instance {paths.instance!r} (pid {pid}) did not stop in {STOP_TIMEOUT:.0f} s")
+
+
+def cmd_stop(args: argparse.Namespace, paths: Paths) -> int:
+    if stop_node(paths):
+        print(f"bitdust: instance {paths.instance!r} stopped")
+    else:
+        print(f"bitdust: instance {paths.instance!r} is not running")
+    return 0
+
+
+def cmd_restart(args: argparse.Namespace, paths: Paths) -> int:
+    running = running_pid(paths)
+    if running and running[1] == "systemd":
+        code = _systemctl("restart", paths)
+        if code != 0:
+            raise CliError(f"systemctl restart bitdust@{paths.instance} failed")
+        return 0
+    stop_node(paths)
+    return start_daemon(paths, args.option, args.timeout)
+
+
+def cmd_version(args: argparse.Namespace, paths: Paths) -> int:
+    print(f"bitdust {__version__}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+
+
+def _config(paths: Paths) -> Config:
+    return load_config(paths)
+
+
+def cmd_set(args: argparse.Namespace, paths: Paths) -> int:
+    if args.key == "list" and args.value is None:
+        return cmd_config_list(args, paths)
+    if args.value is None:
+        return cmd_get(args, paths)
+    key = get_option(args.key).key
+    value = edit_conffile(paths.conffile, key, args.value)
+    print(f"{key} = {value}    (written to {paths.conffile})")
+    try:
+        config = _config(paths)
+    except ConfigError:
+        config = None
+    if config is not None and config.layer(key) != str(paths.conffile):
+        print(f"bitdust: note: {key} is overridden by {config.layer(key)}")
+    running = running_pid(paths)
+    if running is None:
+        return 0
+    try:
+        os.kill(running[0], signal.SIGHUP)
+    except OSError:
+        print(
+            f"bitdust: the node is running; run 'sudo bitdust --instance {paths.instance} "
+            f"restart' to apply"
+        )
+        return 0
+    if OPTIONS[key].live:
+        print("bitdust: applied to the running node")
+    else:
+        print(f"bitdust: restart needed to apply: bitdust --instance {paths.instance} restart")
+    return 0
+
+
+def cmd_get(args: argparse.Namespace, paths: Paths) -> int:
+    option = get_option(args.key)
+    config = _config(paths)
+    print(option.format(config[option.key]))
+    return 0
+
+
+def cmd_config_list(args: argparse.Namespace, paths: Paths) -> int:
+    config = _config(paths)
+    width = max(map(len, OPTIONS))
+    for key in sorted(OPTIONS):
+        value = OPTIONS[key].format(config[key])
+        print(f"{key:<{width}}  {value!s:<30}  [{config.layer(key)}]")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# API-backed commands
+
+
+def cmd_states(args: argparse.Namespace, paths: Paths) -> int:
+    for row in client_for(paths).call("GET", "state/list"):
+        reason = f"  {row['reason']}" if row.get("reason") else ""
+        print(f"{row['index']}: {row['name']}({row['state']}){reason}")
+    return 0
+
+
+def cmd_service(args: argparse.Namespace, paths: Paths) -> int:
+    client = client_for(paths)
+    if args.name in (None, "list"):
+        for info in client.call("GET", "service/list"):
+            reason = f"  ({info['reason']})" if info.get("reason") else ""
+            print(f"{info['name']:<20} {info['state']:<12}{reason}")
+        return 0
+    print_json(client.call("GET", f"service/info/{args.name}"))
+    return 0
+
+
+def cmd_network_status(args: argparse.Namespace, paths: Paths) -> int:
+    flags = {name: 1 for name in ("dht", "suppliers", "customers", "proxy") if getattr(args, name)}
+    print_json(client_for(paths).call("GET", "network/status", **flags))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser, wait: bool = False) -> None:
+    parser.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="set an option for this run only (the highest layer)",
+    )
+    if wait:
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=DAEMON_TIMEOUT,
+            help="seconds to wait for the node to be ready",
+        )
+
+
+Command = Callable[[argparse.Namespace, Paths], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bitdust", description="BitDust node: private, decentralised, encrypted backups."
+    )
+    parser.add_argument("--version", action="version", version=f"bitdust {__version__}")
+    parser.add_argument(
+        "--instance",
+        default=os.environ.get("BITDUST_INSTANCE", DEFAULT_INSTANCE),
+        help="instance to act on (default: $BITDUST_INSTANCE or 'default')",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, func: Command, help_: str, aliases: tuple[str, ...] = ()) -> Any:
+        p = sub.add_parser(name, help=help_, aliases=list(aliases))
+        p.set_defaults(func=func)
+        return p
+
+    _add_run_options(command("run", cmd_run, "run the node in the foreground", ("start",)))
+    _add_run_options(
+        command("daemon", cmd_daemon, "run the node in the background", ("detach",)), wait=True
+    )
+    command("stop", cmd_stop, "stop the running node")
+    _add_run_options(command("restart", cmd_restart, "restart the node"), wait=True)
+    _add_run_options(command("check-config", cmd_check_config, "validate the configuration"))
+    command("version", cmd_version, "print the version")
+
+    p = command("set", cmd_set, "change a setting in the instance's conffile ('set list' lists)")
+    p.add_argument("key", help="settings key, e.g. services/supplier/donated-space, or 'list'")
+    p.add_argument("value", nargs="?", help="new value")
+    command("get", cmd_get, "print a setting's value").add_argument("key")
+    p = command("config", cmd_config_list, "settings: 'config list'")
+    p.add_argument("action", choices=["list"])
+
+    command("states", cmd_states, "print the state of every service")
+    p = command("automat", cmd_states, "BitDust's name for 'states': 'automat list'")
+    p.add_argument("action", choices=["list"])
+    p = command("service", cmd_service, "'service list' or 'service NAME'", ("services",))
+    p.add_argument("name", nargs="?")
+    p = command("network", cmd_network_status, "'network status [--dht] ...'")
+    p.add_argument("action", choices=["status"])
+    for flag in ("dht", "suppliers", "customers", "proxy"):
+        p.add_argument(f"--{flag}", action="store_true", help=f"include the {flag} section")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_FAILURE
+    try:
+        paths = Paths.for_instance(args.instance)
+        return args.func(args, paths)
+    except NotRunning as exc:
+        print(f"bitdust: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (CliError, ClientError, ConfigError) as exc:
+        print(f"bitdust: {exc}", file=sys.stderr)
+        return getattr(exc, "code", EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILURE)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,834 @@
+"""The node's configuration: one registry of typed options and the layers that set them.
+
+Keys are BitDust's settings paths (``services/supplier/donated-space``) so its users' habits carry
+over. Layers, later wins (DESIGN §3): defaults → role preset → ``network.json`` → the instance's
+conffile → ``api-settings.conf`` in the state dir → ``BITDUST_*`` environment → command-line flags.
+
+This module never writes a file except through :func:`edit_conffile`, which changes one line
+atomically and leaves the file byte-for-byte unchanged when the new value is refused.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_INSTANCE = "default"
+ROLES = ("default", "dht-seed", "identity-server", "proxy-router", "supplier")
+_INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+MAX_CONFFILE_BYTES = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """A configuration problem a user can fix; the message says how."""
+
+
+class UnknownKey(ConfigError):
+    pass
+
+
+class BadValue(ConfigError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Value types
+
+
+@dataclass(frozen=True)
+class OptionType:
+    """How one kind of value is parsed from text and written back."""
+
+    name: str
+    expected: str
+    parse_text: Callable[[str], Any]
+    format_value: Callable[[Any], str] = str
+    native: tuple[type, ...] = ()
+
+    def parse(self, raw: Any) -> Any:
+        """Parse text (or, from JSON, a native value of the right type)."""
+        if isinstance(raw, bool) and bool not in self.native:
+            raise ValueError(f"expected {self.expected}")
+        if self.native and isinstance(raw, self.native):
+            return self.parse_text(self.format_value(raw))
+        if not isinstance(raw, str):
+            raise ValueError(f"expected {self.expected}")
+        return self.parse_text(raw.strip())
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("not a boolean")
+
+
+def _int_parser(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"[+-]?\d{1,19}", text):
+            raise ValueError("not a whole number")
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(f"out of range {low}..{high}")
+        return value
+
+    return parse
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1024,
+    "kib": 1024,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "gb": 1024**3,
+    "gib": 1024**3,
+    "tb": 1024**4,
+    "tib": 1024**4,
+}
+
+
+def _parse_size(text: str) -> int:
+    """Sizes as BitDust writes them ('50 GB'); units are binary, as BitDust counts them."""
+    match = re.fullmatch(r"(\d{1,15}(?:\.\d{1,6})?)\s*([a-zA-Z]{0,3})", text)
+    if not match or match.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError("not a size")
+    value = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    if value > 2**62:
+        raise ValueError("too large")
+    return value
+
+
+def format_size(value: int) -> str:
+    for unit in ("TB", "GB", "MB", "KB"):
+        factor = _SIZE_UNITS[unit.lower()]
+        if value >= factor and value % factor == 0:
+            return f"{value // factor} {unit}"
+    return f"{value} B"
+
+
+_DURATION_UNITS = {
+    "": 1,
+    "s": 1,
+    "sec": 1,
+    "m": 60,
+    "min": 60,
+    "h": 3600,
+    "d": 86400,
+    "days": 86400,
+}
+
+
+def _parse_duration(text: str) -> float:
+    match = re.fullmatch(r"(\d{1,9}(?:\.\d{1,6})?)\s*([a-z]{0,4})", text.lower())
+    if not match or match.group(2) not in _DURATION_UNITS:
+        raise ValueError("not a duration")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _format_duration(value: float) -> str:
+    return f"{value:g}s"
+
+
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*$"
+)
+
+
+def _check_host(host: str) -> str:
+    if _HOSTNAME_RE.match(host):
+        return host.lower()
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        raise ValueError(f"{host!r} is not a host name or address") from None
+
+
+def _parse_port_text(text: str, allow_zero: bool = True) -> int:
+    port = _int_parser(0 if allow_zero else 1, 65535)(text)
+    return port
+
+
+def _split_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _parse_host_ports(text: str) -> tuple[tuple[str, int], ...]:
+    entries = []
+    for item in _split_list(text):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"{item!r} is not host:port")
+        entries.append((_check_host(host), _parse_port_text(port, allow_zero=False)))
+    return tuple(entries)
+
+
+def _format_host_ports(value: Iterable[tuple[str, int]]) -> str:
+    return ",".join(f"{host}:{port}" for host, port in value)
+
+
+def _parse_known_nodes(text: str) -> tuple[tuple[str, int], ...] | str:
+    if text.lower() == "genesis":
+        return "genesis"
+    return _parse_host_ports(text)
+
+
+def _format_known_nodes(value: Any) -> str:
+    return value if isinstance(value, str) else _format_host_ports(value)
+
+
+def _parse_known_servers(text: str) -> tuple[tuple[str, int, int], ...]:
+    """BitDust's ``host:web_port[:tcp_port]`` list; the tcp port defaults to 6661."""
+    entries = []
+    for item in _split_list(text):
+        parts = item.split(":")
+        if len(parts) not in (2, 3):
+            raise ValueError(f"{item!r} is not host:http_port:tcp_port")
+        host = _check_host(parts[0])
+        http_port = _parse_port_text(parts[1], allow_zero=False)
+        tcp_port = _parse_port_text(parts[2], allow_zero=False) if len(parts) == 3 else 6661
+        entries.append((host, http_port, tcp_port))
+    return tuple(entries)
+
+
+def _format_known_servers(value: Iterable[tuple[str, int, int]]) -> str:
+    return ",".join(f"{host}:{http}:{tcp}" for host, http, tcp in value)
+
+
+def _parse_host_map(text: str) -> dict[str, str]:
+    mapping = {}
+    for item in _split_list(text):
+        name, sep, address = item.partition("=")
+        if not sep:
+            raise ValueError(f"{item!r} is not name=address")
+        try:
+            mapping[_check_host(name.strip())] = str(ipaddress.ip_address(address.strip()))
+        except ValueError:
+            raise ValueError(f"{address.strip()!r} is not an IP address") from None
+    return mapping
+
+
+def _format_host_map(value: Mapping[str, str]) -> str:
+    return ",".join(f"{name}={address}" for name, address in value.items())
+
+
+def _parse_listen_host(text: str) -> str:
+    if not text:
+        return ""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError("not an IP address") from None
+
+
+def _parse_string(text: str) -> str:
+    if any(ord(ch) < 32 for ch in text) or len(text) > 4096:
+        raise ValueError("contains control characters or is too long")
+    return text
+
+
+def _choice(*choices: str) -> OptionType:
+    def parse(text: str) -> str:
+        if text.lower() not in choices:
+            raise ValueError("not one of the choices")
+        return text.lower()
+
+    return OptionType("choice", " or ".join(choices), parse)
+
+
+BOOL = OptionType("bool", "true or false", _parse_bool, lambda v: "true" if v else "false", (bool,))
+PORT = OptionType(
+    "port", "a port number 0-65535 (0 = any free port)", _int_parser(0, 65535), str, (int,)
+)
+SIZE = OptionType("size", "a size like '50 GB' or '256 MB'", _parse_size, format_size, (int,))
+DURATION = OptionType(
+    "duration",
+    "a duration like '30', '10 s', '5 min', '12 h' or '30 d'",
+    _parse_duration,
+    _format_duration,
+    (int, float),
+)
+HOST_PORTS = OptionType(
+    "host list",
+    "a list like 'host-a.com:14441,host-b.com:14441'",
+    _parse_host_ports,
+    _format_host_ports,
+)
+KNOWN_NODES = OptionType(
+    "known nodes",
+    "'genesis' or a list like 'host-a.com:14441,host-b.com:14441'",
+    _parse_known_nodes,
+    _format_known_nodes,
+)
+KNOWN_SERVERS = OptionType(
+    "server list",
+    "a list like 'host-a.com:80:6661,host-b.com:8084:6661'",
+    _parse_known_servers,
+    _format_known_servers,
+)
+HOST_MAP = OptionType(
+    "host map",
+    "a list like 'host-a.com=127.0.1.1,host-b.com=127.0.1.2'",
+    _parse_host_map,
+    _format_host_map,
+)
+LISTEN_HOST = OptionType("address", "an IP address, or empty for all addresses", _parse_listen_host)
+STRING = OptionType("string", "text on one line", _parse_string)
+HOST = OptionType(
+    "host", "a host name or IP address, or empty", lambda t: _check_host(t) if t else ""
+)
+PATH = OptionType(
+    "path",
+    "an absolute path",
+    lambda t: (
+        t
+        if t.startswith("/") and "\0" not in t
+        else (_ for _ in ()).throw(ValueError("not an absolute path"))
+    ),
+)
+
+
+def int_type(low: int, high: int) -> OptionType:
+    return OptionType("int", f"a whole number {low}-{high}", _int_parser(low, high), str, (int,))
+
+
+def choice_of_ints(*choices: int) -> OptionType:
+    def parse(text: str) -> int:
+        value = _int_parser(min(choices), max(choices))(text)
+        if value not in choices:
+            raise ValueError("not one of the choices")
+        return value
+
+    return OptionType("int", "one of " + ", ".join(map(str, choices)), parse, str, (int,))
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    type: OptionType
+    default: Any
+    help: str
+    live: bool = False  # True: a running node applies a change on reload, no restart needed
+
+    def parse(self, raw: Any) -> Any:
+        try:
+            return self.type.parse(raw)
+        except ValueError as exc:
+            shown = raw if isinstance(raw, str) else json.dumps(raw)
+            raise BadValue(
+                f"{self.key}: {shown!r} is not valid: {exc} (expected {self.type.expected})"
+            ) from None
+
+    def format(self, value: Any) -> str:
+        return self.type.format_value(value)
+
+
+OPTIONS: dict[str, Option] = {}
+
+
+def _declare(key: str, type_: OptionType, default: Any, help_: str, live: bool = False) -> None:
+    OPTIONS[key] = Option(key, type_, default, help_, live)
+
+
+def _service(name: str, default: bool, help_: str) -> None:
+    _declare(f"services/{name}/enabled", BOOL, default, help_)
+
+
+_service("entangled-dht", True, "Kademlia DHT over UDP: finds nodes and stores signed records.")
+_service("identity-server", False, "Serve identities over HTTP and receive them over TCP.")
+_service("identity-propagate", True, "Publish this node's identity to the known identity servers.")
+_service("p2p", True, "Encrypted, authenticated TCP sessions with other nodes.")
+_service("nodes-lookup", True, "Find routers and suppliers through the DHT.")
+_service("proxy-server", False, "Relay traffic for nodes that cannot accept connections (router).")
+_service(
+    "proxy-transport", True, "Reach the network through a proxy router (for nodes behind NAT)."
+)
+_service("supplier", False, "Donate disk space to customers.")
+_service("customer", True, "Store this node's files on suppliers.")
+_service("private-messages", False, "BitDust's private messages (not provided by this node).")
+
+_declare("services/entangled-dht/udp-port", PORT, 14441, "UDP port of the DHT.")
+_declare(
+    "services/entangled-dht/known-nodes",
+    KNOWN_NODES,
+    (),
+    "'genesis' to start a new DHT, or the nodes to join through.",
+)
+_declare(
+    "services/entangled-dht/bucket-size",
+    int_type(2, 64),
+    8,
+    "Kademlia k: contacts per bucket and replicas per record (BitDust's file uses 4).",
+)
+_declare("services/entangled-dht/parallel-calls", int_type(1, 16), 3, "Kademlia alpha.")
+_declare("services/entangled-dht/rpc-timeout", DURATION, 5.0, "Wait this long for a DHT reply.")
+_declare(
+    "services/entangled-dht/refresh-timeout",
+    DURATION,
+    600.0,
+    "Refresh a bucket not used for this long.",
+)
+_declare("services/entangled-dht/default-age", DURATION, 43200.0, "Default lifetime of a record.")
+_declare("services/entangled-dht/max-age", DURATION, 86400.0, "Longest lifetime of a record.")
+
+_declare("services/identity-server/host", HOST, "", "Public host name of this identity server.")
+_declare("services/identity-server/web-port", PORT, 8084, "HTTP port serving identity files.")
+_declare("services/identity-server/tcp-port", PORT, 6661, "TCP port receiving identity files.")
+_declare(
+    "services/identity-server/expire-after",
+    DURATION,
+    90 * 86400.0,
+    "Remove identities not updated for this long.",
+)
+_declare(
+    "services/identity-propagate/known-servers",
+    KNOWN_SERVERS,
+    (),
+    "Identity servers of this network: host:http_port:tcp_port,...",
+)
+_declare(
+    "services/identity-propagate/min-servers",
+    int_type(1, 6),
+    1,
+    "An identity is only created when this many servers accept it.",
+)
+_declare(
+    "services/identity-propagate/max-servers",
+    int_type(1, 6),
+    5,
+    "An identity lists at most this many servers as sources.",
+)
+
+_declare(
+    "services/proxy-server/routes-limit", int_type(0, 100000), 20, "Most nodes routed at once."
+)
+_declare("services/proxy-transport/preferred-routers", STRING, "", "Routers to try first.")
+_declare("services/supplier/donated-space", SIZE, 8 * 1024**3, "Disk space donated to customers.")
+_declare(
+    "services/customer/suppliers-number",
+    choice_of_ints(2, 4, 7, 13, 18, 26, 64),
+    2,
+    "How many suppliers hold this node's data.",
+)
+_declare("services/customer/needed-space", SIZE, 256 * 1024**2, "Space to rent from suppliers.")
+_declare("services/tcp-connections/tcp-port", PORT, 7771, "TCP port for p2p sessions and routing.")
+
+_declare(
+    "services/network/listen-host",
+    LISTEN_HOST,
+    "",
+    "Address that public services bind to (empty: all).",
+)
+_declare(
+    "services/network/host-map",
+    HOST_MAP,
+    {},
+    "Host names resolved before DNS: host-a.com=127.0.1.1,...",
+)
+_declare(
+    "services/network/accept-legacy-identities",
+    BOOL,
+    False,
+    "Accept identities signed with BitDust's legacy SHA-1 scheme.",
+    live=True,
+)
+
+_declare("interface/api/rest-http-port", PORT, 8180, "Port of the local REST API.")
+_declare(
+    "interface/api/auth-secret-enabled", BOOL, True, "Require the API secret on every request."
+)
+_declare(
+    "logs/level",
+    _choice("debug", "info", "warning", "error"),
+    "info",
+    "Least severe log level written.",
+    live=True,
+)
+
+
+def get_option(key: str) -> Option:
+    """The option for ``key``, or an error that suggests the nearest keys."""
+    try:
+        return OPTIONS[key]
+    except KeyError:
+        near = difflib.get_close_matches(key, OPTIONS, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(near)}?" if near else "; see 'bitdust set list'"
+        raise UnknownKey(f"unknown setting {key!r}{hint}") from None
+
+
+def service_key(service: str) -> str:
+    return f"services/{service}/enabled"
+
+
+# ---------------------------------------------------------------------------------------------
+# Where things live
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The directories of one instance; systemd's own variables win when set."""
+
+    instance: str
+    config_dir: Path
+    state_dir: Path
+    runtime_dir: Path
+
+    @classmethod
+    def for_instance(cls, instance: str, env: Mapping[str, str] | None = None) -> Paths:
+        env = os.environ if env is None else env
+        check_instance_name(instance)
+        config_dir = Path(env.get("BITDUST_CONFIG_DIR") or "/etc/bitdust")
+        state = env.get("STATE_DIRECTORY", "").split(":")[0]
+        runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
+        state_dir = (
+            Path(state)
+            if state
+            else Path(env.get("BITDUST_STATE_DIR") or "/var/lib/bitdust") / instance
+        )
+        runtime_dir = (
+            Path(runtime)
+            if runtime
+            else Path(env.get("BITDUST_RUNTIME_DIR") or "/run/bitdust") / instance
+        )
+        return cls(instance, config_dir, state_dir, runtime_dir)
+
+    @property
+    def conffile(self) -> Path:
+        return self.config_dir / f"{self.instance}.conf"
+
+    @property
+    def network_json(self) -> Path:
+        return self.config_dir / "network.json"
+
+    @property
+    def api_settings(self) -> Path:
+        return self.state_dir / "api-settings.conf"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.runtime_dir / "bitdust.pid"
+
+    @property
+    def api_secret(self) -> Path:
+        return self.runtime_dir / "api.secret"
+
+    @property
+    def api_socket(self) -> Path:
+        return self.runtime_dir / "api.sock"
+
+    @property
+    def role(self) -> str:
+        return role_of(self.instance)
+
+
+def check_instance_name(instance: str) -> None:
+    if not _INSTANCE_RE.match(instance):
+        raise ConfigError(
+            f"instance name {instance!r} is not valid (lower-case letters, digits, '.', '_', '-')"
+        )
+
+
+def role_of(instance: str) -> str:
+    """An instance named after a role runs that role; any other runs the all-in-one default."""
+    return instance if instance in ROLES else "default"
+
+
+def roles_dir() -> Path:
+    """Installed presets (/usr/share/bitdust/roles) win over the copies inside the program."""
+    override = os.environ.get("BITDUST_ROLES_DIR")
+    if override:
+        return Path(override)
+    installed = Path("/usr/share/bitdust/roles")
+    if installed.is_dir():
+        return installed
+    return Path(__file__).parent / "roles"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading layers
+
+
+@dataclass(frozen=True)
+class Setting:
+    value: Any
+    layer: str
+
+
+@dataclass
+class Config:
+    """Every option's value and the layer it came from."""
+
+    paths: Paths
+    settings: dict[str, Setting] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.settings[key].value
+
+    def layer(self, key: str) -> str:
+        return self.settings[key].layer
+
+    def enabled(self, service: str) -> bool:
+        return bool(self[service_key(service)])
+
+
+def parse_conf_lines(text: str, source: str) -> list[tuple[int, str, str]]:
+    """``key = value`` lines as (line number, key, raw value); comments and blanks skipped."""
+    entries = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, sep, value = stripped.partition("=")
+        if not sep:
+            raise ConfigError(f"{source}:{number}: expected 'key = value', got {stripped!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        entries.append((number, key.strip(), value))
+    return entries
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFFILE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except PermissionError:
+        raise ConfigError(f"cannot read {path}: permission denied") from None
+    if len(data) > MAX_CONFFILE_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFFILE_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+
+
+def read_conffile(path: Path) -> dict[str, Any]:
+    """Parsed values of a conffile; every bad line is reported with its file and line."""
+    text = _read_text(path)
+    if text is None:
+        return {}
+    values: dict[str, Any] = {}
+    errors = []
+    for number, key, raw in parse_conf_lines(text, str(path)):
+        try:
+            values[key] = get_option(key).parse(raw)
+        except ConfigError as exc:
+            errors.append(f"{path}:{number}: {exc}")
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return values
+
+
+def network_json_settings(data: Any, source: str) -> dict[str, Any]:
+    """Map BitDust's default_network.json shape onto settings keys."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a JSON object")
+    values: dict[str, Any] = {}
+    dht = data.get("service_entangled_dht") or {}
+    propagate = data.get("service_identity_propagate") or {}
+    if not isinstance(dht, dict) or not isinstance(propagate, dict):
+        raise ConfigError(f"{source}: service sections must be JSON objects")
+    numeric = {
+        "bucket_size": "services/entangled-dht/bucket-size",
+        "parallel_calls": "services/entangled-dht/parallel-calls",
+        "rpc_timeout": "services/entangled-dht/rpc-timeout",
+        "refresh_timeout": "services/entangled-dht/refresh-timeout",
+        "default_age": "services/entangled-dht/default-age",
+        "max_age": "services/entangled-dht/max-age",
+    }
+    try:
+        for name, key in numeric.items():
+            if name in dht:
+                values[key] = OPTIONS[key].parse(dht[name])
+        if "known_nodes" in dht:
+            nodes = dht["known_nodes"]
+            if not isinstance(nodes, list):
+                raise BadValue("service_entangled_dht.known_nodes: expected a list")
+            text = ",".join(f"{_field(n, 'host')}:{_field(n, 'udp_port')}" for n in nodes)
+            values["services/entangled-dht/known-nodes"] = OPTIONS[
+                "services/entangled-dht/known-nodes"
+            ].parse(text)
+        if "known_servers" in propagate:
+            servers = propagate["known_servers"]
+            if not isinstance(servers, list):
+                raise BadValue("service_identity_propagate.known_servers: expected a list")
+            text = ",".join(
+                f"{_field(s, 'host')}:{_field(s, 'http_port')}:{_field(s, 'tcp_port')}"
+                for s in servers
+            )
+            values["services/identity-propagate/known-servers"] = OPTIONS[
+                "services/identity-propagate/known-servers"
+            ].parse(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return values
+
+
+def _field(entry: Any, name: str) -> str:
+    if not isinstance(entry, dict) or name not in entry:
+        raise BadValue(f"entry {json.dumps(entry)[:80]} has no {name!r}")
+    return str(entry[name])
+
+
+def read_network_json(path: Path) -> dict[str, Any]:
+    text = _read_text(path)
+    if text is None:
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    return network_json_settings(data, str(path))
+
+
+def env_var(key: str) -> str:
+    return "BITDUST_" + re.sub(r"[^A-Z0-9]", "_", key.upper())
+
+
+def load_config(
+    paths: Paths,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, str] | None = None,
+) -> Config:
+    """Read every layer; all problems are collected and raised together."""
+    env = os.environ if env is None else env
+    config = Config(paths)
+    for key, option in OPTIONS.items():
+        config.settings[key] = Setting(option.default, "default")
+    errors: list[str] = []
+
+    def apply(layer: str, read: Callable[[], dict[str, Any]]) -> None:
+        try:
+            values = read()
+        except ConfigError as exc:
+            errors.append(str(exc))
+            return
+        for key, value in values.items():
+            config.settings[key] = Setting(value, layer)
+
+    role_file = roles_dir() / f"{paths.role}.conf"
+    apply(f"role {paths.role}", lambda: read_conffile(role_file))
+    apply(str(paths.network_json), lambda: read_network_json(paths.network_json))
+    apply(str(paths.conffile), lambda: read_conffile(paths.conffile))
+    apply(str(paths.api_settings), lambda: read_conffile(paths.api_settings))
+    env_values = {}
+    for key, option in OPTIONS.items():
+        if env_var(key) in env:
+            env_values[key] = (option, env[env_var(key)])
+    apply("environment", lambda: _parse_pairs(env_values, "environment"))
+    flag_values = {key: (get_option(key), raw) for key, raw in (flags or {}).items()}
+    apply("command line", lambda: _parse_pairs(flag_values, "command line"))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return config
+
+
+def _parse_pairs(pairs: Mapping[str, tuple[Option, str]], source: str) -> dict[str, Any]:
+    values, errors = {}, []
+    for key, (option, raw) in pairs.items():
+        try:
+            values[key] = option.parse(raw)
+        except ConfigError as exc:
+            errors.append(f"{source}: {exc}")
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# Editing a conffile
+
+
+def edit_conffile(path: Path, key: str, raw_value: str) -> str:
+    """Set ``key`` in ``path``, rewriting only its line; returns the value as written.
+
+    Validation happens before anything touches the disk, and the write is atomic (temp file,
+    fsync, rename), so a refused value or a crash leaves the old file byte-for-byte unchanged.
+    """
+    option = get_option(key)
+    formatted = option.format(option.parse(raw_value))
+    text = _read_text(path)
+    if text is not None and not os.access(path, os.W_OK):
+        raise ConfigError(f"cannot write {path}: permission denied (run the command with sudo)")
+    new_line = f"{key} = {formatted}"
+    lines = (text or "").splitlines(keepends=True)
+    if text is not None:
+        parse_conf_lines(text, str(path))  # refuse to edit a file we cannot read back
+    target = _find_key_line(lines, key, commented=False)
+    if target is not None:
+        ending = "\n" if lines[target].endswith("\n") else ""
+        lines[target] = new_line + ending
+    else:
+        commented = _find_key_line(lines, key, commented=True)
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        position = len(lines) if commented is None else commented + 1
+        lines.insert(position, new_line + "\n")
+    atomic_write(path, "".join(lines).encode("utf-8"))
+    return formatted
+
+
+def _find_key_line(lines: list[str], key: str, commented: bool) -> int | None:
+    pattern = re.compile(r"^\s*#\s*" if commented else r"^\s*")
+    found = None
+    for index, line in enumerate(lines):
+        match = pattern.match(line)
+        if match is None:
+            continue
+        rest = line[match.end() :]
+        name, sep, _ = rest.partition("=")
+        if sep and name.strip() == key:
+            found = index  # the last one wins, as when reading
+    return found
+
+
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never half."""
+    if mode is None:
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o644
+    try:
+        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except PermissionError:
+        raise ConfigError(
+            f"cannot write {path}: permission denied (run the command with sudo)"
+        ) from None
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fchmod(out.fileno(), mode)
+            os.fsync(out.fileno())
+        try:
+            stat = path.stat()
+            os.chown(temp_name, stat.st_uid, stat.st_gid)
+        except (FileNotFoundError, PermissionError):
+            pass
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

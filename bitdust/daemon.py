@@ -1,0 +1,336 @@
+"""The node's process: config check, pidfile, API, services, signals and systemd notifications.
+
+`bitdust run` ends up here. Everything that touches the process as a whole lives in this module
+(signals, sd_notify, the watchdog, the pidfile lock, the API secret); the node and its services
+know nothing of them. SIGTERM stops cleanly and exits 0; SIGHUP reloads; a service that cannot
+start stops the process with its reason and a non-zero exit, so systemd can restart it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import grp
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bitdust import __version__
+from bitdust.api import routes as api_routes
+from bitdust.api.server import build_app
+from bitdust.config import Config, ConfigError, Paths, atomic_write, edit_conffile, load_config
+from bitdust.node.checks import check_config, pid_of_running
+from bitdust.node.node import Node
+from bitdust.node.service import ServiceError
+
+log = logging.getLogger("bitdust")
+
+STOP_TIMEOUT = 8.0
+EXIT_CONFIG = 2
+
+
+class StartError(Exception):
+    """The node cannot start; the message lists every reason."""
+
+
+def load_checked_config(paths: Paths, flags: dict[str, str]) -> Config:
+    """The whole configuration, or StartError with every problem found in it."""
+    try:
+        config = load_config(paths, flags=flags)
+    except ConfigError as exc:
+        raise StartError(str(exc)) from None
+    problems = check_config(config)
+    if problems:
+        raise StartError("\n".join(problems))
+    return config
+
+
+def setup_logging(level: str) -> None:
+    """One line per record on stderr; journald adds the time, a terminal gets it from us."""
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not os.environ.get("JOURNAL_STREAM"):
+        fmt = "%(asctime)s " + fmt
+    handler.setFormatter(logging.Formatter(fmt))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+class Notifier:
+    """sd_notify, silent when no NOTIFY_SOCKET was given (as on a terminal)."""
+
+    def __init__(self) -> None:
+        self._notifier = None
+        if os.environ.get("NOTIFY_SOCKET"):
+            import sdnotify
+
+            self._notifier = sdnotify.SystemdNotifier()
+
+    def __call__(self, *fields: str) -> None:
+        if self._notifier is not None:
+            self._notifier.notify("\n".join(fields))
+
+    @staticmethod
+    def watchdog_interval() -> float | None:
+        """Half of systemd's WatchdogSec, when the watchdog is meant for this process.
+
+        The onefile bootloader is the unit's main pid and we are its child, so WATCHDOG_PID may
+        name our parent; NotifyAccess=all lets our pings count.
+        """
+        usec = os.environ.get("WATCHDOG_USEC", "")
+        pid = os.environ.get("WATCHDOG_PID", "")
+        if not usec.isdigit() or int(usec) == 0:
+            return None
+        if pid and pid not in (str(os.getpid()), str(os.getppid())):
+            return None
+        return int(usec) / 2e6
+
+
+class PidFile:
+    """The instance's pidfile, locked for as long as the node runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        running = pid_of_running(self.path)
+        if running is not None:
+            raise StartError(f"instance is already running (pid {running}, pidfile {self.path})")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StartError(f"instance is already running (pidfile {self.path})") from None
+        manager = "systemd" if os.environ.get("INVOCATION_ID") else "bitdust"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {manager}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self.fd)
+            self.fd = None
+
+
+def _bitdust_gid() -> int | None:
+    try:
+        return grp.getgrnam("bitdust").gr_gid
+    except KeyError:
+        return None
+
+
+def write_secret(path: Path) -> str:
+    """A fresh API secret: 0640 group bitdust when that group exists (its members may use the
+    CLI), else 0600."""
+    secret = secrets.token_urlsafe(32)
+    gid = _bitdust_gid()
+    atomic_write(path, (secret + "\n").encode(), mode=0o640 if gid is not None else 0o600)
+    if gid is not None:
+        with contextlib.suppress(PermissionError):
+            os.chown(path, -1, gid)
+    return secret
+
+
+class Daemon:
+    """One running instance: owns the node, the API listeners and the process-wide signals."""
+
+    def __init__(self, paths: Paths, config: Config, flags: dict[str, str]) -> None:
+        self.paths = paths
+        self.config = config
+        self.flags = flags
+        self.node = Node(config)
+        self.notify = Notifier()
+        self.started = time.time()
+        self.version = __version__
+        self.secret: str | None = None
+        self._stop = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    # -- what the API may ask ----------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        asyncio.get_running_loop().call_soon(self._stop.set)
+
+    def reload(self) -> tuple[list[str], list[str]]:
+        """Re-read every layer; a broken config is refused and the node keeps the old one."""
+        self.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            config = load_checked_config(self.paths, self.flags)
+        except StartError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            self.notify("READY=1", "STATUS=reload refused: " + str(exc).splitlines()[0])
+            raise ConfigError(f"reload refused: {exc}") from None
+        applied, pending = self.node.reload(config)
+        self.config = config
+        if applied:
+            log.info("reloaded: %s", ", ".join(applied))
+        if pending:
+            log.warning("restart needed to apply: %s", ", ".join(pending))
+        self.notify("READY=1", "STATUS=" + self.node.status_line())
+        return applied, pending
+
+    def set_option(self, key: str, raw: str) -> tuple[str, list[str], list[str]]:
+        """The API's config/set: written to api-settings.conf in the state dir, then reloaded."""
+        value = edit_conffile(self.paths.api_settings, key, raw)
+        applied, pending = self.reload()
+        return value, applied, pending
+
+    async def restart_services(self) -> None:
+        """Stop every service, re-read the config and start again, in this process."""
+        config = load_checked_config(self.paths, self.flags)
+        await self.node.stop()
+        self.config = config
+        self.node = Node(config)
+        await self.node.start()
+        self.notify("READY=1", "STATUS=" + self.node.status_line())
+
+    # -- the process -------------------------------------------------------------------------
+
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
+        self.notify("STATUS=starting")
+        self.secret = write_secret(self.paths.api_secret)
+        watchdog = None
+        try:
+            await self._start_api()
+            await self.node.start()
+            self.notify("READY=1", "STATUS=" + self.node.status_line())
+            log.info("node %s ready: %s", self.paths.instance, self.node.status_line())
+            watchdog = asyncio.create_task(self._watchdog())
+            await self._stop.wait()
+            exit_code = 0
+        except ServiceError as exc:
+            log.error("%s", exc)
+            self.notify("STATUS=failed: " + str(exc))
+            exit_code = 1
+        except OSError as exc:
+            log.error("cannot start the REST API: %s", exc)
+            self.notify(f"STATUS=failed: REST API: {exc}")
+            exit_code = 1
+        self.notify("STOPPING=1")
+        log.info("stopping")
+        if watchdog is not None:
+            watchdog.cancel()
+        try:
+            await asyncio.wait_for(self.node.stop(), STOP_TIMEOUT)
+        except TimeoutError:
+            log.error("services did not stop within %.0f s", STOP_TIMEOUT)
+        await self._stop_api()
+        self.paths.api_secret.unlink(missing_ok=True)
+        return exit_code
+
+    def _reload_on_signal(self) -> None:
+        with contextlib.suppress(ConfigError):
+            self.reload()
+
+    async def _watchdog(self) -> None:
+        interval = Notifier.watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            self.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+    def _api_secret(self) -> str | None:
+        return self.secret if self.config["interface/api/auth-secret-enabled"] else None
+
+    async def _start_api(self) -> None:
+        allowed = {self.node.api_host}
+        app = build_app(api_routes.ROUTES, self._api_secret, allowed, self)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        port = self.config["interface/api/rest-http-port"]
+        tcp = web.TCPSite(self._runner, self.node.api_host, port, reuse_address=True)
+        await tcp.start()
+        socket_path = self.paths.api_socket
+        socket_path.unlink(missing_ok=True)
+        await web.UnixSite(self._runner, str(socket_path)).start()
+        gid = _bitdust_gid()
+        os.chmod(socket_path, 0o660 if gid is not None else 0o600)
+        if gid is not None:
+            with contextlib.suppress(PermissionError):
+                os.chown(socket_path, -1, gid)
+        log.info("REST API on http://%s:%d and %s", self.node.api_host, self.api_port, socket_path)
+
+    @property
+    def api_port(self) -> int:
+        """The bound TCP port (the setting may be 0 = any free port)."""
+        if self._runner is None:
+            return 0
+        for site in self._runner.sites:
+            if isinstance(site, web.TCPSite) and site._server is not None:
+                return site._server.sockets[0].getsockname()[1]
+        return 0
+
+    async def _stop_api(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self.paths.api_socket.unlink(missing_ok=True)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "instance": self.paths.instance,
+            "role": self.paths.role,
+            "pid": os.getpid(),
+            "started": self.started,
+            "uptime": round(time.time() - self.started, 3),
+            "ready": self.node.ready,
+            "state_dir": str(self.paths.state_dir),
+            "runtime_dir": str(self.paths.runtime_dir),
+            "config_file": str(self.paths.conffile),
+            "api": {"host": self.node.api_host, "port": self.api_port},
+            "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+        }
+
+
+def prepare_dirs(paths: Paths) -> None:
+    for directory, mode in ((paths.state_dir, 0o750), (paths.runtime_dir, 0o755)):
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=mode)
+        except PermissionError:
+            raise StartError(f"cannot create {directory}: permission denied") from None
+        if not os.access(directory, os.W_OK):
+            raise StartError(f"cannot write to {directory}: permission denied")
+
+
+def run(paths: Paths, flags: dict[str, str]) -> int:
+    """`bitdust run`: check everything, then serve until SIGTERM. Returns the exit code."""
+    try:
+        config = load_checked_config(paths, flags)
+        setup_logging(config["logs/level"])
+        prepare_dirs(paths)
+        pidfile = PidFile(paths.pidfile)
+        pidfile.acquire()
+    except StartError as exc:
+        for line in str(exc).splitlines():
+            print(f"bitdust: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        try:
+            import uvloop
+        except ImportError:
+            uvloop = None
+        daemon = Daemon(paths, config, flags)
+        if uvloop is not None:
+            return uvloop.run(daemon.main())
+        return asyncio.run(daemon.main())
+    finally:
+        pidfile.release()

@@ -1,0 +1,238 @@
+"""Runs the enabled services of one instance in dependency order and stops them in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import ipaddress
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from bitdust.config import OPTIONS, Config, service_key
+from bitdust.node.catalog import ServiceSpec, start_order
+from bitdust.node.service import Service, ServiceError, ServiceState, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+SECTION_OWNERS = {
+    "dht": "entangled-dht",
+    "suppliers": "customer",
+    "customers": "supplier",
+    "proxy": "proxy-transport",
+}
+
+
+@dataclass
+class Slot:
+    """A service's place in the node: its spec, its state and, while it runs, its object."""
+
+    spec: ServiceSpec
+    state: ServiceState = ServiceState.OFF
+    reason: str = ""
+    service: Service | None = None
+
+
+class Node:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.paths = config.paths
+        self.slots: dict[str, Slot] = {spec.name: Slot(spec) for spec in start_order()}
+        self.ready = False
+        self.restart_needed: set[str] = set()
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    @property
+    def listen_host(self) -> str:
+        """Where public services bind; empty means every address."""
+        return self.config["services/network/listen-host"]
+
+    @property
+    def bind_host(self) -> str:
+        return self.listen_host or "0.0.0.0"
+
+    @property
+    def api_host(self) -> str:
+        """The REST API stays on loopback: the listen host when that is one, else 127.0.0.1."""
+        host = self.listen_host
+        if host and ipaddress.ip_address(host).is_loopback:
+            return host
+        return "127.0.0.1"
+
+    async def resolve(self, host: str) -> str:
+        """The host map first (so one machine can play host-a.com … host-d.com), then DNS."""
+        mapped = self.config["services/network/host-map"].get(host.lower())
+        if mapped:
+            return mapped
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            pass
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(
+                host, None, family=socket.AF_INET, type=socket.SOCK_DGRAM
+            )
+        except OSError as exc:
+            raise ServiceError(f"cannot resolve host {host!r}: {exc}") from None
+        return infos[0][4][0]
+
+    # -- services ----------------------------------------------------------------------------
+
+    def service(self, name: str) -> Service:
+        """The running service ``name``, or ServiceUnavailable saying why it is not running."""
+        slot = self.slots[name]
+        if slot.state is not ServiceState.ON or slot.service is None:
+            why = f": {slot.reason}" if slot.reason else ""
+            raise ServiceUnavailable(
+                f"service {name} is {slot.state.value}{why} (enable it with "
+                f"'bitdust set {service_key(name)} true')"
+            )
+        return slot.service
+
+    def plan(self) -> None:
+        """Decide each service's fate from the config before anything starts."""
+        for slot in self.slots.values():
+            spec = slot.spec
+            slot.service, slot.reason = None, ""
+            if not self.config.enabled(spec.name):
+                slot.state, slot.reason = ServiceState.OFF, "disabled"
+            elif spec.implementation is None:
+                slot.state, slot.reason = ServiceState.OFF, "not provided"
+            else:
+                off = [need for need in spec.needs if self.slots[need].state is not ServiceState.ON]
+                if off:
+                    slot.state = ServiceState.DEPENDS_OFF
+                    slot.reason = "needs " + ", ".join(off)
+                else:
+                    slot.state = ServiceState.ON  # provisional: these are the ones to start
+
+    async def start(self) -> None:
+        """Start every planned service; on a failure stop what started and raise the reason."""
+        self.plan()
+        to_start = [slot for slot in self.slots.values() if slot.state is ServiceState.ON]
+        for slot in to_start:
+            slot.state = ServiceState.OFF
+        for slot in to_start:
+            off = [n for n in slot.spec.needs if self.slots[n].state is not ServiceState.ON]
+            if off:
+                slot.state, slot.reason = ServiceState.DEPENDS_OFF, "needs " + ", ".join(off)
+                continue
+            slot.state = ServiceState.STARTING
+            log.info("starting service %s", slot.spec.name)
+            try:
+                service = _load(slot.spec)(self)
+                await service.start()
+            except ServiceError as exc:
+                slot.state, slot.reason = ServiceState.FAILED, str(exc)
+                await self.stop()
+                raise ServiceError(f"service {slot.spec.name} failed to start: {exc}") from None
+            slot.service, slot.state, slot.reason = service, ServiceState.ON, ""
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        for slot in reversed(list(self.slots.values())):
+            if slot.service is None:
+                continue
+            slot.state = ServiceState.STOPPING
+            log.info("stopping service %s", slot.spec.name)
+            try:
+                await slot.service.stop()
+            except Exception:
+                log.exception("service %s did not stop cleanly", slot.spec.name)
+            slot.service, slot.state = None, ServiceState.OFF
+
+    def reload(self, config: Config) -> tuple[list[str], list[str]]:
+        """Adopt a new config: live keys apply now; the rest are reported as needing a restart."""
+        changed = {key for key in config.settings if config[key] != self.config[key]}
+        live = {key for key in changed if _is_live(key, self.running())}
+        self.config = config
+        for service in self.running():
+            service.config = config
+            mine = live & service.live_keys
+            if mine:
+                service.reload(mine)
+        if "logs/level" in live:
+            logging.getLogger().setLevel(config["logs/level"].upper())
+        self.restart_needed |= changed - live
+        return sorted(live), sorted(changed - live)
+
+    def running(self) -> list[Service]:
+        return [slot.service for slot in self.slots.values() if slot.service is not None]
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def states(self) -> list[dict[str, Any]]:
+        """BitDust's automat list: every service, then the inner machines of running ones."""
+        rows = []
+        for index, slot in enumerate(self.slots.values(), start=1):
+            row = {"index": index, "name": slot.spec.automat_name, "state": slot.state.value}
+            if slot.reason:
+                row["reason"] = slot.reason
+            rows.append(row)
+        index = 50
+        for service in self.running():
+            for name, state in service.automats():
+                rows.append({"index": index, "name": name, "state": state})
+                index += 1
+        return rows
+
+    def service_info(self, name: str) -> dict[str, Any]:
+        slot = self.slots[name]
+        info: dict[str, Any] = {
+            "name": name,
+            "state": slot.state.value,
+            "enabled": self.config.enabled(name),
+            "enabled_key": service_key(name),
+            "depends": list(slot.spec.needs),
+            "conflicts": list(slot.spec.conflicts),
+        }
+        if slot.reason:
+            info["reason"] = slot.reason
+        if slot.service is not None:
+            info.update(slot.service.info())
+        return info
+
+    def network_status(self, sections: list[str]) -> dict[str, Any]:
+        """BitDust's `network/status`: the node, then what each running service adds."""
+        result: dict[str, Any] = {
+            "instance": self.paths.instance,
+            "role": self.paths.role,
+            "ready": self.ready,
+            "services_on": [s.spec.name for s in self.slots.values() if s.service is not None],
+        }
+        for service in self.running():
+            result.update(service.network_status(sections))
+        for section in sections:
+            if section not in result:
+                owner = SECTION_OWNERS[section]
+                result[section] = {
+                    "state": self.slots[owner].state.value,
+                    "reason": f"service {owner} is not running",
+                }
+        return result
+
+    def status_line(self) -> str:
+        if not self.ready:
+            return "starting"
+        parts = [f"{len(self.running())} services on"]
+        parts += [text for service in self.running() if (text := service.status_text())]
+        if self.restart_needed:
+            parts.append("restart needed for " + ", ".join(sorted(self.restart_needed)))
+        return "; ".join(parts)
+
+
+def _is_live(key: str, services: list[Service]) -> bool:
+    return OPTIONS[key].live or any(key in service.live_keys for service in services)
+
+
+def _load(spec: ServiceSpec) -> type[Service]:
+    assert spec.implementation is not None
+    module_name, _, class_name = spec.implementation.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ServiceError(f"its code is missing from this build ({exc})") from None

@@ -17,11 +17,9 @@ logged nor put into an exception message; a backup is never overwritten; input i
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -30,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bitdust.identity.errors import IdurlError, KeyFileError, WrongPassphraseError
+from bitdust.identity.files import atomic_write, read_bounded
 from bitdust.identity.idurl import parse_idurl
 
 DEFAULT_KEY_BITS = 2048
@@ -176,14 +175,18 @@ def private_key_from_pem(
 
 def save_private_key(path: str | os.PathLike[str], key: rsa.RSAPrivateKey) -> None:
     """Write the private key as PKCS#1 PEM to ``path`` atomically with mode 0600 (replacing)."""
-    atomic_write(Path(path), private_key_to_pem(key), mode=0o600, overwrite=True)
+    atomic_write(
+        Path(path), private_key_to_pem(key), mode=0o600, overwrite=True, error=KeyFileError
+    )
 
 
 def load_private_key(
     path: str | os.PathLike[str], passphrase: str | bytes | None = None
 ) -> rsa.RSAPrivateKey:
     """Read a private key written by :func:`save_private_key`."""
-    data = read_bounded(Path(path), MAX_KEY_FILE_SIZE, what=f"key file {os.fspath(path)}")
+    data = read_bounded(
+        Path(path), MAX_KEY_FILE_SIZE, what=f"key file {os.fspath(path)}", error=KeyFileError
+    )
     return private_key_from_pem(data, passphrase, what=f"key file {os.fspath(path)}")
 
 
@@ -213,7 +216,7 @@ def write_key_backup(
     written.
     """
     data = key_backup_bytes(idurl, key, passphrase)
-    atomic_write(Path(path), data, mode=0o600, overwrite=False)
+    atomic_write(Path(path), data, mode=0o600, overwrite=False, error=KeyFileError)
 
 
 def read_key_backup(
@@ -234,7 +237,7 @@ def read_key_backup(
             )
     else:
         what = f"key backup {os.fspath(path_or_bytes)}"
-        data = read_bounded(Path(path_or_bytes), MAX_KEY_FILE_SIZE, what=what)
+        data = read_bounded(Path(path_or_bytes), MAX_KEY_FILE_SIZE, what=what, error=KeyFileError)
     first, sep, rest = data.partition(b"\n")
     first = first.rstrip(b"\r")
     try:
@@ -248,110 +251,6 @@ def read_key_backup(
     if not sep or b"-----BEGIN " not in rest:
         raise KeyFileError(f"{what} is not a key backup file: no PEM private key after the IDURL")
     return idurl, private_key_from_pem(rest, passphrase, what=what)
-
-
-# --- files ---------------------------------------------------------------------------------------
-
-
-def atomic_write(path: Path, data: bytes, *, mode: int, overwrite: bool) -> None:
-    """Write ``data`` to ``path`` atomically: no reader ever sees a partial file.
-
-    A temporary file is created in the same directory with ``mode`` (O_EXCL), written, fsynced and
-    then renamed over ``path`` (``overwrite=True``) or hard-linked to it (``overwrite=False``, which
-    fails if ``path`` exists; on file systems without hard links an O_EXCL create is used). The
-    directory is fsynced afterwards. Raises :class:`KeyFileError` with the reason.
-    """
-    directory = path.parent
-    if not overwrite and os.path.lexists(path):
-        raise KeyFileError(f"refusing to overwrite {path}: the file exists (choose another name)")
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise KeyFileError(f"cannot write {path}: {exc.strerror}") from None
-    tmp = Path(tmp_name)
-    try:
-        try:
-            os.fchmod(fd, mode)
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise KeyFileError(
-                    f"refusing to overwrite {path}: the file exists (choose another name)"
-                ) from None
-            except OSError:
-                _exclusive_write(path, data, mode)
-            tmp.unlink()
-        _fsync_dir(directory)
-    except KeyFileError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise KeyFileError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def read_bounded(path: Path, limit: int, *, what: str) -> bytes:
-    """Read at most ``limit`` bytes of a regular file; larger files are an error."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
-    except FileNotFoundError:
-        raise KeyFileError(f"{what}: no such file") from None
-    except IsADirectoryError:
-        raise KeyFileError(f"{what} is a directory, not a file") from None
-    except OSError as exc:
-        raise KeyFileError(f"cannot read {what}: {exc.strerror or exc}") from None
-    if len(data) > limit:
-        raise KeyFileError(f"{what} is too large (over {limit} bytes)")
-    return data
-
-
-def _exclusive_write(path: Path, data: bytes, mode: int) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except FileExistsError:
-        raise KeyFileError(
-            f"refusing to overwrite {path}: the file exists (choose another name)"
-        ) from None
-    try:
-        os.fchmod(fd, mode)
-        _write_all(fd, data)
-        os.fsync(fd)
-    except OSError:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            path.unlink()
-        raise
-    os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _passphrase_bytes(passphrase: str | bytes) -> bytes:

@@ -1,0 +1,26 @@
+"""BitDust's DHT (the ``entangled-dht`` service): Kademlia over UDP, sans-IO core + asyncio shell.
+
+Layout, one concern per module:
+
+- ``wire``: the datagram format. One msgpack map per datagram carrying a protocol version
+  (``VERSION``), a message type, a 20-byte request id and the sender's claimed node id; at most
+  ``MAX_DATAGRAM`` (8 KiB) and validated field by field. Anything else is ``MalformedMessage``.
+- ``routing``: 160-bit ids, XOR distance, k-buckets with least-recently-seen eviction. It returns
+  actions ("ping the oldest contact") instead of scheduling anything, and learns only peers that
+  spoke to us directly, at the address their datagrams came from.
+- ``records``: what is signed. A record's signature covers a domain prefix
+  (``b"bitdust-dht-record-v1"``) and the canonical bytes of its key, value, created and expiry
+  times, scheme, public key and owner IDURL. Schemes are pluggable (Ed25519 built in). Records are
+  verified before a node stores one and before a lookup reports one.
+- ``store``: records held per (key, signer), newer replaces older, bounded per node, key, signer
+  and source IP; SQLite persistence (WAL, ``PRAGMA user_version`` = schema version 1, forward
+  migrations) of records, published records, the routing table, the random node id and the node's
+  Ed25519 key. An in-memory variant (no database) serves the simulator.
+- ``protocol``: ``DHTNode``, the state machine: iterative lookups with alpha parallel RPCs, STORE
+  to the k closest, bucket refresh, republish by publisher and holders, expiry. A reply is accepted
+  only when its request id *and* the address the request was sent to match a pending RPC.
+- ``transport``: the thin asyncio shell (UDP endpoint, one timer, futures) and ``start_dht``.
+
+Clocks: the core is given a monotonic ``now``; record times are Unix seconds, computed as
+``now + wall_offset``, which the shell keeps in step with the wall clock.
+"""

@@ -1,0 +1,697 @@
+"""The Kademlia node as a sans-IO state machine (shaped like aioquic's connection).
+
+Inputs are the user's calls (``bootstrap``, ``find_node``, ``get_value``, ``set_value``, ``ping``),
+``receive_datagram(data, addr, now)`` and ``handle_timer(now)``; outputs are
+``datagrams_to_send()``, ``get_timer()`` and ``next_event()``. ``now`` is a monotonic clock passed
+in by the caller; wall-clock time, which records carry between nodes, is ``now + wall_offset`` and
+the shell keeps ``wall_offset`` current. The core never sleeps, opens sockets or reads a clock.
+
+Trust: a reply counts only if its request id *and* the address the request went to match a pending
+RPC; the routing table only learns peers that spoke to us directly; records are verified before
+they are stored and before a lookup reports them. Anything malformed or unexpected is dropped and
+counted in ``counters``; every queue and table is bounded.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+import msgpack
+
+from bitdust.dht.records import Record, Signer, check_record, sign_record
+from bitdust.dht.routing import PingOldest, RoutingTable, id_int
+from bitdust.dht.settings import DHTSettings
+from bitdust.dht.store import RecordStore
+from bitdust.dht.wire import (
+    ID_SIZE,
+    MAX_DATAGRAM,
+    MAX_RECORDS,
+    REQUESTS,
+    Contact,
+    MalformedMessage,
+    Message,
+    MsgType,
+    decode,
+    encode,
+)
+
+Addr = tuple[str, int]
+
+MAX_SEEDS = 64
+MAX_RATE_ENTRIES = 4096
+# A lookup may query at most this many nodes per k: it bounds the cost of peers that keep
+# inventing "closer" contacts that never answer.
+QUERIES_PER_K = 16
+
+_EXPECTED: dict[MsgType, frozenset[MsgType]] = {
+    MsgType.PING: frozenset({MsgType.PONG, MsgType.ERROR}),
+    MsgType.FIND_NODE: frozenset({MsgType.NODES, MsgType.ERROR}),
+    MsgType.FIND_VALUE: frozenset({MsgType.VALUES, MsgType.NODES, MsgType.ERROR}),
+    MsgType.STORE: frozenset({MsgType.STORED, MsgType.ERROR}),
+}
+
+COUNTERS = (
+    "datagrams_in",
+    "datagrams_out",
+    "malformed",
+    "unmatched",
+    "from_self",
+    "rate_limited",
+    "timeouts",
+    "pending_full",
+    "bad_contacts",
+    "invalid_signature",
+    "bad_record",
+    "store_refused",
+    "stored",
+    "expired",
+)
+
+
+class DHTBusy(RuntimeError):
+    """Too many operations are running; the caller may retry later."""
+
+
+# Events ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LookupDone:
+    """``nodes``: the k closest responding nodes to ``target``, nearest first."""
+
+    op_id: int
+    target: bytes
+    nodes: tuple[Contact, ...]
+    hops: int
+    queried: int
+
+
+@dataclass(frozen=True, slots=True)
+class ValueFound:
+    """Verified, unexpired records under ``key``, one per signer, newest first; may be empty."""
+
+    op_id: int
+    key: bytes
+    records: tuple[Record, ...]
+    hops: int
+    queried: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreDone:
+    op_id: int
+    key: bytes
+    stored_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class PingDone:
+    """``contact`` is None when the address did not answer in time."""
+
+    op_id: int
+    contact: Contact | None
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapDone:
+    op_id: int
+    contacts: int
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapFailed:
+    op_id: int
+
+
+Event = LookupDone | ValueFound | StoreDone | PingDone | BootstrapDone | BootstrapFailed
+
+
+# Operations -----------------------------------------------------------------------------------
+
+
+class _State(Enum):
+    NEW = 0
+    WAIT = 1
+    DONE = 2
+    FAILED = 3
+
+
+@dataclass(slots=True)
+class _Candidate:
+    contact: Contact
+    distance: int
+    depth: int
+    state: _State = _State.NEW
+
+
+@dataclass(slots=True)
+class _Lookup:
+    """Iterative FIND_NODE / FIND_VALUE (paper §2.3), optionally followed by STOREs."""
+
+    op_id: int
+    target: bytes
+    mode: str  # "node", "value" or "store"
+    report: bool
+    record: Record | None = None
+    bootstrap_op: int | None = None
+    candidates: dict[bytes, _Candidate] = field(default_factory=dict)
+    inflight: int = 0
+    queried: int = 0
+    records: dict[bytes, Record] = field(default_factory=dict)
+    storing: int = -1  # STOREs still awaited; -1 while looking up
+    stored: int = 0
+
+    def ranked(self) -> list[_Candidate]:
+        live = [c for c in self.candidates.values() if c.state is not _State.FAILED]
+        live.sort(key=lambda c: c.distance)
+        return live
+
+
+@dataclass(slots=True)
+class _Bootstrap:
+    op_id: int
+    waiting: int
+    answered: bool = False
+    report: bool = True
+
+
+@dataclass(slots=True)
+class _Ping:
+    op_id: int
+    report: bool
+    evict: PingOldest | None = None
+
+
+_Op = _Lookup | _Bootstrap | _Ping
+
+
+@dataclass(slots=True)
+class _Pending:
+    rid: bytes
+    addr: Addr
+    node_id: bytes | None
+    kind: MsgType
+    op: _Op | None
+    deadline: float
+
+
+# The node -------------------------------------------------------------------------------------
+
+
+class DHTNode:
+    """One Kademlia node; see the module docstring for the I/O contract."""
+
+    def __init__(
+        self,
+        node_id: bytes,
+        settings: DHTSettings,
+        store: RecordStore,
+        signer: Signer,
+        *,
+        now: float,
+        wall_offset: float = 0.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if len(node_id) != ID_SIZE:
+            raise ValueError(f"node id: expected {ID_SIZE} bytes")
+        self.node_id = node_id
+        self.settings = settings
+        self.store = store
+        self.signer = signer
+        self.wall_offset = wall_offset
+        self.rng = rng if rng is not None else random.SystemRandom()
+        self.table = RoutingTable(
+            node_id, settings.k, now, settings.replacement_cache, settings.max_failures
+        )
+        for contact in store.load_contacts():
+            self.table.add(contact)
+        store.load(self.wall(now), now)
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self._out: list[tuple[bytes, Addr]] = []
+        self._events: deque[Event] = deque()
+        self._pending: dict[bytes, _Pending] = {}
+        self._deadlines: list[tuple[float, bytes]] = []
+        self._ops: dict[int, _Op] = {}
+        self._next_op = 1
+        self._evicting: set[bytes] = set()
+        self._republished: dict[tuple[bytes, bytes], float] = {}
+        self._rate: dict[str, list[float]] = {}
+        self._next_maintenance = now + settings.maintenance_interval
+
+    # Outputs ----------------------------------------------------------------------------------
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Addr]]:
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float:
+        """When ``handle_timer`` must next run: the nearest RPC deadline or maintenance."""
+        while self._deadlines:
+            deadline, rid = self._deadlines[0]
+            pending = self._pending.get(rid)
+            if pending is not None and pending.deadline == deadline:
+                return min(deadline, self._next_maintenance)
+            heapq.heappop(self._deadlines)
+        return self._next_maintenance
+
+    def wall(self, now: float) -> float:
+        return now + self.wall_offset
+
+    def stats(self) -> dict[str, object]:
+        """Figures for the API: ``contacts`` is the routing-table size."""
+        return {
+            "node_id": self.node_id.hex(),
+            "contacts": len(self.table),
+            "buckets": len(self.table.buckets),
+            "items": len(self.store),
+            "published": len(self.store.published()),
+            "bytes": self.store.total_bytes,
+            "pending": len(self._pending),
+            "operations": len(self._ops),
+            "counters": dict(self.counters),
+        }
+
+    def save(self) -> None:
+        """Persist the routing table (records are written through as they change)."""
+        self.store.save_contacts(self.table)
+
+    # User calls -------------------------------------------------------------------------------
+
+    def bootstrap(self, addrs: list[Addr], now: float) -> int:
+        """Join through known nodes: ask each for our own neighbourhood, then look ourselves up."""
+        op = _Bootstrap(self._new_op_id(), 0)
+        self._ops[op.op_id] = op
+        for addr in addrs[:MAX_SEEDS]:
+            if self._request(MsgType.FIND_NODE, addr, None, op, now, target=self.node_id):
+                op.waiting += 1
+        if op.waiting == 0:
+            self._end(op, BootstrapFailed(op.op_id))
+        return op.op_id
+
+    def find_node(self, target: bytes, now: float) -> int:
+        return self._lookup(target, "node", now, report=True)
+
+    def get_value(self, key: bytes, now: float) -> int:
+        return self._lookup(key, "value", now, report=True)
+
+    def set_value(self, record: Record, now: float) -> int:
+        """Publish a signed record to the k closest nodes, and republish it until it expires."""
+        s = self.settings
+        reason = check_record(record, self.wall(now), s.max_age, s.clock_skew, s.max_value_size)
+        if reason is not None:
+            raise ValueError(f"record refused: {reason}")
+        self.store.publish(record)
+        self._republished[(record.key, record.public_key)] = now
+        return self._lookup(record.key, "store", now, report=True, record=record)
+
+    def ping(self, addr: Addr, now: float) -> int:
+        op = _Ping(self._new_op_id(), report=True)
+        self._ops[op.op_id] = op
+        if not self._request(MsgType.PING, addr, None, op, now):
+            self._end(op, PingDone(op.op_id, None))
+        return op.op_id
+
+    def sign(
+        self, key: bytes, value: bytes, now: float, age: int | None = None, owner: str | None = None
+    ) -> Record:
+        """A record signed by this node's signer, valid from now for ``age`` seconds."""
+        age = self.settings.default_age if age is None else age
+        if not 0 < age <= self.settings.max_age:
+            raise ValueError(f"age={age}: expected 1..{self.settings.max_age} seconds")
+        return sign_record(self.signer, key, value, int(self.wall(now)), age, owner)
+
+    # Inputs -----------------------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        """Feed one datagram from ``addr``; bad input is dropped and counted, never raised."""
+        self.counters["datagrams_in"] += 1
+        try:
+            msg = decode(data)
+        except MalformedMessage:
+            self.counters["malformed"] += 1
+            return
+        if msg.sender == self.node_id:
+            self.counters["from_self"] += 1
+            return
+        if msg.kind in REQUESTS:
+            if self._allow(addr[0], now):
+                self._serve(msg, addr, now)
+            else:
+                self.counters["rate_limited"] += 1
+            return
+        pending = self._pending.get(msg.rid)
+        if (
+            pending is None
+            or pending.addr != addr
+            or msg.kind not in _EXPECTED[pending.kind]
+            or (pending.node_id is not None and pending.node_id != msg.sender)
+        ):
+            self.counters["unmatched"] += 1
+            return
+        del self._pending[msg.rid]
+        self._heard(Contact(msg.sender, addr[0], addr[1]), now)
+        self._on_reply(pending, msg, now)
+
+    def handle_timer(self, now: float) -> None:
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, rid = heapq.heappop(self._deadlines)
+            pending = self._pending.get(rid)
+            if pending is not None and pending.deadline == deadline:
+                del self._pending[rid]
+                self.counters["timeouts"] += 1
+                if pending.node_id is not None:
+                    self.table.fail(pending.node_id)
+                self._on_timeout(pending, now)
+        if now >= self._next_maintenance:
+            self._next_maintenance = now + self.settings.maintenance_interval
+            self._maintain(now)
+
+    # Serving requests -------------------------------------------------------------------------
+
+    def _allow(self, host: str, now: float) -> bool:
+        """Per-source-IP token bucket: bounds the work (and reply traffic) one address causes."""
+        s = self.settings
+        entry = self._rate.pop(host, None)
+        if entry is None:
+            entry = [s.request_burst_per_ip, now]
+            if len(self._rate) >= MAX_RATE_ENTRIES:
+                del self._rate[next(iter(self._rate))]
+        refill = (now - entry[1]) * s.requests_per_second_per_ip
+        tokens = min(s.request_burst_per_ip, entry[0] + refill)
+        allowed = tokens >= 1.0
+        self._rate[host] = [tokens - 1.0 if allowed else tokens, now]
+        return allowed
+
+    def _serve(self, msg: Message, addr: Addr, now: float) -> None:
+        self._heard(Contact(msg.sender, addr[0], addr[1]), now)
+        reply: Message
+        if msg.kind is MsgType.PING:
+            reply = Message(MsgType.PONG, msg.rid, self.node_id)
+        elif msg.kind is MsgType.FIND_NODE:
+            reply = self._nodes_reply(msg)
+        elif msg.kind is MsgType.FIND_VALUE:
+            assert msg.target is not None
+            found = self.store.get(msg.target, self.wall(now))
+            reply = self._values_reply(msg, found) if found else self._nodes_reply(msg)
+        else:
+            reason = self._accept_store(msg.records[0], addr[0], now)
+            reply = Message(MsgType.STORED, msg.rid, self.node_id, ok=reason is None)
+            if reason is not None:
+                reply = Message(MsgType.STORED, msg.rid, self.node_id, ok=False, reason=reason)
+        self._send(reply, addr)
+
+    def _nodes_reply(self, msg: Message) -> Message:
+        assert msg.target is not None
+        nearest = self.table.closest(msg.target, self.settings.k, exclude=(msg.sender,))
+        return Message(MsgType.NODES, msg.rid, self.node_id, contacts=tuple(nearest))
+
+    def _values_reply(self, msg: Message, found: list[Record]) -> Message:
+        budget = MAX_DATAGRAM - 128
+        chosen: list[Record] = []
+        for record in found[:MAX_RECORDS]:
+            size = len(msgpack.packb(record.to_map(), use_bin_type=True))
+            if size > budget:
+                break
+            chosen.append(record)
+            budget -= size
+        return Message(MsgType.VALUES, msg.rid, self.node_id, records=tuple(chosen))
+
+    def _accept_store(self, record: Record, host: str, now: float) -> str | None:
+        s = self.settings
+        reason = check_record(record, self.wall(now), s.max_age, s.clock_skew, s.max_value_size)
+        if reason == "invalid signature":
+            self.counters["invalid_signature"] += 1
+            return reason
+        if reason is None:
+            reason = self.store.put(record, host, now)
+        self.counters["stored" if reason is None else "store_refused"] += 1
+        return reason
+
+    # Sending requests -------------------------------------------------------------------------
+
+    def _send(self, msg: Message, addr: Addr) -> None:
+        self._out.append((encode(msg), addr))
+        self.counters["datagrams_out"] += 1
+
+    def _request(
+        self,
+        kind: MsgType,
+        addr: Addr,
+        node_id: bytes | None,
+        op: _Op | None,
+        now: float,
+        *,
+        target: bytes | None = None,
+        record: Record | None = None,
+    ) -> bool:
+        if len(self._pending) >= self.settings.max_pending:
+            self.counters["pending_full"] += 1
+            return False
+        rid = self.rng.randbytes(ID_SIZE)
+        deadline = now + self.settings.rpc_timeout
+        self._pending[rid] = _Pending(rid, addr, node_id, kind, op, deadline)
+        heapq.heappush(self._deadlines, (deadline, rid))
+        records = (record,) if record is not None else ()
+        self._send(Message(kind, rid, self.node_id, target=target, records=records), addr)
+        return True
+
+    def _heard(self, contact: Contact, now: float) -> None:
+        action = self.table.add(contact)
+        if action is None or action.oldest.node_id in self._evicting:
+            return
+        op = _Ping(self._new_op_id(), report=False, evict=action)
+        oldest = action.oldest
+        if self._request(MsgType.PING, oldest.addr, oldest.node_id, op, now):
+            self._ops[op.op_id] = op
+            self._evicting.add(oldest.node_id)
+
+    # Replies and timeouts ---------------------------------------------------------------------
+
+    def _on_reply(self, pending: _Pending, msg: Message, now: float) -> None:
+        op = pending.op
+        if isinstance(op, _Ping):
+            if op.evict is not None:
+                self._evicting.discard(op.evict.oldest.node_id)
+            contact = Contact(msg.sender, pending.addr[0], pending.addr[1])
+            self._end(op, PingDone(op.op_id, contact))
+        elif isinstance(op, _Bootstrap):
+            op.waiting -= 1
+            if not op.answered and msg.kind is MsgType.NODES:
+                op.answered = True
+                self._lookup(self.node_id, "node", now, report=False, bootstrap_op=op.op_id)
+            elif op.waiting == 0 and not op.answered:
+                self._end(op, BootstrapFailed(op.op_id))
+        elif isinstance(op, _Lookup):
+            self._lookup_reply(op, pending, msg, now)
+
+    def _on_timeout(self, pending: _Pending, now: float) -> None:
+        op = pending.op
+        if isinstance(op, _Ping):
+            if op.evict is not None:
+                self._evicting.discard(op.evict.oldest.node_id)
+                self.table.remove(op.evict.oldest.node_id)
+            self._end(op, PingDone(op.op_id, None))
+        elif isinstance(op, _Bootstrap):
+            op.waiting -= 1
+            if op.waiting == 0 and not op.answered:
+                self._end(op, BootstrapFailed(op.op_id))
+        elif isinstance(op, _Lookup):
+            if op.storing >= 0:
+                self._store_answered(op, ok=False)
+                return
+            candidate = op.candidates.get(pending.node_id or b"")
+            if candidate is not None:
+                candidate.state = _State.FAILED
+            op.inflight -= 1
+            self._advance(op, now)
+
+    def _end(self, op: _Op, event: Event) -> None:
+        """Finish ``op`` once; its event reaches the user only for operations the user started."""
+        if self._ops.pop(op.op_id, None) is not None and op.report:
+            self._events.append(event)
+
+    # Lookups ----------------------------------------------------------------------------------
+
+    def _new_op_id(self) -> int:
+        op_id = self._next_op
+        self._next_op += 1
+        return op_id
+
+    def _lookup(
+        self,
+        target: bytes,
+        mode: str,
+        now: float,
+        *,
+        report: bool,
+        record: Record | None = None,
+        bootstrap_op: int | None = None,
+    ) -> int:
+        if len(target) != ID_SIZE:
+            raise ValueError(f"target: expected {ID_SIZE} bytes")
+        if len(self._ops) >= self.settings.max_operations:
+            raise DHTBusy(f"{len(self._ops)} DHT operations are already running")
+        op = _Lookup(self._new_op_id(), target, mode, report, record, bootstrap_op)
+        self._ops[op.op_id] = op
+        self.table.touch(target, now)
+        t = id_int(target)
+        for contact in self.table.closest(target, self.settings.k):
+            op.candidates[contact.node_id] = _Candidate(contact, id_int(contact.node_id) ^ t, 1)
+        self._advance(op, now)
+        return op.op_id
+
+    def _advance(self, op: _Lookup, now: float) -> None:
+        """Keep alpha queries in flight to the nearest unqueried of the k nearest live nodes."""
+        k, alpha = self.settings.k, self.settings.alpha
+        budget = QUERIES_PER_K * k
+        kind = MsgType.FIND_VALUE if op.mode == "value" else MsgType.FIND_NODE
+        while True:
+            fresh = [c for c in op.ranked()[:k] if c.state is _State.NEW]
+            if not fresh or op.queried >= budget:
+                if op.inflight == 0:
+                    self._lookup_done(op, now)
+                return
+            if op.inflight >= alpha:
+                return
+            candidate = fresh[0]
+            contact = candidate.contact
+            sent = self._request(kind, contact.addr, contact.node_id, op, now, target=op.target)
+            candidate.state = _State.WAIT if sent else _State.FAILED
+            if sent:
+                op.inflight += 1
+                op.queried += 1
+
+    def _lookup_reply(self, op: _Lookup, pending: _Pending, msg: Message, now: float) -> None:
+        if op.storing >= 0:
+            self._store_answered(op, ok=msg.kind is MsgType.STORED and msg.ok)
+            return
+        op.inflight -= 1
+        candidate = op.candidates.get(msg.sender)
+        if candidate is None:
+            return
+        if msg.kind is MsgType.ERROR:
+            candidate.state = _State.FAILED
+        else:
+            candidate.state = _State.DONE
+            self._merge_contacts(op, candidate, msg.contacts, pending.addr)
+            for record in msg.records:
+                self._collect(op, record, now)
+        self._advance(op, now)
+
+    def _merge_contacts(
+        self, op: _Lookup, via: _Candidate, contacts: tuple[Contact, ...], addr: Addr
+    ) -> None:
+        from_loopback = _is_loopback(addr[0])
+        t = id_int(op.target)
+        for contact in contacts:
+            if contact.node_id == self.node_id or contact.node_id in op.candidates:
+                continue
+            if _is_loopback(contact.host) and not from_loopback:
+                self.counters["bad_contacts"] += 1  # would aim our traffic at our own host
+                continue
+            op.candidates[contact.node_id] = _Candidate(
+                contact, id_int(contact.node_id) ^ t, via.depth + 1
+            )
+        # Bound memory: forget the farthest never-queried candidates.
+        limit = 4 * self.settings.k
+        if len(op.candidates) > limit + MAX_RECORDS:
+            fresh = [c for c in op.candidates.values() if c.state is _State.NEW]
+            fresh.sort(key=lambda c: c.distance)
+            for c in fresh[limit:]:
+                del op.candidates[c.contact.node_id]
+
+    def _collect(self, op: _Lookup, record: Record, now: float) -> None:
+        """Keep a record a peer returned only if it verifies and belongs to the looked-up key."""
+        s = self.settings
+        if op.mode != "value":
+            return
+        if record.key != op.target:
+            self.counters["bad_record"] += 1
+            return
+        reason = check_record(record, self.wall(now), s.max_age, s.clock_skew, s.max_value_size)
+        if reason is not None:
+            bad = "invalid_signature" if reason == "invalid signature" else "bad_record"
+            self.counters[bad] += 1
+            return
+        known = op.records.get(record.public_key)
+        if known is None and len(op.records) >= s.max_records_per_key:
+            return
+        if known is None or record.created > known.created:
+            op.records[record.public_key] = record
+
+    def _lookup_done(self, op: _Lookup, now: float) -> None:
+        k = self.settings.k
+        done = [c for c in op.ranked() if c.state is _State.DONE][:k]
+        nodes = tuple(c.contact for c in done)
+        hops = max((c.depth for c in done), default=0)
+        if op.mode == "store":
+            assert op.record is not None
+            op.storing = 0
+            for contact in nodes:
+                if self._request(
+                    MsgType.STORE, contact.addr, contact.node_id, op, now, record=op.record
+                ):
+                    op.storing += 1
+            if op.storing == 0:
+                self._end(op, StoreDone(op.op_id, op.target, 0))
+            return
+        if op.mode == "value":
+            for record in self.store.get(op.target, self.wall(now)):
+                self._collect(op, record, now)
+            found = sorted(op.records.values(), key=lambda r: r.created, reverse=True)
+            self._end(op, ValueFound(op.op_id, op.target, tuple(found), hops, op.queried))
+            return
+        self._end(op, LookupDone(op.op_id, op.target, nodes, hops, op.queried))
+        if op.bootstrap_op is not None:
+            boot = self._ops.pop(op.bootstrap_op, None)
+            if boot is not None:
+                self._events.append(BootstrapDone(op.bootstrap_op, len(self.table)))
+
+    def _store_answered(self, op: _Lookup, ok: bool) -> None:
+        op.storing -= 1
+        op.stored += int(ok)
+        if op.storing == 0:
+            self._end(op, StoreDone(op.op_id, op.target, op.stored))
+
+    # Maintenance ------------------------------------------------------------------------------
+
+    def _maintain(self, now: float) -> None:
+        """Expire records, refresh idle buckets, republish, persist the routing table."""
+        s = self.settings
+        self.counters["expired"] += self.store.expire(self.wall(now))
+        room = s.max_operations // 2
+        for bucket in self.table.stale_buckets(now, s.refresh_interval):
+            if len(self._ops) >= room:
+                break
+            self._lookup(bucket.random_id(self.rng), "node", now, report=False)
+        jobs = [
+            (h.record, h) for h in self.store.held() if now - h.refreshed >= s.republish_interval
+        ]
+        for record in self.store.published():
+            ident = (record.key, record.public_key)
+            if now - self._republished.get(ident, float("-inf")) >= s.republish_interval:
+                jobs.append((record, None))
+        for record, held in jobs:
+            if len(self._ops) >= room:
+                break
+            if held is not None:
+                held.refreshed = now
+            else:
+                self._republished[(record.key, record.public_key)] = now
+            self._lookup(record.key, "store", now, report=False, record=record)
+        self.save()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,262 @@
+"""Signed DHT records: what a value is, who vouches for it and for how long.
+
+A record binds a 20-byte key, a value, its creation and expiry times (Unix seconds: they travel
+between nodes, so they are wall-clock) and an owner IDURL to the signer's public key. The signature
+covers the canonical bytes of every one of those fields behind a domain-separation prefix, so a
+record can neither be moved to another key nor have its lifetime stretched. Signature schemes are
+pluggable: Ed25519 (the node's own DHT key) is built in and the identity package registers RSA.
+Nothing here trusts its input: ``record_from_map`` validates shapes and ``check_record`` the
+signature and times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgpack
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+DOMAIN = b"bitdust-dht-record-v1\x00"
+KEY_SIZE = 20
+MAX_SCHEME = 32
+MAX_PUBLIC_KEY = 1024
+MAX_SIGNATURE = 1024
+MAX_OWNER = 256
+MAX_VALUE = 4096
+ED25519 = "ed25519"
+
+
+class MalformedRecord(ValueError):
+    """A record map from outside has a wrong shape; the caller drops it."""
+
+
+def dht_key(name: str) -> bytes:
+    """The DHT key of a human-readable name: SHA-1 of its UTF-8 bytes (160 bits, like node ids)."""
+    return hashlib.sha1(name.encode("utf-8")).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One signed value under a key; ``(key, public_key)`` identifies it in a store."""
+
+    key: bytes
+    value: bytes
+    created: int
+    expires: int
+    scheme: str
+    public_key: bytes
+    signature: bytes
+    owner: str | None = None
+
+    def signed_bytes(self) -> bytes:
+        return canonical_bytes(
+            self.key,
+            self.value,
+            self.created,
+            self.expires,
+            self.scheme,
+            self.public_key,
+            self.owner,
+        )
+
+    def to_map(self) -> dict[str, Any]:
+        """The msgpack map form used on the wire and in the database."""
+        out: dict[str, Any] = {
+            "k": self.key,
+            "v": self.value,
+            "c": self.created,
+            "x": self.expires,
+            "s": self.scheme,
+            "p": self.public_key,
+            "g": self.signature,
+        }
+        if self.owner is not None:
+            out["o"] = self.owner
+        return out
+
+    @property
+    def size(self) -> int:
+        """Bytes charged against store limits."""
+        owner = len(self.owner) if self.owner else 0
+        return len(self.value) + len(self.public_key) + len(self.signature) + owner + 64
+
+
+def canonical_bytes(
+    key: bytes,
+    value: bytes,
+    created: int,
+    expires: int,
+    scheme: str,
+    public_key: bytes,
+    owner: str | None,
+) -> bytes:
+    """Deterministic bytes that a signature covers (msgpack of a fixed-order array)."""
+    body = [key, value, created, expires, scheme, public_key, owner]
+    return DOMAIN + msgpack.packb(body, use_bin_type=True)
+
+
+def _bytes(obj: dict[str, Any], name: str, lo: int, hi: int) -> bytes:
+    v = obj.get(name)
+    if not isinstance(v, bytes) or not lo <= len(v) <= hi:
+        raise MalformedRecord(f"field {name!r}: expected {lo}..{hi} bytes")
+    return v
+
+
+def _int(obj: dict[str, Any], name: str) -> int:
+    v = obj.get(name)
+    if type(v) is not int or not 0 <= v < 2**40:
+        raise MalformedRecord(f"field {name!r}: expected a timestamp")
+    return v
+
+
+def record_from_map(obj: Any, max_value: int = MAX_VALUE) -> Record:
+    """Validate a record map's shape (not its signature) and build a ``Record``."""
+    if not isinstance(obj, dict) or not set(obj) <= {"k", "v", "c", "x", "s", "p", "g", "o"}:
+        raise MalformedRecord("record: expected a map with known fields")
+    scheme = obj.get("s")
+    if not isinstance(scheme, str) or not 1 <= len(scheme) <= MAX_SCHEME:
+        raise MalformedRecord("field 's': expected a scheme name")
+    owner = obj.get("o")
+    if owner is not None and (not isinstance(owner, str) or not 1 <= len(owner) <= MAX_OWNER):
+        raise MalformedRecord("field 'o': expected an IDURL string")
+    return Record(
+        key=_bytes(obj, "k", KEY_SIZE, KEY_SIZE),
+        value=_bytes(obj, "v", 0, max_value),
+        created=_int(obj, "c"),
+        expires=_int(obj, "x"),
+        scheme=scheme,
+        public_key=_bytes(obj, "p", 1, MAX_PUBLIC_KEY),
+        signature=_bytes(obj, "g", 1, MAX_SIGNATURE),
+        owner=owner,
+    )
+
+
+class Signer(Protocol):
+    """Anything that can sign records: the node's Ed25519 key, or an identity's RSA key."""
+
+    @property
+    def scheme(self) -> str: ...
+
+    @property
+    def public_key(self) -> bytes: ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+Verifier = Callable[[bytes, bytes, bytes], bool]
+_VERIFIERS: dict[str, Verifier] = {}
+
+
+def register_verifier(scheme: str, verify: Verifier) -> None:
+    """Make ``scheme`` acceptable; ``verify(public_key, data, signature)`` must not raise."""
+    if not 1 <= len(scheme) <= MAX_SCHEME:
+        raise ValueError(f"scheme name {scheme!r}: expected 1..{MAX_SCHEME} characters")
+    _VERIFIERS[scheme] = verify
+
+
+def verify_signature(record: Record) -> bool:
+    """True when the record's scheme is known and its signature checks out."""
+    verify = _VERIFIERS.get(record.scheme)
+    if verify is None:
+        return False
+    try:
+        return bool(verify(record.public_key, record.signed_bytes(), record.signature))
+    except Exception:  # a verifier bug or odd key must read as "invalid", never crash the node
+        return False
+
+
+def check_record(
+    record: Record, wall_now: float, max_age: int, clock_skew: int, max_value: int = MAX_VALUE
+) -> str | None:
+    """Why ``record`` is unacceptable at ``wall_now``, or None when it is fine."""
+    if len(record.key) != KEY_SIZE:
+        return "bad key"
+    if len(record.value) > max_value:
+        return "value too large"
+    if record.created > wall_now + clock_skew:
+        return "created in the future"
+    if record.expires <= wall_now:
+        return "expired"
+    if record.expires <= record.created or record.expires - record.created > max_age:
+        return "lifetime exceeds max age"
+    if not verify_signature(record):
+        return "invalid signature"
+    return None
+
+
+def sign_record(
+    signer: Signer,
+    key: bytes,
+    value: bytes,
+    created: int,
+    age: int,
+    owner: str | None = None,
+) -> Record:
+    """Make a record valid from ``created`` for ``age`` seconds, signed by ``signer``."""
+    if len(key) != KEY_SIZE:
+        raise ValueError(f"key: expected {KEY_SIZE} bytes, got {len(key)}")
+    if age <= 0:
+        raise ValueError(f"age={age}: expected > 0 seconds")
+    expires = created + age
+    data = canonical_bytes(key, value, created, expires, signer.scheme, signer.public_key, owner)
+    return Record(
+        key=key,
+        value=value,
+        created=created,
+        expires=expires,
+        scheme=signer.scheme,
+        public_key=signer.public_key,
+        signature=signer.sign(data),
+        owner=owner,
+    )
+
+
+class Ed25519Signer:
+    """The node's own DHT signing key. Its private bytes are secret: store them 0600, never log."""
+
+    scheme = ED25519
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._key = private_key
+        self.public_key = private_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+
+    @classmethod
+    def generate(cls) -> Ed25519Signer:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_private_bytes(cls, raw: bytes) -> Ed25519Signer:
+        return cls(Ed25519PrivateKey.from_private_bytes(raw))
+
+    def private_bytes(self) -> bytes:
+        return self._key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+
+    def sign(self, data: bytes) -> bytes:
+        return self._key.sign(data)
+
+    def __repr__(self) -> str:
+        return f"Ed25519Signer(public_key={self.public_key.hex()})"
+
+
+def _verify_ed25519(public_key: bytes, data: bytes, signature: bytes) -> bool:
+    if len(public_key) != 32 or len(signature) != 64:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+register_verifier(ED25519, _verify_ed25519)

@@ -1,0 +1,372 @@
+"""identity-propagate helpers: known servers, building identities, sending them everywhere.
+
+* :func:`parse_known_servers` reads ``services/identity-propagate/known-servers`` —
+  ``host:http_port:tcp_port,...`` (``host`` alone means 80 and 6661, ``host:http_port`` means
+  TCP 6661, as BitDust) — or BitDust's ``network.json`` form, a list of
+  ``{"host", "http_port", "tcp_port"}`` under ``service_identity_propagate.known_servers``.
+* :func:`idurls_for`, :func:`build_identity`, :func:`next_revision` make signed documents.
+* :func:`propagate` sends one document to every server's TCP intake, concurrently, retrying
+  transport failures with exponential backoff (a refusal is final: it would be refused again).
+* :func:`check_name_available` asks every server whether a name is already taken.
+* :func:`create_identity` is the whole ``identity create``: check the name, generate the key, build,
+  sign, propagate. It writes nothing to disk: the caller saves the key and document
+  (:mod:`bitdust.identity.local`).
+
+Host names go through the caller's ``resolve(host) -> address`` (see
+:func:`bitdust.identity.server.fetch_identity`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bitdust import __version__
+from bitdust.identity.document import SCHEME_PSS, Identity, format_date
+from bitdust.identity.errors import (
+    IdentityError,
+    IdentityNotFound,
+    IdentityRefused,
+    IdentityServerError,
+    KnownServersError,
+)
+from bitdust.identity.idurl import (
+    DEFAULT_HTTP_PORT,
+    format_idurl,
+    validate_host,
+    validate_name,
+    validate_port,
+)
+from bitdust.identity.keys import (
+    DEFAULT_KEY_BITS,
+    RSAPrivateKey,
+    generate_private_key,
+    public_key_to_openssh,
+)
+from bitdust.identity.server import Resolver, fetch_identity, resolve_host, send_identity
+from bitdust.identity.signing import sign
+
+log = logging.getLogger(__name__)
+
+KNOWN_SERVERS_SETTING = "services/identity-propagate/known-servers"
+DEFAULT_TCP_PORT = 6661
+DEFAULT_VERSION = f"bitdust-py {__version__}"
+MAX_SERVERS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class KnownServer:
+    """An identity server: its host, the HTTP port written in IDURLs, and its TCP intake port."""
+
+    host: str
+    http_port: int = DEFAULT_HTTP_PORT
+    tcp_port: int = DEFAULT_TCP_PORT
+
+    def __post_init__(self) -> None:
+        validate_host(self.host)
+        validate_port(self.http_port)
+        validate_port(self.tcp_port)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.http_port}:{self.tcp_port}"
+
+    def idurl(self, name: str) -> str:
+        return format_idurl(self.host, self.http_port, name)
+
+
+@dataclass(frozen=True, slots=True)
+class PropagateResult:
+    """Outcome of sending an identity to one server."""
+
+    server: KnownServer
+    ok: bool
+    idurl: str | None  # the server's answer on success
+    error: str | None  # the reason on failure
+    attempts: int
+    refused: bool = False  # the server answered ERROR (as opposed to being unreachable)
+
+
+@dataclass(frozen=True, slots=True)
+class NameCheck:
+    """Whether a name is free on every reachable server."""
+
+    name: str
+    taken_on: tuple[KnownServer, ...]
+    unreachable: tuple[tuple[KnownServer, str], ...]
+
+    @property
+    def available(self) -> bool:
+        """No server holds the name (unreachable servers are not counted as taking it)."""
+        return not self.taken_on
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedIdentity:
+    """The result of :func:`create_identity`: the new key, the signed document, the results."""
+
+    private_key: RSAPrivateKey
+    identity: Identity
+    results: tuple[PropagateResult, ...]
+
+
+# -- known servers --------------------------------------------------------------------------------
+
+
+def parse_known_servers(value: str | Sequence[Any] | Mapping[str, Any]) -> list[KnownServer]:
+    """Parse the known-servers setting (string form) or BitDust's network.json form.
+
+    Accepts ``"host-a.com:8084:6661,host-b.com"``, a list of dicts with ``host``/``http_port``/
+    ``tcp_port``, or a whole network.json dict. Raises :class:`KnownServersError`.
+    """
+    if isinstance(value, Mapping):
+        section = value.get("service_identity_propagate", value)
+        if not isinstance(section, Mapping) or "known_servers" not in section:
+            raise KnownServersError(
+                "network.json has no service_identity_propagate.known_servers list"
+            )
+        return parse_known_servers(section["known_servers"])
+    if isinstance(value, str):
+        servers = [_parse_server_text(item) for item in value.split(",") if item.strip()]
+    elif isinstance(value, Sequence):
+        servers = [_parse_server_dict(item) for item in value]
+    else:
+        raise KnownServersError(f"{KNOWN_SERVERS_SETTING}: expected text or a list")
+    if len(servers) > MAX_SERVERS:
+        raise KnownServersError(f"{KNOWN_SERVERS_SETTING}: at most {MAX_SERVERS} servers")
+    if len({server.host for server in servers}) != len(servers):
+        hosts = [server.host for server in servers]
+        duplicate = next(host for host in hosts if hosts.count(host) > 1)
+        raise KnownServersError(f"{KNOWN_SERVERS_SETTING}: {duplicate} is listed twice")
+    return servers
+
+
+def format_known_servers(servers: Iterable[KnownServer]) -> str:
+    """The setting's text form, ``host:http_port:tcp_port,...``."""
+    return ",".join(str(server) for server in servers)
+
+
+def _parse_server_text(item: str) -> KnownServer:
+    text = item.strip()
+    parts = text.split(":")
+    expected = "(expected host:http_port:tcp_port, e.g. 'host-a.com:80:6661')"
+    if not 1 <= len(parts) <= 3 or not all(parts):
+        raise KnownServersError(f"{KNOWN_SERVERS_SETTING}: {text!r} is not a server {expected}")
+    try:
+        ports = [int(part) for part in parts[1:]]
+    except ValueError:
+        raise KnownServersError(
+            f"{KNOWN_SERVERS_SETTING}: {text!r} has a port that is not a number {expected}"
+        ) from None
+    http_port = ports[0] if ports else DEFAULT_HTTP_PORT
+    tcp_port = ports[1] if len(ports) > 1 else DEFAULT_TCP_PORT
+    try:
+        return KnownServer(parts[0], http_port, tcp_port)
+    except IdentityError as exc:
+        raise KnownServersError(f"{KNOWN_SERVERS_SETTING}: {text!r}: {exc.message}") from None
+
+
+def _parse_server_dict(item: Any) -> KnownServer:
+    if not isinstance(item, Mapping) or not isinstance(item.get("host"), str):
+        raise KnownServersError(
+            f"{KNOWN_SERVERS_SETTING}: {item!r} is not a server "
+            '(expected {"host": ..., "http_port": 80, "tcp_port": 6661})'
+        )
+    try:
+        return KnownServer(
+            item["host"],
+            item.get("http_port", DEFAULT_HTTP_PORT),
+            item.get("tcp_port", DEFAULT_TCP_PORT),
+        )
+    except IdentityError as exc:
+        raise KnownServersError(
+            f"{KNOWN_SERVERS_SETTING}: {item['host']!r}: {exc.message}"
+        ) from None
+
+
+# -- documents ------------------------------------------------------------------------------------
+
+
+def idurls_for(name: str, servers: Iterable[KnownServer]) -> list[str]:
+    """The IDURL of ``name`` on each server, in order (the first is the primary IDURL)."""
+    validate_name(name)
+    return [server.idurl(name) for server in servers]
+
+
+def build_identity(
+    name: str,
+    servers: Sequence[KnownServer],
+    contacts: Sequence[str],
+    private_key: RSAPrivateKey,
+    *,
+    revision: int = 1,
+    today: datetime.date | None = None,
+    version: str = DEFAULT_VERSION,
+    scheme: str = SCHEME_PSS,
+) -> Identity:
+    """A new signed identity for ``name`` with a source on each of ``servers`` (1-6)."""
+    if not servers:
+        raise IdentityError(f"no identity servers: set {KNOWN_SERVERS_SETTING}")
+    unsigned = Identity(
+        sources=tuple(idurls_for(name, servers)),
+        contacts=tuple(contacts),
+        date=format_date(today or datetime.date.today()),
+        version=version,
+        revision=revision,
+        publickey=public_key_to_openssh(private_key),
+        scheme=scheme,
+    )
+    return sign(unsigned, private_key, scheme)
+
+
+def next_revision(
+    identity: Identity,
+    private_key: RSAPrivateKey,
+    *,
+    contacts: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+    today: datetime.date | None = None,
+    scheme: str = SCHEME_PSS,
+) -> Identity:
+    """The next revision of ``identity`` (revision + 1, today's date, optional new contacts or
+    sources), signed with ``private_key`` — which must be the identity's own key."""
+    if public_key_to_openssh(private_key) != identity.publickey:
+        raise IdentityError("this private key does not belong to the identity")
+    changed = identity.replace(
+        contacts=tuple(identity.contacts if contacts is None else contacts),
+        sources=tuple(identity.sources if sources is None else sources),
+        date=format_date(today or datetime.date.today()),
+        revision=identity.revision + 1,
+        signature="",
+        scheme=scheme,
+    )
+    return sign(changed, private_key, scheme)
+
+
+# -- network --------------------------------------------------------------------------------------
+
+
+async def propagate(
+    identity_xml: bytes,
+    servers: Sequence[KnownServer],
+    resolve: Resolver,
+    retries: int = 3,
+    backoff: float = 1.0,
+    *,
+    timeout: float = 10.0,
+) -> list[PropagateResult]:
+    """Send ``identity_xml`` to every server's TCP intake; one result per server, in order.
+
+    Each server gets up to ``retries`` attempts when it cannot be reached, waiting ``backoff``,
+    then twice as long, and so on; a refusal is not retried.
+    """
+    attempts_allowed = max(1, retries)
+    return list(
+        await asyncio.gather(
+            *(
+                _propagate_one(identity_xml, server, resolve, attempts_allowed, backoff, timeout)
+                for server in servers
+            )
+        )
+    )
+
+
+async def _propagate_one(
+    xml: bytes,
+    server: KnownServer,
+    resolve: Resolver,
+    attempts_allowed: int,
+    backoff: float,
+    timeout: float,
+) -> PropagateResult:
+    error = "not attempted"
+    for attempt in range(1, attempts_allowed + 1):
+        try:
+            address = await resolve_host(resolve, server.host)
+            idurl = await send_identity(address, server.tcp_port, xml, timeout)
+        except IdentityRefused as refusal:
+            log.warning("identity refused by %s: %s", server.host, refusal.reason)
+            return PropagateResult(server, False, None, refusal.reason, attempt, refused=True)
+        except IdentityError as exc:
+            error = exc.message
+            log.info("identity not sent to %s (attempt %d): %s", server.host, attempt, error)
+            if attempt < attempts_allowed:
+                await asyncio.sleep(backoff * 2 ** (attempt - 1))
+            continue
+        log.info("identity propagated to %s: %s", server.host, idurl)
+        return PropagateResult(server, True, idurl, None, attempt)
+    return PropagateResult(server, False, None, error, attempts_allowed)
+
+
+async def check_name_available(
+    name: str, servers: Sequence[KnownServer], resolve: Resolver, *, timeout: float = 10.0
+) -> NameCheck:
+    """Fetch ``http://host:port/<name>.xml`` on every server; report where it is taken."""
+    validate_name(name)
+
+    async def probe(server: KnownServer) -> tuple[KnownServer, str | None]:
+        try:
+            await fetch_identity(server.idurl(name), resolve, timeout=timeout)
+        except IdentityNotFound:
+            return server, None
+        except IdentityServerError as exc:
+            return server, exc.message
+        return server, "taken"
+
+    outcomes = await asyncio.gather(*(probe(server) for server in servers))
+    return NameCheck(
+        name=name,
+        taken_on=tuple(server for server, outcome in outcomes if outcome == "taken"),
+        unreachable=tuple(
+            (server, outcome) for server, outcome in outcomes if outcome not in (None, "taken")
+        ),
+    )
+
+
+async def create_identity(
+    name: str,
+    servers: Sequence[KnownServer],
+    contacts: Sequence[str],
+    resolve: Resolver,
+    *,
+    key_bits: int = DEFAULT_KEY_BITS,
+    min_servers: int = 1,
+    retries: int = 3,
+    backoff: float = 1.0,
+    timeout: float = 10.0,
+    today: datetime.date | None = None,
+) -> CreatedIdentity:
+    """``identity create``: check ``name`` is free, generate a key, build and sign the identity
+    (a source on each server, at most 6), and propagate it.
+
+    Raises :class:`IdentityError` when the name is taken, no server is configured, or fewer than
+    ``min(min_servers, len(servers))`` servers accepted it (the message lists each server's
+    reason). Nothing is written to disk.
+    """
+    validate_name(name)
+    servers = list(servers)[:6]
+    if not servers:
+        raise IdentityError(f"no identity servers: set {KNOWN_SERVERS_SETTING}")
+    check = await check_name_available(name, servers, resolve, timeout=timeout)
+    if not check.available:
+        hosts = ", ".join(server.host for server in check.taken_on)
+        raise IdentityError(f"the name {name!r} is already taken on {hosts}: choose another name")
+    private_key = await asyncio.to_thread(generate_private_key, key_bits)
+    identity = build_identity(name, servers, contacts, private_key, today=today)
+    results = await propagate(
+        identity.to_xml(), servers, resolve, retries, backoff, timeout=timeout
+    )
+    accepted = sum(result.ok for result in results)
+    needed = min(max(1, min_servers), len(servers))
+    if accepted < needed:
+        failures = "; ".join(
+            f"{result.server.host}: {result.error}" for result in results if not result.ok
+        )
+        raise IdentityError(
+            f"identity {name} was accepted by {accepted} of {len(servers)} identity servers, "
+            f"{needed} needed ({failures})"
+        )
+    return CreatedIdentity(private_key, identity, tuple(results))

@@ -8,6 +8,7 @@
 * :func:`propagate` sends one document to every server's TCP intake, concurrently, retrying
   transport failures with exponential backoff (a refusal is final: it would be refused again).
 * :func:`check_name_available` asks every server whether a name is already taken.
+* :func:`recover_identity` is ``identity restore``: key backup -> fetch -> cross-check.
 * :func:`create_identity` is the whole ``identity create``: check the name, generate the key, build,
   sign, propagate. It writes nothing to disk: the caller saves the key and document
   (:mod:`bitdust.identity.local`).
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bitdust import __version__
-from bitdust.identity.document import SCHEME_PSS, Identity, format_date
+from bitdust.identity.document import SCHEME_PSS, Identity, format_date, parse_identity
 from bitdust.identity.errors import (
     IdentityError,
     IdentityNotFound,
@@ -46,9 +47,10 @@ from bitdust.identity.keys import (
     RSAPrivateKey,
     generate_private_key,
     public_key_to_openssh,
+    read_key_backup,
 )
 from bitdust.identity.server import Resolver, fetch_identity, resolve_host, send_identity
-from bitdust.identity.signing import sign
+from bitdust.identity.signing import sign, verify
 
 log = logging.getLogger(__name__)
 
@@ -370,3 +372,30 @@ async def create_identity(
             f"{needed} needed ({failures})"
         )
     return CreatedIdentity(private_key, identity, tuple(results))
+
+
+async def recover_identity(
+    backup: bytes,
+    resolve: Resolver,
+    *,
+    passphrase: str | bytes | None = None,
+    idurl: str | None = None,
+    accept_legacy: bool = False,
+    timeout: float = 10.0,
+) -> tuple[RSAPrivateKey, Identity]:
+    """``identity restore``: read a key backup, fetch the identity it names (or ``idurl``), and
+    check that the identity's public key is the backup's key and its signature holds.
+
+    Returns ``(private_key, identity)``; the caller saves them
+    (:func:`bitdust.identity.local.save_local_identity`). Raises :class:`IdentityError`
+    subclasses: wrong passphrase, not a backup file, identity not found, key mismatch.
+    """
+    backup_idurl, private_key = read_key_backup(backup, passphrase)
+    target = idurl or backup_idurl
+    identity = parse_identity(await fetch_identity(target, resolve, timeout=timeout))
+    if identity.publickey != public_key_to_openssh(private_key):
+        raise IdentityError(
+            f"the identity at {target} has another public key than the key in the backup"
+        )
+    verify(identity, accept_legacy)
+    return private_key, identity

@@ -70,6 +70,7 @@ COUNTERS = (
     "store_refused",
     "stored",
     "expired",
+    "internal_errors",
 )
 
 

@@ -1,0 +1,268 @@
+"""The asyncio shell around ``DHTNode``: a UDP endpoint, one timer and futures for user calls.
+
+It owns the clocks (``time.monotonic`` for the core, ``time.time`` for ``wall_offset``) and the
+socket, and nothing else: every decision is the core's. After each input it sends what the core
+queued, resolves futures from the core's events and re-arms the single ``call_later`` timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bitdust.dht.protocol import (
+    BootstrapDone,
+    DHTNode,
+    Event,
+    LookupDone,
+    PingDone,
+    StoreDone,
+    ValueFound,
+)
+from bitdust.dht.records import Ed25519Signer, Record, Signer
+from bitdust.dht.settings import DHTSettings
+from bitdust.dht.store import Database, RecordStore
+from bitdust.dht.wire import ID_SIZE, Contact
+
+log = logging.getLogger(__name__)
+
+Addr = tuple[str, int]
+
+
+def normalize_addr(addr: tuple) -> Addr:  # type: ignore[type-arg]
+    """(host, port) from a socket address; IPv4-mapped IPv6 becomes plain IPv4."""
+    host, port = addr[0], addr[1]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return (host, port)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return (str(ip.ipv4_mapped), port)
+    return (str(ip), port)
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    def __init__(self, service: DHTService) -> None:
+        self.service = service
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
+        peer = normalize_addr(addr)
+        self.service._feed(lambda now: self.service.node.receive_datagram(data, peer, now))
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("DHT socket error: %s", exc)
+
+
+class DHTService:
+    """A running DHT node: awaitable lookups, join status and figures for the API."""
+
+    def __init__(self, node: DHTNode, store: RecordStore) -> None:
+        self.node = node
+        self.store = store
+        self.joined = False
+        self._join_status = "not started"
+        self._genesis = False
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.DatagramTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._futures: dict[int, asyncio.Future[Event]] = {}
+        self._join_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # Status -----------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> Addr:
+        assert self._transport is not None
+        return normalize_addr(self._transport.get_extra_info("sockname"))
+
+    @property
+    def status(self) -> str:
+        """One line for ``network/status`` and sd_notify."""
+        contacts = len(self.node.table)
+        if self._genesis:
+            return f"genesis node, {contacts} contacts"
+        if self.joined:
+            return f"joined, {contacts} contacts"
+        return f"{self._join_status}, {contacts} contacts"
+
+    def stats(self) -> dict[str, object]:
+        """``contacts`` (routing-table size), ``buckets``, ``items`` and counters, plus status."""
+        out = self.node.stats()
+        out.update(udp_port=self.address[1], joined=self.joined, status=self.status)
+        return out
+
+    # User calls -------------------------------------------------------------------------------
+
+    async def find_node(self, target: bytes) -> list[Contact]:
+        """The k closest live nodes to ``target`` (20 bytes), nearest first."""
+        event = await self._run(lambda now: self.node.find_node(target, now))
+        assert isinstance(event, LookupDone)
+        return list(event.nodes)
+
+    async def get_value(self, key: bytes) -> list[Record]:
+        """Verified, unexpired records under ``key``, one per signer, newest first."""
+        event = await self._run(lambda now: self.node.get_value(key, now))
+        assert isinstance(event, ValueFound)
+        return list(event.records)
+
+    async def set_value(
+        self, key: bytes, value: bytes, *, age: int | None = None, owner: str | None = None
+    ) -> int:
+        """Sign ``value`` with the node's key and store it; returns how many nodes took it."""
+        record = self.node.sign(key, value, time.monotonic(), age, owner)
+        return await self.publish(record)
+
+    async def publish(self, record: Record) -> int:
+        """Store a record signed elsewhere (e.g. by an identity key); returns the store count."""
+        event = await self._run(lambda now: self.node.set_value(record, now))
+        assert isinstance(event, StoreDone)
+        return event.stored_count
+
+    async def ping(self, addr: Addr) -> Contact | None:
+        event = await self._run(lambda now: self.node.ping(addr, now))
+        assert isinstance(event, PingDone)
+        return event.contact
+
+    async def bootstrap(self, addrs: Sequence[Addr]) -> bool:
+        """One join attempt through ``addrs`` (IP literals); True when a known node answered."""
+        event = await self._run(lambda now: self.node.bootstrap(list(addrs), now))
+        return isinstance(event, BootstrapDone)
+
+    def join(self, known_nodes: Sequence[Addr]) -> None:
+        """Join in the background, retrying with capped exponential back-off until one answers.
+
+        An empty list makes this a lone genesis node. The node serves requests meanwhile.
+        """
+        if not known_nodes:
+            self._genesis = True
+            self.joined = True
+            return
+        self._join_task = self._loop.create_task(self._join_forever(list(known_nodes)))
+
+    async def _join_forever(self, known_nodes: list[Addr]) -> None:
+        settings = self.node.settings
+        delay = settings.join_retry_initial
+        attempt = 0
+        while True:
+            attempt += 1
+            self._join_status = f"joining through {len(known_nodes)} known nodes"
+            if await self.bootstrap(known_nodes):
+                self.joined = True
+                self._join_status = "joined"
+                return
+            self._join_status = f"no known node answered {attempt} times, retry in {delay:.0f}s"
+            log.warning("DHT: %s", self._join_status)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, settings.join_retry_max)
+
+    async def close(self) -> None:
+        """Stop the join loop and timer, save the routing table, close socket and database."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._join_task is not None:
+            self._join_task.cancel()
+            await asyncio.gather(self._join_task, return_exceptions=True)
+        if self._timer is not None:
+            self._timer.cancel()
+        for future in self._futures.values():
+            future.cancel()
+        self._futures.clear()
+        if self._transport is not None:
+            self._transport.close()
+        self.node.save()
+        self.store.close()
+
+    # Plumbing ---------------------------------------------------------------------------------
+
+    async def _run(self, start: Callable[[float], int]) -> Event:
+        if self._closed:
+            raise RuntimeError("the DHT service is closed")
+        op_id = start(time.monotonic())
+        future: asyncio.Future[Event] = self._loop.create_future()
+        self._futures[op_id] = future
+        self._pump()
+        try:
+            return await future
+        finally:
+            self._futures.pop(op_id, None)
+
+    def _feed(self, call: Callable[[float], None]) -> None:
+        if self._closed:
+            return
+        try:
+            call(time.monotonic())
+        except Exception:  # the core must survive its own bugs; the failure is logged and counted
+            log.exception("DHT core failed on an input")
+            self.node.counters["internal_errors"] += 1
+        self._pump()
+
+    def _pump(self) -> None:
+        node = self.node
+        if self._transport is not None:
+            for data, addr in node.datagrams_to_send():
+                try:
+                    self._transport.sendto(data, addr)
+                except (OSError, ValueError) as exc:
+                    log.debug("DHT: cannot send to %s: %s", addr, exc)
+        while (event := node.next_event()) is not None:
+            future = self._futures.get(event.op_id)
+            if future is not None and not future.done():
+                future.set_result(event)
+        when = node.get_timer()
+        if when != self._timer_at and not self._closed:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = when
+            delay = max(0.0, when - time.monotonic())
+            self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.node.wall_offset = time.time() - time.monotonic()
+        self._feed(self.node.handle_timer)
+
+
+async def start_dht(
+    host: str,
+    port: int,
+    db_path: str | os.PathLike[str] | None,
+    settings: DHTSettings | None = None,
+    signer: Signer | None = None,
+    known_nodes: Sequence[Addr] = (),
+) -> DHTService:
+    """Open the database, bind UDP ``host:port`` (0 = any free port) and start joining.
+
+    ``known_nodes`` are (IP, port) pairs already resolved; empty means a genesis node. Without
+    ``db_path`` the node keeps nothing across restarts. ``signer`` defaults to the node's own
+    Ed25519 key, kept in the database.
+    """
+    settings = settings or DHTSettings()
+    db = Database(Path(db_path)) if db_path is not None else None
+    store = RecordStore(settings, db)
+    try:
+        node_id = db.node_id() if db is not None else os.urandom(ID_SIZE)
+        if signer is None:
+            signer = db.signer() if db is not None else Ed25519Signer.generate()
+        now = time.monotonic()
+        node = DHTNode(node_id, settings, store, signer, now=now, wall_offset=time.time() - now)
+        service = DHTService(node, store)
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Endpoint(service), local_addr=(host, port)
+        )
+    except BaseException:
+        store.close()
+        raise
+    service._transport = transport
+    service._pump()
+    service.join(known_nodes)
+    return service

@@ -12,9 +12,10 @@ identity only when every rule holds, checked in this order:
    ``public_port`` is the HTTP port written in IDURLs — 80 when nginx fronts the server, otherwise
    the identity server's own ``web-port``;
 5. when the name is already stored: the public key is the same (no key takeover) and the revision
-   is higher. An equal revision with the same content is a **touch**: nothing is rewritten, the
-   identity's expiry is refreshed, and it counts as accepted (a node re-sends its unchanged identity
-   to keep it alive). An equal revision with different content is refused;
+   is higher. An equal revision with the same content (every field and the scheme; the signature
+   may differ, as PSS signatures are randomized) is a **touch**: the stored file is kept as it is,
+   its expiry is refreshed, and it counts as accepted (a node re-sends its unchanged identity to
+   keep it alive). An equal revision with different content is refused;
 6. a new name fits ``max_identities``.
 
 Each stored identity is ``<directory>/<name>.xml`` in the canonical form
@@ -211,7 +212,7 @@ class IdentityStore:
                     f"{previous.revision}"
                 )
             if identity.revision == previous.revision:
-                if canonical != stored.data:
+                if identity.unsigned() != previous.unsigned():
                     raise IdentityRefused(
                         f"revision {identity.revision} of {name} is already stored with different "
                         "content: publish a higher revision"

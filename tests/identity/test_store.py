@@ -1,0 +1,193 @@
+"""IdentityStore: every refusal rule, each leaving the directory byte for byte unchanged."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bitdust.identity.document import SCHEME_LEGACY, parse_identity
+from bitdust.identity.errors import IdentityError, IdentityRefused
+from bitdust.identity.store import IdentityStore
+from tests.identity.conftest import make_identity, reference_file, snapshot
+from tests.identity.test_document import BILLION_LAUGHS, XXE
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def store(tmp_path):
+    return IdentityStore(tmp_path / "ids", "host-a.com", 80, expiry_seconds=1000)
+
+
+@pytest.fixture
+def stored(store, key):
+    """``store`` already holding alice revision 2."""
+    store.submit(make_identity(key, revision=2).to_xml(), NOW)
+    return store
+
+
+def _assert_refused(store, data: bytes, match: str, caplog) -> None:
+    before = snapshot(store.directory)
+    caplog.clear()
+    with (
+        caplog.at_level(logging.WARNING, logger="bitdust.identity.store"),
+        pytest.raises(IdentityRefused, match=match) as refused,
+    ):
+        store.submit(data, NOW + 10, peer="127.0.0.9:5555")
+    assert snapshot(store.directory) == before
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and refused.value.reason in lines[0] and "127.0.0.9" in lines[0]
+    assert "PRIVATE" not in lines[0]
+
+
+def test_accepts_and_serves_a_valid_identity(store, key):
+    identity = make_identity(key)
+    accepted = store.submit(identity.to_xml(), NOW)
+    assert accepted == identity
+    assert store.names() == ["alice"]
+    assert store.get("alice") == identity.to_xml()
+    assert store.lookup("alice").mtime == NOW
+    assert store.idurl_for("alice") == "http://host-a.com/alice.xml"
+
+
+def test_refuses_bad_signature(store, key, caplog):
+    data = make_identity(key).to_xml().replace(b"tcp://127.0.1.1:7771", b"tcp://127.0.1.1:7772")
+    _assert_refused(store, data, "bad signature", caplog)
+
+
+def test_refuses_legacy_signature_unless_accepted(tmp_path, key, caplog):
+    legacy = make_identity(key, scheme=SCHEME_LEGACY).to_xml()
+    strict = IdentityStore(tmp_path / "strict", "host-a.com", 80)
+    _assert_refused(strict, legacy, "accept-legacy-identities", caplog)
+    lenient = IdentityStore(tmp_path / "lenient", "host-a.com", 80, accept_legacy=True)
+    assert lenient.submit(legacy, NOW).scheme == SCHEME_LEGACY
+
+
+def test_accepts_bitdust_reference_file_with_legacy_on(tmp_path):
+    store = IdentityStore(tmp_path / "ids", "127.0.0.1", 8084, accept_legacy=True)
+    data = reference_file("alice.xml")
+    store.submit(data, NOW)
+    assert store.get("alice") == data
+
+
+def test_refuses_foreign_host(store, key, caplog):
+    data = make_identity(key, sources=("http://host-b.com/alice.xml",)).to_xml()
+    _assert_refused(store, data, "none of the identity's sources is on this server", caplog)
+
+
+def test_refuses_foreign_port(store, key, caplog):
+    # Same host, but the IDURL names port 8084 while this server is reached on 80.
+    data = make_identity(key, sources=("http://host-a.com:8084/alice.xml",)).to_xml()
+    _assert_refused(store, data, "expected http://host-a.com/alice.xml", caplog)
+
+
+def test_matches_host_and_public_port(tmp_path, key):
+    store = IdentityStore(tmp_path / "ids", "host-a.com", 8084)
+    ok = make_identity(
+        key, sources=("http://host-b.com/alice.xml", "http://host-a.com:8084/alice.xml")
+    )
+    store.submit(ok.to_xml(), NOW)
+    assert store.names() == ["alice"]
+
+
+def test_refuses_key_takeover(stored, other_key, caplog):
+    data = make_identity(other_key, revision=9).to_xml()
+    _assert_refused(stored, data, "key takeover refused", caplog)
+
+
+def test_refuses_older_revision(stored, key, caplog):
+    _assert_refused(
+        stored, make_identity(key, revision=1).to_xml(), "older than the stored revision 2", caplog
+    )
+
+
+def test_refuses_equal_revision_with_different_content(stored, key, caplog):
+    data = make_identity(key, revision=2, contacts=("tcp://127.0.1.1:9999",)).to_xml()
+    _assert_refused(stored, data, "already stored with different content", caplog)
+
+
+def test_equal_revision_same_content_is_a_touch(stored, key):
+    data = make_identity(key, revision=2).to_xml()
+    before = stored.get("alice")
+    stored.submit(data, NOW + 500)
+    assert stored.get("alice") == before
+    assert stored.lookup("alice").mtime == NOW + 500
+    assert stored.expire(NOW + 1200) == []  # the touch refreshed the expiry
+    assert stored.expire(NOW + 1500) == ["alice"]
+
+
+def test_higher_revision_replaces(stored, key):
+    newer = make_identity(key, revision=3, contacts=("tcp://127.0.1.1:8888",))
+    stored.submit(newer.to_xml(), NOW + 1)
+    assert parse_identity(stored.get("alice")) == newer
+
+
+def test_refuses_oversized(store, key, caplog):
+    data = make_identity(key).to_xml()
+    small = IdentityStore(store.directory, "host-a.com", 80, size_limit=len(data) - 1)
+    _assert_refused(
+        small, data, f"identity is {len(data)} bytes; this server accepts at most", caplog
+    )
+    _assert_refused(store, b"x" * 70000, "accepts at most 65536", caplog)
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"<identity><sources>", "malformed identity: .*not well-formed"),
+        (b"not xml at all", "malformed identity"),
+        (BILLION_LAUGHS, "malformed identity: .*DOCTYPE"),
+        (XXE, "malformed identity: .*DOCTYPE"),
+    ],
+)
+def test_refuses_malformed_and_hostile_xml(stored, data, match, caplog):
+    _assert_refused(stored, data, match, caplog)
+
+
+def test_refusal_leaves_existing_identity_intact(stored, other_key, caplog):
+    before = stored.get("alice")
+    _assert_refused(stored, make_identity(other_key, revision=5).to_xml(), "key takeover", caplog)
+    assert stored.get("alice") == before
+
+
+def test_expire_removes_untouched_identities(store, key, other_key):
+    store.submit(make_identity(key).to_xml(), NOW)
+    store.submit(make_identity(other_key, name="bob").to_xml(), NOW + 600)
+    assert store.expire(NOW + 999) == []
+    assert store.expire(NOW + 1000) == ["alice"]
+    assert store.names() == ["bob"]
+    assert store.get("alice") is None
+
+
+def test_server_full_refuses_new_names_only(tmp_path, key, other_key, caplog):
+    store = IdentityStore(tmp_path / "ids", "host-a.com", 80, max_identities=1)
+    store.submit(make_identity(key).to_xml(), NOW)
+    _assert_refused(store, make_identity(other_key, name="bob").to_xml(), "full", caplog)
+    store.submit(make_identity(key, revision=2).to_xml(), NOW)
+
+
+def test_get_of_unknown_or_invalid_name(store):
+    assert store.get("nobody") is None
+    assert store.get("../etc/passwd") is None
+    assert store.names() == []
+
+
+def test_ignores_foreign_files_and_removes_stale_temp_files(tmp_path):
+    directory = tmp_path / "ids"
+    directory.mkdir()
+    (directory / ".alice.xml.abc.tmp").write_bytes(b"half")
+    (directory / "README").write_text("x")
+    (directory / "Bad Name.xml").write_text("x")
+    store = IdentityStore(directory, "host-a.com", 80)
+    assert store.names() == []
+    assert not (directory / ".alice.xml.abc.tmp").exists()
+
+
+def test_bad_configuration_is_refused(tmp_path):
+    with pytest.raises(IdentityError):
+        IdentityStore(tmp_path, "Host_A", 80)
+    with pytest.raises(IdentityError):
+        IdentityStore(tmp_path, "host-a.com", 0)
+    with pytest.raises(IdentityError):
+        IdentityStore(tmp_path, "host-a.com", 80, size_limit=10**9)

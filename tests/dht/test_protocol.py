@@ -22,7 +22,7 @@ from bitdust.dht.protocol import (
 from bitdust.dht.records import Ed25519Signer, dht_key, sign_record
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.store import RecordStore
-from bitdust.dht.wire import Message, MsgType, decode, encode
+from bitdust.dht.wire import MalformedMessage, Message, MsgType, decode, encode
 
 WALL = 1_750_000_000.0
 SETTINGS = DHTSettings(k=4, alpha=2, rpc_timeout=5.0)

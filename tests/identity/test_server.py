@@ -1,0 +1,170 @@
+"""The identity server on real sockets: TCP intake, HTTP with ETag/304, index, expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+
+import aiohttp
+import pytest
+
+from bitdust.identity.errors import IdentityNotFound, IdentityRefused, IdentityServerError
+from bitdust.identity.server import fetch_identity, send_identity, start_identity_server
+from bitdust.identity.store import IdentityStore
+from tests.identity.conftest import HOSTS, free_port, make_identity, resolve
+
+NOW = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+async def server(tmp_path, clock):
+    """host-a.com's identity server, served directly (no nginx): IDURL port = web port."""
+    address = HOSTS["host-a.com"]
+    web_port = free_port(address)
+    store = IdentityStore(tmp_path / "ids", "host-a.com", web_port, expiry_seconds=100)
+    handle = await start_identity_server(
+        store, address, web_port, 0, clock=clock, expire_interval=0.05, io_timeout=0.5
+    )
+    yield handle
+    await handle.close()
+
+
+def _alice(key, server, **kwargs):
+    return make_identity(key, sources=(f"http://host-a.com:{server.web_port}/alice.xml",), **kwargs)
+
+
+async def test_submit_over_tcp_then_fetch_over_http(server, key):
+    identity = _alice(key, server)
+    idurl = await send_identity("127.0.1.1", server.tcp_port, identity.to_xml(), timeout=5)
+    assert idurl == identity.idurl
+    assert await fetch_identity(idurl, resolve) == identity.to_xml()
+
+
+async def test_refusal_over_tcp_carries_the_reason(server, key, other_key):
+    await send_identity("127.0.1.1", server.tcp_port, _alice(key, server).to_xml())
+    with pytest.raises(IdentityRefused, match="key takeover refused"):
+        await send_identity(
+            "127.0.1.1", server.tcp_port, _alice(other_key, server, revision=7).to_xml()
+        )
+    foreign = make_identity(key, sources=("http://host-b.com/alice.xml",))
+    with pytest.raises(IdentityRefused, match="none of the identity's sources"):
+        await send_identity("127.0.1.1", server.tcp_port, foreign.to_xml())
+
+
+async def _raw(server, payload: bytes, close_write: bool = True) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.1.1", server.tcp_port)
+    writer.write(payload)
+    await writer.drain()
+    if close_write:
+        writer.write_eof()
+    reply = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return reply
+
+
+async def test_framing_errors_get_one_error_line(server):
+    assert await _raw(server, b"GET / HTTP/1.0\r\n\r\n") == (
+        b"ERROR expected a header line 'IDENTITY <length>'\n"
+    )
+    assert await _raw(server, b"IDENTITY 999999\n") == (
+        b"ERROR identity is 999999 bytes; this server accepts at most 65536\n"
+    )
+    assert await _raw(server, b"IDENTITY 5\nab") == (
+        b"ERROR connection closed before the whole identity arrived\n"
+    )
+
+
+async def test_silent_client_times_out(server):
+    reply = await _raw(server, b"IDENTITY 5\n", close_write=False)
+    assert reply == b"ERROR timed out waiting for the identity\n"
+
+
+async def test_http_serves_xml_with_etag_and_304(server, key):
+    identity = _alice(key, server)
+    await send_identity("127.0.1.1", server.tcp_port, identity.to_xml())
+    url = f"http://127.0.1.1:{server.web_port}/alice.xml"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "application/xml"
+            assert await response.read() == identity.to_xml()
+            etag = response.headers["ETag"]
+            last_modified = response.headers["Last-Modified"]
+        assert email.utils.parsedate_to_datetime(last_modified).timestamp() == NOW
+        async with session.get(url, headers={"If-None-Match": etag}) as response:
+            assert response.status == 304
+            assert await response.read() == b""
+            assert response.headers["ETag"] == etag
+        async with session.get(url, headers={"If-Modified-Since": last_modified}) as response:
+            assert response.status == 304
+        async with session.get(url, headers={"If-None-Match": '"other"'}) as response:
+            assert response.status == 200
+        async with session.head(url) as response:
+            assert response.status == 200
+        async with session.post(url, data=b"x") as response:
+            assert response.status == 405
+        async with session.get(f"http://127.0.1.1:{server.web_port}/bob.xml") as response:
+            assert response.status == 404
+        async with session.get(f"http://127.0.1.1:{server.web_port}/../etc/passwd") as response:
+            assert response.status == 404
+
+
+async def test_index_page_lists_identities(server, key, other_key):
+    await send_identity("127.0.1.1", server.tcp_port, _alice(key, server).to_xml())
+    bob = make_identity(other_key, sources=(f"http://host-a.com:{server.web_port}/bob.xml",))
+    await send_identity("127.0.1.1", server.tcp_port, bob.to_xml())
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.1.1:{server.web_port}/") as response,
+    ):
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/html")
+        page = await response.text()
+    assert "<title>Identities on host-a.com</title>" in page
+    assert '<a href="/alice.xml">alice</a>' in page and '<a href="/bob.xml">bob</a>' in page
+
+
+async def test_untouched_identity_expires(server, key, clock):
+    identity = _alice(key, server)
+    await send_identity("127.0.1.1", server.tcp_port, identity.to_xml())
+    clock.now = NOW + 99
+    await asyncio.sleep(0.2)
+    assert await fetch_identity(identity.idurl, resolve) == identity.to_xml()
+    clock.now = NOW + 101
+    for _ in range(50):
+        if not server.store.names():
+            break
+        await asyncio.sleep(0.05)
+    with pytest.raises(IdentityNotFound):
+        await fetch_identity(identity.idurl, resolve)
+
+
+async def test_clients_report_unreachable_servers(key):
+    port = free_port("127.0.1.3")
+    with pytest.raises(IdentityServerError, match="cannot reach identity server"):
+        await send_identity("127.0.1.3", port, b"<identity/>", timeout=2)
+    with pytest.raises(IdentityServerError, match="cannot reach"):
+        await fetch_identity(f"http://host-c.com:{port}/alice.xml", resolve, timeout=2)
+
+
+async def test_close_releases_ports(tmp_path):
+    store = IdentityStore(tmp_path / "ids", "host-a.com", 80)
+    handle = await start_identity_server(store, "127.0.1.1", 0, 0)
+    web_port, tcp_port = handle.web_port, handle.tcp_port
+    await handle.close()
+    await handle.close()
+    again = await start_identity_server(store, "127.0.1.1", web_port, tcp_port)
+    await again.close()

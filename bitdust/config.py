@@ -16,6 +16,7 @@ import json
 import os
 import re
 import tempfile
+from decimal import Decimal
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +105,7 @@ def _parse_size(text: str) -> int:
     match = re.fullmatch(r"(\d{1,15}(?:\.\d{1,6})?)\s*([a-zA-Z]{0,3})", text)
     if not match or match.group(2).lower() not in _SIZE_UNITS:
         raise ValueError("not a size")
-    value = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    value = int(Decimal(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
     if value > 2**62:
         raise ValueError("too large")
     return value
@@ -586,21 +587,23 @@ class Config:
         return bool(self[service_key(service)])
 
 
-def parse_conf_lines(text: str, source: str) -> list[tuple[int, str, str]]:
-    """``key = value`` lines as (line number, key, raw value); comments and blanks skipped."""
-    entries = []
+def parse_conf_lines(text: str, source: str) -> tuple[list[tuple[int, str, str]], list[str]]:
+    """``key = value`` lines as (line number, key, raw value), and the lines that are neither
+    that nor a comment."""
+    entries, errors = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
         key, sep, value = stripped.partition("=")
         if not sep:
-            raise ConfigError(f"{source}:{number}: expected 'key = value', got {stripped!r}")
+            errors.append(f"{source}:{number}: expected 'key = value', got {stripped[:60]!r}")
+            continue
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
         entries.append((number, key.strip(), value))
-    return entries
+    return entries, errors
 
 
 def _read_text(path: Path) -> str | None:
@@ -625,8 +628,8 @@ def read_conffile(path: Path) -> dict[str, Any]:
     if text is None:
         return {}
     values: dict[str, Any] = {}
-    errors = []
-    for number, key, raw in parse_conf_lines(text, str(path)):
+    entries, errors = parse_conf_lines(text, str(path))
+    for number, key, raw in entries:
         try:
             values[key] = get_option(key).parse(raw)
         except ConfigError as exc:
@@ -770,7 +773,9 @@ def edit_conffile(path: Path, key: str, raw_value: str) -> str:
     new_line = f"{key} = {formatted}"
     lines = (text or "").splitlines(keepends=True)
     if text is not None:
-        parse_conf_lines(text, str(path))  # refuse to edit a file we cannot read back
+        broken = parse_conf_lines(text, str(path))[1]
+        if broken:  # refuse to edit a file we could not read back
+            raise ConfigError("\n".join(broken))
     target = _find_key_line(lines, key, commented=False)
     if target is not None:
         ending = "\n" if lines[target].endswith("\n") else ""

@@ -252,7 +252,7 @@ class Daemon:
 
     async def _start_api(self) -> None:
         allowed = {self.node.api_host}
-        app = build_app(api_routes.ROUTES, self._api_secret, allowed, self)
+        app = build_app(api_routes.all_routes(), self._api_secret, allowed, self)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         port = self.config["interface/api/rest-http-port"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bitdust.api import dht
 from bitdust.api.server import ApiError, Call, Param, Route, route
 from bitdust.config import OPTIONS, get_option
 from bitdust.node.catalog import SPECS
@@ -18,11 +19,6 @@ ROUTES: list[Route] = []
 def _add(r: Route) -> Route:
     ROUTES.append(r)
     return r
-
-
-def extend(routes: list[Route]) -> None:
-    """Capabilities add their own route modules here."""
-    ROUTES.extend(routes)
 
 
 @_add
@@ -128,3 +124,8 @@ async def _states(call: Call) -> list[dict[str, Any]]:
 
 
 ROUTES += [Route("GET", "state/list", _states), Route("GET", "automat/list", _states)]
+
+
+def all_routes() -> list[Route]:
+    """The foundation's routes and those of each capability."""
+    return [*ROUTES, *dht.ROUTES]

@@ -1,0 +1,251 @@
+"""Helpers for tests that run real node processes: environments, notify sockets, API calls.
+
+A node under test is the real program (`python -m bitdust`, or the frozen binary when
+``BITDUST_BIN`` names it) with its config, state and runtime dirs in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The guide's four hosts, as loopback addresses (DESIGN §12).
+HOSTS = {
+    "host-a.com": "127.0.1.1",
+    "host-b.com": "127.0.1.2",
+    "host-c.com": "127.0.1.3",
+    "host-d.com": "127.0.1.4",
+}
+HOST_MAP = ",".join(f"{name}={address}" for name, address in HOSTS.items())
+
+
+def bitdust_command() -> list[str]:
+    binary = os.environ.get("BITDUST_BIN")
+    if binary:
+        return [binary]
+    return [sys.executable, "-m", "bitdust"]
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie nobody reaped yet counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def node_env(base: Path, **extra: str) -> dict[str, str]:
+    """An environment whose bitdust dirs all live under ``base``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BITDUST_", "NOTIFY_"))}
+    env.update(
+        BITDUST_CONFIG_DIR=str(base / "etc"),
+        BITDUST_STATE_DIR=str(base / "state"),
+        BITDUST_RUNTIME_DIR=str(base / "run"),
+        PYTHONPATH=str(REPO),
+    )
+    env.update(extra)
+    (base / "etc").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def write_conf(base: Path, instance: str, settings: dict[str, Any]) -> Path:
+    path = base / "etc" / f"{instance}.conf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"{key} = {value}" for key, value in settings.items()]
+    path.write_text("# written by the test\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def cli(
+    env: dict[str, str],
+    *args: str,
+    check: bool = False,
+    timeout: float = 60,
+    user: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `bitdust ARGS` and capture its output."""
+    command = [*bitdust_command(), *args]
+    if user is not None:
+        command = ["setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups", *command]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"bitdust {' '.join(args)} exited {result.returncode}\n{result.stdout}{result.stderr}"
+        )
+    return result
+
+
+class NotifyListener:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = str(directory / "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.messages: list[str] = []
+
+    def wait_for(self, field_: str, timeout: float, process: subprocess.Popen | None = None) -> str:
+        """Wait until a message holding ``field_`` (e.g. 'READY=1') arrives."""
+        deadline = time.monotonic() + timeout
+        for message in self.messages:
+            if field_ in message.splitlines():
+                return message
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, min(0.2, deadline - time.monotonic())))
+            try:
+                message = self.sock.recv(65536).decode()
+            except TimeoutError:
+                if process is not None and process.poll() is not None:
+                    raise AssertionError(
+                        f"process exited {process.returncode} before {field_}"
+                    ) from None
+                continue
+            self.messages.append(message)
+            if field_ in message.splitlines():
+                return message
+        raise AssertionError(f"no {field_} within {timeout} s; got {self.messages}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class Node:
+    """A `bitdust run` process under test."""
+
+    base: Path
+    instance: str
+    env: dict[str, str]
+    process: subprocess.Popen
+    notify: NotifyListener
+    api_host: str = "127.0.0.1"
+    api_port: int = 0
+    log_path: Path = field(default_factory=Path)
+
+    @property
+    def runtime(self) -> Path:
+        return self.base / "run" / self.instance
+
+    @property
+    def secret(self) -> str:
+        return (self.runtime / "api.secret").read_text().strip()
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        secret: bool = True,
+        raw: bytes | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Call the REST API over TCP; returns (HTTP status, decoded envelope)."""
+        url = f"http://{self.api_host}:{self.api_port}{path}"
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(url, data=data, method=method)
+        if secret:
+            request.add_header("api_secret", self.secret)
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def ok(self, method: str, path: str, body: Any = None) -> Any:
+        status, envelope = self.api(method, path, body)
+        assert status == 200 and envelope["status"] == "OK", (status, envelope)
+        return envelope["result"]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 10) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self.notify.close()
+        return code
+
+
+def start_node(
+    base: Path,
+    instance: str = "default",
+    settings: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    env_extra: dict[str, str] | None = None,
+    wait: bool = True,
+    timeout: float = 30,
+) -> Node:
+    """Write the instance's conffile and start `bitdust run`, waiting for READY=1."""
+    settings = dict(settings or {})
+    api_host = str(settings.get("services/network/listen-host") or "127.0.0.1")
+    if not api_host.startswith("127."):
+        api_host = "127.0.0.1"
+    settings.setdefault("interface/api/rest-http-port", free_port(host=api_host))
+    settings.setdefault("services/entangled-dht/udp-port", 0)
+    settings.setdefault("services/tcp-connections/tcp-port", 0)
+    write_conf(base, instance, settings)
+    env = node_env(base, **(env_extra or {}))
+    notify_dir = base / f"notify-{instance}-{time.monotonic_ns()}"
+    notify_dir.mkdir()
+    notify = NotifyListener(notify_dir)
+    env["NOTIFY_SOCKET"] = notify.path
+    command = [*bitdust_command(), "--instance", instance, "run"]
+    for key, value in (options or {}).items():
+        command += ["-o", f"{key}={value}"]
+    log_path = base / f"{instance}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    node = Node(
+        base,
+        instance,
+        env,
+        process,
+        notify,
+        api_host,
+        int(settings["interface/api/rest-http-port"]),
+        log_path,
+    )
+    if wait:
+        try:
+            notify.wait_for("READY=1", timeout, process)
+        except AssertionError as exc:
+            node.stop()
+            raise AssertionError(f"{exc}\nlog:\n{node.log()}") from None
+    return node
+
+
+@contextlib.contextmanager
+def running_node(base: Path, **kwargs: Any) -> Iterator[Node]:
+    node = start_node(base, **kwargs)
+    try:
+        yield node
+    finally:
+        node.stop()

@@ -1,0 +1,181 @@
+"""The node process: systemd notifications, signals, config checks before start, the CLI's
+daemon/states/stop/restart, and check-config across instances."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from tests.helpers import alive, cli, free_port, node_env, running_node, start_node, write_conf
+
+# A dht-seed on a free port: one real service with its own socket.
+SEED = {"services/entangled-dht/known-nodes": "genesis"}
+
+
+def test_run_notifies_systemd_and_stops_on_sigterm(tmp_path: Path) -> None:
+    node = start_node(tmp_path, "dht-seed", SEED, env_extra={"WATCHDOG_USEC": "200000"})
+    ready = node.notify.wait_for("READY=1", 1)
+    assert any(line.startswith("STATUS=") for line in ready.splitlines())
+    node.notify.wait_for("WATCHDOG=1", 5, node.process)
+    started = time.monotonic()
+    node.process.send_signal(signal.SIGTERM)
+    assert node.process.wait(10) == 0
+    assert time.monotonic() - started < 10
+    node.notify.wait_for("STOPPING=1", 1)
+    assert not (node.runtime / "bitdust.pid").exists()
+    assert not (node.runtime / "api.secret").exists()
+    node.notify.close()
+
+
+def test_sighup_reloads_live_settings_and_reports_the_rest(tmp_path: Path) -> None:
+    with running_node(tmp_path, instance="dht-seed", settings=SEED) as node:
+        conf = tmp_path / "etc" / "dht-seed.conf"
+        conf.write_text(
+            conf.read_text() + "logs/level = debug\nservices/entangled-dht/bucket-size = 5\n"
+        )
+        node.process.send_signal(signal.SIGHUP)
+        node.notify.wait_for("RELOADING=1", 5, node.process)
+        deadline = time.monotonic() + 5
+        while "restart needed" not in node.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log = node.log()
+        assert "reloaded: logs/level" in log
+        assert "restart needed to apply: services/entangled-dht/bucket-size" in log
+        status = node.ok("GET", "/process/info/v1")
+        assert status["ready"] is True
+
+
+def test_run_refuses_a_bad_config_with_every_reason(tmp_path: Path) -> None:
+    write_conf(
+        tmp_path,
+        "default",
+        {
+            "services/proxy-server/enabled": "true",
+            "services/proxy-transport/enabled": "true",
+            "services/supplier/donated-space": "lots",
+        },
+    )
+    result = cli(node_env(tmp_path), "run")
+    assert result.returncode == 2
+    assert "default.conf:4: services/supplier/donated-space: 'lots'" in result.stderr
+    assert "Traceback" not in result.stderr
+    write_conf(
+        tmp_path,
+        "default",
+        {
+            "services/proxy-server/enabled": "true",
+            "services/proxy-transport/enabled": "true",
+        },
+    )
+    result = cli(node_env(tmp_path), "run")
+    assert result.returncode == 2
+    assert "services/proxy-server/enabled and services/proxy-transport/enabled" in result.stderr
+
+
+def test_a_service_that_cannot_start_fails_the_process(tmp_path: Path) -> None:
+    port = free_port()
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        node = start_node(
+            tmp_path, "dht-seed", {**SEED, "interface/api/rest-http-port": port}, wait=False
+        )
+        assert node.process.wait(20) == 1
+        assert "cannot start the REST API" in node.log()
+        node.notify.close()
+
+
+def test_daemon_states_restart_stop_through_the_cli(tmp_path: Path) -> None:
+    env = node_env(tmp_path)
+    write_conf(
+        tmp_path,
+        "dht-seed",
+        {**SEED, "interface/api/rest-http-port": free_port(), "services/entangled-dht/udp-port": 0},
+    )
+    result = cli(env, "--instance", "dht-seed", "daemon", check=True)
+    assert "started (pid" in result.stdout
+    pidfile = tmp_path / "run" / "dht-seed" / "bitdust.pid"
+    first_pid = int(pidfile.read_text().split()[0])
+    try:
+        again = cli(env, "--instance", "dht-seed", "daemon")
+        assert again.returncode == 1 and "already running" in again.stderr
+
+        states = cli(env, "--instance", "dht-seed", "states", check=True).stdout.splitlines()
+        assert "1: service_entangled_dht(ON)" in states
+        assert "6: service_proxy_server(OFF)  disabled" in states
+        assert any(line.startswith("10: service_private_messages(OFF)") for line in states)
+        assert cli(env, "--instance", "dht-seed", "automat", "list").stdout.splitlines() == states
+
+        cli(env, "--instance", "dht-seed", "restart", check=True)
+        second_pid = int(pidfile.read_text().split()[0])
+        assert second_pid != first_pid
+        assert not alive(first_pid)
+    finally:
+        stopped = cli(env, "--instance", "dht-seed", "stop", check=True)
+    assert "stopped" in stopped.stdout
+    assert not pidfile.exists()
+    assert "is not running" in cli(env, "--instance", "dht-seed", "stop", check=True).stdout
+    missing = cli(env, "--instance", "dht-seed", "states")
+    assert missing.returncode == 1
+    assert "is not running" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_daemon_reports_why_it_failed(tmp_path: Path) -> None:
+    env = node_env(tmp_path)
+    write_conf(
+        tmp_path,
+        "default",
+        {"services/proxy-server/enabled": "true", "services/proxy-transport/enabled": "true"},
+    )
+    result = cli(env, "daemon")
+    assert result.returncode == 1
+    assert "services/proxy-server/enabled and services/proxy-transport/enabled" in result.stderr
+    assert "failed to start" in result.stderr
+
+
+def test_check_config_finds_port_clash_with_a_running_instance(tmp_path: Path) -> None:
+    udp = free_port()
+    env = node_env(tmp_path)
+    write_conf(
+        tmp_path,
+        "default",
+        {"services/entangled-dht/udp-port": udp, "interface/api/rest-http-port": free_port()},
+    )
+    assert cli(env, "check-config").returncode == 0
+    with running_node(
+        tmp_path, instance="dht-seed", settings={**SEED, "services/entangled-dht/udp-port": udp}
+    ):
+        result = cli(env, "check-config")
+        assert result.returncode == 2
+        assert f"udp port {udp} is also used by instance 'dht-seed'" in result.stderr
+    assert cli(env, "check-config").returncode == 0
+
+
+def test_set_while_running_reloads_the_node(tmp_path: Path) -> None:
+    with running_node(tmp_path, instance="dht-seed", settings=SEED) as node:
+        result = cli(node.env, "--instance", "dht-seed", "set", "logs/level", "debug", check=True)
+        assert "applied to the running node" in result.stdout
+        node.notify.wait_for("RELOADING=1", 5, node.process)
+        result = cli(
+            node.env,
+            "--instance",
+            "dht-seed",
+            "set",
+            "services/entangled-dht/bucket-size",
+            "6",
+            check=True,
+        )
+        assert "restart needed" in result.stdout
+        got = cli(node.env, "--instance", "dht-seed", "get", "services/entangled-dht/bucket-size")
+        assert got.stdout.strip() == "6"
+
+
+def test_version(tmp_path: Path) -> None:
+    from bitdust import __version__
+
+    env = node_env(tmp_path)
+    assert cli(env, "--version", check=True).stdout.strip() == f"bitdust {__version__}"
+    assert cli(env, "version", check=True).stdout.strip() == f"bitdust {__version__}"

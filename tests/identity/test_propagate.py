@@ -1,0 +1,213 @@
+"""identity-propagate: known servers, propagation to two real servers, name checks, create and
+restore end to end."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from bitdust.identity.document import parse_identity
+from bitdust.identity.errors import (
+    IdentityError,
+    KnownServersError,
+    WrongPassphraseError,
+)
+from bitdust.identity.keys import key_backup_bytes, public_key_to_openssh
+from bitdust.identity.local import (
+    load_local_identity,
+    local_identity_exists,
+    save_local_identity,
+)
+from bitdust.identity.propagate import (
+    KnownServer,
+    build_identity,
+    check_name_available,
+    create_identity,
+    format_known_servers,
+    idurls_for,
+    next_revision,
+    parse_known_servers,
+    propagate,
+    recover_identity,
+)
+from bitdust.identity.server import start_identity_server
+from bitdust.identity.signing import verify
+from bitdust.identity.store import IdentityStore
+from tests.identity.conftest import HOSTS, TODAY, free_port, resolve
+
+
+def test_parse_known_servers_text_form():
+    servers = parse_known_servers("host-a.com:80:6661, host-b.com:8084:6662,host-c.com")
+    assert servers == [
+        KnownServer("host-a.com", 80, 6661),
+        KnownServer("host-b.com", 8084, 6662),
+        KnownServer("host-c.com", 80, 6661),
+    ]
+    assert format_known_servers(servers) == (
+        "host-a.com:80:6661,host-b.com:8084:6662,host-c.com:80:6661"
+    )
+    assert parse_known_servers("") == []
+    assert parse_known_servers("host-a.com:8084") == [KnownServer("host-a.com", 8084, 6661)]
+
+
+def test_parse_known_servers_network_json_form():
+    network = {
+        "service_identity_propagate": {
+            "known_servers": [
+                {"host": "host-a.com", "http_port": 80, "tcp_port": 6661},
+                {"host": "host-b.com", "http_port": 8084, "tcp_port": 6661},
+            ]
+        }
+    }
+    assert parse_known_servers(network) == [
+        KnownServer("host-a.com", 80, 6661),
+        KnownServer("host-b.com", 8084, 6661),
+    ]
+    assert parse_known_servers(network["service_identity_propagate"]["known_servers"])[0].host == (
+        "host-a.com"
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "host-a.com:eighty",
+        "host-a.com:80:6661:1",
+        "host-a.com:0",
+        "Host_A:80",
+        "host-a.com,host-a.com",
+        [{"port": 1}],
+        {"other": 1},
+    ],
+)
+def test_bad_known_servers_are_refused_with_the_setting_name(value):
+    with pytest.raises(KnownServersError, match=r"known-servers|known_servers"):
+        parse_known_servers(value)
+
+
+def test_idurls_for_writes_port_only_when_not_80():
+    servers = parse_known_servers("host-a.com:80:6661,host-b.com:8084:6661")
+    assert idurls_for("alice", servers) == [
+        "http://host-a.com/alice.xml",
+        "http://host-b.com:8084/alice.xml",
+    ]
+
+
+def test_build_and_next_revision(key, other_key):
+    servers = parse_known_servers("host-a.com,host-b.com:8084")
+    identity = build_identity("alice", servers, ["tcp://127.0.1.1:7771"], key, today=TODAY)
+    verify(identity, accept_legacy=False)
+    assert identity.revision == 1 and identity.date == "Nov 25, 2026"
+    newer = next_revision(
+        identity, key, contacts=["tcp://127.0.1.1:7772"], today=datetime.date(2026, 12, 1)
+    )
+    verify(newer, accept_legacy=False)
+    assert (newer.revision, newer.contacts, newer.date) == (
+        2,
+        ("tcp://127.0.1.1:7772",),
+        "Dec 01, 2026",
+    )
+    with pytest.raises(IdentityError, match="does not belong"):
+        next_revision(identity, other_key)
+
+
+# -- against two real identity servers -----------------------------------------------------------
+
+
+@pytest.fixture
+async def two_servers(tmp_path):
+    """host-a.com and host-b.com, each serving HTTP directly on a free port (IDURL port)."""
+    handles, servers = [], []
+    for host in ("host-a.com", "host-b.com"):
+        address = HOSTS[host]
+        web_port = free_port(address)
+        store = IdentityStore(tmp_path / host, host, web_port)
+        handle = await start_identity_server(store, address, web_port, 0)
+        handles.append(handle)
+        servers.append(KnownServer(host, web_port, handle.tcp_port))
+    yield servers, handles
+    for handle in handles:
+        await handle.close()
+
+
+async def test_propagate_to_two_servers(two_servers, key):
+    servers, handles = two_servers
+    identity = build_identity("alice", servers, ["tcp://127.0.1.1:7771"], key, today=TODAY)
+    results = await propagate(identity.to_xml(), servers, resolve, retries=2, backoff=0.01)
+    assert [(r.ok, r.idurl, r.attempts) for r in results] == [
+        (True, identity.sources[0], 1),
+        (True, identity.sources[1], 1),
+    ]
+    for handle in handles:
+        assert handle.store.get("alice") == identity.to_xml()
+
+
+async def test_propagate_reports_refusal_and_unreachable_server(two_servers, key, other_key):
+    servers, _ = two_servers
+    identity = build_identity("alice", servers, [], key, today=TODAY)
+    await propagate(identity.to_xml(), servers[:1], resolve)
+    takeover = build_identity("alice", servers, [], other_key, today=TODAY, revision=5)
+    dead = KnownServer("host-c.com", free_port("127.0.1.3"), free_port("127.0.1.3"))
+    results = await propagate(
+        takeover.to_xml(), [servers[0], dead], resolve, retries=3, backoff=0.01, timeout=2
+    )
+    refused, unreachable = results
+    assert not refused.ok and refused.refused and refused.attempts == 1
+    assert "key takeover refused" in refused.error
+    assert not unreachable.ok and not unreachable.refused and unreachable.attempts == 3
+    assert "cannot reach" in unreachable.error
+
+
+async def test_check_name_available(two_servers, key):
+    servers, _ = two_servers
+    identity = build_identity("alice", servers[1:], [], key, today=TODAY)
+    await propagate(identity.to_xml(), servers[1:], resolve)
+    taken = await check_name_available("alice", servers, resolve)
+    assert not taken.available and taken.taken_on == (servers[1],)
+    free = await check_name_available("bob", servers, resolve)
+    assert free.available and free.taken_on == () and free.unreachable == ()
+
+
+async def test_create_identity_then_backup_and_restore(two_servers, tmp_path):
+    servers, handles = two_servers
+    created = await create_identity(
+        "carol", servers, ["tcp://127.0.1.1:7771"], resolve, key_bits=1024, min_servers=2
+    )
+    assert created.identity.name == "carol"
+    assert all(result.ok for result in created.results)
+    assert public_key_to_openssh(created.private_key) == created.identity.publickey
+    for handle in handles:
+        assert parse_identity(handle.store.get("carol")) == created.identity
+
+    state = tmp_path / "state" / "identity"
+    save_local_identity(state, created.private_key, created.identity)
+    assert local_identity_exists(state)
+    assert (state / "private_key.pem").stat().st_mode & 0o777 == 0o600
+    assert load_local_identity(state).identity == created.identity
+
+    backup = key_backup_bytes(created.identity.idurl, created.private_key, passphrase="pw")
+    with pytest.raises(WrongPassphraseError):
+        await recover_identity(backup, resolve, passphrase="nope")
+    key, identity = await recover_identity(backup, resolve, passphrase="pw")
+    assert identity == created.identity
+    assert key.private_numbers() == created.private_key.private_numbers()
+
+    with pytest.raises(IdentityError, match=r"already taken on host-a\.com, host-b\.com"):
+        await create_identity("carol", servers, [], resolve, key_bits=1024)
+
+
+async def test_create_identity_fails_when_too_few_servers_accept(two_servers):
+    servers, _ = two_servers
+    dead = KnownServer("host-c.com", free_port("127.0.1.3"), free_port("127.0.1.3"))
+    with pytest.raises(IdentityError, match="accepted by 1 of 2 identity servers, 2 needed"):
+        await create_identity(
+            "dave",
+            [servers[0], dead],
+            [],
+            resolve,
+            key_bits=1024,
+            min_servers=2,
+            retries=1,
+            timeout=2,
+        )

@@ -347,6 +347,8 @@ def parse_identity(data: bytes) -> Identity:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise DocumentError("the identity document is not UTF-8 text") from None
+    if "\x00" in text:  # also keeps UTF-16/32 documents (which hide "<!DOCTYPE") from lxml
+        raise DocumentError("the identity document is not UTF-8 text (it contains NUL bytes)")
     upper = text.upper()
     if "<!DOCTYPE" in upper or "<!ENTITY" in upper:
         raise DocumentError(

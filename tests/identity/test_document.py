@@ -97,6 +97,12 @@ def test_external_entity_is_refused():
     _refused(XXE, "DOCTYPE")
 
 
+@pytest.mark.parametrize(("codec", "match"), [("utf-16", "not UTF-8"), ("utf-16-le", "NUL")])
+def test_utf16_external_entity_is_refused_before_parsing(codec, match):
+    text = XXE.decode().replace('version="1.0"', 'version="1.0" encoding="UTF-16"')
+    _refused(text.encode(codec), match)
+
+
 def test_doctype_without_entities_is_refused(key):
     data = make_identity(key).to_xml()
     data = data.replace(b"<identity>", b"<!DOCTYPE identity>\n<identity>", 1)

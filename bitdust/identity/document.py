@@ -48,8 +48,31 @@ from typing import Any
 from lxml import etree
 
 from bitdust.identity.errors import DocumentError, IdentityError
-from bitdust.identity.idurl import Idurl, parse_idurl
+from bitdust.identity.idurl import (
+    Idurl,
+    format_global_id,
+    format_idurl,
+    global_id_of,
+    parse_idurl,
+    validate_name,
+)
 from bitdust.identity.keys import RSAPublicKey, public_key_from_openssh
+
+__all__ = [
+    "MAX_DOCUMENT_SIZE",
+    "SCHEME_LEGACY",
+    "SCHEME_PSS",
+    "Identity",
+    "Idurl",
+    "format_date",
+    "format_global_id",
+    "format_idurl",
+    "global_id_of",
+    "parse_date",
+    "parse_identity",
+    "parse_idurl",
+    "validate_name",
+]
 
 MAX_DOCUMENT_SIZE = 64 * 1024
 MAX_DEPTH = 3  # identity / sources / source

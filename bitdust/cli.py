@@ -325,6 +325,23 @@ def cmd_network_status(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+def cmd_dht(args: argparse.Namespace, paths: Paths) -> int:
+    client = client_for(paths)
+    if args.action == "find":
+        result = client.call("GET", "dht/node/find", node_id=args.args[0] if args.args else None)
+    elif args.action == "get" and len(args.args) == 1:
+        result = client.call("GET", "dht/value/get", key=args.args[0])
+    elif args.action == "set" and len(args.args) == 2:
+        body = {"key": args.args[0], "value": args.args[1]}
+        if args.expire is not None:
+            body["expire"] = args.expire
+        result = client.call("POST", "dht/value/set", body)
+    else:
+        raise CliError("usage: bitdust dht find [NODE_ID] | get KEY | set KEY VALUE [--expire S]")
+    print_json(result)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Parser
 
@@ -391,6 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["status"])
     for flag in ("dht", "suppliers", "customers", "proxy"):
         p.add_argument(f"--{flag}", action="store_true", help=f"include the {flag} section")
+    p = command("dht", cmd_dht, "'dht find [NODE_ID]', 'dht get KEY', 'dht set KEY VALUE'")
+    p.add_argument("action", choices=["find", "get", "set"])
+    p.add_argument("args", nargs="*")
+    p.add_argument("--expire", type=int, help="seconds the value lives (default 12 h)")
     return parser
 
 

@@ -1,0 +1,124 @@
+"""Part 2 of the BitDust guide on four loopback hosts, driven by the CLI as the guide does.
+
+host-a.com to host-d.com are 127.0.1.1 to 127.0.1.4 through ``services/network/host-map``; each host
+has its own config, state and runtime dirs, the guide's UDP port 14441 and REST port 8180 on its
+own address.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import HOST_MAP, HOSTS, alive, cli, node_env
+
+pytestmark = pytest.mark.slow
+
+GUIDE_OFF = ("customer", "supplier", "proxy-transport", "proxy-server", "private-messages",
+             "nodes-lookup")  # fmt: skip
+
+
+class Host:
+    def __init__(self, base: Path, name: str) -> None:
+        self.name = name
+        self.address = HOSTS[name]
+        self.env = node_env(base / name)
+        self.base = base / name
+
+    def bitdust(self, *args: str) -> str:
+        return cli(self.env, *args, check=True).stdout
+
+    def configure(self, known_nodes: str) -> None:
+        """The guide's commands, plus the two settings that make one machine play this host."""
+        self.bitdust("set", "services/network/listen-host", self.address)
+        self.bitdust("set", "services/network/host-map", HOST_MAP)
+        self.bitdust("set", "services/entangled-dht/rpc-timeout", "2")
+        for service in GUIDE_OFF:
+            self.bitdust("set", f"services/{service}/enabled", "false")
+        self.bitdust("set", "services/entangled-dht/udp-port", "14441")
+        self.bitdust("set", "services/entangled-dht/known-nodes", known_nodes)
+
+    def contacts(self) -> int:
+        status = json.loads(self.bitdust("network", "status", "--dht"))
+        assert status["dht"]["layers"][0]["contacts"] == status["dht"]["contacts"]
+        return status["dht"]["contacts"]
+
+    def pid(self) -> int:
+        return int((self.base / "run" / "default" / "bitdust.pid").read_text().split()[0])
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> Iterator[dict[str, Host]]:
+    made = {name: Host(tmp_path, name) for name in HOSTS}
+    yield made
+    for host in made.values():
+        cli(host.env, "stop")
+
+
+@pytest.mark.timeout(180)
+def test_guide_part_2_four_seed_nodes(hosts: dict[str, Host]) -> None:
+    a, b, c, d = (hosts[name] for name in HOSTS)
+    a.configure("genesis")
+    a.bitdust("daemon")
+    assert a.contacts() == 0
+
+    b.configure("host-a.com:14441")
+    b.bitdust("daemon")
+    wait_for(lambda: a.contacts() == 1 and b.contacts() == 1, what="a and b to see each other")
+
+    for host in (c, d):
+        host.configure("host-a.com:14441")
+        host.bitdust("daemon")
+    wait_for(lambda: all(h.contacts() == 3 for h in (a, b, c, d)), what="3 contacts everywhere")
+
+    stored = json.loads(b.bitdust("dht", "set", "guide:greeting", "hello from host-b"))
+    assert stored["stored"] >= 3
+    found = json.loads(d.bitdust("dht", "get", "guide:greeting"))
+    assert [v["value"] for v in found["values"]] == ["hello from host-b"]
+    nodes = json.loads(c.bitdust("dht", "find"))["nodes"]
+    assert {n["host"] for n in nodes} >= {b.address, d.address}
+
+    genesis = a.pid()
+    os.kill(genesis, signal.SIGKILL)
+    wait_for(lambda: not alive(genesis), 10, "the genesis node to die")
+    for host in (b, c, d):
+        found = json.loads(host.bitdust("dht", "get", "guide:greeting"))
+        assert [v["value"] for v in found["values"]] == ["hello from host-b"], host.name
+    missing = json.loads(c.bitdust("dht", "get", "guide:nothing-here"))
+    assert missing["values"] == []
+
+
+@pytest.mark.timeout(120)
+def test_a_node_whose_known_nodes_are_down_is_ready_and_keeps_trying(
+    hosts: dict[str, Host],
+) -> None:
+    b = hosts["host-b.com"]
+    b.configure("host-a.com:14441")
+    b.bitdust("daemon")
+    status = json.loads(b.bitdust("network", "status", "--dht"))
+    assert status["ready"] is True
+    assert status["dht"]["contacts"] == 0
+    wait_for(
+        lambda: "no known node answered" in json.loads(
+            b.bitdust("network", "status", "--dht"))["dht"]["status"],
+        20, "the join status",
+    )  # fmt: skip
+    a = hosts["host-a.com"]
+    a.configure("genesis")
+    a.bitdust("daemon")
+    wait_for(lambda: b.contacts() == 1, 60, "b to join once a is up")

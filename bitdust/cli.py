@@ -9,6 +9,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bitdust import __version__
@@ -342,6 +344,85 @@ def cmd_dht(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+def _passphrase(args: argparse.Namespace, confirm: bool) -> str | None:
+    if args.passphrase_file:
+        try:
+            text = Path(args.passphrase_file).read_text().rstrip("\n")
+        except OSError as exc:
+            raise CliError(f"cannot read {args.passphrase_file}: {exc.strerror}") from None
+        if not text:
+            raise CliError(f"{args.passphrase_file} is empty")
+        return text
+    if args.ask_passphrase:
+        first = getpass.getpass("passphrase: ")
+        if confirm and getpass.getpass("again: ") != first:
+            raise CliError("the passphrases differ")
+        return first
+    return None
+
+
+def cmd_identity(args: argparse.Namespace, paths: Paths) -> int:
+    client = client_for(paths)
+    if args.action == "create":
+        body = {"username": _one(args, "identity create NAME"), "key_size": args.key_size}
+        print_json(_brief(client.call("POST", "identity/create", body)))
+    elif args.action == "show":
+        print_json(_brief(client.call("GET", "identity/get")))
+    elif args.action == "backup":
+        destination = Path(_one(args, "identity backup FILE")).absolute()
+        if destination.exists():
+            raise CliError(f"refusing to overwrite {destination}: the file exists")
+        result = client.call("POST", "identity/backup", {"passphrase": _passphrase(args, True)})
+        from bitdust.identity.errors import IdentityError
+        from bitdust.identity.files import atomic_write
+
+        try:
+            atomic_write(destination, result["backup"].encode(), mode=0o600, overwrite=False)
+        except IdentityError as exc:
+            raise CliError(str(exc)) from None
+        print(f"bitdust: key backup written to {destination} (mode 0600); keep it safe")
+    elif args.action in ("restore", "recover"):
+        source = Path(_one(args, "identity restore FILE"))
+        try:
+            data = source.read_bytes()[: 64 * 1024 + 1].decode("ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"cannot read {source}: {exc}") from None
+        body = {"private_key_source": data, "passphrase": _passphrase(args, False)}
+        if args.idurl:
+            body["known_idurl"] = args.idurl
+        print_json(_brief(client.call("POST", "identity/recover", body)))
+    return 0
+
+
+def _one(args: argparse.Namespace, usage: str) -> str:
+    if len(args.args) != 1:
+        raise CliError(f"usage: bitdust {usage}")
+    return args.args[0]
+
+
+def _brief(view: dict[str, Any]) -> dict[str, Any]:
+    """The identity without its XML document, which the API result carries too."""
+    return {key: value for key, value in view.items() if key != "xml"}
+
+
+def cmd_nginx_config(args: argparse.Namespace, paths: Paths) -> int:
+    from bitdust.identity.nginx import find_template, render_nginx_site
+
+    config = _config(paths)
+    server_name = args.server_name or config["services/identity-server/host"]
+    if not server_name:
+        raise CliError("set services/identity-server/host (or pass --server-name)")
+    listen_host = config["services/network/listen-host"]
+    listen = args.listen or (f"{listen_host}:80" if listen_host else "80")
+    upstream_host = listen_host or "127.0.0.1"
+    upstream = f"{upstream_host}:{config['services/identity-server/web-port']}"
+    try:
+        print(render_nginx_site(find_template().read_text(), listen, server_name, upstream), end="")
+    except (OSError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Parser
 
@@ -412,6 +493,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["find", "get", "set"])
     p.add_argument("args", nargs="*")
     p.add_argument("--expire", type=int, help="seconds the value lives (default 12 h)")
+
+    p = command(
+        "identity", cmd_identity, "'identity create NAME', 'show', 'backup FILE', 'restore FILE'"
+    )
+    p.add_argument("action", choices=["create", "show", "backup", "restore", "recover"])
+    p.add_argument("args", nargs="*")
+    p.add_argument("--key-size", type=int, default=2048, choices=[1024, 2048, 4096])
+    p.add_argument("--passphrase-file", help="read the key backup's passphrase from this file")
+    p.add_argument("--ask-passphrase", action="store_true", help="ask for a passphrase")
+    p.add_argument("--idurl", help="restore: the identity's IDURL, when not the backup's")
+
+    p = command("identity-server", cmd_nginx_config, "'identity-server nginx-config'")
+    p.add_argument("action", choices=["nginx-config"])
+    p.add_argument("--listen", help="nginx listen address (default: <listen-host>:80 or 80)")
+    p.add_argument("--server-name", help="default: services/identity-server/host")
     return parser
 
 

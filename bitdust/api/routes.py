@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bitdust.api import dht
+from bitdust.api import dht, identity
 from bitdust.api.server import ApiError, Call, Param, Route, route
 from bitdust.config import OPTIONS, get_option
 from bitdust.node.catalog import SPECS
@@ -128,4 +128,4 @@ ROUTES += [Route("GET", "state/list", _states), Route("GET", "automat/list", _st
 
 def all_routes() -> list[Route]:
     """The foundation's routes and those of each capability."""
-    return [*ROUTES, *dht.ROUTES]
+    return [*ROUTES, *dht.ROUTES, *identity.ROUTES]

@@ -12,6 +12,7 @@ listen address, host names and an address can be injected into the configuration
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from bitdust.identity.errors import IdentityError
 
@@ -28,6 +29,20 @@ _UPSTREAM_RE = re.compile(rf"{_HOST}:{_PORT}")
 
 class NginxConfigError(IdentityError):
     """A value for the nginx site is malformed, or the template lacks a placeholder."""
+
+
+def find_template() -> Path:
+    """The installed template, else the copy inside the program, else the source tree's."""
+    package = Path(__file__).resolve().parent.parent
+    candidates = (
+        Path("/usr/share/bitdust/nginx") / TEMPLATE_NAME,
+        package / "data" / TEMPLATE_NAME,
+        package.parent / "packaging" / "nginx" / TEMPLATE_NAME,
+    )
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise NginxConfigError(f"the nginx template {TEMPLATE_NAME} is not installed")
 
 
 def render_nginx_site(template: str, listen: str, server_name: str, upstream: str) -> str:

@@ -249,3 +249,72 @@ def running_node(base: Path, **kwargs: Any) -> Iterator[Node]:
         yield node
     finally:
         node.stop()
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# The services the guide turns off on its core hosts.
+GUIDE_OFF = (
+    "customer", "supplier", "proxy-transport", "proxy-server", "private-messages", "nodes-lookup",
+)  # fmt: skip
+
+
+class GuideHost:
+    """One of the guide's hosts: its own dirs, driven with the CLI as the guide does."""
+
+    def __init__(self, base: Path, name: str, instance: str = "default") -> None:
+        self.name = name
+        self.address = HOSTS[name]
+        self.base = base / name
+        self.env = node_env(self.base, BITDUST_INSTANCE=instance)
+        self.instance = instance
+
+    def bitdust(self, *args: str) -> str:
+        return cli(self.env, *args, check=True).stdout
+
+    def configure(self, known_nodes: str, **settings: Any) -> None:
+        """The guide's commands, plus the two settings that make one machine play this host."""
+        self.bitdust("set", "services/network/listen-host", self.address)
+        self.bitdust("set", "services/network/host-map", HOST_MAP)
+        self.bitdust("set", "services/entangled-dht/rpc-timeout", "2")
+        for service in GUIDE_OFF:
+            self.bitdust("set", f"services/{service}/enabled", "false")
+        self.bitdust("set", "services/entangled-dht/udp-port", "14441")
+        self.bitdust("set", "services/entangled-dht/known-nodes", known_nodes)
+        for key, value in settings.items():
+            self.bitdust("set", key, str(value))
+
+    def contacts(self) -> int:
+        status = json.loads(self.bitdust("network", "status", "--dht"))
+        assert status["dht"]["layers"][0]["contacts"] == status["dht"]["contacts"]
+        return status["dht"]["contacts"]
+
+    @property
+    def runtime(self) -> Path:
+        return self.base / "run" / self.instance
+
+    def pid(self) -> int:
+        return int((self.runtime / "bitdust.pid").read_text().split()[0])
+
+    def api(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+        """The guide's curl: REST on this host's address, with the API secret."""
+        port = json.loads(self.bitdust("get", "interface/api/rest-http-port"))
+        secret = (self.runtime / "api.secret").read_text().strip()
+        request = urllib.request.Request(
+            f"http://{self.address}:{port}{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"api_secret": secret},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())

@@ -10,68 +10,26 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import HOST_MAP, HOSTS, alive, cli, node_env
+from tests.helpers import HOSTS, GuideHost, alive, cli, wait_for
 
 pytestmark = pytest.mark.slow
 
-GUIDE_OFF = ("customer", "supplier", "proxy-transport", "proxy-server", "private-messages",
-             "nodes-lookup")  # fmt: skip
-
-
-class Host:
-    def __init__(self, base: Path, name: str) -> None:
-        self.name = name
-        self.address = HOSTS[name]
-        self.env = node_env(base / name)
-        self.base = base / name
-
-    def bitdust(self, *args: str) -> str:
-        return cli(self.env, *args, check=True).stdout
-
-    def configure(self, known_nodes: str) -> None:
-        """The guide's commands, plus the two settings that make one machine play this host."""
-        self.bitdust("set", "services/network/listen-host", self.address)
-        self.bitdust("set", "services/network/host-map", HOST_MAP)
-        self.bitdust("set", "services/entangled-dht/rpc-timeout", "2")
-        for service in GUIDE_OFF:
-            self.bitdust("set", f"services/{service}/enabled", "false")
-        self.bitdust("set", "services/entangled-dht/udp-port", "14441")
-        self.bitdust("set", "services/entangled-dht/known-nodes", known_nodes)
-
-    def contacts(self) -> int:
-        status = json.loads(self.bitdust("network", "status", "--dht"))
-        assert status["dht"]["layers"][0]["contacts"] == status["dht"]["contacts"]
-        return status["dht"]["contacts"]
-
-    def pid(self) -> int:
-        return int((self.base / "run" / "default" / "bitdust.pid").read_text().split()[0])
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 @pytest.fixture
-def hosts(tmp_path: Path) -> Iterator[dict[str, Host]]:
-    made = {name: Host(tmp_path, name) for name in HOSTS}
+def hosts(tmp_path: Path) -> Iterator[dict[str, GuideHost]]:
+    made = {name: GuideHost(tmp_path, name) for name in HOSTS}
     yield made
     for host in made.values():
         cli(host.env, "stop")
 
 
 @pytest.mark.timeout(180)
-def test_guide_part_2_four_seed_nodes(hosts: dict[str, Host]) -> None:
+def test_guide_part_2_four_seed_nodes(hosts: dict[str, GuideHost]) -> None:
     a, b, c, d = (hosts[name] for name in HOSTS)
     a.configure("genesis")
     a.bitdust("daemon")
@@ -105,7 +63,7 @@ def test_guide_part_2_four_seed_nodes(hosts: dict[str, Host]) -> None:
 
 @pytest.mark.timeout(120)
 def test_a_node_whose_known_nodes_are_down_is_ready_and_keeps_trying(
-    hosts: dict[str, Host],
+    hosts: dict[str, GuideHost],
 ) -> None:
     b = hosts["host-b.com"]
     b.configure("host-a.com:14441")

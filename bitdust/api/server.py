@@ -122,6 +122,8 @@ async def read_arguments(request: web.Request, params: tuple[Param, ...]) -> dic
             for name, raw in data.items():
                 if name not in known:
                     raise ApiError(400, f"unknown field {name!r}")
+                if raw is None and not known[name].required:
+                    continue  # JSON null: as if the optional field were not given
                 values[name] = _parse_scalar(known[name], raw, from_query=False)
     for param in params:
         if param.name not in values:

@@ -1,6 +1,32 @@
-# Packaging targets (binary, deb, test-deb); owned by the packaging work, see issue 4.
-.PHONY: binary deb
-binary: venv
-	@echo "binary: not built yet"
-deb: binary
-	@echo "deb: not built yet"
+# Packaging: the onefile binary, the Debian package and their tests (issue 4, docs/packaging.md).
+#
+#   make binary    dist/bitdust, rebuilt only when the sources, the spec or the pins change
+#   make deb       dist/bitdust_<version>_amd64.deb from debian/, reusing dist/bitdust
+#   make test-deb  the packaging tests (frozen binary, units, lintian, install into Debian 12)
+
+.PHONY: binary deb test-deb
+
+PYINSTALLER := $(VENV)/bin/pyinstaller
+# Everything that ends up in the binary: code and data of the package, the entry point, the spec.
+BINARY_INPUTS := $(shell find bitdust -type f -not -path '*/__pycache__/*' -not -name '*.pyc') \
+	bitdust.spec packaging/pyinstaller/entry.py requirements/runtime.txt
+
+dist/bitdust: $(STAMP) $(BINARY_INPUTS)
+	$(PYINSTALLER) --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller bitdust.spec
+	@touch $@
+	@dist/bitdust --version
+
+binary: dist/bitdust
+
+DEB_VERSION := $(shell dpkg-parsechangelog -l debian/changelog -S Version 2>/dev/null)
+DEB_FILE := dist/bitdust_$(DEB_VERSION)_amd64.deb
+DEB_INPUTS := $(shell find debian systemd packaging bitdust/roles -type f -not -name '*.pyc' \
+	-not -path 'debian/bitdust/*' -not -path 'debian/.debhelper/*' -not -path 'debian/generated/*')
+
+$(DEB_FILE): dist/bitdust $(DEB_INPUTS)
+	packaging/build-deb.sh
+
+deb: $(DEB_FILE)
+
+test-deb: venv deps binary deb
+	$(PY) -m pytest -m packaging tests/packaging $(PYTEST_ARGS)

@@ -35,6 +35,7 @@ from bitdust.config import (
     get_option,
     load_config,
 )
+from bitdust.identity.errors import IdentityError
 from bitdust.node.checks import pid_of_running
 
 EXIT_FAILURE = 1
@@ -373,7 +374,6 @@ def cmd_identity(args: argparse.Namespace, paths: Paths) -> int:
         if destination.exists():
             raise CliError(f"refusing to overwrite {destination}: the file exists")
         result = client.call("POST", "identity/backup", {"passphrase": _passphrase(args, True)})
-        from bitdust.identity.errors import IdentityError
         from bitdust.identity.files import atomic_write
 
         try:
@@ -418,7 +418,7 @@ def cmd_nginx_config(args: argparse.Namespace, paths: Paths) -> int:
     upstream = f"{upstream_host}:{config['services/identity-server/web-port']}"
     try:
         print(render_nginx_site(find_template().read_text(), listen, server_name, upstream), end="")
-    except (OSError, ValueError) as exc:
+    except (OSError, IdentityError) as exc:
         raise CliError(str(exc)) from None
     return 0
 
@@ -528,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(exc, "code", EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILURE)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug of ours: still one line, never a traceback
+        print(f"bitdust: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ import socket
 from typing import Any
 
 from bitdust.identity import keys, local, propagate
-from bitdust.identity.errors import IdentityError
+from bitdust.identity.errors import IdentityError, IdentityServerError
+from bitdust.identity.idurl import parse_idurl
 from bitdust.identity.server import IdentityServer, IdentityStore, start_identity_server
 from bitdust.node.service import Service, ServiceError
 
@@ -182,13 +183,7 @@ class IdentityPropagateService(Service):
                     "restore on a fresh node"
                 )
             try:
-                key, identity = await propagate.recover_identity(
-                    backup,
-                    self.resolve,
-                    passphrase=passphrase,
-                    idurl=idurl,
-                    accept_legacy=self.config["services/network/accept-legacy-identities"],
-                )
+                key, identity = await self._recover(backup, passphrase, idurl)
                 local.save_local_identity(self.directory, key, identity)
             except IdentityError as exc:
                 raise ServiceError(str(exc)) from None
@@ -199,6 +194,29 @@ class IdentityPropagateService(Service):
             await self._new_revision(contacts)
         self._publish_in_background()
         return self.view()
+
+    async def _recover(
+        self, backup: bytes, passphrase: str | None, idurl: str | None
+    ) -> tuple[keys.RSAPrivateKey, Any]:
+        """Fetch the identity from the backup's IDURL, or, when that server is gone, from the
+        same name on each known server (an identity lists all of them as sources)."""
+        backup_idurl, _ = keys.read_key_backup(backup, passphrase)
+        name = parse_idurl(idurl or backup_idurl).name
+        candidates = [idurl or backup_idurl]
+        candidates += [s.idurl(name) for s in known_servers(self.config)]
+        failures = []
+        for candidate in dict.fromkeys(candidates):
+            try:
+                return await propagate.recover_identity(
+                    backup,
+                    self.resolve,
+                    passphrase=passphrase,
+                    idurl=candidate,
+                    accept_legacy=self.config["services/network/accept-legacy-identities"],
+                )
+            except IdentityServerError as exc:
+                failures.append(f"{candidate}: {exc}")
+        raise IdentityError("cannot fetch the identity: " + "; ".join(failures))
 
     def backup_bytes(self, passphrase: str | None) -> bytes:
         current = self.require()

@@ -14,6 +14,7 @@ counted in ``counters``; every queue and table is bounded.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import ipaddress
 import random
@@ -653,8 +654,22 @@ class DHTNode:
         self._end(op, LookupDone(op.op_id, op.target, nodes, hops, op.queried))
         if op.bootstrap_op is not None:
             boot = self._ops.pop(op.bootstrap_op, None)
-            if boot is not None:
-                self._events.append(BootstrapDone(op.bootstrap_op, len(self.table)))
+            if boot is None:
+                return
+            if not nodes:  # the seed answered once, then nobody did: not joined
+                self._events.append(BootstrapFailed(op.bootstrap_op))
+                return
+            self._events.append(BootstrapDone(op.bootstrap_op, len(self.table)))
+            self._refresh_far_buckets(now)
+
+    def _refresh_far_buckets(self, now: float) -> None:
+        """After joining, look up an id in every bucket but our own (paper §2.3): otherwise far
+        buckets stay empty until somebody far away happens to contact us."""
+        own = id_int(self.node_id)
+        room = self.settings.max_operations // 2
+        for bucket in list(self.table.buckets):
+            if not bucket.covers(own) and len(self._ops) < room:
+                self._lookup(bucket.random_id(self.rng), "node", now, report=False)
 
     def _store_answered(self, op: _Lookup, ok: bool) -> None:
         op.storing -= 1
@@ -691,6 +706,7 @@ class DHTNode:
         self.save()
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback

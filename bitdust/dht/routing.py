@@ -9,7 +9,6 @@ seen eviction, which favours long-lived nodes). It only ever holds peers that sp
 from __future__ import annotations
 
 import bisect
-import heapq
 import random
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -28,6 +27,12 @@ def id_int(node_id: bytes) -> int:
 def distance(a: bytes, b: bytes) -> int:
     """XOR metric between two ids (paper §2.1)."""
     return id_int(a) ^ id_int(b)
+
+
+def _bucket_floor(bucket: KBucket, target: int) -> int:
+    """The smallest XOR distance from ``target`` to any id in the bucket's aligned range."""
+    width = (bucket.hi - bucket.lo).bit_length() - 1
+    return ((bucket.lo ^ target) >> width) << width
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,8 @@ class RoutingTable:
         self.max_failures = max_failures
         self.buckets: list[KBucket] = [KBucket(0, ID_SPACE, now)]
         self._los: list[int] = [0]
+        # One node id per address: a peer cannot fill our table with ids it invents.
+        self._by_addr: dict[tuple[str, int], bytes] = {}
 
     def __len__(self) -> int:
         return sum(len(b.contacts) for b in self.buckets)
@@ -94,6 +101,9 @@ class RoutingTable:
         """Record that ``contact`` was heard from; may ask for the bucket's oldest to be pinged."""
         if contact.node_id == self.node_id:
             return None
+        holder = self._by_addr.get(contact.addr)
+        if holder is not None and holder != contact.node_id:
+            return None
         while True:
             bucket = self.bucket_for(contact.node_id)
             known = bucket.contacts.get(contact.node_id)
@@ -106,8 +116,7 @@ class RoutingTable:
                 bucket.failures.pop(contact.node_id, None)
                 return None
             if len(bucket.contacts) < self.k:
-                bucket.contacts[contact.node_id] = contact
-                bucket.replacements.pop(contact.node_id, None)
+                self._insert(bucket, contact)
                 return None
             if bucket.hi - bucket.lo > 1 and (
                 bucket.covers(self._own) or self._among_nearest(contact.node_id)
@@ -120,9 +129,15 @@ class RoutingTable:
     def _among_nearest(self, node_id: bytes) -> bool:
         """Would ``node_id`` be one of our k nearest? Those are kept even in a bucket that does
         not hold our own id (paper §4.2), or lookups near us could miss a neighbour."""
-        mine = id_int(node_id) ^ self._own
-        nearest = heapq.nsmallest(self.k, (id_int(c.node_id) ^ self._own for c in self))
-        return len(nearest) < self.k or mine < nearest[-1]
+        nearest = self.closest(self.node_id, self.k)
+        if len(nearest) < self.k:
+            return True
+        return id_int(node_id) ^ self._own < id_int(nearest[-1].node_id) ^ self._own
+
+    def _insert(self, bucket: KBucket, contact: Contact) -> None:
+        bucket.contacts[contact.node_id] = contact
+        bucket.replacements.pop(contact.node_id, None)
+        self._by_addr[contact.addr] = contact.node_id
 
     def _park(self, bucket: KBucket, contact: Contact) -> None:
         bucket.replacements.pop(contact.node_id, None)
@@ -148,12 +163,15 @@ class RoutingTable:
         """Drop a contact; the freshest replacement candidate takes its place."""
         bucket = self.bucket_for(node_id)
         bucket.failures.pop(node_id, None)
-        if bucket.contacts.pop(node_id, None) is None:
+        gone = bucket.contacts.pop(node_id, None)
+        if gone is None:
             bucket.replacements.pop(node_id, None)
             return
-        if bucket.replacements:
-            new_id, contact = bucket.replacements.popitem(last=True)
-            bucket.contacts[new_id] = contact
+        del self._by_addr[gone.addr]
+        for candidate in reversed(bucket.replacements.values()):
+            if candidate.addr not in self._by_addr:
+                self._insert(bucket, candidate)
+                return
 
     def fail(self, node_id: bytes) -> bool:
         """Count an unanswered RPC; evict after ``max_failures`` in a row (sooner with a spare)."""
@@ -169,11 +187,25 @@ class RoutingTable:
         return False
 
     def closest(self, target: bytes, count: int, exclude: Iterable[bytes] = ()) -> list[Contact]:
-        """The ``count`` known contacts nearest to ``target`` by XOR, nearest first."""
+        """The ``count`` known contacts nearest to ``target`` by XOR, nearest first.
+
+        Buckets are disjoint aligned ranges, so all ids in one bucket are nearer to ``target``
+        than all ids in a bucket further along this order: only the first few buckets are read.
+        """
         skip = set(exclude)
         t = id_int(target)
-        pool = (c for c in self if c.node_id not in skip)
-        return heapq.nsmallest(count, pool, key=lambda c: id_int(c.node_id) ^ t)
+        order = sorted(self.buckets, key=lambda b: _bucket_floor(b, t))
+        pool: list[tuple[int, Contact]] = []
+        for bucket in order:
+            if len(pool) >= count:
+                break
+            pool.extend(
+                (id_int(node_id) ^ t, c)
+                for node_id, c in bucket.contacts.items()
+                if node_id not in skip
+            )
+        pool.sort(key=lambda pair: pair[0])
+        return [c for _, c in pool[:count]]
 
     def touch(self, target: bytes, now: float) -> None:
         """A lookup for ``target`` ran: its bucket does not need a refresh for a while."""

@@ -8,6 +8,7 @@ datagram. Nothing here signs or verifies records: that is ``records``' job.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from enum import IntEnum
@@ -95,8 +96,11 @@ class Message:
 
 def valid_host(host: Any) -> bool:
     """A canonical, unicast IPv4/IPv6 literal (no names: peers are addressed by IP)."""
-    if not isinstance(host, str) or len(host) > 45:
-        return False
+    return isinstance(host, str) and len(host) <= 45 and _valid_host_text(host)
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_host_text(host: str) -> bool:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

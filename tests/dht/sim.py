@@ -10,14 +10,15 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from bitdust.dht.protocol import BootstrapDone, BootstrapFailed, DHTNode, Event
-from bitdust.dht.records import Ed25519Signer
+from bitdust.dht.records import Ed25519Signer, Record
 from bitdust.dht.routing import distance
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.store import RecordStore
-from bitdust.dht.wire import Contact
+from bitdust.dht.wire import Contact, MalformedMessage, Message, MsgType, decode, encode
 
 Addr = tuple[str, int]
 WALL_EPOCH = 1_750_000_000.0
@@ -157,7 +158,8 @@ class Simulation:
         nodes = [seed]
         for _ in range(count - 1):
             node = self.new_node()
-            if not self.join(node, [seed_addr]):
+            # Like the asyncio shell, retry a join whose datagrams were lost.
+            if not any(self.join(node, [seed_addr]) for _ in range(5)):
                 raise AssertionError("a node failed to join through a live seed")
             nodes.append(node)
         return nodes
@@ -170,3 +172,121 @@ class Simulation:
 
 def ids(contacts: tuple[Contact, ...] | list[Contact]) -> list[bytes]:
     return [c.node_id for c in contacts]
+
+
+class Liar:
+    """A node that joins honestly, then lies to everyone who asks it anything.
+
+    FIND_VALUE gets forged records (a tampered value, a record signed for another key, a made-up
+    signature); FIND_NODE gets either garbage bytes or invented contacts right next to the target
+    at addresses where nobody listens. Every ``flood_interval`` it also sprays junk at honest nodes:
+    random bytes, pings with invented ids and stores with bad signatures.
+    """
+
+    def __init__(self, sim: Simulation, inner: DHTNode, flood: int, flood_interval: float) -> None:
+        self.sim = sim
+        self.inner = inner
+        self.rng = random.Random(sim.rng.random())
+        self.flood = flood
+        self.flood_interval = flood_interval
+        self.next_flood = sim.now + flood_interval
+        self._out: list[tuple[bytes, Addr]] = []
+
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        try:
+            msg = decode(data)
+        except MalformedMessage:
+            return
+        if msg.kind is MsgType.FIND_VALUE and msg.target is not None:
+            self._reply(
+                Message(
+                    MsgType.VALUES,
+                    msg.rid,
+                    self.inner.node_id,
+                    records=self._forge(msg.target, now),
+                ),
+                addr,
+            )
+        elif msg.kind is MsgType.FIND_NODE and msg.target is not None:
+            if self.rng.random() < 0.5:
+                self._out.append((self.rng.randbytes(self.rng.randrange(1, 300)), addr))
+            else:
+                self._reply(
+                    Message(
+                        MsgType.NODES, msg.rid, self.inner.node_id, contacts=self._fake(msg.target)
+                    ),
+                    addr,
+                )
+        else:
+            self.inner.receive_datagram(data, addr, now)
+
+    def _reply(self, msg: Message, addr: Addr) -> None:
+        self._out.append((encode(msg), addr))
+
+    def _forge(self, key: bytes, now: float) -> tuple[Record, ...]:
+        honest = self.inner.sign(key, b"genuine-looking", now)
+        elsewhere = self.inner.sign(self.rng.randbytes(20), b"wrong key", now)
+        return (
+            replace(honest, value=b"tampered"),
+            replace(elsewhere, key=key),
+            elsewhere,
+            replace(honest, public_key=self.rng.randbytes(32), signature=self.rng.randbytes(64)),
+        )
+
+    def _fake(self, target: bytes) -> tuple[Contact, ...]:
+        out = []
+        for _ in range(self.inner.settings.k):
+            node_id = target[:17] + self.rng.randbytes(3)
+            host = f"10.250.{self.rng.randrange(256)}.{self.rng.randrange(1, 255)}"
+            out.append(Contact(node_id, host, 14441))
+        return tuple(out)
+
+    def handle_timer(self, now: float) -> None:
+        self.inner.handle_timer(now)
+        if now >= self.next_flood:
+            self.next_flood = now + self.flood_interval
+            targets = list(self.sim.nodes)
+            junk_record = replace(
+                self.inner.sign(self.rng.randbytes(20), b"junk", now), signature=b"\x00" * 64
+            )
+            for _ in range(self.flood):
+                dst = self.rng.choice(targets)
+                roll = self.rng.random()
+                if roll < 0.3:
+                    data = self.rng.randbytes(self.rng.randrange(1, 200))
+                elif roll < 0.7:
+                    data = encode(
+                        Message(MsgType.PING, self.rng.randbytes(20), self.rng.randbytes(20))
+                    )
+                else:
+                    data = encode(
+                        Message(
+                            MsgType.STORE,
+                            self.rng.randbytes(20),
+                            self.inner.node_id,
+                            records=(junk_record,),
+                        )
+                    )
+                self._out.append((data, dst))
+
+    def get_timer(self) -> float | None:
+        return min(self.inner.get_timer(), self.next_flood)
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Addr]]:
+        out, self._out = self.inner.datagrams_to_send() + self._out, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self.inner.next_event()
+
+
+def add_liar(sim: Simulation, seed: Addr, flood: int = 200, flood_interval: float = 1.0) -> Liar:
+    """Join an honest node, then swap it for a ``Liar`` wrapping it (it leaves the ground truth)."""
+    inner = sim.new_node()
+    addr = sim.addr_of(inner)
+    if not sim.join(inner, [seed]):
+        raise AssertionError("the liar failed to join")
+    liar = Liar(sim, inner, flood, flood_interval)
+    del sim.nodes[addr]
+    sim.attach(liar, addr)
+    return liar

@@ -13,9 +13,9 @@ from bitdust.dht.wire import Contact
 OWN = bytes(20)
 
 
-def contact(first_byte: int, rest: int = 0, port: int = 1000) -> Contact:
+def contact(first_byte: int, rest: int = 0) -> Contact:
     node_id = bytes([first_byte]) + rest.to_bytes(19, "big")
-    return Contact(node_id, "10.0.0.1", port)
+    return Contact(node_id, "10.0.0.1", 1000 + first_byte * 16 + rest)
 
 
 def test_xor_distance() -> None:
@@ -117,3 +117,13 @@ def test_stale_buckets_are_those_without_a_recent_lookup() -> None:
     table.touch(contact(0x80).node_id, now=500)
     stale = table.stale_buckets(now=600, interval=600)
     assert len(stale) == 1 and stale[0].covers(id_int(contact(0x01).node_id))
+
+
+def test_one_address_cannot_hold_many_ids() -> None:
+    table = RoutingTable(OWN, k=8, now=0)
+    table.add(Contact(b"\x80" + bytes(19), "10.6.6.6", 1))
+    for i in range(50):
+        table.add(Contact(bytes([i + 1]) * 20, "10.6.6.6", 1))
+    assert len(table) == 1
+    table.add(Contact(bytes([200]) * 20, "10.6.6.6", 2))  # another port is another endpoint
+    assert len(table) == 2

@@ -41,6 +41,12 @@ def test_bearer_token_and_both_route_forms(node: Node) -> None:
         assert float(envelope["execution"]) >= 0
 
 
+def test_process_info_runs_on_uvloop(node: Node) -> None:
+    info = node.ok("GET", "/process/info/v1")
+    assert info["loop"] == "uvloop"
+    assert info["instance"] == "dht-seed" and info["role"] == "dht-seed"
+
+
 def test_network_status_with_dht_section(node: Node) -> None:
     result = node.ok("GET", "/network/status/v1?dht=1")
     assert result["dht"]["contacts"] == 0

@@ -92,6 +92,19 @@ def test_guide_parts_3_and_4_identities(hosts: dict[str, GuideHost], tmp_path: P
     assert status == 409
     assert "already taken" in envelope["errors"][0]
 
+    # New contacts make a new revision, sent to every server.
+    a.bitdust("set", "services/tcp-connections/tcp-port", "7775")
+    a.bitdust("restart")
+    for address in ("127.0.1.1", "127.0.1.2"):
+        wait_for(lambda address=address: b"tcp://127.0.1.1:7775" in fetch(
+            f"http://{address}:8084/alice.xml")[1], 30, "revision 2 on " + address)  # fmt: skip
+        assert b"<revision>2</revision>" in fetch(f"http://{address}:8084/alice.xml")[1]
+
+    # A path the node cannot write: the answer names the CLI command that can.
+    unreachable = "/nonexistent-dir/backup.txt"
+    status, envelope = a.api("POST", "/identity/backup/v1", {"destination_path": unreachable})
+    assert status == 409 and f"bitdust identity backup {unreachable}" in envelope["errors"][0]
+
     # The guide's backup call, written by the node itself, then the CLI's own.
     by_api = tmp_path / "bitdust_identity_backup_key.txt"
     result = a.api("POST", "/identity/backup/v1", {"destination_path": str(by_api)})

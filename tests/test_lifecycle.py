@@ -3,6 +3,7 @@ daemon/states/stop/restart, and check-config across instances."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -179,3 +180,32 @@ def test_version(tmp_path: Path) -> None:
     env = node_env(tmp_path)
     assert cli(env, "--version", check=True).stdout.strip() == f"bitdust {__version__}"
     assert cli(env, "version", check=True).stdout.strip() == f"bitdust {__version__}"
+
+
+def test_set_list_shows_layers_and_set_needs_write_permission(tmp_path: Path) -> None:
+    env = node_env(tmp_path)
+    write_conf(tmp_path, "supplier", {"services/supplier/donated-space": "50 GB"})
+    listing = cli(env, "--instance", "supplier", "set", "list", check=True).stdout.splitlines()
+    assert cli(env, "--instance", "supplier", "config", "list", check=True).stdout.splitlines() == (
+        listing
+    )
+    rows = {line.split()[0]: line for line in listing}
+    assert rows["services/supplier/donated-space"].split()[1:3] == ["50", "GB"]
+    assert rows["services/supplier/donated-space"].endswith(f"[{tmp_path / 'etc/supplier.conf'}]")
+    assert rows["services/supplier/enabled"].endswith("[role supplier]")
+    assert rows["logs/level"].endswith("[default]")
+    if os.geteuid() != 0:
+        return
+    conf = tmp_path / "etc" / "supplier.conf"
+    before = conf.read_bytes()
+    for path in (tmp_path, *tmp_path.parents):
+        if path == Path("/tmp"):
+            break
+        path.chmod(path.stat().st_mode | 0o005)
+    (tmp_path / "etc").chmod(0o755)
+    conf.chmod(0o644)
+    denied = cli(env, "--instance", "supplier", "set", "services/supplier/donated-space", "60 GB",
+                 user="nobody")  # fmt: skip
+    assert denied.returncode == 2
+    assert f"cannot write {conf}: permission denied (run the command with sudo)" in denied.stderr
+    assert conf.read_bytes() == before

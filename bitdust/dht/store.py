@@ -134,7 +134,8 @@ class Database:
         assert table in ("records", "published")
         origin = "origin_ip" if table == "records" else "''"
         out: list[tuple[Record, str]] = []
-        rows = self._db.execute(f"SELECT key, public_key, data, {origin} FROM {table}").fetchall()
+        query = f"SELECT key, public_key, CAST(data AS BLOB), {origin} FROM {table}"
+        rows = self._db.execute(query).fetchall()
         for key, public_key, data, origin_ip in rows:
             try:
                 record = record_from_map(msgpack.unpackb(data, raw=False))

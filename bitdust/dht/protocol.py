@@ -680,9 +680,12 @@ class DHTNode:
     # Maintenance ------------------------------------------------------------------------------
 
     def _maintain(self, now: float) -> None:
-        """Expire records, refresh idle buckets, republish, persist the routing table."""
+        """Expire records, forget refilled rate buckets, refresh idle buckets, republish, and
+        persist the routing table."""
         s = self.settings
         self.counters["expired"] += self.store.expire(self.wall(now))
+        full_after = s.request_burst_per_ip / s.requests_per_second_per_ip
+        self._rate = {h: e for h, e in self._rate.items() if now - e[1] < full_after}
         room = s.max_operations // 2
         for bucket in self.table.stale_buckets(now, s.refresh_interval):
             if len(self._ops) >= room:

@@ -71,7 +71,7 @@ class Simulation:
             Ed25519Signer.generate(),
             now=self.now,
             wall_offset=WALL_EPOCH,
-            rng=random.Random(self.rng.random()),
+            rng=self.rng,  # one seeded stream for the whole run keeps it deterministic
         )
         self.attach(node, addr)
         return node

@@ -1,0 +1,176 @@
+"""DHT figures: lookup hops and messages (simulator), lookup latency (loopback UDP), memory.
+
+Each limit is derived in the same run:
+- hops per lookup below log2(N), the bound of a binary search over N nodes;
+- datagrams per lookup below 2 * (k + alpha * log2(N)): a lookup must query the k closest nodes
+  and adds at most alpha fresh queries per round over at most log2(N) rounds, each a request and
+  a reply;
+- wall time per lookup on ~100 loopback UDP nodes below the same lookup's RPCs done one after
+  another (mean RPCs per lookup times the mean ping round trip, both measured here): the parallel
+  iterative lookup must beat a serial walk;
+- memory per simulated node (what ``bitdust/dht`` code allocated and still holds after
+  building the network, by tracemalloc, divided by N) below 4x the
+  same contacts and records held as plain dicts and bytes (traced the same way): what a node
+  must remember, with room for its tables, queues and counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import resource
+import statistics
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+import bitdust.dht as dht_package
+from bitdust.dht.protocol import LookupDone
+from bitdust.dht.settings import DHTSettings
+from bitdust.dht.transport import DHTService, start_dht
+from tests.dht.sim import SIM_SETTINGS, Simulation
+
+
+def _sim_lookups(count: int, lookups: int, seed: int) -> list[dict[str, Any]]:
+    sim = Simulation(seed=seed)
+    nodes = sim.build(count)
+    rng = random.Random(seed)
+    hops, messages = [], []
+    for _ in range(lookups):
+        node = rng.choice(nodes)
+        target = rng.randbytes(20)
+        before = sim.sent
+        event = sim.call(node, lambda now, n=node, t=target: n.find_node(t, now))
+        assert isinstance(event, LookupDone) and event.nodes
+        hops.append(event.hops)
+        messages.append(sim.sent - before)
+    k, alpha = SIM_SETTINGS.k, SIM_SETTINGS.alpha
+    log_n = math.log2(count)
+    return [
+        {
+            "name": f"dht lookup hops ({count} simulated nodes)",
+            "figure": statistics.mean(hops),
+            "unit": "hops",
+            "limit": log_n,
+            "target": "below",
+        },
+        {
+            "name": f"dht datagrams per lookup ({count} simulated nodes)",
+            "figure": statistics.mean(messages),
+            "unit": "datagrams",
+            "limit": 2 * (k + alpha * log_n),
+            "target": "below",
+        },
+    ]
+
+
+def _memory(count: int, seed: int) -> dict[str, Any]:
+    tracemalloc.start()
+    sim = Simulation(seed=seed)
+    nodes = sim.build(count)
+    # Count what the DHT package allocated and still holds, not the simulator's own queues.
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(True, str(Path(dht_package.__file__).parent / "*"))]
+    )
+    used = sum(stat.size for stat in snapshot.statistics("filename"))
+    tracemalloc.stop()
+    # Baseline: the same contacts and records as plain Python objects, nothing else.
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    plain = [
+        (
+            {bytes(c.node_id): (str(c.host), int(c.port)) for c in node.table},
+            [msgpack.packb(h.record.to_map()) for h in node.store.held()],
+        )
+        for node in nodes
+    ]
+    baseline = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    del plain
+    return {
+        "name": f"dht memory per node ({count} simulated nodes)",
+        "figure": used / count / 1024,
+        "unit": "KiB",
+        "limit": 4 * baseline / count / 1024,
+        "target": "below",
+    }
+
+
+async def _loopback(count: int, lookups: int, seed: int) -> list[dict[str, Any]]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    settings = DHTSettings(rpc_timeout=2.0)
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        seed_node = await start_dht("127.0.0.1", 0, Path(tmp) / "seed.db", settings)
+        nodes: list[DHTService] = [seed_node]
+        try:
+            for first in range(1, count, 25):
+                nodes += await asyncio.gather(
+                    *(
+                        start_dht(
+                            "127.0.0.1",
+                            0,
+                            Path(tmp) / f"n{i}.db",
+                            settings,
+                            known_nodes=[seed_node.address],
+                        )
+                        for i in range(first, min(count, first + 25))
+                    )
+                )
+                async with asyncio.timeout(60):
+                    while not all(n.joined for n in nodes):
+                        await asyncio.sleep(0.02)
+            await asyncio.sleep(0.5)  # let the joins' bucket refreshes settle
+            rtts = []
+            for _ in range(lookups):
+                a, b = rng.sample(nodes, 2)
+                started = time.perf_counter()
+                assert await a.ping(b.address) is not None
+                rtts.append(time.perf_counter() - started)
+            walls, rpcs = [], []
+            for _ in range(lookups):
+                node = rng.choice(nodes)
+                target = rng.randbytes(20)
+                started = time.perf_counter()
+                event = await node._run(lambda now, n=node, t=target: n.node.find_node(t, now))
+                walls.append(time.perf_counter() - started)
+                assert isinstance(event, LookupDone)
+                rpcs.append(event.queried)
+        finally:
+            await asyncio.gather(*(n.close() for n in nodes))
+    return [
+        {
+            "name": f"dht lookup wall time ({count} loopback UDP nodes)",
+            "figure": statistics.mean(walls) * 1000,
+            "unit": "ms",
+            "limit": statistics.mean(rpcs) * statistics.mean(rtts) * 1000,
+            "target": "below",
+        }
+    ]
+
+
+def run(smoke: bool) -> list[dict[str, Any]]:
+    if smoke:
+        rows = _sim_lookups(50, 20, seed=1)
+        rows.append(_memory(50, seed=2))
+        rows += asyncio.run(_loopback(20, 10, seed=3))
+        return rows
+    rows = _sim_lookups(100, 200, seed=1) + _sim_lookups(1000, 200, seed=2)
+    rows.append(_memory(200, seed=3))
+    rows += asyncio.run(_loopback(100, 100, seed=4))
+    return rows
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(json.dumps(run(smoke="--smoke" in sys.argv), indent=2))

@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 HELP_TIMEOUT = 60
 
@@ -186,7 +187,7 @@ def options_of(sections: list[tuple[str, list[tuple[str, str]]]]) -> list[tuple[
     entries = []
     for _title, items in sections:
         for term, help_ in items:
-            if term.startswith("-h, --help") or not help_:
+            if term.startswith("-h, --help") or not (help_ or term.startswith("-")):
                 continue
             entries.append((term, help_))
     return entries
@@ -200,7 +201,7 @@ def command_names(sections: list[tuple[str, list[tuple[str, str]]]]) -> list[tup
 
 
 def render(binary: str, version: str) -> str:
-    usage, description, sections = parse_help(run_help(binary))
+    _usage, _description, sections = parse_help(run_help(binary))
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", time.time()))
     date = time.strftime("%B %Y", time.gmtime(epoch))
     out = [
@@ -220,14 +221,16 @@ def render(binary: str, version: str) -> str:
     for term, help_ in options_of([s for s in sections if s[0] == "options"]):
         out += [".TP", f"\\fB{roff(term)}\\fR", roff(help_)]
     out.append(".SH COMMANDS")
-    for term, help_ in command_names(sections):
-        name = term.split()[0]
-        sub_usage, _sub_description, sub_sections = parse_help(run_help(binary, name))
+    commands = command_names(sections)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        helps = list(pool.map(lambda entry: run_help(binary, entry[0].split()[0]), commands))
+    for (term, help_), sub_help_text in zip(commands, helps, strict=True):
+        sub_usage, _sub_description, sub_sections = parse_help(sub_help_text)
         sub_usage = sub_usage.replace(" [-h]", "")
         out += [".TP", f"\\fB{roff(term)}\\fR", roff(help_)]
         out += [".RS", ".PP", f"Usage: \\fB{roff(sub_usage)}\\fR"]
         for sub_term, sub_help in options_of(sub_sections):
-            out += [".TP", f"\\fB{roff(sub_term)}\\fR", roff(sub_help)]
+            out += [".TP", f"\\fB{roff(sub_term)}\\fR", roff(sub_help) or "\\&"]
         out.append(".RE")
     out.append(".SH FILES")
     for path, text in FILES:

@@ -1,0 +1,175 @@
+"""The Debian package as built: lintian, its contents, its conffiles and their comments.
+
+The conffiles ship every setting commented out with the value the role preset gives it, so the
+preset applies as shipped and `bitdust set` has a line to write beneath; these tests keep those
+comments true to the option registry and the presets.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import bitdust
+from bitdust.config import OPTIONS, ROLES, network_json_settings, read_conffile
+from tests.packaging.conftest import REPO, debian_version, require_tool
+
+pytestmark = pytest.mark.packaging
+
+CONFFILES = [f"/etc/bitdust/{role}.conf" for role in ROLES] + ["/etc/bitdust/network.json"]
+SHIPPED = REPO / "packaging" / "etc"
+COMMENTED_KEY = re.compile(r"^# ([a-z0-9/-]+) = ?(.*)$")
+
+
+@pytest.fixture(scope="module")
+def contents(deb: Path) -> dict[str, str]:
+    """Path → ``ls -l``-style mode and owner of every entry in the package."""
+    listing = subprocess.run(
+        ["dpkg-deb", "-c", str(deb)], capture_output=True, text=True, check=True
+    ).stdout
+    entries = {}
+    for line in listing.splitlines():
+        fields = line.split()
+        entries[fields[5].removeprefix(".").rstrip("/") or "/"] = f"{fields[0]} {fields[1]}"
+    return entries
+
+
+def control_file(deb: Path, name: str) -> str:
+    return subprocess.run(
+        ["dpkg-deb", "--info", str(deb), name], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def field(deb: Path, name: str) -> str:
+    return subprocess.run(
+        ["dpkg-deb", "-f", str(deb), name], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_lintian_reports_no_errors(deb: Path) -> None:
+    require_tool("lintian")
+    result = subprocess.run(
+        ["lintian", "--pedantic", "--display-info", "--no-tag-display-limit", str(deb)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    tags = [line for line in result.stdout.splitlines() if line[:2] in ("E:", "W:", "I:", "P:")]
+    print("\nlintian: " + ("\n  ".join(["", *tags]) if tags else "clean"))
+    overrides = (REPO / "debian" / "bitdust.lintian-overrides").read_text()
+    print("overridden: " + ", ".join(re.findall(r"^bitdust: (\S+)", overrides, re.M)))
+    assert not [line for line in tags if line.startswith("E:")], result.stdout
+    assert result.returncode in (0, 1), result.stderr  # 1: some warnings were printed
+
+
+def test_package_fields(deb: Path) -> None:
+    assert debian_version() == f"{bitdust.__version__}-1" or debian_version().startswith(
+        f"{bitdust.__version__}-"
+    ), "debian/changelog and bitdust.__version__ disagree"
+    assert field(deb, "Package") == "bitdust"
+    assert field(deb, "Version") == debian_version()
+    assert field(deb, "Architecture") == "amd64"
+    depends = [item.split()[0] for item in field(deb, "Depends").split(", ")]
+    assert depends[0] == "adduser"
+    assert set(depends) <= {"adduser", "libc6", "zlib1g"}, depends
+    assert field(deb, "Suggests") == "nginx"
+
+
+def test_package_contents(deb: Path, contents: dict[str, str], binary: Path) -> None:
+    assert contents["/usr/bin/bitdust"].startswith("-rwxr-xr-x root/root")
+    for unit in ("bitdust@.service", "bitdust.service"):
+        assert contents[f"/lib/systemd/system/{unit}"].startswith("-rw-r--r--")
+    for role in ROLES:
+        assert f"/usr/share/bitdust/roles/{role}.conf" in contents
+    for conffile in CONFFILES:
+        assert contents[conffile].startswith("-rw-r--r-- root/root"), conffile
+    assert "/usr/share/man/man1/bitdust.1.gz" in contents
+    assert "/usr/share/doc/bitdust/copyright" in contents
+    if (REPO / "packaging" / "nginx" / "bitdust-identity.conf").is_file():
+        assert "/usr/share/bitdust/nginx/bitdust-identity.conf" in contents
+    assert not [path for path in contents if path.startswith(("/var", "/run", "/tmp"))]
+    # The packaged binary is dist/bitdust byte for byte: never stripped, never rebuilt.
+    with subprocess.Popen(
+        ["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE
+    ) as tar_stream:
+        packaged = subprocess.run(
+            ["tar", "-xOf", "-", "./usr/bin/bitdust"],
+            stdin=tar_stream.stdout,
+            capture_output=True,
+            check=True,
+        ).stdout
+    assert packaged == binary.read_bytes(), "the .deb does not carry dist/bitdust as built"
+
+
+def test_conffiles_are_declared(deb: Path) -> None:
+    assert sorted(control_file(deb, "conffiles").split()) == sorted(CONFFILES)
+
+
+def test_maintainer_scripts(deb: Path) -> None:
+    postinst = control_file(deb, "postinst")
+    user = postinst.index("adduser --system --group --home /var/lib/bitdust --no-create-home")
+    assert "--disabled-password --shell /usr/sbin/nologin" in postinst
+    assert user < postinst.index("# Automatically added by dh_installsystemd")
+    assert "deb-systemd-invoke try-restart" in postinst
+    assert "[ -d /run/systemd/system ]" in postinst
+    # The template is never enabled or started; the parent is enabled, not started.
+    generated = re.findall(
+        r"# Automatically added by dh_installsystemd.*?# End automatically added section",
+        postinst,
+        re.S,
+    )
+    assert generated and not [part for part in generated if "bitdust@" in part]
+    assert "deb-systemd-helper enable 'bitdust.service'" in generated[0]
+    assert "deb-systemd-invoke start" not in postinst
+    postrm = control_file(deb, "postrm")
+    purge = postrm[postrm.index('if [ "$1" = "purge" ]; then\n    # Conffiles') :]
+    assert "rm -rf /etc/bitdust /var/lib/bitdust /run/bitdust" in purge
+    assert "deluser --system --quiet bitdust" in purge
+    assert postrm.index("purge") < postrm.index("rm -rf /etc/bitdust")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_conffile_comments_show_each_roles_values(role: str) -> None:
+    """Commented out entirely; every `# key = value` names a real setting and, where the value
+    is not an example, the one the role preset (or the registry default) gives it."""
+    path = SHIPPED / f"{role}.conf"
+    assert read_conffile(path) == {}, f"{path} sets something; the preset must apply as shipped"
+    preset = read_conffile(REPO / "bitdust" / "roles" / f"{role}.conf")
+    text = path.read_text()
+    seen = set()
+    for line in text.splitlines():
+        match = COMMENTED_KEY.match(line)
+        if not match or match.group(1) not in OPTIONS:
+            assert not (match and "/" in match.group(1)), f"{role}.conf: unknown key in {line!r}"
+            continue
+        key, raw = match.groups()
+        assert key not in seen, f"{role}.conf lists {key} twice"
+        seen.add(key)
+        option = OPTIONS[key]
+        expected = preset.get(key, option.default)
+        if raw.strip() and option.format(expected) != "":
+            assert option.parse(raw) == expected, f"{role}.conf: {line!r} is not the value in use"
+        elif raw.strip():
+            option.parse(raw)  # an example for an empty default must at least be valid
+    for service_enabled in (key for key in OPTIONS if key.endswith("/enabled")):
+        assert service_enabled in seen, f"{role}.conf does not list {service_enabled}"
+    preset_text = (REPO / "bitdust" / "roles" / f"{role}.conf").read_text()
+    for port in re.findall(r"^([a-z0-9/-]+port) = ", preset_text, re.M):
+        assert port in seen, f"{role}.conf does not list its port {port}"
+    assert max(map(len, text.splitlines())) <= 100
+
+
+def test_network_json_is_bitdusts_shape_with_empty_lists() -> None:
+    data = json.loads((SHIPPED / "network.json").read_text())
+    assert data["service_entangled_dht"]["known_nodes"] == []
+    assert data["service_identity_propagate"]["known_servers"] == []
+    values = network_json_settings(data, "network.json")
+    assert values["services/entangled-dht/known-nodes"] == ()
+    assert values["services/identity-propagate/known-servers"] == ()
+    for key, value in values.items():
+        assert value == OPTIONS[key].default, f"network.json changes {key} from its default"

@@ -228,10 +228,15 @@ class DHTNode:
         self.wall_offset = wall_offset
         self.rng = rng if rng is not None else random.SystemRandom()
         self.table = RoutingTable(
-            node_id, settings.k, now, settings.replacement_cache, settings.max_failures
+            node_id,
+            settings.k,
+            now,
+            settings.replacement_cache,
+            settings.max_failures,
+            settings.ping_after,
         )
         for contact in store.load_contacts():
-            self.table.add(contact)
+            self.table.add(contact, now)
         store.load(self.wall(now), now)
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._out: list[tuple[bytes, Addr]] = []
@@ -466,7 +471,7 @@ class DHTNode:
         return True
 
     def _heard(self, contact: Contact, now: float) -> None:
-        action = self.table.add(contact)
+        action = self.table.add(contact, now)
         if action is None or action.oldest.node_id in self._evicting:
             return
         op = _Ping(self._new_op_id(), report=False, evict=action)

@@ -46,7 +46,7 @@ class PingOldest:
 class KBucket:
     """Up to k contacts whose ids fall in ``[lo, hi)``, least recently seen first."""
 
-    __slots__ = ("contacts", "failures", "hi", "last_lookup", "lo", "replacements")
+    __slots__ = ("contacts", "failures", "hi", "last_lookup", "lo", "replacements", "seen")
 
     def __init__(self, lo: int, hi: int, now: float) -> None:
         self.lo = lo
@@ -54,6 +54,7 @@ class KBucket:
         self.contacts: OrderedDict[bytes, Contact] = OrderedDict()
         self.replacements: OrderedDict[bytes, Contact] = OrderedDict()
         self.failures: dict[bytes, int] = {}
+        self.seen: dict[bytes, float] = {}
         self.last_lookup = now
 
     def covers(self, value: int) -> bool:
@@ -73,12 +74,14 @@ class RoutingTable:
         now: float,
         replacement_size: int = 8,
         max_failures: int = 2,
+        ping_after: float = 0.0,
     ) -> None:
         self.node_id = node_id
         self._own = id_int(node_id)
         self.k = k
         self.replacement_size = replacement_size
         self.max_failures = max_failures
+        self.ping_after = ping_after
         self.buckets: list[KBucket] = [KBucket(0, ID_SPACE, now)]
         self._los: list[int] = [0]
         # One node id per address: a peer cannot fill our table with ids it invents.
@@ -97,8 +100,12 @@ class RoutingTable:
     def get(self, node_id: bytes) -> Contact | None:
         return self.bucket_for(node_id).contacts.get(node_id)
 
-    def add(self, contact: Contact) -> PingOldest | None:
-        """Record that ``contact`` was heard from; may ask for the bucket's oldest to be pinged."""
+    def add(self, contact: Contact, now: float = 0.0) -> PingOldest | None:
+        """Record that ``contact`` was heard from; may ask for the bucket's oldest to be pinged.
+
+        No ping is asked for while even the oldest contact was heard from within ``ping_after``
+        seconds: it is evidently alive (paper §4.1 defers such probes).
+        """
         if contact.node_id == self.node_id:
             return None
         holder = self._by_addr.get(contact.addr)
@@ -114,9 +121,11 @@ class RoutingTable:
                     return PingOldest(known, contact)
                 bucket.contacts.move_to_end(contact.node_id)
                 bucket.failures.pop(contact.node_id, None)
+                bucket.seen[contact.node_id] = now
                 return None
             if len(bucket.contacts) < self.k:
                 self._insert(bucket, contact)
+                bucket.seen[contact.node_id] = now
                 return None
             if bucket.hi - bucket.lo > 1 and (
                 bucket.covers(self._own) or self._among_nearest(contact.node_id)
@@ -124,7 +133,10 @@ class RoutingTable:
                 self._split(bucket)
                 continue
             self._park(bucket, contact)
-            return PingOldest(next(iter(bucket.contacts.values())), contact)
+            oldest = next(iter(bucket.contacts.values()))
+            if now - bucket.seen.get(oldest.node_id, float("-inf")) < self.ping_after:
+                return None
+            return PingOldest(oldest, contact)
 
     def _among_nearest(self, node_id: bytes) -> bool:
         """Would ``node_id`` be one of our k nearest? Those are kept even in a bucket that does
@@ -155,6 +167,8 @@ class RoutingTable:
                 getattr(target, attr)[node_id] = c
         for node_id, count in bucket.failures.items():
             (low if id_int(node_id) < mid else high).failures[node_id] = count
+        for node_id, when in bucket.seen.items():
+            (low if id_int(node_id) < mid else high).seen[node_id] = when
         i = self.buckets.index(bucket)
         self.buckets[i : i + 1] = [low, high]
         self._los[i : i + 1] = [low.lo, high.lo]
@@ -164,6 +178,7 @@ class RoutingTable:
         bucket = self.bucket_for(node_id)
         bucket.failures.pop(node_id, None)
         gone = bucket.contacts.pop(node_id, None)
+        bucket.seen.pop(node_id, None)
         if gone is None:
             bucket.replacements.pop(node_id, None)
             return

@@ -45,6 +45,7 @@ class DHTSettings:
     max_operations: int = 256
     replacement_cache: int = 8
     max_failures: int = 3
+    ping_after: float = 60.0
     requests_per_second_per_ip: float = 200.0
     request_burst_per_ip: float = 400.0
     join_retry_initial: float = 2.0

@@ -138,6 +138,13 @@ class Simulation:
                 raise TimeoutError(f"simulation reached t={self.now:.1f} without finishing")
             self.step()
 
+    def settle(self, seconds: float) -> None:
+        """Let background work (join refreshes, eviction pings) run for ``seconds``."""
+        end = self.now + seconds
+        while self._queue and self._queue[0][0] <= end:
+            self.step()
+        self.now = end
+
     def call(self, node: DHTNode, start: Callable[[float], int], max_time: float = 600.0) -> Any:
         """Start an operation on ``node`` and run the network until its event arrives."""
         addr = self.addr_of(node)

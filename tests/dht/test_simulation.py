@@ -136,8 +136,13 @@ def test_liars_and_floods_do_not_change_outcomes() -> None:
         assert honest == expected[: len(honest)] and len(event.nodes) == K
     for record in records:
         assert get(sim, rng.choice(nodes), record.key).records == (record,)
+    for liar in liars:  # a key right at a liar: it is surely asked, and all it offers is forged
+        asker = rng.choice(nodes)
+        before = dict(asker.counters)
+        assert get(sim, asker, liar.inner.node_id).records == ()
+        assert asker.counters["invalid_signature"] > before["invalid_signature"]
+        assert asker.counters["bad_record"] > before["bad_record"]
     total = {name: sum(n.counters[name] for n in nodes) for name in nodes[0].counters}
-    assert total["invalid_signature"] > 0 and total["bad_record"] > 0  # forgeries were seen
     assert total["malformed"] > 0  # garbage was seen and dropped
     assert total["store_refused"] + total["invalid_signature"] > 0
     assert total["internal_errors"] == 0

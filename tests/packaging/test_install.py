@@ -1,0 +1,440 @@
+"""Install test: the .deb in a fresh Debian 12 root, as `apt install ./bitdust_*.deb` does it.
+
+A minimal bookworm (`debootstrap --variant=minbase`, kept as a tarball in a cache outside the
+clone and reused) gets /proc and /dev bind-mounted and the package installed with apt inside
+`chroot`. Then, inside that root: the binary runs (there is no Python there), the user, units and
+conffiles are where Debian puts them, `bitdust set` edits a conffile, a dht-seed runs as user
+bitdust and answers its API, an upgrade to a rebuilt higher version keeps an edited conffile
+(without a prompt) and restarts running instances, and `dpkg --purge` removes everything.
+
+Needs root, mounts and chroot; where the machine refuses them the tests skip and say why. Where
+they are permitted, every failure fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import bitdust
+from bitdust.config import ROLES
+from tests.packaging.conftest import REPO, NotifySocket, debian_version, free_port, require_tool
+
+pytestmark = [pytest.mark.packaging, pytest.mark.timeout(900)]
+
+CACHE = Path(os.environ.get("BITDUST_TEST_CACHE", "/var/cache/bitdust-tests"))
+TARBALL = CACHE / "bookworm-minbase.tar.zst"
+MIRROR = os.environ.get("BITDUST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CONFFILES = [f"/etc/bitdust/{role}.conf" for role in ROLES] + ["/etc/bitdust/network.json"]
+
+
+def privilege_problem() -> str | None:
+    """Why this machine cannot run the install test, or None when it can."""
+    if os.geteuid() != 0:
+        return "the install test needs root (debootstrap, mount, chroot)"
+    with tempfile.TemporaryDirectory() as probe:
+        mounted = subprocess.run(
+            ["mount", "--bind", "/proc", probe], capture_output=True, text=True, check=False
+        )
+        if mounted.returncode != 0:
+            return f"bind mounts are not permitted here: {mounted.stderr.strip()}"
+        subprocess.run(["umount", "-l", probe], check=True)
+    chrooted = subprocess.run(["chroot", "/", "true"], capture_output=True, text=True, check=False)
+    if chrooted.returncode != 0:
+        return f"chroot is not permitted here: {chrooted.stderr.strip()}"
+    return None
+
+
+def base_tarball() -> Path:
+    """The cached minbase root; made with debootstrap (about a minute) when it is missing."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another run building it at the same time waits
+        if TARBALL.is_file():
+            return TARBALL
+        require_tool("debootstrap")
+        build = Path(tempfile.mkdtemp(prefix="bookworm-", dir=CACHE))
+        try:
+            result = subprocess.run(
+                ["debootstrap", "--variant=minbase", "bookworm", str(build / "root"), MIRROR],
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
+            assert result.returncode == 0, f"debootstrap failed: {result.stdout[-3000:]}"
+            partial = CACHE / (TARBALL.name + ".partial")
+            subprocess.run(
+                [
+                    "tar",
+                    "--zstd",
+                    "--numeric-owner",
+                    "-cpf",
+                    str(partial),
+                    "-C",
+                    str(build / "root"),
+                    ".",
+                ],
+                check=True,
+                timeout=600,
+            )
+            partial.rename(TARBALL)
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+    return TARBALL
+
+
+def mounts_under(root: Path) -> list[str]:
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4]
+        if point == str(root) or point.startswith(f"{root}/"):
+            points.append(point)
+    return points
+
+
+@dataclass
+class DebianRoot:
+    path: Path
+
+    def run(
+        self,
+        *command: str,
+        user: str | None = None,
+        env: dict[str, str] | None = None,
+        check: bool = True,
+        timeout: float = 300,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the root (as root, or as ``user``) with a clean environment."""
+        spec = [f"--userspec={user}:{user}"] if user else []
+        full_env = {"PATH": CHROOT_PATH, "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
+        full_env.update(env or {})
+        result = subprocess.run(
+            ["chroot", *spec, str(self.path), *command],
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check:
+            assert result.returncode == 0, (
+                f"{' '.join(command)} exited {result.returncode}\n{result.stdout[-4000:]}"
+                f"\n{result.stderr[-4000:]}"
+            )
+        return result
+
+    def apt_install(self, deb: Path) -> subprocess.CompletedProcess[str]:
+        """`apt-get install ./deb`, never answering a prompt (stdin is /dev/null): a conffile
+        question would fail the install. Dependencies come from the mirror; the package lists
+        of the cached root are refreshed only when they are too old to find them."""
+        inside = Path("/tmp") / deb.name
+        shutil.copy2(deb, self.path / inside.relative_to("/"))
+        command = ("apt-get", "install", "-y", "-q", "--no-install-recommends", str(inside))
+        result = self.run(*command, check=False)
+        if result.returncode != 0 and "Unable to locate" not in result.stdout + result.stderr:
+            self.run("apt-get", "update", "-q")
+            result = self.run(*command, check=False)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        return result
+
+    def ids(self, name: str) -> tuple[int, int]:
+        for line in (self.path / "etc" / "passwd").read_text().splitlines():
+            fields = line.split(":")
+            if fields[0] == name:
+                return int(fields[2]), int(fields[3])
+        raise AssertionError(f"no user {name} in the root's /etc/passwd")
+
+
+@pytest.fixture(scope="module")
+def debian_root(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DebianRoot]:
+    problem = privilege_problem()
+    if problem:
+        pytest.skip(problem)
+    require_tool("zstd")
+    started = time.monotonic()
+    tarball = base_tarball()
+    root = tmp_path_factory.mktemp("debian") / "root"
+    root.mkdir()
+    mounted: list[Path] = []
+    try:
+        subprocess.run(
+            ["tar", "--zstd", "--numeric-owner", "-xpf", str(tarball), "-C", str(root)],
+            check=True,
+            timeout=300,
+        )
+        shutil.copy2("/etc/resolv.conf", root / "etc" / "resolv.conf")
+        policy = root / "usr" / "sbin" / "policy-rc.d"
+        policy.write_text("#!/bin/sh\n# no service starts inside the test root\nexit 101\n")
+        policy.chmod(0o755)
+        for name in ("proc", "dev", "dev/pts"):  # /dev/pts: apt logs through a terminal
+            subprocess.run(["mount", "--bind", f"/{name}", str(root / name)], check=True)
+            mounted.append(root / name)
+        debian = DebianRoot(root)
+        debian.apt_install(deb)
+        took = time.monotonic() - started
+        print(f"\ninstall test: root ready and package installed in {took:.1f} s")
+        yield debian
+    finally:
+        for point in reversed(mounted):
+            subprocess.run(["umount", "-l", str(point)], check=False)
+        left = mounts_under(root)
+        if left:  # never delete through a mount: /dev is the host's
+            pytest.fail(f"still mounted after the install test, not deleting {root}: {left}")
+        shutil.rmtree(root.parent, ignore_errors=True)
+        print(f"\ninstall test: {time.monotonic() - started:.1f} s in all")
+
+
+def test_package_installs_into_fresh_debian_12(debian_root: DebianRoot, deb: Path) -> None:
+    root = debian_root.path
+    version = debian_root.run("bitdust", "--version").stdout.strip()
+    assert version == f"bitdust {bitdust.__version__}"
+    assert debian_root.run("sh", "-c", "command -v python3", check=False).returncode != 0
+    assert not list((root / "usr" / "bin").glob("python3*")), "the root has a Python"
+    status = debian_root.run("dpkg-query", "-W", "-f=${Status} ${Version}", "bitdust").stdout
+    assert status == f"install ok installed {debian_version()}"
+    assert debian_root.run("dpkg-query", "-W", "-f=${Status}", "adduser").stdout.endswith(
+        "installed"
+    )
+
+    passwd = debian_root.run("getent", "passwd", "bitdust").stdout.strip().split(":")
+    assert passwd[5:] == ["/var/lib/bitdust", "/usr/sbin/nologin"]
+    assert int(passwd[2]) < 1000, "bitdust must be a system user"
+    assert debian_root.run("getent", "group", "bitdust").returncode == 0
+
+    for unit in ("bitdust@.service", "bitdust.service"):
+        assert (root / "lib" / "systemd" / "system" / unit).is_file()
+    wants = root / "etc" / "systemd" / "system" / "multi-user.target.wants"
+    assert (wants / "bitdust.service").is_symlink(), "the parent unit is enabled"
+    assert not list(wants.glob("bitdust@*")), "no instance may be enabled by the package"
+
+    listed = (root / "var" / "lib" / "dpkg" / "info" / "bitdust.conffiles").read_text().split()
+    assert sorted(listed) == sorted(CONFFILES)
+    for conffile in CONFFILES:
+        path = root / conffile.lstrip("/")
+        assert path.is_file() and stat.S_IMODE(path.stat().st_mode) == 0o644
+    json.loads((root / "etc" / "bitdust" / "network.json").read_text())
+    for role in ROLES:
+        assert (root / "usr" / "share" / "bitdust" / "roles" / f"{role}.conf").is_file()
+    assert (root / "usr" / "share" / "man" / "man1" / "bitdust.1.gz").is_file()
+    if (REPO / "packaging" / "nginx" / "bitdust-identity.conf").is_file():
+        assert (root / "usr" / "share" / "bitdust" / "nginx" / "bitdust-identity.conf").is_file()
+    # Every instance's configuration is valid as shipped (check-config on each role).
+    for role in ROLES:
+        debian_root.run("bitdust", "--instance", role, "check-config")
+
+
+def test_set_edits_the_supplier_conffile(debian_root: DebianRoot) -> None:
+    conffile = debian_root.path / "etc" / "bitdust" / "supplier.conf"
+    before = conffile.read_text().splitlines()
+    result = debian_root.run(
+        "bitdust", "--instance", "supplier", "set", "services/supplier/donated-space", "50 GB"
+    )
+    assert "/etc/bitdust/supplier.conf" in result.stdout
+    after = conffile.read_text().splitlines()
+    commented = after.index("# services/supplier/donated-space = 8 GB")
+    assert after[commented + 1] == "services/supplier/donated-space = 50 GB"
+    assert [line for line in after if line not in before] == [after[commented + 1]]
+    assert stat.S_IMODE(conffile.stat().st_mode) == 0o644 and conffile.stat().st_uid == 0
+    got = debian_root.run(
+        "bitdust", "--instance", "supplier", "get", "services/supplier/donated-space"
+    )
+    assert got.stdout.strip() == "50 GB"
+
+
+def test_dht_seed_runs_as_bitdust_and_answers_its_api(debian_root: DebianRoot) -> None:
+    """As systemd would start it: user bitdust, STATE_DIRECTORY and RUNTIME_DIRECTORY made for
+    it, NOTIFY_SOCKET; the chroot shares the host's network, so the REST port is a free one."""
+    root = debian_root.path
+    uid, gid = debian_root.ids("bitdust")
+    for directory, mode in (("var/lib/bitdust/dht-seed", 0o750), ("run/bitdust/dht-seed", 0o750)):
+        path = root / directory
+        path.mkdir(parents=True, exist_ok=True)
+        os.chown(path, uid, gid)
+        path.chmod(mode)
+    notify = NotifySocket(root / "run" / "bitdust-test-notify.sock")
+    os.chmod(notify.path, 0o666)  # the node runs as bitdust
+    port = free_port()
+    env = {
+        "PATH": CHROOT_PATH,
+        "LANG": "C.UTF-8",
+        "STATE_DIRECTORY": "/var/lib/bitdust/dht-seed",
+        "RUNTIME_DIRECTORY": "/run/bitdust/dht-seed",
+        "NOTIFY_SOCKET": "/run/bitdust-test-notify.sock",
+        "WATCHDOG_USEC": "1000000",
+    }
+    log = root / "tmp" / "dht-seed.log"
+    started = time.monotonic()
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(
+            [
+                "chroot",
+                "--userspec=bitdust:bitdust",
+                str(root),
+                "/usr/bin/bitdust",
+                "--instance",
+                "dht-seed",
+                "run",
+                "-o",
+                "services/entangled-dht/udp-port=0",
+                "-o",
+                f"interface/api/rest-http-port={port}",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+        )
+    try:
+        try:
+            ready = notify.wait_for("READY=1", 60, process) - started
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nlog:\n{log.read_text()}") from None
+        owner = Path(f"/proc/{process.pid}/status").read_text()
+        assert f"Uid:\t{uid}\t" in owner, "the node does not run as user bitdust"
+        secret_file = root / "run" / "bitdust" / "dht-seed" / "api.secret"
+        assert stat.S_IMODE(secret_file.stat().st_mode) == 0o640
+        assert secret_file.stat().st_gid == gid
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/network/status/v1?dht=1",
+            headers={"Authorization": f"Bearer {secret_file.read_text().strip()}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.load(response)
+        assert answer["status"] == "OK", answer
+        assert answer["result"]["dht"]["contacts"] == 0
+        assert answer["result"]["dht"]["layers"][0]["contacts"] == 0
+        notify.wait_for("WATCHDOG=1", 5, process)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0, log.read_text()
+        notify.wait_for("STOPPING=1", 1)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        notify.close()
+        notify.path.unlink(missing_ok=True)
+    print(f"\ninstall test: dht-seed as user bitdust READY=1 after {ready:.2f} s")
+
+
+def test_nginx_config_uses_the_installed_template(debian_root: DebianRoot) -> None:
+    template = debian_root.path / "usr/share/bitdust/nginx/bitdust-identity.conf"
+    if not template.is_file():
+        pytest.fail("the package carries no nginx template (packaging/nginx/bitdust-identity.conf)")
+    result = debian_root.run(
+        "bitdust",
+        "--instance",
+        "identity-server",
+        "identity-server",
+        "nginx-config",
+        "--server-name",
+        "host-a.com",
+    )
+    assert "server_name host-a.com;" in result.stdout
+    assert "proxy_pass http://127.0.0.1:8084;" in result.stdout
+
+
+@contextlib.contextmanager
+def fake_systemd(root: Path) -> Iterator[Path]:
+    """/run/systemd/system (systemd "is running") and recording deb-systemd-invoke and
+    systemctl in /usr/bin, where the maintainer scripts find them (dpkg gives them its own
+    PATH), so that postinst's restart on upgrade is observable; the real ones come back after."""
+    calls = root / "tmp" / "systemd-calls.log"
+    (root / "run" / "systemd" / "system").mkdir(parents=True, exist_ok=True)
+    saved = {}
+    for name in ("deb-systemd-invoke", "systemctl"):
+        tool = root / "usr" / "bin" / name
+        if tool.exists():
+            saved[tool] = tool.with_name(name + ".real")
+            tool.rename(saved[tool])
+        tool.write_text(f'#!/bin/sh\necho "{name} $*" >> /tmp/systemd-calls.log\n')
+        tool.chmod(0o755)
+    try:
+        yield calls
+    finally:
+        for name in ("deb-systemd-invoke", "systemctl"):
+            (root / "usr" / "bin" / name).unlink(missing_ok=True)
+        for tool, real in saved.items():
+            real.rename(tool)
+        shutil.rmtree(root / "run" / "systemd", ignore_errors=True)
+
+
+def test_upgrade_keeps_an_edited_conffile_and_restarts_running_instances(
+    debian_root: DebianRoot, tmp_path: Path
+) -> None:
+    root = debian_root.path
+    debian_root.run("bitdust", "--instance", "default", "set", "logs/level", "debug")
+    default_conf = root / "etc" / "bitdust" / "default.conf"
+    edited = default_conf.read_bytes()
+    assert b"\nlogs/level = debug\n" in edited
+
+    upstream, _, revision = debian_version().rpartition("-")
+    newer = f"{upstream}-{int(revision) + 1}"
+    built = subprocess.run(
+        [str(REPO / "packaging" / "build-deb.sh"), "--version", newer, "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr[-4000:]
+    upgrade = tmp_path / f"bitdust_{newer}_amd64.deb"
+
+    running = root / "run" / "bitdust" / "dht-seed"  # as if bitdust@dht-seed were running
+    running.mkdir(parents=True, exist_ok=True)
+    with fake_systemd(root) as calls:
+        result = debian_root.apt_install(upgrade)
+        recorded = calls.read_text() if calls.exists() else ""
+    assert "Configuration file" not in result.stdout, "dpkg asked about a conffile"
+    assert default_conf.read_bytes() == edited
+    assert not (root / "etc" / "bitdust" / "default.conf.dpkg-dist").exists()
+    version = debian_root.run("dpkg-query", "-W", "-f=${Version}", "bitdust").stdout
+    assert version == newer
+    assert "systemctl --system daemon-reload" in recorded, result.stdout + result.stderr
+    assert "deb-systemd-invoke try-restart bitdust@dht-seed.service" in recorded
+    assert "start" not in recorded.replace("try-restart", "")
+
+
+def test_purge_removes_everything(debian_root: DebianRoot) -> None:
+    root = debian_root.path
+    (root / "var" / "lib" / "bitdust" / "dht-seed").mkdir(parents=True, exist_ok=True)
+    debian_root.run("bitdust", "--instance", "home", "set", "logs/level", "warning")
+    assert (root / "etc" / "bitdust" / "home.conf").is_file()  # made by `bitdust set`
+    wants = root / "etc" / "systemd" / "system" / "multi-user.target.wants"
+    (wants / "bitdust@supplier.service").symlink_to("/lib/systemd/system/bitdust@.service")
+
+    debian_root.run("dpkg", "--purge", "bitdust")
+
+    for path in (
+        "etc/bitdust",
+        "var/lib/bitdust",
+        "run/bitdust",
+        "usr/bin/bitdust",
+        "usr/share/bitdust",
+        "lib/systemd/system/bitdust@.service",
+        "lib/systemd/system/bitdust.service",
+        "etc/systemd/system/multi-user.target.wants/bitdust.service",
+        "etc/systemd/system/multi-user.target.wants/bitdust@supplier.service",
+        "var/lib/dpkg/info/bitdust.conffiles",
+    ):
+        assert not os.path.lexists(root / path), f"/{path} is left after purge"
+    assert debian_root.run("getent", "passwd", "bitdust", check=False).returncode == 2
+    assert debian_root.run("getent", "group", "bitdust", check=False).returncode == 2
+    status = debian_root.run("dpkg-query", "-W", "-f=${Status}", "bitdust", check=False)
+    assert status.returncode != 0 or "not-installed" in status.stdout

@@ -126,6 +126,9 @@ def test_maintainer_scripts(deb: Path) -> None:
     assert generated and not [part for part in generated if "bitdust@" in part]
     assert "deb-systemd-helper enable 'bitdust.service'" in generated[0]
     assert "deb-systemd-invoke start" not in postinst
+    prerm = control_file(deb, "prerm")
+    assert 'if [ "$1" = "remove" ] && [ -d /run/systemd/system ]; then' in prerm
+    assert "deb-systemd-invoke stop $units bitdust.service" in prerm
     postrm = control_file(deb, "postrm")
     purge = postrm[postrm.index('if [ "$1" = "purge" ]; then\n    # Conffiles') :]
     assert "rm -rf /etc/bitdust /var/lib/bitdust /run/bitdust" in purge

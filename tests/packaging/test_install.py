@@ -411,15 +411,25 @@ def test_upgrade_keeps_an_edited_conffile_and_restarts_running_instances(
     assert "start" not in recorded.replace("try-restart", "")
 
 
-def test_purge_removes_everything(debian_root: DebianRoot) -> None:
+def test_purge_stops_instances_and_removes_everything(debian_root: DebianRoot) -> None:
     root = debian_root.path
+    (root / "tmp" / "systemd-calls.log").unlink(missing_ok=True)
     (root / "var" / "lib" / "bitdust" / "dht-seed").mkdir(parents=True, exist_ok=True)
     debian_root.run("bitdust", "--instance", "home", "set", "logs/level", "warning")
     assert (root / "etc" / "bitdust" / "home.conf").is_file()  # made by `bitdust set`
     wants = root / "etc" / "systemd" / "system" / "multi-user.target.wants"
     (wants / "bitdust@supplier.service").symlink_to("/lib/systemd/system/bitdust@.service")
 
-    debian_root.run("dpkg", "--purge", "bitdust")
+    (root / "run" / "bitdust" / "supplier").mkdir(parents=True, exist_ok=True)  # "running"
+    with fake_systemd(root) as calls:
+        debian_root.run("dpkg", "--purge", "bitdust")
+        recorded = calls.read_text() if calls.exists() else ""
+    stops = [
+        line.split()[2:]
+        for line in recorded.splitlines()
+        if line.startswith("deb-systemd-invoke stop")
+    ]
+    assert len(stops) == 1 and {"bitdust@supplier.service", "bitdust.service"} <= set(stops[0])
 
     for path in (
         "etc/bitdust",

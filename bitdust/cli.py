@@ -147,6 +147,9 @@ def start_daemon(paths: Paths, option: list[str] | None, timeout: float) -> int:
         for pair in option or []:
             command += ["-o", pair]
         env = dict(os.environ, NOTIFY_SOCKET=notify_path)
+        if getattr(sys, "frozen", False):
+            # A fresh onefile unpack for the node: ours is deleted when this command exits.
+            env["PYINSTALLER_RESET_ENVIRONMENT"] = "1"
         with open(log_path, "ab") as log:
             offset = log.tell()
             process = subprocess.Popen(

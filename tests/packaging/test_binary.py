@@ -269,17 +269,14 @@ def test_foundation_lifecycle_suite_passes_against_the_frozen_binary(binary: Pat
     print("\n" + result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.xfail(
-    reason="bitdust/cli.py start_daemon() spawns the frozen binary without "
-    "PYINSTALLER_RESET_ENVIRONMENT=1, so the node reuses the unpack directory of the "
-    "`bitdust daemon` process, which deletes it on exit (then a reload loses the bundled "
-    "role presets and lazily imported extension modules are gone)",
-    strict=False,
-)
 def test_daemonized_frozen_node_keeps_its_unpacked_files(binary: Path, tmp_path: Path) -> None:
+    """`bitdust daemon` exits once the node is ready, and its onefile unpack directory with it:
+    the node needs its own (PYINSTALLER_RESET_ENVIRONMENT), or a reload finds no role preset
+    and a lazily imported extension module is gone."""
     env = node_env(tmp_path)
+    port = free_port()
     started = subprocess.run(
-        [str(binary), "--instance", "dht-seed", "daemon", *run_flags(free_port())],
+        [str(binary), "--instance", "dht-seed", "daemon", *run_flags(port)],
         env=env,
         capture_output=True,
         text=True,
@@ -293,6 +290,10 @@ def test_daemonized_frozen_node_keeps_its_unpacked_files(binary: Path, tmp_path:
         home = [v.split(b"=", 1)[1] for v in environ if v.startswith(b"_PYI_APPLICATION_HOME_DIR=")]
         assert home, "the node does not run from a onefile unpack directory"
         assert Path(home[0].decode()).is_dir(), "the node's unpacked files were deleted"
+        os.kill(pid, signal.SIGHUP)
+        time.sleep(0.5)
+        setting = api_get(tmp_path, port, "/config/get/services/customer/enabled/v1")["result"]
+        assert setting["layer"] == "role dht-seed", setting
     finally:
         subprocess.run(
             [str(binary), "--instance", "dht-seed", "stop"],

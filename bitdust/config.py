@@ -727,7 +727,10 @@ def load_config(
             config.settings[key] = Setting(value, layer)
 
     role_file = roles_dir() / f"{paths.role}.conf"
-    apply(f"role {paths.role}", lambda: read_conffile(role_file))
+    if role_file.is_file():
+        apply(f"role {paths.role}", lambda: read_conffile(role_file))
+    else:
+        errors.append(f"the preset of role {paths.role!r} is missing: {role_file} (reinstall)")
     apply(str(paths.network_json), lambda: read_network_json(paths.network_json))
     apply(str(paths.conffile), lambda: read_conffile(paths.conffile))
     apply(str(paths.api_settings), lambda: read_conffile(paths.api_settings))

@@ -272,3 +272,9 @@ def test_refused_edit_leaves_file_byte_for_byte(
     assert paths.conffile.read_bytes() == CONFFILE.encode()
     assert paths.conffile.stat().st_ino == before.st_ino
     assert sorted(p.name for p in paths.config_dir.iterdir()) == ["supplier.conf"]
+
+
+def test_a_missing_role_preset_is_an_error(paths: Paths, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("BITDUST_ROLES_DIR", str(tmp_path / "no-roles"))
+    with pytest.raises(ConfigError, match="preset of role 'supplier' is missing"):
+        load_config(paths, env={})

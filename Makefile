@@ -55,7 +55,7 @@ test: venv deps lint binary deb
 test-fast: venv
 	$(PY) -m pytest -m "not packaging" $(PYTEST_ARGS)
 
-demo: venv deps
+demo: venv deps binary
 	$(PY) -m tests.demo
 
 bench: venv

@@ -16,9 +16,9 @@ import json
 import os
 import re
 import tempfile
-from decimal import Decimal
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 

@@ -20,24 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.helpers import HOSTS, REPO, GuideHost, alive, cli, wait_for
-
-NGINX_MAIN = """
-user root;
-worker_processes 1;
-pid {base}/nginx.pid;
-error_log {base}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {base}/body;
-    proxy_temp_path {base}/proxy;
-    fastcgi_temp_path {base}/fastcgi;
-    uwsgi_temp_path {base}/uwsgi;
-    scgi_temp_path {base}/scgi;
-    include {base}/sites/*.conf;
-}}
-"""
+from tests.helpers import HOSTS, REPO, GuideHost, alive, cli, wait_for, write_nginx_conf
 
 
 def step(text: str) -> None:
@@ -59,7 +42,7 @@ def start_nginx(base: Path, hosts: list[GuideHost]) -> Path | None:
         print("(nginx or root missing: identity servers are used on port 8084 directly)")
         return None
     (base / "sites").mkdir(parents=True)
-    (base / "nginx.conf").write_text(NGINX_MAIN.format(base=base))
+    write_nginx_conf(base, f"{base}/sites/*.conf")
     for host in hosts:
         (base / "sites" / f"{host.name}.conf").write_text(
             host.bitdust("identity-server", "nginx-config")

@@ -318,3 +318,30 @@ class GuideHost:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
+
+
+NGINX_MAIN = """\
+{user}worker_processes 1;
+pid {base}/nginx.pid;
+error_log {base}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {base}/body;
+    proxy_temp_path {base}/proxy;
+    fastcgi_temp_path {base}/fastcgi;
+    uwsgi_temp_path {base}/uwsgi;
+    scgi_temp_path {base}/scgi;
+    include {sites};
+}}
+"""
+
+
+def write_nginx_conf(base: Path, sites: str, run_as_root: bool = True) -> Path:
+    """A complete nginx.conf of its own, writing nothing outside ``base``, that includes the
+    ``sites`` glob; ``run_as_root`` keeps the workers root so they can use the test's dirs."""
+    base.mkdir(parents=True, exist_ok=True)
+    conf = base / "nginx.conf"
+    user = "user root;\n" if run_as_root else ""
+    conf.write_text(NGINX_MAIN.format(user=user, base=base, sites=sites))
+    return conf

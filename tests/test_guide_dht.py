@@ -10,27 +10,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import HOSTS, GuideHost, alive, cli, wait_for
+from tests.helpers import HOSTS, GuideHost, alive, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def hosts(tmp_path: Path) -> Iterator[dict[str, GuideHost]]:
-    made = {name: GuideHost(tmp_path, name) for name in HOSTS}
-    yield made
-    for host in made.values():
-        cli(host.env, "stop")
-
-
 @pytest.mark.timeout(180)
-def test_guide_part_2_four_seed_nodes(hosts: dict[str, GuideHost]) -> None:
-    a, b, c, d = (hosts[name] for name in HOSTS)
+def test_guide_part_2_four_seed_nodes(guide_hosts: dict[str, GuideHost]) -> None:
+    a, b, c, d = (guide_hosts[name] for name in HOSTS)
     a.configure("genesis")
     a.bitdust("daemon")
     assert a.contacts() == 0
@@ -63,9 +53,9 @@ def test_guide_part_2_four_seed_nodes(hosts: dict[str, GuideHost]) -> None:
 
 @pytest.mark.timeout(120)
 def test_a_node_whose_known_nodes_are_down_is_ready_and_keeps_trying(
-    hosts: dict[str, GuideHost],
+    guide_hosts: dict[str, GuideHost],
 ) -> None:
-    b = hosts["host-b.com"]
+    b = guide_hosts["host-b.com"]
     b.configure("host-a.com:14441")
     b.bitdust("daemon")
     status = json.loads(b.bitdust("network", "status", "--dht"))
@@ -76,7 +66,7 @@ def test_a_node_whose_known_nodes_are_down_is_ready_and_keeps_trying(
             b.bitdust("network", "status", "--dht"))["dht"]["status"],
         20, "the join status",
     )  # fmt: skip
-    a = hosts["host-a.com"]
+    a = guide_hosts["host-a.com"]
     a.configure("genesis")
     a.bitdust("daemon")
     wait_for(lambda: b.contacts() == 1, 60, "b to join once a is up")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import HOSTS, GuideHost, cli, wait_for
+from tests.helpers import GuideHost, cli, wait_for, write_nginx_conf
 
 pytestmark = pytest.mark.slow
 
@@ -41,14 +41,6 @@ def identity_server_settings(name: str, known_servers: str) -> dict[str, object]
     }
 
 
-@pytest.fixture
-def hosts(tmp_path: Path) -> Iterator[dict[str, GuideHost]]:
-    made = {name: GuideHost(tmp_path, name) for name in HOSTS}
-    yield made
-    for host in made.values():
-        cli(host.env, "stop")
-
-
 def start_core(hosts: dict[str, GuideHost], known_servers: str) -> tuple[GuideHost, GuideHost]:
     a, b = hosts["host-a.com"], hosts["host-b.com"]
     a.configure("genesis", **identity_server_settings("host-a.com", known_servers))
@@ -59,8 +51,8 @@ def start_core(hosts: dict[str, GuideHost], known_servers: str) -> tuple[GuideHo
 
 
 @pytest.mark.timeout(240)
-def test_guide_parts_3_and_4_identities(hosts: dict[str, GuideHost], tmp_path: Path) -> None:
-    a, b = start_core(hosts, "host-a.com:8084:6661,host-b.com:8084:6661")
+def test_guide_parts_3_and_4_identities(guide_hosts: dict[str, GuideHost], tmp_path: Path) -> None:
+    a, b = start_core(guide_hosts, "host-a.com:8084:6661,host-b.com:8084:6661")
 
     status, index, _ = fetch("http://127.0.1.1:8084/")
     assert status == 200
@@ -119,7 +111,7 @@ def test_guide_parts_3_and_4_identities(hosts: dict[str, GuideHost], tmp_path: P
     assert by_cli.read_bytes() == by_api.read_bytes()
 
     # Restore on a fresh node (host-c.com, empty state dir): same IDURL, same key.
-    c = hosts["host-c.com"]
+    c = guide_hosts["host-c.com"]
     c.configure("host-a.com:14441", **{
         "services/identity-propagate/known-servers": "host-a.com:8084:6661,host-b.com:8084:6661"
     })  # fmt: skip
@@ -136,33 +128,15 @@ def test_guide_parts_3_and_4_identities(hosts: dict[str, GuideHost], tmp_path: P
 
 
 @pytest.mark.timeout(120)
-def test_restore_refuses_a_foreign_or_broken_backup(hosts: dict[str, GuideHost],
+def test_restore_refuses_a_foreign_or_broken_backup(guide_hosts: dict[str, GuideHost],
                                                     tmp_path: Path) -> None:  # fmt: skip
-    a, _ = start_core(hosts, "host-a.com:8084:6661,host-b.com:8084:6661")
+    a, _ = start_core(guide_hosts, "host-a.com:8084:6661,host-b.com:8084:6661")
     broken = tmp_path / "broken.txt"
     broken.write_text("not a backup\n")
     result = cli(a.env, "identity", "restore", str(broken))
     assert result.returncode == 1
     assert "not a key backup file" in result.stderr and "Traceback" not in result.stderr
     assert a.api("GET", "/identity/get/v1")[0] == 409
-
-
-NGINX_MAIN = """
-user root;
-worker_processes 1;
-pid {base}/nginx.pid;
-error_log {base}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {base}/body;
-    proxy_temp_path {base}/proxy;
-    fastcgi_temp_path {base}/fastcgi;
-    uwsgi_temp_path {base}/uwsgi;
-    scgi_temp_path {base}/scgi;
-    include {base}/sites/*.conf;
-}}
-"""
 
 
 @pytest.fixture
@@ -174,7 +148,7 @@ def nginx(tmp_path: Path) -> Iterator[Path]:
         pytest.skip("nginx must run as root to bind port 80")
     base = tmp_path / "nginx"
     (base / "sites").mkdir(parents=True)
-    (base / "nginx.conf").write_text(NGINX_MAIN.format(base=base))
+    write_nginx_conf(base, f"{base}/sites/*.conf")
     yield base
     pid = base / "nginx.pid"
     if pid.exists():
@@ -183,9 +157,11 @@ def nginx(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.mark.timeout(240)
-def test_identities_through_nginx_on_port_80(hosts: dict[str, GuideHost], nginx: Path) -> None:
+def test_identities_through_nginx_on_port_80(
+    guide_hosts: dict[str, GuideHost], nginx: Path
+) -> None:
     known = "host-a.com:80:6661,host-b.com:80:6661"
-    a, b = start_core(hosts, known)
+    a, b = start_core(guide_hosts, known)
     for host in (a, b):
         site = host.bitdust("identity-server", "nginx-config")
         assert f"listen {host.address}:80;" in site

@@ -54,6 +54,7 @@ from bitdust.identity.idurl import (
     format_idurl,
     global_id_of,
     parse_idurl,
+    printable,
     validate_name,
 )
 from bitdust.identity.keys import RSAPublicKey, public_key_from_openssh
@@ -144,12 +145,12 @@ def parse_date(text: str) -> datetime.date:
     """Parse ``%b %d, %Y`` strictly (English month abbreviations, two-digit day)."""
     match = _DATE_RE.fullmatch(text) if isinstance(text, str) else None
     if match is None:
-        raise DocumentError(f"<date> {_show(text)} is not a date like 'Nov 25, 2026'")
+        raise DocumentError(f"<date> {printable(text)} is not a date like 'Nov 25, 2026'")
     month, day, year = match.groups()
     try:
         return datetime.date(int(year), MONTHS.index(month) + 1, int(day))
     except ValueError:
-        raise DocumentError(f"<date> {_show(text)} is not a real calendar date") from None
+        raise DocumentError(f"<date> {printable(text)} is not a real calendar date") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -292,7 +293,7 @@ class Identity:
             "scrubbers", self.scrubbers, MAX_SCRUBBERS, _TOKEN_RE, MAX_ITEM_LENGTH, "an IDURL"
         )
         if not isinstance(self.postage, str) or not _POSTAGE_RE.fullmatch(self.postage):
-            raise DocumentError(f"<postage> {_show(self.postage)} is not a number like '1'")
+            raise DocumentError(f"<postage> {printable(self.postage)} is not a number like '1'")
         parse_date(self.date)
         if (
             not isinstance(self.version, str)
@@ -300,7 +301,7 @@ class Identity:
             or not _TEXT_RE.fullmatch(self.version)
         ):
             raise DocumentError(
-                f"<version> {_show(self.version)} must be printable text of at most "
+                f"<version> {printable(self.version)} must be printable text of at most "
                 f"{MAX_VERSION_LENGTH} characters"
             )
         if (
@@ -308,7 +309,9 @@ class Identity:
             or not isinstance(self.revision, int)
             or not 0 <= self.revision <= _MAX_REVISION
         ):
-            raise DocumentError(f"<revision> {_show(self.revision)} is not a non-negative integer")
+            raise DocumentError(
+                f"<revision> {printable(self.revision)} is not a non-negative integer"
+            )
         try:
             public_key_from_openssh(self.publickey)
         except IdentityError as exc:
@@ -324,7 +327,7 @@ class Identity:
             )
         if self.scheme not in SCHEMES:
             raise DocumentError(
-                f"signature scheme {_show(self.scheme)} is not known (expected no scheme "
+                f"signature scheme {printable(self.scheme)} is not known (expected no scheme "
                 f"attribute for BitDust's legacy signature, or '{SCHEME_PSS}')"
             )
 
@@ -436,7 +439,8 @@ def _read_fields(root: Any) -> dict[str, Any]:
     revision_text = fields["revision"]
     if not re.fullmatch(r"0|[1-9][0-9]{0,18}", revision_text):
         raise DocumentError(
-            f"<revision> {_show(revision_text)} is not a non-negative integer without leading zeros"
+            f"<revision> {printable(revision_text)} is not a non-negative integer "
+            "without leading zeros"
         )
     fields["revision"] = int(revision_text)
     return fields
@@ -446,11 +450,13 @@ def _read_element(element: Any, tag: str) -> Any:
     if tag == "signature":
         extra = set(element.attrib) - {"scheme"}
         if extra:
-            raise DocumentError(f"<signature> has an unknown attribute {_show(sorted(extra)[0])}")
+            raise DocumentError(
+                f"<signature> has an unknown attribute {printable(sorted(extra)[0])}"
+            )
         scheme = element.attrib.get("scheme")
         if scheme is not None and scheme not in SCHEMES[1:]:
             raise DocumentError(
-                f"signature scheme {_show(scheme)} is not known (write no scheme attribute for "
+                f"signature scheme {printable(scheme)} is not known (write no scheme attribute for "
                 f"BitDust's legacy signature; ours is '{SCHEME_PSS}')"
             )
         return _leaf_text(element, tag), scheme or SCHEME_LEGACY
@@ -490,7 +496,7 @@ def _check_depth(root: Any) -> None:
 
 def _check_blank(text: str | None, where: str) -> None:
     if text is not None and text.strip(" \t\r\n"):
-        raise DocumentError(f"unexpected text {_show(text.strip())} in {where}")
+        raise DocumentError(f"unexpected text {printable(text.strip())} in {where}")
 
 
 def _check_list(
@@ -506,13 +512,13 @@ def _check_list(
     item = LIST_ITEMS[name]
     for value in items:
         if not isinstance(value, str) or len(value) > max_length or not pattern.fullmatch(value):
-            raise DocumentError(f"<{item}> {_show(value)} is not {expected}")
+            raise DocumentError(f"<{item}> {printable(value)} is not {expected}")
 
 
 def _tag(element: Any) -> str:
     tag = element.tag
     if isinstance(tag, str):
-        return _show(tag)[1:-1]
+        return printable(tag)[1:-1]
     if tag is etree.Comment:
         return "a comment"
     if tag is etree.ProcessingInstruction:
@@ -528,12 +534,4 @@ def _escape(text: str) -> str:
 
 def _lxml_reason(exc: Exception) -> str:
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return _show(message)[1:-1]
-
-
-def _show(value: object) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    text = "".join(ch if ch.isprintable() else "?" for ch in text)
-    if len(text) > 80:
-        text = text[:77] + "..."
-    return repr(text) if isinstance(value, str) else text
+    return printable(message)[1:-1]

@@ -30,7 +30,7 @@ def validate_name(name: str) -> str:
     """Return ``name`` if it is a valid user name, else raise :class:`IdurlError`."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise IdurlError(
-            f"{_show(name)} is not a valid identity name "
+            f"{printable(name)} is not a valid identity name "
             "(3-20 characters: lower-case letters, digits, '_' or '-')"
         )
     return name
@@ -39,14 +39,14 @@ def validate_name(name: str) -> str:
 def validate_host(host: str) -> str:
     """Return ``host`` if it is a lower-case DNS name or a dotted IPv4 address."""
     if not isinstance(host, str) or not host or len(host) > 253:
-        raise IdurlError(f"{_show(host)} is not a valid host name")
+        raise IdurlError(f"{printable(host)} is not a valid host name")
     if _IPV4_RE.fullmatch(host):
         return host
     labels = host.split(".")
     if all(_LABEL_RE.fullmatch(label) for label in labels) and not labels[-1].isdigit():
         return host
     raise IdurlError(
-        f"{_show(host)} is not a valid host name (expected a lower-case DNS name like "
+        f"{printable(host)} is not a valid host name (expected a lower-case DNS name like "
         "'host-a.com' or an IPv4 address)"
     )
 
@@ -54,7 +54,7 @@ def validate_host(host: str) -> str:
 def validate_port(port: int) -> int:
     """Return ``port`` if it is an int in 1..65535."""
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise IdurlError(f"{_show(port)} is not a valid TCP port (expected 1-65535)")
+        raise IdurlError(f"{printable(port)} is not a valid TCP port (expected 1-65535)")
     return port
 
 
@@ -101,23 +101,23 @@ def parse_idurl(text: str) -> Idurl:
     Raises :class:`IdurlError` with the reason.
     """
     if not isinstance(text, str) or len(text) > MAX_IDURL_LENGTH:
-        raise IdurlError(f"{_show(text)} is not an IDURL (too long or not text)")
+        raise IdurlError(f"{printable(text)} is not an IDURL (too long or not text)")
     match = _IDURL_RE.fullmatch(text)
     if match is None:
         raise IdurlError(
-            f"{_show(text)} is not an IDURL (expected e.g. 'http://host-a.com/alice.xml' or "
+            f"{printable(text)} is not an IDURL (expected e.g. 'http://host-a.com/alice.xml' or "
             "'http://host-a.com:8084/alice.xml')"
         )
     host, port_text, name = match.groups()
     if port_text is not None and (port_text.startswith("0") or int(port_text) == DEFAULT_HTTP_PORT):
         raise IdurlError(
-            f"{_show(text)}: write the port only when it is not 80, without leading zeros"
+            f"{printable(text)}: write the port only when it is not 80, without leading zeros"
         )
     port = int(port_text) if port_text is not None else DEFAULT_HTTP_PORT
     try:
         return Idurl(host, port, name)
     except IdurlError as exc:
-        raise IdurlError(f"{_show(text)} is not a valid IDURL: {exc.message}") from None
+        raise IdurlError(f"{printable(text)} is not a valid IDURL: {exc.message}") from None
 
 
 def format_global_id(host: str, port: int, name: str) -> str:
@@ -135,7 +135,7 @@ def global_id_of(idurl: str) -> str:
     return parse_idurl(idurl).global_id
 
 
-def _show(value: object) -> str:
+def printable(value: object) -> str:
     """A short, printable rendering of untrusted input for error messages."""
     text = value if isinstance(value, str) else repr(value)
     text = "".join(ch if ch.isprintable() else "?" for ch in text)

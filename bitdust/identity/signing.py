@@ -43,7 +43,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from bitdust.identity.document import SCHEME_LEGACY, SCHEME_PSS, Identity
+from bitdust.identity.document import ELEMENT_ORDER, SCHEME_LEGACY, SCHEME_PSS, Identity
 from bitdust.identity.errors import IdentityError, SignatureError
 from bitdust.identity.keys import public_key_to_openssh
 
@@ -52,17 +52,7 @@ LEGACY_REFUSED = f"legacy BitDust signature refused: set {ACCEPT_LEGACY_SETTING}
 DOMAIN_LABEL = b"bitdust identity signature\x00"
 PSS_SALT_LENGTH = 32
 
-_CANONICAL_FIELDS = (
-    "sources",
-    "contacts",
-    "certificates",
-    "scrubbers",
-    "postage",
-    "date",
-    "version",
-    "revision",
-    "publickey",
-)
+_CANONICAL_FIELDS = tuple(name for name in ELEMENT_ORDER if name != "signature")
 
 
 def legacy_string(identity: Identity) -> str:

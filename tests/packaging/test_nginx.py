@@ -13,26 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import write_nginx_conf
 from tests.packaging.conftest import bare_env
 
 pytestmark = pytest.mark.packaging
-
-# A complete nginx configuration around the site: everything nginx writes goes to the test's dir.
-NGINX_MAIN = """\
-worker_processes 1;
-pid {base}/nginx.pid;
-error_log {base}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {base}/body;
-    proxy_temp_path {base}/proxy;
-    fastcgi_temp_path {base}/fastcgi;
-    uwsgi_temp_path {base}/uwsgi;
-    scgi_temp_path {base}/scgi;
-    include {site};
-}}
-"""
 
 
 def nginx_config(binary: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -72,8 +56,7 @@ def test_nginx_site_from_the_frozen_binary_passes_nginx_t(binary: Path, tmp_path
     assert "server_name host-a.com;" in result.stdout
     assert "proxy_pass http://127.0.0.1:8084;" in result.stdout
     base = tmp_path / "nginx"
-    base.mkdir()
-    (base / "nginx.conf").write_text(NGINX_MAIN.format(base=base, site=site))
+    write_nginx_conf(base, str(site), run_as_root=False)
     check = subprocess.run(
         [nginx, "-t", "-q", "-p", str(base), "-c", str(base / "nginx.conf")],
         capture_output=True,

@@ -377,12 +377,11 @@ def cmd_identity(args: argparse.Namespace, paths: Paths) -> int:
         if destination.exists():
             raise CliError(f"refusing to overwrite {destination}: the file exists")
         result = client.call("POST", "identity/backup", {"passphrase": _passphrase(args, True)})
-        from bitdust.identity.files import atomic_write
+        from bitdust.files import atomic_write
 
-        try:
-            atomic_write(destination, result["backup"].encode(), mode=0o600, overwrite=False)
-        except IdentityError as exc:
-            raise CliError(str(exc)) from None
+        atomic_write(
+            destination, result["backup"].encode(), mode=0o600, overwrite=False, error=CliError
+        )
         print(f"bitdust: key backup written to {destination} (mode 0600); keep it safe")
     elif args.action in ("restore", "recover"):
         source = Path(_one(args, "identity restore FILE"))

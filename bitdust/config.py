@@ -10,17 +10,19 @@ atomically and leaves the file byte-for-byte unchanged when the new value is ref
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import ipaddress
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from bitdust.files import atomic_write
 
 DEFAULT_INSTANCE = "default"
 ROLES = ("default", "dht-seed", "identity-server", "proxy-router", "supplier")
@@ -789,7 +791,7 @@ def edit_conffile(path: Path, key: str, raw_value: str) -> str:
             lines[-1] += "\n"
         position = len(lines) if commented is None else commented + 1
         lines.insert(position, new_line + "\n")
-    atomic_write(path, "".join(lines).encode("utf-8"))
+    _replace_keeping_owner(path, "".join(lines).encode("utf-8"))
     return formatted
 
 
@@ -807,36 +809,17 @@ def _find_key_line(lines: list[str], key: str, commented: bool) -> int | None:
     return found
 
 
-def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file, never half."""
-    if mode is None:
-        try:
-            mode = path.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o644
+def _replace_keeping_owner(path: Path, data: bytes) -> None:
+    """Write ``path`` atomically with the mode and owner the old file had."""
     try:
-        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except PermissionError:
-        raise ConfigError(
-            f"cannot write {path}: permission denied (run the command with sudo)"
-        ) from None
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fchmod(out.fileno(), mode)
-            os.fsync(out.fileno())
-        try:
-            stat = path.stat()
-            os.chown(temp_name, stat.st_uid, stat.st_gid)
-        except (FileNotFoundError, PermissionError):
-            pass
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+        old = path.stat()
+    except FileNotFoundError:
+        old = None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {path}: permission denied (run the command with sudo)")
+    atomic_write(
+        path, data, mode=old.st_mode & 0o7777 if old else 0o644, overwrite=True, error=ConfigError
+    )
+    if old is not None and (old.st_uid, old.st_gid) != (os.getuid(), os.getgid()):
+        with contextlib.suppress(PermissionError):
+            os.chown(path, old.st_uid, old.st_gid)

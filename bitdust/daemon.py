@@ -26,7 +26,8 @@ from aiohttp import web
 from bitdust import __version__
 from bitdust.api import routes as api_routes
 from bitdust.api.server import build_app
-from bitdust.config import Config, ConfigError, Paths, atomic_write, edit_conffile, load_config
+from bitdust.config import Config, ConfigError, Paths, edit_conffile, load_config
+from bitdust.files import atomic_write
 from bitdust.node.checks import check_config, pid_of_running
 from bitdust.node.node import Node
 from bitdust.node.service import ServiceError
@@ -137,7 +138,8 @@ def write_secret(path: Path) -> str:
     CLI), else 0600."""
     secret = secrets.token_urlsafe(32)
     gid = _bitdust_gid()
-    atomic_write(path, (secret + "\n").encode(), mode=0o640 if gid is not None else 0o600)
+    mode = 0o640 if gid is not None else 0o600
+    atomic_write(path, (secret + "\n").encode(), mode=mode, overwrite=True, error=StartError)
     if gid is not None:
         with contextlib.suppress(PermissionError):
             os.chown(path, -1, gid)
@@ -205,9 +207,9 @@ class Daemon:
             loop.add_signal_handler(signum, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         self.notify("STATUS=starting")
-        self.secret = write_secret(self.paths.api_secret)
         watchdog = None
         try:
+            self.secret = write_secret(self.paths.api_secret)
             await self._start_api()
             await self.node.start()
             self.notify("READY=1", "STATUS=" + self.node.status_line())
@@ -215,7 +217,7 @@ class Daemon:
             watchdog = asyncio.create_task(self._watchdog())
             await self._stop.wait()
             exit_code = 0
-        except ServiceError as exc:
+        except (ServiceError, StartError) as exc:
             log.error("%s", exc)
             self.notify("STATUS=failed: " + str(exc))
             exit_code = 1

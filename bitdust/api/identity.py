@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from bitdust.api.server import ApiError, Call, Param, Route, route
+from bitdust.files import atomic_write, read_bounded
 from bitdust.identity.errors import IdentityError, KeyFileError
-from bitdust.identity.files import atomic_write, read_bounded
 from bitdust.identity.keys import MAX_KEY_FILE_SIZE
 
 KEY_SIZES = (1024, 2048, 4096)

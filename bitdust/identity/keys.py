@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from bitdust.files import atomic_write, read_bounded
 from bitdust.identity.errors import IdurlError, KeyFileError, WrongPassphraseError
-from bitdust.identity.files import atomic_write, read_bounded
 from bitdust.identity.idurl import parse_idurl
 
 DEFAULT_KEY_BITS = 2048

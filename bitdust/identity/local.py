@@ -15,9 +15,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from bitdust.files import atomic_write, read_bounded
 from bitdust.identity.document import MAX_DOCUMENT_SIZE, Identity, parse_identity
 from bitdust.identity.errors import IdentityError
-from bitdust.identity.files import atomic_write, read_bounded
 from bitdust.identity.keys import (
     RSAPrivateKey,
     load_private_key,
@@ -53,12 +53,16 @@ def save_local_identity(
     base = Path(directory)
     base.mkdir(mode=0o700, parents=True, exist_ok=True)
     save_private_key(base / KEY_FILE, private_key)
-    atomic_write(base / IDENTITY_FILE, identity.to_xml(), mode=0o644, overwrite=True)
+    _write_document(base / IDENTITY_FILE, identity)
 
 
 def save_identity_document(directory: str | os.PathLike[str], identity: Identity) -> None:
     """Replace only the document (a new revision signed with the existing key)."""
-    atomic_write(Path(directory) / IDENTITY_FILE, identity.to_xml(), mode=0o644, overwrite=True)
+    _write_document(Path(directory) / IDENTITY_FILE, identity)
+
+
+def _write_document(path: Path, identity: Identity) -> None:
+    atomic_write(path, identity.to_xml(), mode=0o644, overwrite=True, error=IdentityError)
 
 
 def load_local_identity(
@@ -77,7 +81,10 @@ def load_local_identity(
         )
     private_key = load_private_key(base / KEY_FILE)
     data = read_bounded(
-        base / IDENTITY_FILE, MAX_DOCUMENT_SIZE, what=f"identity file {base / IDENTITY_FILE}"
+        base / IDENTITY_FILE,
+        MAX_DOCUMENT_SIZE,
+        what=f"identity file {base / IDENTITY_FILE}",
+        error=IdentityError,
     )
     identity = parse_identity(data)
     if public_key_to_openssh(private_key) != identity.publickey:

@@ -35,9 +35,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from bitdust.files import TEMP_SUFFIX, atomic_write
 from bitdust.identity.document import MAX_DOCUMENT_SIZE, Identity, parse_identity
 from bitdust.identity.errors import IdentityError, IdentityRefused
-from bitdust.identity.files import TEMP_SUFFIX, atomic_write
 from bitdust.identity.idurl import (
     DEFAULT_HTTP_PORT,
     format_idurl,
@@ -227,7 +227,7 @@ class IdentityStore:
                 )
             action = "stored"
         try:
-            atomic_write(path, canonical, mode=0o644, overwrite=True)
+            atomic_write(path, canonical, mode=0o644, overwrite=True, error=IdentityError)
         except IdentityError as exc:
             log.error("cannot store identity %s: %s", name, exc.message)
             raise IdentityRefused("this server cannot store identities right now") from None

@@ -1,4 +1,4 @@
-"""Small file helpers of the identity layer: atomic writes and size-bounded reads.
+"""File helpers every part shares: atomic writes and size-bounded reads.
 
 A file written here is never seen half-written: the data goes to a temporary file in the same
 directory (created O_EXCL with the final mode, so a private key is never readable by others, not
@@ -12,9 +12,11 @@ import os
 import tempfile
 from pathlib import Path
 
-from bitdust.identity.errors import IdentityError
-
 TEMP_SUFFIX = ".tmp"
+
+
+class FileError(Exception):
+    """A file could not be read or written; the message names it and says why."""
 
 
 def atomic_write(
@@ -23,7 +25,7 @@ def atomic_write(
     *,
     mode: int,
     overwrite: bool,
-    error: type[IdentityError] = IdentityError,
+    error: type[Exception] = FileError,
 ) -> None:
     """Write ``data`` to ``path`` atomically: no reader ever sees a partial file.
 
@@ -70,9 +72,7 @@ def atomic_write(
         raise error(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def read_bounded(
-    path: Path, limit: int, *, what: str, error: type[IdentityError] = IdentityError
-) -> bytes:
+def read_bounded(path: Path, limit: int, *, what: str, error: type[Exception] = FileError) -> bytes:
     """Read at most ``limit`` bytes of a regular file; larger files are an error."""
     try:
         with open(path, "rb") as handle:
@@ -88,7 +88,7 @@ def read_bounded(
     return data
 
 
-def _exclusive_write(path: Path, data: bytes, mode: int, error: type[IdentityError]) -> None:
+def _exclusive_write(path: Path, data: bytes, mode: int, error: type[Exception]) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:

@@ -209,3 +209,11 @@ def test_set_list_shows_layers_and_set_needs_write_permission(tmp_path: Path) ->
     assert denied.returncode == 2
     assert f"cannot write {conf}: permission denied (run the command with sudo)" in denied.stderr
     assert conf.read_bytes() == before
+
+
+def test_process_stop_over_the_api_ends_the_node_cleanly(tmp_path: Path) -> None:
+    node = start_node(tmp_path, "dht-seed", SEED)
+    assert node.ok("POST", "/process/stop/v1") == {"stopping": True}
+    assert node.process.wait(10) == 0
+    node.notify.wait_for("STOPPING=1", 1)
+    node.notify.close()

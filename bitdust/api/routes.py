@@ -13,43 +13,29 @@ from bitdust.api.server import ApiError, Call, Param, Route, route
 from bitdust.config import OPTIONS, get_option
 from bitdust.node.catalog import SPECS
 
-ROUTES: list[Route] = []
 
-
-def _add(r: Route) -> Route:
-    ROUTES.append(r)
-    return r
-
-
-@_add
 @route("GET", "process/health")
 async def process_health(call: Call) -> dict[str, Any]:
     return {"ready": call.ctx.node.ready}
 
 
-@_add
 @route("GET", "process/info")
 async def process_info(call: Call) -> dict[str, Any]:
     return call.ctx.info()
 
 
-async def _stop(call: Call) -> dict[str, Any]:
+@route("GET POST", "process/stop")
+async def process_stop(call: Call) -> dict[str, Any]:
     call.ctx.request_stop()
     return {"stopping": True}
 
 
-ROUTES += [Route("GET", "process/stop", _stop), Route("POST", "process/stop", _stop)]
-
-
-async def _restart(call: Call) -> dict[str, Any]:
+@route("GET POST", "process/restart")
+async def process_restart(call: Call) -> dict[str, Any]:
     await call.ctx.restart_services()
     return {"restarted": True, "ready": call.ctx.node.ready}
 
 
-ROUTES += [Route("GET", "process/restart", _restart), Route("POST", "process/restart", _restart)]
-
-
-@_add
 @route(
     "GET",
     "network/status",
@@ -79,20 +65,17 @@ def _option_row(call: Call, key: str) -> dict[str, Any]:
     }
 
 
-@_add
 @route("GET", "config/list")
 async def config_list(call: Call) -> list[dict[str, Any]]:
     return [_option_row(call, key) for key in sorted(OPTIONS)]
 
 
-@_add
 @route("GET", "config/get/{key:.+}")
 async def config_get(call: Call) -> dict[str, Any]:
     key = get_option(call.request.match_info["key"]).key
     return _option_row(call, key)
 
 
-@_add
 @route("POST", "config/set/{key:.+}", Param("value", (str, int, bool, float), required=True))
 async def config_set(call: Call) -> dict[str, Any]:
     key = get_option(call.request.match_info["key"]).key
@@ -104,13 +87,11 @@ async def config_set(call: Call) -> dict[str, Any]:
     return row
 
 
-@_add
 @route("GET", "service/list")
 async def service_list(call: Call) -> list[dict[str, Any]]:
     return [call.ctx.node.service_info(name) for name in call.ctx.node.slots]
 
 
-@_add
 @route("GET", "service/info/{name}")
 async def service_info(call: Call) -> dict[str, Any]:
     name = call.request.match_info["name"].replace("_", "-").removeprefix("service-")
@@ -119,11 +100,24 @@ async def service_info(call: Call) -> dict[str, Any]:
     return call.ctx.node.service_info(name)
 
 
-async def _states(call: Call) -> list[dict[str, Any]]:
+@route("GET", "state/list", alias="automat/list")
+async def state_list(call: Call) -> list[dict[str, Any]]:
     return call.ctx.node.states()
 
 
-ROUTES += [Route("GET", "state/list", _states), Route("GET", "automat/list", _states)]
+ROUTES: list[Route] = [
+    process_health,
+    process_info,
+    process_stop,
+    process_restart,
+    network_status,
+    config_list,
+    config_get,
+    config_set,
+    service_list,
+    service_info,
+    state_list,
+]
 
 
 def all_routes() -> list[Route]:

@@ -58,15 +58,20 @@ Handler = Callable[[Call], Awaitable[Any]]
 
 @dataclass(frozen=True)
 class Route:
-    method: str
-    path: str  # BitDust's group path, e.g. "network/status" or "config/get/{key:.+}"
+    methods: tuple[str, ...]
+    paths: tuple[str, ...]  # BitDust's group paths, e.g. "network/status", "config/get/{key:.+}"
     handler: Handler
     params: tuple[Param, ...] = field(default_factory=tuple)
 
 
-def route(method: str, path: str, *params: Param) -> Callable[[Handler], Route]:
+def route(
+    methods: str, path: str, *params: Param, alias: str | None = None
+) -> Callable[[Handler], Route]:
+    """Declare a handler for ``methods`` (e.g. ``"GET POST"``) at ``path`` and its ``alias``."""
+
     def wrap(handler: Handler) -> Route:
-        return Route(method, path, handler, params)
+        paths = (path,) if alias is None else (path, alias)
+        return Route(tuple(methods.split()), paths, handler, params)
 
     return wrap
 
@@ -210,6 +215,8 @@ def build_app(
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
     for route_ in routes:
         handler = wrap(route_)
-        for path in (f"/{route_.path}/v1", f"/v1/{route_.path}"):
-            app.router.add_route(route_.method, path, handler)
+        for path in route_.paths:
+            for method in route_.methods:
+                app.router.add_route(method, f"/{path}/v1", handler)
+                app.router.add_route(method, f"/v1/{path}", handler)
     return app

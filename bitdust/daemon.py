@@ -275,10 +275,7 @@ class Daemon:
         """The bound TCP port (the setting may be 0 = any free port)."""
         if self._runner is None:
             return 0
-        for site in self._runner.sites:
-            if isinstance(site, web.TCPSite) and site._server is not None:
-                return site._server.sockets[0].getsockname()[1]
-        return 0
+        return next((a[1] for a in self._runner.addresses if isinstance(a, tuple)), 0)
 
     async def _stop_api(self) -> None:
         if self._runner is not None:

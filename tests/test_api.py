@@ -45,6 +45,7 @@ def test_process_info_runs_on_uvloop(node: Node) -> None:
     info = node.ok("GET", "/process/info/v1")
     assert info["loop"] == "uvloop"
     assert info["instance"] == "dht-seed" and info["role"] == "dht-seed"
+    assert info["api"] == {"host": "127.0.0.1", "port": node.api_port}
 
 
 def test_network_status_with_dht_section(node: Node) -> None:

@@ -247,7 +247,7 @@ class DHTNode:
         self._next_op = 1
         self._evicting: set[bytes] = set()
         self._republished: dict[tuple[bytes, bytes], float] = {}
-        self._rate: dict[str, list[float]] = {}
+        self._rate: dict[str, float] = {}  # source IP -> its GCRA theoretical arrival time
         self._next_maintenance = now + settings.maintenance_interval
 
     # Outputs ----------------------------------------------------------------------------------
@@ -384,17 +384,20 @@ class DHTNode:
     # Serving requests -------------------------------------------------------------------------
 
     def _allow(self, host: str, now: float) -> bool:
-        """Per-source-IP token bucket: bounds the work (and reply traffic) one address causes."""
+        """Per-source-IP rate limit: bounds the work (and reply traffic) one address causes.
+
+        A token bucket kept as one float per address (GCRA): the time at which the address's
+        bucket would be full again. A burst of ``request_burst_per_ip`` passes, then
+        ``requests_per_second_per_ip``.
+        """
         s = self.settings
-        entry = self._rate.pop(host, None)
-        if entry is None:
-            entry = [s.request_burst_per_ip, now]
-            if len(self._rate) >= MAX_RATE_ENTRIES:
-                del self._rate[next(iter(self._rate))]
-        refill = (now - entry[1]) * s.requests_per_second_per_ip
-        tokens = min(s.request_burst_per_ip, entry[0] + refill)
-        allowed = tokens >= 1.0
-        self._rate[host] = [tokens - 1.0 if allowed else tokens, now]
+        interval = 1.0 / s.requests_per_second_per_ip
+        tat = self._rate.pop(host, None)
+        if tat is None and len(self._rate) >= MAX_RATE_ENTRIES:
+            del self._rate[next(iter(self._rate))]
+        tat = now if tat is None or tat < now else tat
+        allowed = tat - now <= (s.request_burst_per_ip - 1.0) * interval
+        self._rate[host] = tat + interval if allowed else tat
         return allowed
 
     def _serve(self, msg: Message, addr: Addr, now: float) -> None:
@@ -689,8 +692,7 @@ class DHTNode:
         persist the routing table."""
         s = self.settings
         self.counters["expired"] += self.store.expire(self.wall(now))
-        full_after = s.request_burst_per_ip / s.requests_per_second_per_ip
-        self._rate = {h: e for h, e in self._rate.items() if now - e[1] < full_after}
+        self._rate = {host: tat for host, tat in self._rate.items() if tat > now}
         room = s.max_operations // 2
         for bucket in self.table.stale_buckets(now, s.refresh_interval):
             if len(self._ops) >= room:

@@ -35,6 +35,7 @@ from bitdust.node.service import ServiceError
 log = logging.getLogger("bitdust")
 
 STOP_TIMEOUT = 8.0
+STATUS_INTERVAL = 2.0
 EXIT_CONFIG = 2
 
 
@@ -207,14 +208,14 @@ class Daemon:
             loop.add_signal_handler(signum, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         self.notify("STATUS=starting")
-        watchdog = None
+        heartbeat = None
         try:
             self.secret = write_secret(self.paths.api_secret)
             await self._start_api()
             await self.node.start()
             self.notify("READY=1", "STATUS=" + self.node.status_line())
             log.info("node %s ready: %s", self.paths.instance, self.node.status_line())
-            watchdog = asyncio.create_task(self._watchdog())
+            heartbeat = asyncio.create_task(self._heartbeat())
             await self._stop.wait()
             exit_code = 0
         except (ServiceError, StartError) as exc:
@@ -227,8 +228,8 @@ class Daemon:
             exit_code = 1
         self.notify("STOPPING=1")
         log.info("stopping")
-        if watchdog is not None:
-            watchdog.cancel()
+        if heartbeat is not None:
+            heartbeat.cancel()
         try:
             await asyncio.wait_for(self.node.stop(), STOP_TIMEOUT)
         except TimeoutError:
@@ -241,12 +242,19 @@ class Daemon:
         with contextlib.suppress(ConfigError):
             self.reload()
 
-    async def _watchdog(self) -> None:
-        interval = Notifier.watchdog_interval()
-        if interval is None:
-            return
+    async def _heartbeat(self) -> None:
+        """WATCHDOG=1 at half of systemd's interval, and STATUS= whenever the node's line
+        changes (a DHT that joins late, an identity that appears)."""
+        watchdog = Notifier.watchdog_interval()
+        interval = min(watchdog or STATUS_INTERVAL, STATUS_INTERVAL)
+        status = self.node.status_line()
         while True:
-            self.notify("WATCHDOG=1")
+            fields = ["WATCHDOG=1"] if watchdog is not None else []
+            if self.node.status_line() != status:
+                status = self.node.status_line()
+                fields.append("STATUS=" + status)
+            if fields:
+                self.notify(*fields)
             await asyncio.sleep(interval)
 
     def _api_secret(self) -> str | None:

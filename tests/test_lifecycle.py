@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -204,8 +205,15 @@ def test_set_list_shows_layers_and_set_needs_write_permission(tmp_path: Path) ->
         path.chmod(path.stat().st_mode | 0o005)
     (tmp_path / "etc").chmod(0o755)
     conf.chmod(0o644)
-    denied = cli(env, "--instance", "supplier", "set", "services/supplier/donated-space", "60 GB",
-                 user="nobody")  # fmt: skip
+    denied = cli(
+        env,
+        "--instance",
+        "supplier",
+        "set",
+        "services/supplier/donated-space",
+        "60 GB",
+        user="nobody",
+    )
     assert denied.returncode == 2
     assert f"cannot write {conf}: permission denied (run the command with sudo)" in denied.stderr
     assert conf.read_bytes() == before
@@ -217,3 +225,17 @@ def test_process_stop_over_the_api_ends_the_node_cleanly(tmp_path: Path) -> None
     assert node.process.wait(10) == 0
     node.notify.wait_for("STOPPING=1", 1)
     node.notify.close()
+
+
+def test_status_follows_a_dht_that_cannot_join_yet(tmp_path: Path) -> None:
+    dead = f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
+    settings = {"services/entangled-dht/known-nodes": dead, "services/entangled-dht/rpc-timeout": 1}
+    with running_node(tmp_path, instance="dht-seed", settings=settings) as node:
+        ready = node.notify.wait_for("READY=1", 1)
+        assert "STATUS=1 services on; DHT joining through 1 known nodes" in ready
+        update = node.notify.wait_for(
+            "STATUS=1 services on; DHT no known node answered 1 times, retry in 2s, 0 contacts",
+            15,
+            node.process,
+        )
+        assert "READY=1" not in update

@@ -144,6 +144,7 @@ class DHTService:
             self._genesis = True
             self.joined = True
             return
+        self._join_status = f"joining through {len(known_nodes)} known nodes"
         self._join_task = self._loop.create_task(self._join_forever(list(known_nodes)))
 
     async def _join_forever(self, known_nodes: list[Addr]) -> None:

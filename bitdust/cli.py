@@ -256,12 +256,12 @@ def _config(paths: Paths) -> Config:
 
 
 def cmd_set(args: argparse.Namespace, paths: Paths) -> int:
-    if args.key == "list" and args.value is None:
+    if args.key == "list" and not args.value:
         return cmd_config_list(args, paths)
-    if args.value is None:
+    if not args.value:
         return cmd_get(args, paths)
     key = get_option(args.key).key
-    value = edit_conffile(paths.conffile, key, args.value)
+    value = edit_conffile(paths.conffile, key, " ".join(args.value))
     print(f"{key} = {value}    (written to {paths.conffile})")
     try:
         config = _config(paths)
@@ -477,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("set", cmd_set, "change a setting in the instance's conffile ('set list' lists)")
     p.add_argument("key", help="settings key, e.g. services/supplier/donated-space, or 'list'")
-    p.add_argument("value", nargs="?", help="new value")
+    p.add_argument("value", nargs="*", help="new value (words are joined: set KEY 50 GB)")
     command("get", cmd_get, "print a setting's value").add_argument("key")
     p = command("config", cmd_config_list, "settings: 'config list'")
     p.add_argument("action", choices=["list"])

@@ -191,6 +191,23 @@ def test_set_list_shows_layers_and_set_needs_write_permission(tmp_path: Path) ->
         listing
     )
     rows = {line.split()[0]: line for line in listing}
+    # The guide writes the size unquoted: `bitdust set services/supplier/donated-space 50 GB`.
+    cli(
+        env,
+        "--instance",
+        "supplier",
+        "set",
+        "services/customer/needed-space",
+        "1",
+        "GB",
+        check=True,
+    )
+    assert (
+        cli(
+            env, "--instance", "supplier", "get", "services/customer/needed-space", check=True
+        ).stdout
+        == "1 GB\n"
+    )
     assert rows["services/supplier/donated-space"].split()[1:3] == ["50", "GB"]
     assert rows["services/supplier/donated-space"].endswith(f"[{tmp_path / 'etc/supplier.conf'}]")
     assert rows["services/supplier/enabled"].endswith("[role supplier]")

@@ -368,12 +368,16 @@ def _passphrase(args: argparse.Namespace, confirm: bool) -> str | None:
 def cmd_identity(args: argparse.Namespace, paths: Paths) -> int:
     client = client_for(paths)
     if args.action == "create":
-        body = {"username": _one(args, "identity create NAME"), "key_size": args.key_size}
+        name, key_size = _positional(args, "identity create NAME [KEY_SIZE]", 2)
+        key_size = key_size or str(args.key_size)
+        if not key_size.isdigit():
+            raise CliError(f"key size {key_size!r}: expected 1024, 2048 or 4096")
+        body = {"username": name, "key_size": int(key_size)}
         print_json(_brief(client.call("POST", "identity/create", body)))
     elif args.action == "show":
         print_json(_brief(client.call("GET", "identity/get")))
     elif args.action == "backup":
-        destination = Path(_one(args, "identity backup FILE")).absolute()
+        destination = Path(str(_positional(args, "identity backup FILE")[0])).absolute()
         if destination.exists():
             raise CliError(f"refusing to overwrite {destination}: the file exists")
         result = client.call("POST", "identity/backup", {"passphrase": _passphrase(args, True)})
@@ -384,22 +388,24 @@ def cmd_identity(args: argparse.Namespace, paths: Paths) -> int:
         )
         print(f"bitdust: key backup written to {destination} (mode 0600); keep it safe")
     elif args.action in ("restore", "recover"):
-        source = Path(_one(args, "identity restore FILE"))
-        try:
-            data = source.read_bytes()[: 64 * 1024 + 1].decode("ascii")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CliError(f"cannot read {source}: {exc}") from None
-        body = {"private_key_source": data, "passphrase": _passphrase(args, False)}
-        if args.idurl:
-            body["known_idurl"] = args.idurl
+        from bitdust.files import read_bounded
+
+        source, idurl = _positional(args, "identity restore FILE [IDURL]", 2)
+        data = read_bounded(Path(str(source)), 64 * 1024, what=str(source), error=CliError)
+        body = {
+            "private_key_source": data.decode("ascii", "replace"),
+            "passphrase": _passphrase(args, False),
+            "known_idurl": idurl or args.idurl,
+        }
         print_json(_brief(client.call("POST", "identity/recover", body)))
     return 0
 
 
-def _one(args: argparse.Namespace, usage: str) -> str:
-    if len(args.args) != 1:
+def _positional(args: argparse.Namespace, usage: str, most: int = 1) -> list[str | None]:
+    """The command's words: one required, at most ``most`` in all, the missing ones None."""
+    if not 1 <= len(args.args) <= most:
         raise CliError(f"usage: bitdust {usage}")
-    return args.args[0]
+    return [*args.args, *[None] * (most - len(args.args))]
 
 
 def _brief(view: dict[str, Any]) -> dict[str, Any]:

@@ -137,6 +137,11 @@ def test_restore_refuses_a_foreign_or_broken_backup(guide_hosts: dict[str, Guide
     assert result.returncode == 1
     assert "not a key backup file" in result.stderr and "Traceback" not in result.stderr
     assert a.api("GET", "/identity/get/v1")[0] == 409
+    # BitDust's positional key size: `identity create NAME [KEY_SIZE]`
+    wrong = cli(a.env, "identity", "create", "carol", "512")
+    assert wrong.returncode == 1 and "expected 1024, 2048 or 4096" in wrong.stderr
+    created = json.loads(a.bitdust("identity", "create", "carol", "1024"))
+    assert created["idurl"] == "http://host-a.com:8084/carol.xml"
 
 
 @pytest.fixture

@@ -80,6 +80,17 @@ def test_guide_parts_3_and_4_identities(guide_hosts: dict[str, GuideHost], tmp_p
     # listen-host is a loopback address here, so publishing it is right (DESIGN §2)
     assert network["identity_contacts"] == ["tcp://127.0.1.1:7771"]
 
+    # With an identity, DHT values are signed by it and carry its IDURL; b (no identity yet)
+    # stores and serves them, and its own values carry its node key.
+    a.bitdust("dht", "set", "alice:status", "online")
+    found = json.loads(b.bitdust("dht", "get", "alice:status"))["values"]
+    assert [(v["value"], v["owner"], v["scheme"]) for v in found] == [
+        ("online", "http://host-a.com:8084/alice.xml", "rsa-pss-sha256")
+    ]
+    b.bitdust("dht", "set", "b:status", "up")
+    found = json.loads(a.bitdust("dht", "get", "b:status"))["values"]
+    assert [(v["value"], v["owner"], v["scheme"]) for v in found] == [("up", None, "ed25519")]
+
     status, envelope = b.api("POST", "/identity/create/v1", {"username": "alice"})
     assert status == 409
     assert "already taken" in envelope["errors"][0]

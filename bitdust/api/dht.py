@@ -9,10 +9,13 @@ from __future__ import annotations
 import base64
 import os
 import re
+import time
 from typing import Any
 
 from bitdust.api.server import ApiError, Call, Param, Route, route
-from bitdust.dht.records import Record, dht_key
+from bitdust.dht.records import Record, dht_key, sign_record
+from bitdust.identity.dht_signer import RsaDhtSigner
+from bitdust.node.service import ServiceUnavailable
 
 MAX_KEY = 256
 MAX_VALUE = 4000
@@ -72,15 +75,33 @@ async def value_get(call: Call) -> dict[str, Any]:
     Param("expire", int, default=None),
 )
 async def value_set(call: Call) -> dict[str, Any]:
+    """Signed with the user's identity key and IDURL when this node has an identity, else with
+    the node's own DHT key."""
     value = call.args["value"].encode("utf-8")
     if len(value) > MAX_VALUE:
         raise ApiError(400, f"field 'value': larger than {MAX_VALUE} bytes")
+    config = call.ctx.config
+    max_age = int(config["services/entangled-dht/max-age"])
     expire = call.args["expire"]
-    max_age = int(call.ctx.config["services/entangled-dht/max-age"])
     if expire is not None and not 0 < expire <= max_age:
         raise ApiError(400, f"field 'expire': expected 1 to {max_age} seconds")
-    stored = await _dht(call).set_value(_key(call.args["key"]), value, age=expire)
+    key, dht = _key(call.args["key"]), _dht(call)
+    identity = _own_identity(call)
+    if identity is None:
+        stored = await dht.set_value(key, value, age=expire)
+    else:
+        age = expire or int(config["services/entangled-dht/default-age"])
+        signer = RsaDhtSigner(identity.private_key)
+        record = sign_record(signer, key, value, int(time.time()), age, identity.identity.idurl)
+        stored = await dht.publish(record)
     return {"key": call.args["key"], "stored": stored}
+
+
+def _own_identity(call: Call) -> Any:
+    try:
+        return call.ctx.node.service("identity-propagate").current
+    except ServiceUnavailable:
+        return None
 
 
 ROUTES: list[Route] = [node_find, value_get, value_set]

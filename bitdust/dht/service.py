@@ -1,8 +1,9 @@
 """The ``entangled-dht`` service: the node's settings turned into a running DHT node.
 
 Known nodes are resolved through the node (host map first, then DNS); ``genesis`` starts a new
-network alone. The node is ready as soon as its socket is bound: joining goes on in the
-background with back-off, and STATUS says how it goes.
+network alone. Records signed with users' identity keys (RSA, with the owner's IDURL) are
+accepted besides the nodes' own Ed25519 ones. The node is ready as soon as its socket is bound:
+joining goes on in the background with back-off, and STATUS says how it goes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.transport import DHTService as DHTEndpoint
 from bitdust.dht.transport import start_dht
+from bitdust.identity import dht_signer
 from bitdust.node.service import Service, ServiceError
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ class DHTService(Service):
     dht: DHTEndpoint
 
     async def start(self) -> None:
+        # Every node stores and serves records signed by users' identity keys, seeds included.
+        dht_signer.register()
         known = self.config["services/entangled-dht/known-nodes"]
         addresses = []
         if known != "genesis":

@@ -247,11 +247,20 @@ print("ok")
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
-@pytest.mark.timeout(300)
-def test_foundation_lifecycle_suite_passes_against_the_frozen_binary(binary: Path) -> None:
-    """tests/test_lifecycle.py (run, notify, signals, bad configs, daemon/stop/restart,
-    check-config across instances) with BITDUST_BIN pointing at the frozen binary."""
-    suite = REPO / "tests" / "test_lifecycle.py"
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(
+    "suite_name",
+    [
+        "test_lifecycle.py",  # run, notify, signals, bad configs, daemon/stop/restart, check-config
+        "test_api.py",  # the REST API: secret, envelope, argument checks, the CLI as nobody
+        "test_guide_dht.py",  # the guide's part 2 on four loopback hosts
+        "test_guide_identity.py",  # parts 3 and 4: identity servers, nginx, backup and restore
+    ],
+)
+def test_integration_suite_passes_against_the_frozen_binary(binary: Path, suite_name: str) -> None:
+    """Every capability's real-process tests, with BITDUST_BIN pointing at the frozen binary:
+    what users run is what is tested."""
+    suite = REPO / "tests" / suite_name
     if not suite.is_file():
         pytest.fail(f"{suite} is missing")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BITDUST_", "PYTEST_"))}
@@ -262,7 +271,7 @@ def test_foundation_lifecycle_suite_passes_against_the_frozen_binary(binary: Pat
         env=env,
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=580,
         check=False,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

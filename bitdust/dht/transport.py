@@ -37,6 +37,8 @@ Addr = tuple[str, int]
 def normalize_addr(addr: tuple) -> Addr:  # type: ignore[type-arg]
     """(host, port) from a socket address; IPv4-mapped IPv6 becomes plain IPv4."""
     host, port = addr[0], addr[1]
+    if ":" not in host:
+        return (host, port)  # IPv4 as the kernel writes it: canonical already
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

@@ -250,8 +250,9 @@ class Daemon:
         status = self.node.status_line()
         while True:
             fields = ["WATCHDOG=1"] if watchdog is not None else []
-            if self.node.status_line() != status:
-                status = self.node.status_line()
+            line = self.node.status_line()
+            if line != status:
+                status = line
                 fields.append("STATUS=" + status)
             if fields:
                 self.notify(*fields)

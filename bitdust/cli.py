@@ -31,6 +31,7 @@ from bitdust.config import (
     Config,
     ConfigError,
     Paths,
+    api_host,
     edit_conffile,
     get_option,
     load_config,
@@ -74,10 +75,7 @@ def client_for(paths: Paths) -> ApiClient:
         host = config["services/network/listen-host"]
     except ConfigError:
         port, host = OPTIONS["interface/api/rest-http-port"].default, ""
-    from ipaddress import ip_address
-
-    api_host = host if host and ip_address(host).is_loopback else "127.0.0.1"
-    return ApiClient(paths, api_host, port)
+    return ApiClient(paths, api_host(host), port)
 
 
 def running_pid(paths: Paths) -> tuple[int, str] | None:

@@ -474,6 +474,13 @@ def get_option(key: str) -> Option:
         raise UnknownKey(f"unknown setting {key!r}{hint}") from None
 
 
+def api_host(listen_host: str) -> str:
+    """The REST API stays on loopback: the listen host when that is one, else 127.0.0.1."""
+    if listen_host and ipaddress.ip_address(listen_host).is_loopback:
+        return listen_host
+    return "127.0.0.1"
+
+
 def service_key(service: str) -> str:
     return f"services/{service}/enabled"
 

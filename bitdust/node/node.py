@@ -10,7 +10,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from bitdust.config import OPTIONS, Config, service_key
+from bitdust.config import OPTIONS, Config, api_host, service_key
 from bitdust.node.catalog import ServiceSpec, start_order
 from bitdust.node.service import Service, ServiceError, ServiceState, ServiceUnavailable
 
@@ -55,11 +55,7 @@ class Node:
 
     @property
     def api_host(self) -> str:
-        """The REST API stays on loopback: the listen host when that is one, else 127.0.0.1."""
-        host = self.listen_host
-        if host and ipaddress.ip_address(host).is_loopback:
-            return host
-        return "127.0.0.1"
+        return api_host(self.listen_host)
 
     async def resolve(self, host: str) -> str:
         """The host map first (so one machine can play host-a.com … host-d.com), then DNS."""

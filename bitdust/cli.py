@@ -130,11 +130,7 @@ def start_daemon(paths: Paths, option: list[str] | None, timeout: float) -> int:
     running = running_pid(paths)
     if running:
         raise CliError(f"instance {paths.instance!r} is already running (pid {running[0]})")
-    for directory in (paths.state_dir, paths.runtime_dir):
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except PermissionError:
-            raise CliError(f"cannot create {directory}: permission denied (use sudo)") from None
+    paths.make_dirs()
     log_path = paths.state_dir / "bitdust.log"
     with tempfile.TemporaryDirectory(prefix="bitdust-notify-") as temp:
         notify_path = os.path.join(temp, "notify")

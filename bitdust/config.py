@@ -545,6 +545,18 @@ class Paths:
     def role(self) -> str:
         return role_of(self.instance)
 
+    def make_dirs(self) -> None:
+        """Create the state (0750) and runtime (0755) dirs, or say why they cannot be used."""
+        for directory, mode in ((self.state_dir, 0o750), (self.runtime_dir, 0o755)):
+            try:
+                directory.mkdir(parents=True, exist_ok=True, mode=mode)
+            except PermissionError:
+                raise ConfigError(
+                    f"cannot create {directory}: permission denied (use sudo)"
+                ) from None
+            if not os.access(directory, os.W_OK):
+                raise ConfigError(f"cannot write to {directory}: permission denied (use sudo)")
+
 
 def check_instance_name(instance: str) -> None:
     if not _INSTANCE_RE.match(instance):

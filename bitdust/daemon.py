@@ -309,25 +309,15 @@ class Daemon:
         }
 
 
-def prepare_dirs(paths: Paths) -> None:
-    for directory, mode in ((paths.state_dir, 0o750), (paths.runtime_dir, 0o755)):
-        try:
-            directory.mkdir(parents=True, exist_ok=True, mode=mode)
-        except PermissionError:
-            raise StartError(f"cannot create {directory}: permission denied") from None
-        if not os.access(directory, os.W_OK):
-            raise StartError(f"cannot write to {directory}: permission denied")
-
-
 def run(paths: Paths, flags: dict[str, str]) -> int:
     """`bitdust run`: check everything, then serve until SIGTERM. Returns the exit code."""
     try:
         config = load_checked_config(paths, flags)
         setup_logging(config["logs/level"])
-        prepare_dirs(paths)
+        paths.make_dirs()
         pidfile = PidFile(paths.pidfile)
         pidfile.acquire()
-    except StartError as exc:
+    except (StartError, ConfigError) as exc:
         for line in str(exc).splitlines():
             print(f"bitdust: {line}", file=sys.stderr)
         return EXIT_CONFIG

@@ -21,7 +21,7 @@ venv: $(STAMP)
 
 # Debian tools the tests and the package build use; nginx is kept from starting on install.
 APT_PACKAGES := debhelper devscripts dpkg-dev fakeroot lintian debootstrap nginx-light systemd \
-	iproute2 util-linux curl strace
+	iproute2 util-linux curl strace zstd
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \

@@ -9,8 +9,10 @@ Each limit is derived in the same run:
   and adds at most alpha fresh queries per round over at most log2(N) rounds, each a request and
   a reply;
 - wall time per lookup on ~100 loopback UDP nodes below the same lookup's RPCs done one after
-  another (mean RPCs per lookup times the mean ping round trip, both measured here): the parallel
-  iterative lookup must beat a serial walk;
+  another (median RPCs per lookup times the median ping round trip, both measured here): the
+  parallel iterative lookup must beat a serial walk. All nodes share one process and one loop
+  here, so RPCs cannot overlap and the figure sits near 1: it shows what a lookup's bookkeeping
+  and its FIND_NODE replies (k contacts each) cost beyond a bare ping;
 - memory per simulated node (what ``bitdust/dht`` code allocated and still holds after
   building the network, by tracemalloc, divided by N) below 4x the
   same contacts and records held as plain dicts and bytes (traced the same way): what a node

@@ -325,6 +325,27 @@ def cmd_network_status(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+def cmd_api(args: argparse.Namespace, paths: Paths) -> int:
+    """Any route by hand: `bitdust api GET network/status dht=1`, `api POST dht/value/set
+    key=k value=v`. Values are JSON when they parse as JSON (numbers, true/false), else text."""
+    fields: dict[str, Any] = {}
+    for pair in args.fields:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            raise CliError(f"{pair!r}: expected NAME=VALUE")
+        try:
+            fields[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            fields[name] = raw
+    path = args.path.strip("/").removesuffix("/v1").removeprefix("v1/")
+    client = client_for(paths)
+    if args.method == "GET":
+        print_json(client.call("GET", path, **fields))
+    else:
+        print_json(client.call(args.method, path, fields))
+    return 0
+
+
 def cmd_dht(args: argparse.Namespace, paths: Paths) -> int:
     client = client_for(paths)
     if args.action == "find":
@@ -491,6 +512,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["status"])
     for flag in ("dht", "suppliers", "customers", "proxy"):
         p.add_argument(f"--{flag}", action="store_true", help=f"include the {flag} section")
+    p = command("api", cmd_api, "call any REST route: 'api GET network/status dht=1'")
+    p.add_argument("method", type=str.upper, choices=["GET", "POST", "DELETE", "PUT"])
+    p.add_argument("path", help="e.g. network/status or /v1/network/status")
+    p.add_argument("fields", nargs="*", metavar="NAME=VALUE")
+
     p = command("dht", cmd_dht, "'dht find [NODE_ID]', 'dht get KEY', 'dht set KEY VALUE'")
     p.add_argument("action", choices=["find", "get", "set"])
     p.add_argument("args", nargs="*")

@@ -174,3 +174,16 @@ def test_cli_as_a_user_who_cannot_read_the_secret(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
         readable = cli(node.env, "--instance", "dht-seed", "states")
         assert readable.returncode == 0
+
+
+def test_cli_api_calls_any_route(node: Node) -> None:
+    run = ("--instance", "dht-seed", "api")
+    status = json.loads(cli(node.env, *run, "GET", "network/status", "dht=1", check=True).stdout)
+    assert status["dht"]["contacts"] == 0
+    stored = cli(node.env, *run, "post", "/dht/value/set/v1", "key=cli:k", "value=v", check=True)
+    assert json.loads(stored.stdout)["key"] == "cli:k"
+    found = json.loads(cli(node.env, *run, "GET", "dht/value/get", "key=cli:k", check=True).stdout)
+    assert [v["value"] for v in found["values"]] == ["v"]
+    wrong = cli(node.env, *run, "GET", "network/status", "colour=1")
+    assert wrong.returncode == 1
+    assert wrong.stderr == "bitdust: unknown field 'colour'\n"

@@ -237,15 +237,22 @@ class IdentityPropagateService(Service):
             self._task = asyncio.get_running_loop().create_task(self._publish_forever())
 
     async def _publish_forever(self) -> None:
-        """Send the identity to every server that has not taken it, with growing delays; then
-        again once a day."""
+        """Send the identity to every known server, again with growing delays while one cannot
+        be reached (those that have it take the same revision as a touch); then once a day."""
         attempt = 0
         while True:
             current = self.require()
             servers = known_servers(self.config)
-            results = await propagate.propagate(current.identity.to_xml(), servers, self.resolve)
+            try:
+                results = await propagate.propagate(
+                    current.identity.to_xml(), servers, self.resolve
+                )
+                done = all(r.ok or r.refused for r in results)
+            except Exception:  # a bug must not end publishing for good: log it, try again later
+                log.exception("identity propagation failed")
+                results, done = [], False
             self.last_results = [_result_view(r) for r in results]
-            if all(r.ok or r.refused for r in results):
+            if done:
                 attempt = 0
                 await asyncio.sleep(REPUBLISH_INTERVAL)
             else:

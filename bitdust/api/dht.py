@@ -7,12 +7,15 @@ values are text. Every record returned was verified by the DHT before it got her
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from bitdust.api.server import ApiError, Call, Param, Route, route
+from bitdust.dht.protocol import DHTBusy
 from bitdust.dht.records import Record, dht_key, sign_record
 from bitdust.identity.dht_signer import RsaDhtSigner
 from bitdust.node.service import ServiceUnavailable
@@ -23,6 +26,15 @@ MAX_VALUE = 4000
 
 def _dht(call: Call) -> Any:
     return call.ctx.node.service("entangled-dht").dht
+
+
+@contextlib.contextmanager
+def _unless_busy() -> Iterator[None]:
+    """A node running its maximum of DHT operations answers 503: a retry will do."""
+    try:
+        yield
+    except DHTBusy as exc:
+        raise ApiError(503, f"{exc}; try again shortly") from None
 
 
 def record_view(record: Record) -> dict[str, Any]:
@@ -54,7 +66,8 @@ async def node_find(call: Call) -> dict[str, Any]:
     if node_id and not re.fullmatch(r"[0-9a-fA-F]{40}", node_id):
         raise ApiError(400, "field 'node_id': expected 40 hexadecimal digits")
     target = bytes.fromhex(node_id) if node_id else os.urandom(20)
-    contacts = await _dht(call).find_node(target)
+    with _unless_busy():
+        contacts = await _dht(call).find_node(target)
     return {
         "target": target.hex(),
         "nodes": [{"node_id": c.node_id.hex(), "host": c.host, "port": c.port} for c in contacts],
@@ -63,7 +76,8 @@ async def node_find(call: Call) -> dict[str, Any]:
 
 @route("GET", "dht/value/get", Param("key", str, required=True))
 async def value_get(call: Call) -> dict[str, Any]:
-    records = await _dht(call).get_value(_key(call.args["key"]))
+    with _unless_busy():
+        records = await _dht(call).get_value(_key(call.args["key"]))
     return {"key": call.args["key"], "values": [record_view(r) for r in records]}
 
 
@@ -87,13 +101,15 @@ async def value_set(call: Call) -> dict[str, Any]:
         raise ApiError(400, f"field 'expire': expected 1 to {max_age} seconds")
     key, dht = _key(call.args["key"]), _dht(call)
     identity = _own_identity(call)
-    if identity is None:
-        stored = await dht.set_value(key, value, age=expire)
-    else:
-        age = expire or int(config["services/entangled-dht/default-age"])
-        signer = RsaDhtSigner(identity.private_key)
-        record = sign_record(signer, key, value, int(time.time()), age, identity.identity.idurl)
-        stored = await dht.publish(record)
+    with _unless_busy():
+        if identity is None:
+            stored = await dht.set_value(key, value, age=expire)
+        else:
+            age = expire or int(config["services/entangled-dht/default-age"])
+            signer = RsaDhtSigner(identity.private_key)
+            owner = identity.identity.idurl
+            record = sign_record(signer, key, value, int(time.time()), age, owner)
+            stored = await dht.publish(record)
     return {"key": call.args["key"], "stored": stored}
 
 

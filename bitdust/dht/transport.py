@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bitdust.dht.protocol import (
     BootstrapDone,
+    DHTBusy,
     DHTNode,
     Event,
     LookupDone,
@@ -156,7 +157,11 @@ class DHTService:
         while True:
             attempt += 1
             self._join_status = f"joining through {len(known_nodes)} known nodes"
-            if await self.bootstrap(known_nodes):
+            try:
+                joined = await self.bootstrap(known_nodes)
+            except DHTBusy:
+                joined = False  # too many operations right now: this attempt counts as failed
+            if joined:
                 self.joined = True
                 self._join_status = "joined"
                 return

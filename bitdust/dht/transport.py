@@ -17,7 +17,6 @@ from pathlib import Path
 
 from bitdust.dht.protocol import (
     BootstrapDone,
-    DHTBusy,
     DHTNode,
     Event,
     LookupDone,
@@ -157,11 +156,7 @@ class DHTService:
         while True:
             attempt += 1
             self._join_status = f"joining through {len(known_nodes)} known nodes"
-            try:
-                joined = await self.bootstrap(known_nodes)
-            except DHTBusy:
-                joined = False  # too many operations right now: this attempt counts as failed
-            if joined:
+            if await self.bootstrap(known_nodes):
                 self.joined = True
                 self._join_status = "joined"
                 return

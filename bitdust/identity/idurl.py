@@ -85,11 +85,15 @@ class Idurl:
         return format_global_id(self.host, self.port, self.name)
 
 
-def format_idurl(host: str, port: int, name: str) -> str:
-    """Build an IDURL; the port is written only when it is not 80."""
+def _validate_parts(host: str, port: int, name: str) -> None:
     validate_host(host)
     validate_port(port)
     validate_name(name)
+
+
+def format_idurl(host: str, port: int, name: str) -> str:
+    """Build an IDURL; the port is written only when it is not 80."""
+    _validate_parts(host, port, name)
     if port == DEFAULT_HTTP_PORT:
         return f"http://{host}/{name}.xml"
     return f"http://{host}:{port}/{name}.xml"
@@ -122,9 +126,7 @@ def parse_idurl(text: str) -> Idurl:
 
 def format_global_id(host: str, port: int, name: str) -> str:
     """BitDust's global id: ``name@host``, plus ``_port`` when the port is not 80."""
-    validate_host(host)
-    validate_port(port)
-    validate_name(name)
+    _validate_parts(host, port, name)
     if port == DEFAULT_HTTP_PORT:
         return f"{name}@{host}"
     return f"{name}@{host}_{port}"

@@ -235,6 +235,12 @@ def _parse_listen_host(text: str) -> str:
         raise ValueError("not an IP address") from None
 
 
+def _parse_path(text: str) -> str:
+    if not text.startswith("/") or "\0" in text or len(text) > 4096:
+        raise ValueError("not an absolute path")
+    return text
+
+
 def _parse_string(text: str) -> str:
     if any(ord(ch) < 32 for ch in text) or len(text) > 4096:
         raise ValueError("contains control characters or is too long")
@@ -262,12 +268,6 @@ DURATION = OptionType(
     _format_duration,
     (int, float),
 )
-HOST_PORTS = OptionType(
-    "host list",
-    "a list like 'host-a.com:14441,host-b.com:14441'",
-    _parse_host_ports,
-    _format_host_ports,
-)
 KNOWN_NODES = OptionType(
     "known nodes",
     "'genesis' or a list like 'host-a.com:14441,host-b.com:14441'",
@@ -291,15 +291,7 @@ STRING = OptionType("string", "text on one line", _parse_string)
 HOST = OptionType(
     "host", "a host name or IP address, or empty", lambda t: _check_host(t) if t else ""
 )
-PATH = OptionType(
-    "path",
-    "an absolute path",
-    lambda t: (
-        t
-        if t.startswith("/") and "\0" not in t
-        else (_ for _ in ()).throw(ValueError("not an absolute path"))
-    ),
-)
+PATH = OptionType("path", "an absolute path", _parse_path)
 
 
 def int_type(low: int, high: int) -> OptionType:

@@ -12,6 +12,7 @@ from typing import Any
 
 from bitdust.config import OPTIONS, Config, api_host, service_key
 from bitdust.node.catalog import ServiceSpec, start_order
+from bitdust.node.checks import active_services
 from bitdust.node.service import Service, ServiceError, ServiceState, ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -88,34 +89,26 @@ class Node:
             )
         return slot.service
 
-    def plan(self) -> None:
-        """Decide each service's fate from the config before anything starts."""
+    def plan(self) -> list[Slot]:
+        """Each service's fate from the config; returns the slots to start, in order."""
+        active = active_services(self.config)
         for slot in self.slots.values():
             spec = slot.spec
-            slot.service, slot.reason = None, ""
+            slot.service, slot.state, slot.reason = None, ServiceState.OFF, ""
+            if spec.name in active:
+                continue
             if not self.config.enabled(spec.name):
-                slot.state, slot.reason = ServiceState.OFF, "disabled"
+                slot.reason = "disabled"
             elif spec.implementation is None:
-                slot.state, slot.reason = ServiceState.OFF, "not provided"
+                slot.reason = "not provided"
             else:
-                off = [need for need in spec.needs if self.slots[need].state is not ServiceState.ON]
-                if off:
-                    slot.state = ServiceState.DEPENDS_OFF
-                    slot.reason = "needs " + ", ".join(off)
-                else:
-                    slot.state = ServiceState.ON  # provisional: these are the ones to start
+                slot.state = ServiceState.DEPENDS_OFF
+                slot.reason = "needs " + ", ".join(n for n in spec.needs if n not in active)
+        return [slot for slot in self.slots.values() if slot.spec.name in active]
 
     async def start(self) -> None:
         """Start every planned service; on a failure stop what started and raise the reason."""
-        self.plan()
-        to_start = [slot for slot in self.slots.values() if slot.state is ServiceState.ON]
-        for slot in to_start:
-            slot.state = ServiceState.OFF
-        for slot in to_start:
-            off = [n for n in slot.spec.needs if self.slots[n].state is not ServiceState.ON]
-            if off:
-                slot.state, slot.reason = ServiceState.DEPENDS_OFF, "needs " + ", ".join(off)
-                continue
+        for slot in self.plan():
             slot.state = ServiceState.STARTING
             log.info("starting service %s", slot.spec.name)
             try:

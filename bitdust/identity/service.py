@@ -242,7 +242,10 @@ class IdentityPropagateService(Service):
         attempt = 0
         while True:
             current = self.require()
-            servers = known_servers(self.config)
+            sources = set(current.identity.sources)
+            name = current.identity.name
+            # the servers the identity names as its sources: any other would refuse it
+            servers = [s for s in known_servers(self.config) if s.idurl(name) in sources]
             try:
                 results = await propagate.propagate(
                     current.identity.to_xml(), servers, self.resolve

@@ -1,7 +1,8 @@
 """The foundation's routes: process, network status, config, services and states (DESIGN §6).
 
-Handlers get a :class:`~bitdust.api.server.Call` whose ``ctx`` is the running daemon; they return
-plain data for the envelope or raise an error that the server turns into one.
+Handlers get a :class:`~bitdust.api.server.Call` (the process, the node, the config, checked
+arguments); they return plain data for the envelope or raise an error that the server turns into
+one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from bitdust.node.catalog import SPECS
 
 @route("GET", "process/health")
 async def process_health(call: Call) -> dict[str, Any]:
-    return {"ready": call.ctx.node.ready}
+    return {"ready": call.node.ready}
 
 
 @route("GET", "process/info")
@@ -33,7 +34,7 @@ async def process_stop(call: Call) -> dict[str, Any]:
 @route("GET POST", "process/restart")
 async def process_restart(call: Call) -> dict[str, Any]:
     await call.ctx.restart_services()
-    return {"restarted": True, "ready": call.ctx.node.ready}
+    return {"restarted": True, "ready": call.node.ready}
 
 
 @route(
@@ -45,14 +46,13 @@ async def process_restart(call: Call) -> dict[str, Any]:
     Param("proxy", bool, default=False),
 )
 async def network_status(call: Call) -> dict[str, Any]:
-    node = call.ctx.node
     sections = [name for name in ("dht", "suppliers", "customers", "proxy") if call.args[name]]
-    return node.network_status(sections)
+    return call.node.network_status(sections)
 
 
 def _option_row(call: Call, key: str) -> dict[str, Any]:
     option = OPTIONS[key]
-    config = call.ctx.config
+    config = call.config
     return {
         "key": key,
         "value": option.format(config[key]),
@@ -72,13 +72,13 @@ async def config_list(call: Call) -> list[dict[str, Any]]:
 
 @route("GET", "config/get/{key:.+}")
 async def config_get(call: Call) -> dict[str, Any]:
-    key = get_option(call.request.match_info["key"]).key
+    key = get_option(call.path("key")).key
     return _option_row(call, key)
 
 
 @route("POST", "config/set/{key:.+}", Param("value", (str, int, bool, float), required=True))
 async def config_set(call: Call) -> dict[str, Any]:
-    key = get_option(call.request.match_info["key"]).key
+    key = get_option(call.path("key")).key
     value = call.args["value"]
     _, applied, pending = call.ctx.set_option(key, value if isinstance(value, str) else str(value))
     row = _option_row(call, key)
@@ -89,20 +89,20 @@ async def config_set(call: Call) -> dict[str, Any]:
 
 @route("GET", "service/list")
 async def service_list(call: Call) -> list[dict[str, Any]]:
-    return [call.ctx.node.service_info(name) for name in call.ctx.node.slots]
+    return [call.node.service_info(name) for name in call.node.slots]
 
 
 @route("GET", "service/info/{name}")
 async def service_info(call: Call) -> dict[str, Any]:
-    name = call.request.match_info["name"].replace("_", "-").removeprefix("service-")
+    name = call.path("name").replace("_", "-").removeprefix("service-")
     if name not in SPECS:
         raise ApiError(404, f"unknown service {name!r}; see 'bitdust service list'")
-    return call.ctx.node.service_info(name)
+    return call.node.service_info(name)
 
 
 @route("GET", "state/list", alias="automat/list")
 async def state_list(call: Call) -> list[dict[str, Any]]:
-    return call.ctx.node.states()
+    return call.node.states()
 
 
 ROUTES: list[Route] = [

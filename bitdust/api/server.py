@@ -15,12 +15,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 
-from bitdust.config import BadValue, ConfigError, UnknownKey
-from bitdust.node.service import ServiceError
+from bitdust.config import BadValue, Config, ConfigError, UnknownKey
+from bitdust.node.service import Service, ServiceError
+
+if TYPE_CHECKING:
+    from bitdust.node.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +47,56 @@ class Param:
     default: Any = None
 
 
+class Process(Protocol):
+    """What the running process offers the API; the daemon implements it."""
+
+    node: Node
+    config: Config
+
+    def info(self) -> dict[str, Any]: ...
+
+    def request_stop(self) -> None: ...
+
+    async def restart_services(self) -> None: ...
+
+    def set_option(self, key: str, raw: str) -> tuple[str, list[str], list[str]]:
+        """Check, write to api-settings.conf and reload; (value as written, applied, pending)."""
+        ...
+
+
+ServiceT = TypeVar("ServiceT", bound=Service)
+
+
 @dataclass(frozen=True)
 class Call:
-    """One API call as a handler sees it: the daemon's context, the request, checked arguments."""
+    """One API call as a handler sees it: the process, the request, the checked arguments.
 
-    ctx: Any
+    Handlers reach services through :meth:`service`, typed by the class they expect, and take
+    everything else from ``args`` and :meth:`path`; they never parse the request themselves.
+    """
+
+    ctx: Process
     request: web.Request
     args: dict[str, Any]
+
+    @property
+    def node(self) -> Node:
+        return self.ctx.node
+
+    @property
+    def config(self) -> Config:
+        return self.ctx.config
+
+    def path(self, name: str) -> str:
+        """A variable part of the route's path, e.g. ``key`` of ``config/get/{key:.+}``."""
+        return self.request.match_info[name]
+
+    def service(self, name: str, kind: type[ServiceT]) -> ServiceT:
+        """The running service ``name`` as its class; ServiceUnavailable (409) says why not."""
+        service = self.node.service(name)
+        if not isinstance(service, kind):
+            raise TypeError(f"service {name} is {type(service).__name__}, not {kind.__name__}")
+        return service
 
 
 Handler = Callable[[Call], Awaitable[Any]]
@@ -173,7 +219,7 @@ def build_app(
     routes: list[Route],
     secret: Callable[[], str | None],
     allowed_hosts: set[str],
-    ctx: Any,
+    process: Process,
 ) -> web.Application:
     """The aiohttp application; ``secret()`` returns None when auth is turned off."""
 
@@ -182,7 +228,7 @@ def build_app(
             started = time.perf_counter()
             try:
                 arguments = await read_arguments(request, route_.params)
-                result = await route_.handler(Call(ctx, request, arguments))
+                result = await route_.handler(Call(process, request, arguments))
             except (ApiError, ConfigError, ServiceError) as exc:
                 return envelope_error(_error_status(exc), str(exc))
             return envelope_ok(result, started)

@@ -14,7 +14,7 @@
   (:mod:`bitdust.identity.local`).
 
 Host names go through the caller's ``resolve(host) -> address`` (see
-:func:`bitdust.identity.server.fetch_identity`).
+:func:`bitdust.identity.client.fetch_identity`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bitdust import __version__
+from bitdust.identity.client import Resolver, fetch_identity, resolve_host, send_identity
 from bitdust.identity.document import SCHEME_PSS, Identity, format_date, parse_identity
 from bitdust.identity.errors import (
     IdentityError,
@@ -49,7 +50,6 @@ from bitdust.identity.keys import (
     public_key_to_openssh,
     read_key_backup,
 )
-from bitdust.identity.server import Resolver, fetch_identity, resolve_host, send_identity
 from bitdust.identity.signing import sign, verify
 
 log = logging.getLogger(__name__)

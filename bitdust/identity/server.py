@@ -1,4 +1,4 @@
-"""The identity server's asyncio shells, and the clients that talk to identity servers.
+"""The identity server's asyncio shells: they move bytes, the rules live elsewhere.
 
 The policy lives in :class:`~bitdust.identity.store.IdentityStore` and the TCP framing in
 :mod:`bitdust.identity.intake`; this module only moves bytes:
@@ -11,9 +11,7 @@ The policy lives in :class:`~bitdust.identity.store.IdentityStore` and the TCP f
   bounded in size, time (``io_timeout``) and concurrent connections.
 * A periodic task that calls :meth:`IdentityStore.expire`.
 
-Clients: :func:`send_identity` submits over TCP, :func:`fetch_identity` downloads an IDURL over
-HTTP. Host names go through a ``resolve(host) -> address`` callable given by the caller (the node
-passes one that consults ``services/network/host-map`` before DNS); it may be sync or async.
+The clients of identity servers are in :mod:`bitdust.identity.client`.
 """
 
 from __future__ import annotations
@@ -22,49 +20,28 @@ import asyncio
 import contextlib
 import email.utils
 import html
-import inspect
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import aiohttp
 from aiohttp import web
 
-from bitdust.identity.document import MAX_DOCUMENT_SIZE
-from bitdust.identity.errors import (
-    IdentityError,
-    IdentityNotFound,
-    IdentityRefused,
-    IdentityServerError,
-)
-from bitdust.identity.idurl import DEFAULT_HTTP_PORT, parse_idurl, validate_name
+from bitdust.identity.errors import IdentityError, IdentityRefused
+from bitdust.identity.idurl import validate_name
 from bitdust.identity.intake import (
-    MAX_REPLY_LENGTH,
     IdentityReceived,
     IntakeConnection,
     NeedData,
     ProtocolError,
-    encode_request,
     format_reply,
-    parse_reply,
 )
 from bitdust.identity.store import IdentityStore
 
-__all__ = [
-    "IdentityRefused",
-    "IdentityServer",
-    "IdentityStore",
-    "Resolver",
-    "fetch_identity",
-    "send_identity",
-    "start_identity_server",
-]
+__all__ = ["IdentityServer", "start_identity_server"]
 
 log = logging.getLogger(__name__)
-
-Resolver = Callable[[str], str | Awaitable[str]]
 
 DEFAULT_IO_TIMEOUT = 10.0
 DEFAULT_EXPIRE_INTERVAL = 3600.0
@@ -296,120 +273,3 @@ def _peer_name(writer: asyncio.StreamWriter) -> str:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
     return str(peer or "unknown")
-
-
-# -- clients --------------------------------------------------------------------------------------
-
-
-async def send_identity(
-    host: str, tcp_port: int, xml_bytes: bytes, timeout: float = DEFAULT_IO_TIMEOUT
-) -> str:
-    """Submit ``xml_bytes`` to the identity server at ``host:tcp_port`` (an address or a name
-    the system resolver knows).
-
-    Returns the IDURL the server stored it at. Raises :class:`IdentityRefused` with the server's
-    reason, or :class:`IdentityServerError` when the server cannot be reached or answers nonsense.
-    """
-    where = f"{host}:{tcp_port}"
-    writer: asyncio.StreamWriter | None = None
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, tcp_port, limit=MAX_REPLY_LENGTH)
-            writer.write(encode_request(xml_bytes))
-            await writer.drain()
-            line = await reader.readline()
-    except TimeoutError:
-        raise IdentityServerError(
-            f"identity server {where} did not answer in {timeout:g} s"
-        ) from None
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise IdentityServerError(f"cannot reach identity server {where}: {reason}") from None
-    finally:
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
-    try:
-        ok, text = parse_reply(line)
-    except ValueError as exc:
-        raise IdentityServerError(f"identity server {where}: {exc}") from None
-    if not ok:
-        raise IdentityRefused(text)
-    return text
-
-
-async def fetch_identity(
-    idurl: str,
-    resolve: Resolver,
-    *,
-    timeout: float = DEFAULT_IO_TIMEOUT,
-    max_size: int = MAX_DOCUMENT_SIZE,
-) -> bytes:
-    """Download the identity at ``idurl`` over HTTP and return its bytes (not parsed).
-
-    ``resolve(host)`` gives the address to connect to; the request carries the IDURL's host in
-    ``Host``. Raises :class:`IdentityNotFound` on 404 and :class:`IdentityServerError` on any other
-    failure (unreachable, timeout, other status, larger than ``max_size``).
-    """
-    parsed = parse_idurl(idurl)
-    address = await resolve_host(resolve, parsed.host)
-    host_header = (
-        parsed.host if parsed.port == DEFAULT_HTTP_PORT else f"{parsed.host}:{parsed.port}"
-    )
-    url = f"http://{_url_host(address)}:{parsed.port}/{parsed.name}.xml"
-    client_timeout = aiohttp.ClientTimeout(total=timeout)
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=client_timeout) as session,
-            session.get(url, headers={"Host": host_header}, allow_redirects=False) as response,
-        ):
-            if response.status == 404:
-                raise IdentityNotFound(f"{idurl}: no such identity on its server (HTTP 404)")
-            if response.status != 200:
-                raise IdentityServerError(
-                    f"{idurl}: the identity server answered HTTP {response.status}"
-                )
-            if response.content_length is not None and response.content_length > max_size:
-                raise IdentityServerError(f"{idurl}: the identity is larger than {max_size} bytes")
-            data = bytearray()
-            async for chunk in response.content.iter_chunked(_READ_CHUNK):
-                data += chunk
-                if len(data) > max_size:
-                    raise IdentityServerError(
-                        f"{idurl}: the identity is larger than {max_size} bytes"
-                    )
-            return bytes(data)
-    except TimeoutError:
-        raise IdentityServerError(
-            f"{idurl}: the identity server did not answer in {timeout:g} s"
-        ) from None
-    except aiohttp.ClientError as exc:
-        raise IdentityServerError(
-            f"{idurl}: cannot reach the identity server ({_client_reason(exc)})"
-        ) from None
-
-
-async def resolve_host(resolve: Resolver, host: str) -> str:
-    """Call a sync or async resolver; failures become :class:`IdentityServerError`."""
-    try:
-        address = resolve(host)
-        if inspect.isawaitable(address):
-            address = await address
-    except IdentityError:
-        raise
-    except Exception as exc:
-        raise IdentityServerError(f"cannot resolve {host}: {exc}") from None
-    if not isinstance(address, str) or not address:
-        raise IdentityServerError(f"cannot resolve {host}")
-    return address
-
-
-def _url_host(address: str) -> str:
-    return f"[{address}]" if ":" in address else address
-
-
-def _client_reason(exc: aiohttp.ClientError) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error is not None:
-        return exc.os_error.strerror or str(exc.os_error)
-    return type(exc).__name__

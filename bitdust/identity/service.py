@@ -21,7 +21,8 @@ from typing import Any
 from bitdust.identity import keys, local, propagate
 from bitdust.identity.errors import IdentityError, IdentityServerError
 from bitdust.identity.idurl import parse_idurl
-from bitdust.identity.server import IdentityServer, IdentityStore, start_identity_server
+from bitdust.identity.server import IdentityServer, start_identity_server
+from bitdust.identity.store import IdentityStore
 from bitdust.node.service import Service, ServiceError
 
 log = logging.getLogger(__name__)

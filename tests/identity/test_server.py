@@ -8,8 +8,9 @@ import email.utils
 import aiohttp
 import pytest
 
+from bitdust.identity.client import fetch_identity, send_identity
 from bitdust.identity.errors import IdentityNotFound, IdentityRefused, IdentityServerError
-from bitdust.identity.server import fetch_identity, send_identity, start_identity_server
+from bitdust.identity.server import start_identity_server
 from bitdust.identity.store import IdentityStore
 from tests.identity.conftest import HOSTS, free_port, make_identity, resolve
 

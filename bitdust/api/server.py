@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The largest request body read into memory. Routes that take file content will stream it
+# instead of raising this.
 MAX_BODY = 1024 * 1024
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -160,9 +162,7 @@ async def read_arguments(request: web.Request, params: tuple[Param, ...]) -> dic
             raise ApiError(400, f"unknown field {name!r}")
         values[name] = _parse_scalar(known[name], raw, from_query=True)
     if request.can_read_body:
-        body = await request.content.read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
-            raise ApiError(413, f"request body larger than {MAX_BODY} bytes")
+        body = await read_body(request, MAX_BODY)
         if body.strip():
             try:
                 data = json.loads(body)
@@ -182,6 +182,19 @@ async def read_arguments(request: web.Request, params: tuple[Param, ...]) -> dic
                 raise ApiError(400, f"field {param.name!r} is required")
             values[param.name] = param.default
     return values
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, however many TCP segments it comes in; 413 once it exceeds ``limit``."""
+    too_large = ApiError(413, f"request body larger than {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    body = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
 
 
 def envelope_ok(result: Any, started: float) -> web.Response:

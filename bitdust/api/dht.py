@@ -17,7 +17,7 @@ from typing import Any
 from bitdust.api.server import ApiError, Call, Param, Route, route
 from bitdust.dht.protocol import DHTBusy
 from bitdust.dht.records import Record, dht_key, sign_record
-from bitdust.identity.dht_signer import RsaDhtSigner
+from bitdust.dht.schemes import RsaSigner
 from bitdust.node.service import ServiceUnavailable
 
 MAX_KEY = 256
@@ -106,7 +106,7 @@ async def value_set(call: Call) -> dict[str, Any]:
             stored = await dht.set_value(key, value, age=expire)
         else:
             age = expire or int(config["services/entangled-dht/default-age"])
-            signer = RsaDhtSigner(identity.private_key)
+            signer = RsaSigner(identity.private_key)
             owner = identity.identity.idurl
             record = sign_record(signer, key, value, int(time.time()), age, owner)
             stored = await dht.publish(record)

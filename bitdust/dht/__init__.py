@@ -10,8 +10,10 @@ Layout, one concern per module:
   spoke to us directly, at the address their datagrams came from.
 - ``records``: what is signed. A record's signature covers a domain prefix
   (``b"bitdust-dht-record-v1"``) and the canonical bytes of its key, value, created and expiry
-  times, scheme, public key and owner IDURL. Schemes are pluggable (Ed25519 built in). Records are
-  verified before a node stores one and before a lookup reports one.
+  times, scheme, public key and owner IDURL. Records are verified before a node stores one and
+  before a lookup reports one.
+- ``schemes``: Ed25519 (a node's own key) and RSA-PSS over an identity key (``bitdust.rsakeys``
+  rules). A node accepts the verifiers it is given when it is built; there is no registry.
 - ``store``: records held per (key, signer), newer replaces older, bounded per node, key, signer
   and source IP; SQLite persistence (WAL, ``PRAGMA user_version`` = schema version 1, forward
   migrations) of records, published records, the routing table, the random node id and the node's

@@ -19,13 +19,15 @@ import heapq
 import ipaddress
 import random
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
 import msgpack
 
-from bitdust.dht.records import Record, Signer, check_record, sign_record
+from bitdust.dht.records import Record, RecordChecker, sign_record
 from bitdust.dht.routing import PingOldest, RoutingTable, id_int
+from bitdust.dht.schemes import Signer, Verifier
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.store import RecordStore
 from bitdust.dht.wire import (
@@ -215,6 +217,7 @@ class DHTNode:
         store: RecordStore,
         signer: Signer,
         *,
+        verifiers: Mapping[str, Verifier],
         now: float,
         wall_offset: float = 0.0,
         rng: random.Random | None = None,
@@ -225,6 +228,7 @@ class DHTNode:
         self.settings = settings
         self.store = store
         self.signer = signer
+        self.checker = RecordChecker(verifiers, settings.max_age, settings.clock_skew)
         self.wall_offset = wall_offset
         self.rng = rng if rng is not None else random.SystemRandom()
         self.table = RoutingTable(
@@ -237,7 +241,7 @@ class DHTNode:
         )
         for contact in store.load_contacts():
             self.table.add(contact, now)
-        store.load(self.wall(now), now)
+        store.load(self.checker, self.wall(now), now)
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._out: list[tuple[bytes, Addr]] = []
         self._events: deque[Event] = deque()
@@ -311,8 +315,7 @@ class DHTNode:
 
     def set_value(self, record: Record, now: float) -> int:
         """Publish a signed record to the k closest nodes, and republish it until it expires."""
-        s = self.settings
-        reason = check_record(record, self.wall(now), s.max_age, s.clock_skew, s.max_value_size)
+        reason = self.checker.check(record, self.wall(now))
         if reason is not None:
             raise ValueError(f"record refused: {reason}")
         self.store.publish(record)
@@ -435,8 +438,7 @@ class DHTNode:
         return Message(MsgType.VALUES, msg.rid, self.node_id, records=tuple(chosen))
 
     def _accept_store(self, record: Record, host: str, now: float) -> str | None:
-        s = self.settings
-        reason = check_record(record, self.wall(now), s.max_age, s.clock_skew, s.max_value_size)
+        reason = self.checker.check(record, self.wall(now))
         if reason == "invalid signature":
             self.counters["invalid_signature"] += 1
             return reason
@@ -626,7 +628,7 @@ class DHTNode:
         if record.key != op.target:
             self.counters["bad_record"] += 1
             return
-        reason = check_record(record, self.wall(now), s.max_age, s.clock_skew, s.max_value_size)
+        reason = self.checker.check(record, self.wall(now))
         if reason is not None:
             bad = "invalid_signature" if reason == "invalid signature" else "bad_record"
             self.counters[bad] += 1

@@ -3,23 +3,21 @@
 A record binds a 20-byte key, a value, its creation and expiry times (Unix seconds: they travel
 between nodes, so they are wall-clock) and an owner IDURL to the signer's public key. The signature
 covers the canonical bytes of every one of those fields behind a domain-separation prefix, so a
-record can neither be moved to another key nor have its lifetime stretched. Signature schemes are
-pluggable: Ed25519 (the node's own DHT key) is built in and the identity package registers RSA.
-Nothing here trusts its input: ``record_from_map`` validates shapes and ``check_record`` the
-signature and times.
+record can neither be moved to another key nor have its lifetime stretched. Signature schemes
+live in ``schemes``; a node is given the ones it accepts. Nothing here trusts its input:
+``record_from_map`` validates shapes and ``RecordChecker`` the signature and times.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import msgpack
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from bitdust.dht.schemes import Signer, Verifier
 
 DOMAIN = b"bitdust-dht-record-v1\x00"
 KEY_SIZE = 20
@@ -28,7 +26,6 @@ MAX_PUBLIC_KEY = 1024
 MAX_SIGNATURE = 1024
 MAX_OWNER = 256
 MAX_VALUE = 4096
-ED25519 = "ed25519"
 
 
 class MalformedRecord(ValueError):
@@ -136,57 +133,43 @@ def record_from_map(obj: Any, max_value: int = MAX_VALUE) -> Record:
     )
 
 
-class Signer(Protocol):
-    """Anything that can sign records: the node's Ed25519 key, or an identity's RSA key."""
+@dataclass(frozen=True, slots=True)
+class RecordChecker:
+    """The rules a record must meet to be stored or reported: shape, times and signature.
 
-    @property
-    def scheme(self) -> str: ...
+    ``verifiers`` maps the schemes this node accepts to their verifier; it is given when the
+    node is built, so every node of a process accepts the same schemes whatever else runs.
+    """
 
-    @property
-    def public_key(self) -> bytes: ...
+    verifiers: Mapping[str, Verifier]
+    max_age: int
+    clock_skew: int
 
-    def sign(self, data: bytes) -> bytes: ...
+    def verify_signature(self, record: Record) -> bool:
+        """True when the record's scheme is accepted here and its signature checks out."""
+        verify = self.verifiers.get(record.scheme)
+        if verify is None:
+            return False
+        try:
+            return bool(verify(record.public_key, record.signed_bytes(), record.signature))
+        except Exception:  # a verifier bug or odd key must read as "invalid", never crash the node
+            return False
 
-
-Verifier = Callable[[bytes, bytes, bytes], bool]
-_VERIFIERS: dict[str, Verifier] = {}
-
-
-def register_verifier(scheme: str, verify: Verifier) -> None:
-    """Make ``scheme`` acceptable; ``verify(public_key, data, signature)`` must not raise."""
-    if not 1 <= len(scheme) <= MAX_SCHEME:
-        raise ValueError(f"scheme name {scheme!r}: expected 1..{MAX_SCHEME} characters")
-    _VERIFIERS[scheme] = verify
-
-
-def verify_signature(record: Record) -> bool:
-    """True when the record's scheme is known and its signature checks out."""
-    verify = _VERIFIERS.get(record.scheme)
-    if verify is None:
-        return False
-    try:
-        return bool(verify(record.public_key, record.signed_bytes(), record.signature))
-    except Exception:  # a verifier bug or odd key must read as "invalid", never crash the node
-        return False
-
-
-def check_record(
-    record: Record, wall_now: float, max_age: int, clock_skew: int, max_value: int = MAX_VALUE
-) -> str | None:
-    """Why ``record`` is unacceptable at ``wall_now``, or None when it is fine."""
-    if len(record.key) != KEY_SIZE:
-        return "bad key"
-    if len(record.value) > max_value:
-        return "value too large"
-    if record.created > wall_now + clock_skew:
-        return "created in the future"
-    if record.expires <= wall_now:
-        return "expired"
-    if record.expires <= record.created or record.expires - record.created > max_age:
-        return "lifetime exceeds max age"
-    if not verify_signature(record):
-        return "invalid signature"
-    return None
+    def check(self, record: Record, wall_now: float) -> str | None:
+        """Why ``record`` is unacceptable at ``wall_now``, or None when it is fine."""
+        if len(record.key) != KEY_SIZE:
+            return "bad key"
+        if len(record.value) > MAX_VALUE:
+            return "value too large"
+        if record.created > wall_now + self.clock_skew:
+            return "created in the future"
+        if record.expires <= wall_now:
+            return "expired"
+        if record.expires <= record.created or record.expires - record.created > self.max_age:
+            return "lifetime exceeds max age"
+        if not self.verify_signature(record):
+            return "invalid signature"
+        return None
 
 
 def sign_record(
@@ -214,49 +197,3 @@ def sign_record(
         signature=signer.sign(data),
         owner=owner,
     )
-
-
-class Ed25519Signer:
-    """The node's own DHT signing key. Its private bytes are secret: store them 0600, never log."""
-
-    scheme = ED25519
-
-    def __init__(self, private_key: Ed25519PrivateKey) -> None:
-        self._key = private_key
-        self.public_key = private_key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-
-    @classmethod
-    def generate(cls) -> Ed25519Signer:
-        return cls(Ed25519PrivateKey.generate())
-
-    @classmethod
-    def from_private_bytes(cls, raw: bytes) -> Ed25519Signer:
-        return cls(Ed25519PrivateKey.from_private_bytes(raw))
-
-    def private_bytes(self) -> bytes:
-        return self._key.private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
-
-    def sign(self, data: bytes) -> bytes:
-        return self._key.sign(data)
-
-    def __repr__(self) -> str:
-        return f"Ed25519Signer(public_key={self.public_key.hex()})"
-
-
-def _verify_ed25519(public_key: bytes, data: bytes, signature: bytes) -> bool:
-    if len(public_key) != 32 or len(signature) != 64:
-        return False
-    try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
-register_verifier(ED25519, _verify_ed25519)

@@ -14,7 +14,6 @@ from typing import Any
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.transport import DHTService as DHTEndpoint
 from bitdust.dht.transport import start_dht
-from bitdust.identity import dht_signer
 from bitdust.node.service import Service, ServiceError
 
 log = logging.getLogger(__name__)
@@ -41,8 +40,6 @@ class DHTService(Service):
     dht: DHTEndpoint
 
     async def start(self) -> None:
-        # Every node stores and serves records signed by users' identity keys, seeds included.
-        dht_signer.register()
         known = self.config["services/entangled-dht/known-nodes"]
         addresses = []
         if known != "genesis":

@@ -33,7 +33,6 @@ class DHTSettings:
     default_age: int = 43200
     max_age: int = 86400
     clock_skew: int = 300
-    max_value_size: int = 4096
     max_records: int = 10_000
     max_bytes: int = 32 * 1024 * 1024
     max_records_per_key: int = 16

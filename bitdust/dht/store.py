@@ -18,13 +18,8 @@ from pathlib import Path
 
 import msgpack
 
-from bitdust.dht.records import (
-    Ed25519Signer,
-    MalformedRecord,
-    Record,
-    check_record,
-    record_from_map,
-)
+from bitdust.dht.records import MalformedRecord, Record, RecordChecker, record_from_map
+from bitdust.dht.schemes import Ed25519Signer
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.wire import ID_SIZE, Contact, valid_host
 
@@ -193,14 +188,13 @@ class RecordStore:
     def __len__(self) -> int:
         return self._count
 
-    def load(self, wall_now: float, now: float) -> int:
+    def load(self, checker: RecordChecker, wall_now: float, now: float) -> int:
         """Read the database back, keeping only records that are still valid; returns how many."""
         if self.db is None:
             return 0
-        s = self.settings
         for table in ("records", "published"):
             for record, origin_ip in self.db.load_records(table):
-                reason = check_record(record, wall_now, s.max_age, s.clock_skew, s.max_value_size)
+                reason = checker.check(record, wall_now)
                 if reason is not None:
                     self.db.delete_record(table, record.key, record.public_key)
                 elif table == "published":

@@ -24,7 +24,8 @@ from bitdust.dht.protocol import (
     StoreDone,
     ValueFound,
 )
-from bitdust.dht.records import Ed25519Signer, Record, Signer
+from bitdust.dht.records import Record
+from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer, Signer
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.store import Database, RecordStore
 from bitdust.dht.wire import ID_SIZE, Contact
@@ -256,7 +257,15 @@ async def start_dht(
         if signer is None:
             signer = db.signer() if db is not None else Ed25519Signer.generate()
         now = time.monotonic()
-        node = DHTNode(node_id, settings, store, signer, now=now, wall_offset=time.time() - now)
+        node = DHTNode(
+            node_id,
+            settings,
+            store,
+            signer,
+            verifiers=STANDARD_VERIFIERS,
+            now=now,
+            wall_offset=time.time() - now,
+        )
         service = DHTService(node, store)
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(

@@ -14,8 +14,9 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from bitdust.dht.protocol import BootstrapDone, BootstrapFailed, DHTNode, Event
-from bitdust.dht.records import Ed25519Signer, Record
+from bitdust.dht.records import Record
 from bitdust.dht.routing import distance
+from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.store import RecordStore
 from bitdust.dht.wire import Contact, MalformedMessage, Message, MsgType, decode, encode
@@ -69,6 +70,7 @@ class Simulation:
             settings,
             RecordStore(settings),
             Ed25519Signer.generate(),
+            verifiers=STANDARD_VERIFIERS,
             now=self.now,
             wall_offset=WALL_EPOCH,
             rng=self.rng,  # one seeded stream for the whole run keeps it deterministic

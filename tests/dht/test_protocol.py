@@ -19,7 +19,8 @@ from bitdust.dht.protocol import (
     StoreDone,
     ValueFound,
 )
-from bitdust.dht.records import Ed25519Signer, dht_key, sign_record
+from bitdust.dht.records import dht_key, sign_record
+from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.store import RecordStore
 from bitdust.dht.wire import MalformedMessage, Message, MsgType, decode, encode
@@ -42,6 +43,7 @@ class Net:
             settings,
             RecordStore(settings),
             Ed25519Signer.generate(),
+            verifiers=STANDARD_VERIFIERS,
             now=self.now,
             wall_offset=WALL,
             rng=random.Random(host),

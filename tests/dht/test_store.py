@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bitdust.dht.records import Ed25519Signer, dht_key, sign_record
+from bitdust.dht.records import RecordChecker, dht_key, sign_record
+from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.store import SCHEMA_VERSION, Database, DatabaseError, RecordStore
 from bitdust.dht.wire import Contact
@@ -62,7 +63,8 @@ def test_tampered_and_expired_rows_are_dropped_on_load(tmp_path: Path) -> None:
     db.close()
 
     store = RecordStore(settings, Database(tmp_path / "dht.db"))
-    assert store.load(now, 0.0) == 1
+    checker = RecordChecker(STANDARD_VERIFIERS, settings.max_age, settings.clock_skew)
+    assert store.load(checker, now, 0.0) == 1
     assert [h.record for h in store.held()] == [good]
     assert len(store.load_contacts()) == 2
     store.close()

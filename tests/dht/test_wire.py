@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitdust.dht import wire
-from bitdust.dht.records import Ed25519Signer, sign_record
+from bitdust.dht.records import sign_record
+from bitdust.dht.schemes import Ed25519Signer
 from bitdust.dht.wire import Contact, MalformedMessage, Message, MsgType, decode, encode
 
 ids = st.binary(min_size=20, max_size=20)

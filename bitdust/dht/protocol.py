@@ -26,6 +26,7 @@ from enum import Enum
 import msgpack
 
 from bitdust.dht.records import Record, RecordChecker, sign_record
+from bitdust.dht.refusals import RecordRefused, Refusal
 from bitdust.dht.routing import PingOldest, RoutingTable, id_int
 from bitdust.dht.schemes import Signer, Verifier
 from bitdust.dht.settings import DHTSettings
@@ -315,9 +316,9 @@ class DHTNode:
 
     def set_value(self, record: Record, now: float) -> int:
         """Publish a signed record to the k closest nodes, and republish it until it expires."""
-        reason = self.checker.check(record, self.wall(now))
-        if reason is not None:
-            raise ValueError(f"record refused: {reason}")
+        refusal = self.checker.check(record, self.wall(now))
+        if refusal is not None:
+            raise RecordRefused(refusal)
         self.store.publish(record)
         self._republished[(record.key, record.public_key)] = now
         return self._lookup(record.key, "store", now, report=True, record=record)
@@ -415,10 +416,12 @@ class DHTNode:
             found = self.store.get(msg.target, self.wall(now))
             reply = self._values_reply(msg, found) if found else self._nodes_reply(msg)
         else:
-            reason = self._accept_store(msg.records[0], addr[0], now)
-            reply = Message(MsgType.STORED, msg.rid, self.node_id, ok=reason is None)
-            if reason is not None:
-                reply = Message(MsgType.STORED, msg.rid, self.node_id, ok=False, reason=reason)
+            refusal = self._accept_store(msg.records[0], addr[0], now)
+            reply = Message(MsgType.STORED, msg.rid, self.node_id, ok=refusal is None)
+            if refusal is not None:
+                reply = Message(
+                    MsgType.STORED, msg.rid, self.node_id, ok=False, reason=refusal.value
+                )
         self._send(reply, addr)
 
     def _nodes_reply(self, msg: Message) -> Message:
@@ -437,15 +440,15 @@ class DHTNode:
             budget -= size
         return Message(MsgType.VALUES, msg.rid, self.node_id, records=tuple(chosen))
 
-    def _accept_store(self, record: Record, host: str, now: float) -> str | None:
-        reason = self.checker.check(record, self.wall(now))
-        if reason == "invalid signature":
+    def _accept_store(self, record: Record, host: str, now: float) -> Refusal | None:
+        refusal = self.checker.check(record, self.wall(now))
+        if refusal is Refusal.INVALID_SIGNATURE:
             self.counters["invalid_signature"] += 1
-            return reason
-        if reason is None:
-            reason = self.store.put(record, host, now)
-        self.counters["stored" if reason is None else "store_refused"] += 1
-        return reason
+            return refusal
+        if refusal is None:
+            refusal = self.store.put(record, host, now)
+        self.counters["stored" if refusal is None else "store_refused"] += 1
+        return refusal
 
     # Sending requests -------------------------------------------------------------------------
 
@@ -628,9 +631,9 @@ class DHTNode:
         if record.key != op.target:
             self.counters["bad_record"] += 1
             return
-        reason = self.checker.check(record, self.wall(now))
-        if reason is not None:
-            bad = "invalid_signature" if reason == "invalid signature" else "bad_record"
+        refusal = self.checker.check(record, self.wall(now))
+        if refusal is not None:
+            bad = "invalid_signature" if refusal is Refusal.INVALID_SIGNATURE else "bad_record"
             self.counters[bad] += 1
             return
         known = op.records.get(record.public_key)

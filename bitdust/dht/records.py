@@ -17,6 +17,7 @@ from typing import Any
 
 import msgpack
 
+from bitdust.dht.refusals import Refusal
 from bitdust.dht.schemes import Signer, Verifier
 
 DOMAIN = b"bitdust-dht-record-v1\x00"
@@ -155,20 +156,20 @@ class RecordChecker:
         except Exception:  # a verifier bug or odd key must read as "invalid", never crash the node
             return False
 
-    def check(self, record: Record, wall_now: float) -> str | None:
+    def check(self, record: Record, wall_now: float) -> Refusal | None:
         """Why ``record`` is unacceptable at ``wall_now``, or None when it is fine."""
         if len(record.key) != KEY_SIZE:
-            return "bad key"
+            return Refusal.BAD_KEY
         if len(record.value) > MAX_VALUE:
-            return "value too large"
+            return Refusal.VALUE_TOO_LARGE
         if record.created > wall_now + self.clock_skew:
-            return "created in the future"
+            return Refusal.CREATED_IN_FUTURE
         if record.expires <= wall_now:
-            return "expired"
+            return Refusal.EXPIRED
         if record.expires <= record.created or record.expires - record.created > self.max_age:
-            return "lifetime exceeds max age"
+            return Refusal.LIFETIME_TOO_LONG
         if not self.verify_signature(record):
-            return "invalid signature"
+            return Refusal.INVALID_SIGNATURE
         return None
 
 

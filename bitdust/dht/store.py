@@ -19,6 +19,7 @@ from pathlib import Path
 import msgpack
 
 from bitdust.dht.records import MalformedRecord, Record, RecordChecker, record_from_map
+from bitdust.dht.refusals import Refusal
 from bitdust.dht.schemes import Ed25519Signer
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.wire import ID_SIZE, Contact, valid_host
@@ -203,27 +204,27 @@ class RecordStore:
                     self.db.delete_record(table, record.key, record.public_key)
         return self._count + len(self._published)
 
-    def put(self, record: Record, origin_ip: str, now: float) -> str | None:
+    def put(self, record: Record, origin_ip: str, now: float) -> Refusal | None:
         """Hold a record whose signature and times were already checked; None or a refusal."""
         reason = self._admit(record, origin_ip, now)
         if reason is None and self.db is not None:
             self.db.put_record("records", record, origin_ip)
         return reason
 
-    def _admit(self, record: Record, origin_ip: str, now: float) -> str | None:
+    def _admit(self, record: Record, origin_ip: str, now: float) -> Refusal | None:
         s = self.settings
         per_key = self._held.get(record.key, {})
         old = per_key.get(record.public_key)
         if old is not None:
             if record.created < old.record.created:
-                return "older than the stored record"
+                return Refusal.OLDER
             if record.created == old.record.created:
                 if record.signature != old.record.signature:
-                    return "conflicts with the stored record"
+                    return Refusal.CONFLICT
                 old.refreshed = now
                 return None
         elif len(per_key) >= s.max_records_per_key:
-            return "too many records under this key"
+            return Refusal.KEY_FULL
         signer = self._by_signer[record.public_key]
         ip = self._by_ip[origin_ip]
         old_size = old.record.size if old else 0
@@ -232,17 +233,17 @@ class RecordStore:
         ip_fresh = 0 if same_ip else 1
         ip_old = old_size if same_ip else 0
         if self._count + fresh > s.max_records:
-            return "store is full"
+            return Refusal.STORE_FULL
         if self.total_bytes - old_size + record.size > s.max_bytes:
-            return "store is full"
+            return Refusal.STORE_FULL
         if signer[0] + fresh > s.max_records_per_signer:
-            return "too many records from this signer"
+            return Refusal.SIGNER_RECORDS
         if signer[1] - old_size + record.size > s.max_bytes_per_signer:
-            return "too many bytes from this signer"
+            return Refusal.SIGNER_BYTES
         if ip[0] + ip_fresh > s.max_records_per_ip:
-            return "too many records from this address"
+            return Refusal.ADDRESS_RECORDS
         if ip[1] - ip_old + record.size > s.max_bytes_per_ip:
-            return "too many bytes from this address"
+            return Refusal.ADDRESS_BYTES
         if old is not None:
             self._forget(old)
         self._account(record, origin_ip, +1)

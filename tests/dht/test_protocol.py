@@ -20,6 +20,7 @@ from bitdust.dht.protocol import (
     ValueFound,
 )
 from bitdust.dht.records import dht_key, sign_record
+from bitdust.dht.refusals import RecordRefused, Refusal
 from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.store import RecordStore
@@ -323,8 +324,9 @@ def test_idle_buckets_are_refreshed_with_a_lookup(net: Net) -> None:
 def test_own_records_signed_with_unknown_schemes_are_refused_locally(net: Net) -> None:
     a = net.node("10.0.0.1")
     record = sign_record(a.signer, dht_key("x"), b"v", int(WALL + net.now), 60)
-    with pytest.raises(ValueError, match="invalid signature"):
+    with pytest.raises(RecordRefused, match="invalid signature") as refused:
         a.set_value(dataclasses.replace(record, scheme="nope"), net.now)
+    assert refused.value.refusal is Refusal.INVALID_SIGNATURE
 
 
 def test_stats_report_contacts_buckets_and_items(net: Net) -> None:

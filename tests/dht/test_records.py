@@ -8,6 +8,7 @@ import hashlib
 import pytest
 
 from bitdust.dht.records import Record, RecordChecker, dht_key, sign_record
+from bitdust.dht.refusals import Refusal
 from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.store import RecordStore
@@ -25,7 +26,7 @@ def record(signer=ALICE, key=KEY, value=b"v", created=NOW, age=3600, owner=None)
 CHECKER = RecordChecker(STANDARD_VERIFIERS, max_age=86400, clock_skew=300)
 
 
-def check(r: Record, now: float = NOW) -> str | None:
+def check(r: Record, now: float = NOW) -> Refusal | None:
     return CHECKER.check(r, now)
 
 
@@ -59,7 +60,7 @@ def test_a_signed_record_verifies() -> None:
 def test_changing_any_signed_field_breaks_the_signature(change: dict[str, object]) -> None:
     forged = dataclasses.replace(record(), **change)
     assert not verify_signature(forged)
-    assert check(forged) is not None
+    assert check(forged) is Refusal.INVALID_SIGNATURE
 
 
 def test_a_signature_from_another_domain_does_not_verify() -> None:
@@ -69,10 +70,10 @@ def test_a_signature_from_another_domain_does_not_verify() -> None:
 
 
 def test_times_are_checked() -> None:
-    assert check(record(created=NOW - 3600, age=3600)) == "expired"
-    assert check(record(created=NOW + 3600)) == "created in the future"
+    assert check(record(created=NOW - 3600, age=3600)) is Refusal.EXPIRED
+    assert check(record(created=NOW + 3600)) is Refusal.CREATED_IN_FUTURE
     assert check(record(created=NOW + 100)) is None  # within the allowed clock skew
-    assert check(record(age=86401)) == "lifetime exceeds max age"
+    assert check(record(age=86401)) is Refusal.LIFETIME_TOO_LONG
 
 
 # Storage policy -------------------------------------------------------------------------------
@@ -93,8 +94,8 @@ def test_newer_record_from_the_same_signer_replaces_the_older() -> None:
 def test_older_or_conflicting_record_is_refused() -> None:
     store = make_store()
     store.put(record(value=b"new", created=NOW + 5), "1.1.1.1", 0)
-    assert store.put(record(value=b"old", created=NOW), "1.1.1.1", 0) is not None
-    assert store.put(record(value=b"other", created=NOW + 5), "1.1.1.1", 0) is not None
+    assert store.put(record(value=b"old", created=NOW), "1.1.1.1", 0) is Refusal.OLDER
+    assert store.put(record(value=b"other", created=NOW + 5), "1.1.1.1", 0) is Refusal.CONFLICT
     assert [r.value for r in store.get(KEY, NOW)] == [b"new"]
 
 
@@ -110,17 +111,17 @@ def test_records_per_key_are_bounded() -> None:
     signers = [Ed25519Signer.generate() for _ in range(4)]
     results = [store.put(record(s), "1.1.1.1", 0) for s in signers]
     assert results[:3] == [None, None, None]
-    assert results[3] == "too many records under this key"
+    assert results[3] is Refusal.KEY_FULL
 
 
 def test_records_per_signer_and_per_address_are_bounded() -> None:
     store = make_store(max_records_per_signer=2, max_records_per_ip=3)
     assert store.put(record(key=dht_key("a")), "1.1.1.1", 0) is None
     assert store.put(record(key=dht_key("b")), "1.1.1.1", 0) is None
-    assert store.put(record(key=dht_key("c")), "1.1.1.1", 0) == "too many records from this signer"
+    assert store.put(record(key=dht_key("c")), "1.1.1.1", 0) is Refusal.SIGNER_RECORDS
     assert store.put(record(BOB, key=dht_key("c")), "1.1.1.1", 0) is None
     refused = store.put(record(BOB, key=dht_key("d")), "1.1.1.1", 0)
-    assert refused == "too many records from this address"
+    assert refused is Refusal.ADDRESS_RECORDS
     assert store.put(record(BOB, key=dht_key("d")), "9.9.9.9", 0) is None
 
 
@@ -129,7 +130,7 @@ def test_total_bytes_are_bounded_and_freed_by_expiry() -> None:
     assert store.put(record(key=dht_key("a"), value=b"x" * 1000, age=60), "1.1.1.1", 0) is None
     assert store.put(record(key=dht_key("b"), value=b"x" * 1000, age=600), "1.1.1.1", 0) is None
     big = record(key=dht_key("c"), value=b"x" * 1000, age=600)
-    assert store.put(big, "1.1.1.1", 0) == "store is full"
+    assert store.put(big, "1.1.1.1", 0) is Refusal.STORE_FULL
     assert store.expire(NOW + 61) == 1
     assert store.put(big, "1.1.1.1", 0) is None
     assert store.total_bytes == 2 * big.size

@@ -9,6 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bitdust.dht.records import RecordChecker, dht_key, sign_record
+from bitdust.dht.refusals import Refusal
 from bitdust.dht.schemes import (
     ED25519,
     RSA_PSS,
@@ -39,7 +40,7 @@ def test_identity_key_signs_records_that_the_standard_schemes_accept(rsa_key) ->
     assert record.scheme == RSA_PSS
     assert checker(STANDARD_VERIFIERS).check(record, NOW + 100) is None
     tampered = dataclasses.replace(record, value=b"other")
-    assert checker(STANDARD_VERIFIERS).check(tampered, NOW + 100) == "invalid signature"
+    assert checker(STANDARD_VERIFIERS).check(tampered, NOW + 100) is Refusal.INVALID_SIGNATURE
     assert "PRIVATE" not in repr(signer) and repr(signer).startswith("RsaSigner(public key")
 
 
@@ -47,9 +48,9 @@ def test_a_node_accepts_only_the_schemes_it_was_built_with(rsa_key) -> None:  # 
     """Two checkers in one process: what one accepts never depends on the other."""
     record = sign_record(RsaSigner(rsa_key), dht_key("alice"), b"value", NOW, 3600)
     ed_only = checker({ED25519: verify_ed25519})
-    assert ed_only.check(record, NOW) == "invalid signature"
+    assert ed_only.check(record, NOW) is Refusal.INVALID_SIGNATURE
     assert checker(STANDARD_VERIFIERS).check(record, NOW) is None
-    assert ed_only.check(record, NOW) == "invalid signature"
+    assert ed_only.check(record, NOW) is Refusal.INVALID_SIGNATURE
 
 
 def test_a_test_scheme_is_given_to_one_checker_not_registered_for_all() -> None:
@@ -65,7 +66,7 @@ def test_a_test_scheme_is_given_to_one_checker_not_registered_for_all() -> None:
 
     record = sign_record(HmacSigner(), dht_key("k"), b"v", NOW, 60)
     assert checker({"test-hmac": verify}).check(record, NOW) is None
-    assert checker(STANDARD_VERIFIERS).check(record, NOW) == "invalid signature"
+    assert checker(STANDARD_VERIFIERS).check(record, NOW) is Refusal.INVALID_SIGNATURE
 
 
 def test_a_verifier_that_raises_reads_as_invalid() -> None:
@@ -73,7 +74,7 @@ def test_a_verifier_that_raises_reads_as_invalid() -> None:
         raise RuntimeError("bug")
 
     record = sign_record(Ed25519Signer.generate(), dht_key("k"), b"v", NOW, 60)
-    assert checker({ED25519: broken}).check(record, NOW) == "invalid signature"
+    assert checker({ED25519: broken}).check(record, NOW) is Refusal.INVALID_SIGNATURE
 
 
 def test_rsa_keys_with_another_exponent_are_refused_before_any_arithmetic() -> None:

@@ -1,0 +1,36 @@
+"""Why a DHT node refuses a record: one enum for every refusal, so code compares members.
+
+The value is the text a peer sees in a STORED reply and a user sees in an error; code never
+matches on that text.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Refusal(Enum):
+    # The record itself (``records.RecordChecker``).
+    BAD_KEY = "bad key"
+    VALUE_TOO_LARGE = "value too large"
+    CREATED_IN_FUTURE = "created in the future"
+    EXPIRED = "expired"
+    LIFETIME_TOO_LONG = "lifetime exceeds max age"
+    INVALID_SIGNATURE = "invalid signature"
+    # The storing node's policy (``store.RecordStore``).
+    OLDER = "older than the stored record"
+    CONFLICT = "conflicts with the stored record"
+    KEY_FULL = "too many records under this key"
+    STORE_FULL = "store is full"
+    SIGNER_RECORDS = "too many records from this signer"
+    SIGNER_BYTES = "too many bytes from this signer"
+    ADDRESS_RECORDS = "too many records from this address"
+    ADDRESS_BYTES = "too many bytes from this address"
+
+
+class RecordRefused(ValueError):
+    """A record this node was asked to publish breaks a rule; ``refusal`` says which."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(f"record refused: {refusal.value}")
+        self.refusal = refusal

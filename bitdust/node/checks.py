@@ -9,26 +9,30 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bitdust.config import Config, ConfigError, Paths, load_config, service_key
-from bitdust.node.catalog import CATALOG, start_order
+from bitdust.node.catalog import CATALOG, Listener, ServiceSpec, start_order
+
+#: The REST API's port: the process binds it, whatever services run.
+API_LISTENER = Listener("tcp", "interface/api/rest-http-port")
 
 
 @dataclass(frozen=True)
-class Listener:
-    protocol: str
+class Binding:
+    """A listener this configuration would open: what the spec declares, with port and host."""
+
+    listener: Listener
     port: int
     host: str
-    key: str
 
 
-def active_services(config: Config) -> set[str]:
+def active_services(config: Config, catalog: Sequence[ServiceSpec] = CATALOG) -> set[str]:
     """Services that would run: enabled, provided, and with everything they need running."""
     active: set[str] = set()
-    for spec in start_order():
+    for spec in start_order(catalog):
         if (
             config.enabled(spec.name)
             and spec.implementation is not None
@@ -38,27 +42,21 @@ def active_services(config: Config) -> set[str]:
     return active
 
 
-def listeners(config: Config) -> Iterator[Listener]:
-    """Every port this configuration would bind, with the setting that chose it."""
-    active = active_services(config)
+def bindings(config: Config, catalog: Sequence[ServiceSpec] = CATALOG) -> Iterator[Binding]:
+    """Every port this configuration would bind, from the listeners of the services that run."""
+    active = active_services(config, catalog)
+    declared = [API_LISTENER]
+    for spec in start_order(catalog):
+        if spec.name in active:
+            declared += spec.listeners
     host = config["services/network/listen-host"]
-
-    def listener(protocol: str, key: str) -> Listener:
-        return Listener(protocol, config[key], host, key)
-
-    yield listener("tcp", "interface/api/rest-http-port")
-    if "entangled-dht" in active:
-        yield listener("udp", "services/entangled-dht/udp-port")
-    if "identity-server" in active:
-        yield listener("tcp", "services/identity-server/web-port")
-        yield listener("tcp", "services/identity-server/tcp-port")
-    if active & {"p2p", "proxy-server"}:
-        yield listener("tcp", "services/tcp-connections/tcp-port")
+    for listener in dict.fromkeys(declared):  # services sharing a listener share its socket
+        yield Binding(listener, config[listener.port_key], host)
 
 
-def _overlap(a: Listener, b: Listener) -> bool:
+def _overlap(a: Binding, b: Binding) -> bool:
     return (
-        a.protocol == b.protocol
+        a.listener.kind == b.listener.kind
         and a.port == b.port != 0
         and (not a.host or not b.host or a.host == b.host)
     )
@@ -74,21 +72,23 @@ def check_config(config: Config) -> list[str]:
                     f"{service_key(spec.name)} and {service_key(other)} are both true: "
                     f"{spec.name} and {other} cannot run on one node; set one of them to false"
                 )
-    mine = list(listeners(config))
+    mine = list(bindings(config))
     for index, first in enumerate(mine):
         for second in mine[index + 1 :]:
             if _overlap(first, second):
                 problems.append(
-                    f"{first.key} and {second.key} both use {first.protocol} port {first.port}"
+                    f"{first.listener.port_key} and {second.listener.port_key} both use "
+                    f"{first.listener.kind} port {first.port}"
                 )
     for instance, other_config in other_instances(config.paths):
-        for theirs in listeners(other_config):
+        for theirs in bindings(other_config):
             for ours in mine:
                 if _overlap(ours, theirs):
                     problems.append(
-                        f"{ours.key} = {ours.port}: {ours.protocol} port {ours.port} is also used "
-                        f"by instance {instance!r} ({theirs.key}); change one of them, or run "
-                        f"either 'default' or the role instances on this host, not both"
+                        f"{ours.listener.port_key} = {ours.port}: {ours.listener.kind} port "
+                        f"{ours.port} is also used by instance {instance!r} "
+                        f"({theirs.listener.port_key}); change one of them, or run either "
+                        f"'default' or the role instances on this host, not both"
                     )
     return problems
 

@@ -7,22 +7,39 @@ import importlib
 import ipaddress
 import logging
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bitdust.config import OPTIONS, Config, api_host, service_key
-from bitdust.node.catalog import ServiceSpec, start_order
+from bitdust.errors import DataFormatError
+from bitdust.node.catalog import CATALOG, ServiceSpec, section_owners, start_order
 from bitdust.node.checks import active_services
-from bitdust.node.service import Service, ServiceError, ServiceState, ServiceUnavailable
+from bitdust.node.service import (
+    Service,
+    ServiceError,
+    ServiceState,
+    ServiceUnavailable,
+    StatusSection,
+)
 
 log = logging.getLogger(__name__)
 
-SECTION_OWNERS = {
-    "dht": "entangled-dht",
-    "suppliers": "customer",
-    "customers": "supplier",
-    "proxy": "proxy-transport",
-}
+#: How long one service may take to start. The unit's TimeoutStartSec=90 covers the whole
+#: process; a service that hangs ends FAILED with this reason well before systemd kills us.
+START_TIMEOUT = 30.0
+
+
+class ServiceStartFailed(ServiceError):
+    """A service could not start; the node stopped the ones that had.
+
+    ``cause`` is what the service raised, so the process can tell a failure a restart may cure
+    from one it cannot (a file of a newer format, a bad setting)."""
+
+    def __init__(self, service: str, reason: str, cause: Exception) -> None:
+        super().__init__(f"service {service} failed to start: {reason}")
+        self.service = service
+        self.cause = cause
 
 
 @dataclass
@@ -36,10 +53,22 @@ class Slot:
 
 
 class Node:
-    def __init__(self, config: Config) -> None:
+    """The services of one configuration: planned from the catalog, started, stopped, reported.
+
+    ``catalog`` is the service table (tests pass their own, of fake services)."""
+
+    def __init__(
+        self,
+        config: Config,
+        catalog: Sequence[ServiceSpec] = CATALOG,
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
         self.config = config
         self.paths = config.paths
-        self.slots: dict[str, Slot] = {spec.name: Slot(spec) for spec in start_order()}
+        self.catalog = catalog
+        self.start_timeout = start_timeout
+        self.slots: dict[str, Slot] = {spec.name: Slot(spec) for spec in start_order(catalog)}
+        self.section_owners = section_owners(catalog)
         self.ready = False
         self.restart_needed: set[str] = set()
 
@@ -91,7 +120,7 @@ class Node:
 
     def plan(self) -> list[Slot]:
         """Each service's fate from the config; returns the slots to start, in order."""
-        active = active_services(self.config)
+        active = active_services(self.config, self.catalog)
         for slot in self.slots.values():
             spec = slot.spec
             slot.service, slot.state, slot.reason = None, ServiceState.OFF, ""
@@ -107,19 +136,36 @@ class Node:
         return [slot for slot in self.slots.values() if slot.spec.name in active]
 
     async def start(self) -> None:
-        """Start every planned service; on a failure stop what started and raise the reason."""
-        for slot in self.plan():
+        """Start every planned service in order. When one fails, whatever it raised, it ends
+        FAILED with the reason, the ones started before it are stopped, and ServiceStartFailed
+        says why."""
+        planned = self.plan()
+        for index, slot in enumerate(planned):
             slot.state = ServiceState.STARTING
             log.info("starting service %s", slot.spec.name)
             try:
-                service = _load(slot.spec)(self)
-                await service.start()
-            except ServiceError as exc:
-                slot.state, slot.reason = ServiceState.FAILED, str(exc)
+                slot.service = await self._start_service(slot.spec)
+            except Exception as exc:
+                slot.state, slot.reason = ServiceState.FAILED, _failure_reason(exc)
+                if not isinstance(exc, ServiceError):
+                    log.debug("service %s raised while starting", slot.spec.name, exc_info=exc)
+                for later in planned[index + 1 :]:
+                    later.reason = f"not started: {slot.spec.name} failed"
                 await self.stop()
-                raise ServiceError(f"service {slot.spec.name} failed to start: {exc}") from None
-            slot.service, slot.state, slot.reason = service, ServiceState.ON, ""
+                raise ServiceStartFailed(slot.spec.name, slot.reason, exc) from None
+            slot.state = ServiceState.ON
         self.ready = True
+
+    async def _start_service(self, spec: ServiceSpec) -> Service:
+        service = _load(spec)(self)
+        try:
+            async with asyncio.timeout(self.start_timeout) as deadline:
+                await service.start()
+        except TimeoutError:
+            if deadline.expired():
+                raise ServiceError(f"did not start within {self.start_timeout:g} s") from None
+            raise
+        return service
 
     async def stop(self) -> None:
         self.ready = False
@@ -185,19 +231,21 @@ class Node:
             info.update(slot.service.info())
         return info
 
-    def network_status(self, sections: list[str]) -> dict[str, Any]:
-        """BitDust's `network/status`: the node, then what each running service adds."""
+    def network_status(self, sections: list[StatusSection]) -> dict[str, Any]:
+        """BitDust's `network/status`: the node, then each section asked for, from its owner."""
         result: dict[str, Any] = {
             "instance": self.paths.instance,
             "role": self.paths.role,
             "ready": self.ready,
             "services_on": [s.spec.name for s in self.slots.values() if s.service is not None],
         }
-        for service in self.running():
-            result.update(service.network_status(sections))
+        for slot in self.slots.values():
+            mine = [section for section in sections if section in slot.spec.status_sections]
+            if slot.service is not None and mine:
+                result.update(slot.service.network_status(mine))
         for section in sections:
             if section not in result:
-                owner = SECTION_OWNERS[section]
+                owner = self.section_owners[section]
                 result[section] = {
                     "state": self.slots[owner].state.value,
                     "reason": f"service {owner} is not running",
@@ -216,6 +264,13 @@ class Node:
 
 def _is_live(key: str, services: list[Service]) -> bool:
     return OPTIONS[key].live or any(key in service.live_keys for service in services)
+
+
+def _failure_reason(exc: Exception) -> str:
+    """One line for the log, STATUS= and `bitdust states`; a bug of ours is named by its type."""
+    if isinstance(exc, ServiceError | DataFormatError):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}: {exc}"
 
 
 def _load(spec: ServiceSpec) -> type[Service]:

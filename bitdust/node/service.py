@@ -25,6 +25,18 @@ class ServiceState(enum.StrEnum):
     FAILED = "FAILED"
 
 
+class StatusSection(enum.StrEnum):
+    """The optional sections of `network/status` (``?dht=1&suppliers=1...``), BitDust's names.
+
+    Each is filled by the one service whose spec lists it (see ``catalog``); the API and the CLI
+    offer one flag per member."""
+
+    DHT = "dht"
+    SUPPLIERS = "suppliers"
+    CUSTOMERS = "customers"
+    PROXY = "proxy"
+
+
 class ServiceError(Exception):
     """A service could not do what was asked; the message says why."""
 
@@ -44,7 +56,11 @@ class Service:
         self.config = node.config
 
     async def start(self) -> None:
-        """Bring the service up; return once it is ready, raise ServiceError if it cannot."""
+        """Bring the service up; return once it is ready, raise ServiceError if it cannot.
+
+        A service that fails (whatever it raises) or is cancelled by the node's start timeout
+        releases what it opened itself: the node never calls ``stop`` on a service that did not
+        start. Raise :class:`bitdust.errors.DataFormatError` for a kept file of a newer format."""
 
     async def stop(self) -> None:
         """Finish in-flight work and release sockets and files."""
@@ -56,9 +72,9 @@ class Service:
         """Figures for `service/info` and `network/status`."""
         return {}
 
-    def network_status(self, sections: list[str]) -> dict[str, Any]:
-        """Fields this service adds to `network/status`; ``sections`` are the flags asked for
-        (``dht``, ``suppliers``, ``customers``, ``proxy``)."""
+    def network_status(self, sections: list[StatusSection]) -> dict[str, Any]:
+        """Fields this service adds to `network/status`; ``sections`` are those asked for among
+        the ones its spec lists, each a key of the result."""
         return {}
 
     def status_text(self) -> str:

@@ -53,7 +53,3 @@ class IdentityServerError(IdentityError):
 
 class IdentityNotFound(IdentityServerError):
     """An identity server answered that it holds no identity of that name (HTTP 404)."""
-
-
-class KnownServersError(IdentityError):
-    """The known identity servers setting is malformed."""

@@ -1,9 +1,8 @@
 """identity-propagate helpers: known servers, building identities, sending them everywhere.
 
-* :func:`parse_known_servers` reads ``services/identity-propagate/known-servers`` —
-  ``host:http_port:tcp_port,...`` (``host`` alone means 80 and 6661, ``host:http_port`` means
-  TCP 6661, as BitDust) — or BitDust's ``network.json`` form, a list of
-  ``{"host", "http_port", "tcp_port"}`` under ``service_identity_propagate.known_servers``.
+* :func:`known_servers` turns ``services/identity-propagate/known-servers`` (parsed by
+  :mod:`bitdust.config`, the one parser of that setting) into :class:`KnownServer` values;
+  :func:`source_servers` keeps those an identity names as sources.
 * :func:`idurls_for`, :func:`build_identity`, :func:`next_revision` make signed documents.
 * :func:`propagate` sends one document to every server's TCP intake, concurrently, retrying
   transport failures with exponential backoff (a refusal is final: it would be refused again).
@@ -22,9 +21,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from bitdust import __version__
 from bitdust.identity.client import Resolver, fetch_identity, resolve_host, send_identity
@@ -34,10 +32,8 @@ from bitdust.identity.errors import (
     IdentityNotFound,
     IdentityRefused,
     IdentityServerError,
-    KnownServersError,
 )
 from bitdust.identity.idurl import (
-    DEFAULT_HTTP_PORT,
     format_idurl,
     validate_host,
     validate_name,
@@ -55,9 +51,7 @@ from bitdust.identity.signing import sign, verify
 log = logging.getLogger(__name__)
 
 KNOWN_SERVERS_SETTING = "services/identity-propagate/known-servers"
-DEFAULT_TCP_PORT = 6661
 DEFAULT_VERSION = f"bitdust-py {__version__}"
-MAX_SERVERS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +59,8 @@ class KnownServer:
     """An identity server: its host, the HTTP port written in IDURLs, and its TCP intake port."""
 
     host: str
-    http_port: int = DEFAULT_HTTP_PORT
-    tcp_port: int = DEFAULT_TCP_PORT
+    http_port: int
+    tcp_port: int
 
     def __post_init__(self) -> None:
         validate_host(self.host)
@@ -118,75 +112,16 @@ class CreatedIdentity:
 # -- known servers --------------------------------------------------------------------------------
 
 
-def parse_known_servers(value: str | Sequence[Any] | Mapping[str, Any]) -> list[KnownServer]:
-    """Parse the known-servers setting (string form) or BitDust's network.json form.
-
-    Accepts ``"host-a.com:8084:6661,host-b.com"``, a list of dicts with ``host``/``http_port``/
-    ``tcp_port``, or a whole network.json dict. Raises :class:`KnownServersError`.
-    """
-    if isinstance(value, Mapping):
-        section = value.get("service_identity_propagate", value)
-        if not isinstance(section, Mapping) or "known_servers" not in section:
-            raise KnownServersError(
-                "network.json has no service_identity_propagate.known_servers list"
-            )
-        return parse_known_servers(section["known_servers"])
-    if isinstance(value, str):
-        servers = [_parse_server_text(item) for item in value.split(",") if item.strip()]
-    elif isinstance(value, Sequence):
-        servers = [_parse_server_dict(item) for item in value]
-    else:
-        raise KnownServersError(f"{KNOWN_SERVERS_SETTING}: expected text or a list")
-    if len(servers) > MAX_SERVERS:
-        raise KnownServersError(f"{KNOWN_SERVERS_SETTING}: at most {MAX_SERVERS} servers")
-    if len({server.host for server in servers}) != len(servers):
-        hosts = [server.host for server in servers]
-        duplicate = next(host for host in hosts if hosts.count(host) > 1)
-        raise KnownServersError(f"{KNOWN_SERVERS_SETTING}: {duplicate} is listed twice")
-    return servers
+def known_servers(entries: Iterable[tuple[str, int, int]]) -> list[KnownServer]:
+    """The known-servers setting as config parses it (``(host, http_port, tcp_port)`` tuples)."""
+    return [KnownServer(host, http_port, tcp_port) for host, http_port, tcp_port in entries]
 
 
-def format_known_servers(servers: Iterable[KnownServer]) -> str:
-    """The setting's text form, ``host:http_port:tcp_port,...``."""
-    return ",".join(str(server) for server in servers)
-
-
-def _parse_server_text(item: str) -> KnownServer:
-    text = item.strip()
-    parts = text.split(":")
-    expected = "(expected host:http_port:tcp_port, e.g. 'host-a.com:80:6661')"
-    if not 1 <= len(parts) <= 3 or not all(parts):
-        raise KnownServersError(f"{KNOWN_SERVERS_SETTING}: {text!r} is not a server {expected}")
-    try:
-        ports = [int(part) for part in parts[1:]]
-    except ValueError:
-        raise KnownServersError(
-            f"{KNOWN_SERVERS_SETTING}: {text!r} has a port that is not a number {expected}"
-        ) from None
-    http_port = ports[0] if ports else DEFAULT_HTTP_PORT
-    tcp_port = ports[1] if len(ports) > 1 else DEFAULT_TCP_PORT
-    try:
-        return KnownServer(parts[0], http_port, tcp_port)
-    except IdentityError as exc:
-        raise KnownServersError(f"{KNOWN_SERVERS_SETTING}: {text!r}: {exc.message}") from None
-
-
-def _parse_server_dict(item: Any) -> KnownServer:
-    if not isinstance(item, Mapping) or not isinstance(item.get("host"), str):
-        raise KnownServersError(
-            f"{KNOWN_SERVERS_SETTING}: {item!r} is not a server "
-            '(expected {"host": ..., "http_port": 80, "tcp_port": 6661})'
-        )
-    try:
-        return KnownServer(
-            item["host"],
-            item.get("http_port", DEFAULT_HTTP_PORT),
-            item.get("tcp_port", DEFAULT_TCP_PORT),
-        )
-    except IdentityError as exc:
-        raise KnownServersError(
-            f"{KNOWN_SERVERS_SETTING}: {item['host']!r}: {exc.message}"
-        ) from None
+def source_servers(identity: Identity, servers: Iterable[KnownServer]) -> list[KnownServer]:
+    """The servers among ``servers`` that ``identity`` names as its sources: the only ones that
+    store it (any other refuses it as foreign), so the only ones it is sent to."""
+    sources = set(identity.sources)
+    return [server for server in servers if server.idurl(identity.name) in sources]
 
 
 # -- documents ------------------------------------------------------------------------------------

@@ -7,10 +7,10 @@ import datetime
 
 import pytest
 
+from bitdust.config import Paths, load_config
 from bitdust.identity.document import parse_identity
 from bitdust.identity.errors import (
     IdentityError,
-    KnownServersError,
     WrongPassphraseError,
 )
 from bitdust.identity.keys import key_backup_bytes, public_key_to_openssh
@@ -20,14 +20,14 @@ from bitdust.identity.local import (
     save_local_identity,
 )
 from bitdust.identity.propagate import (
+    KNOWN_SERVERS_SETTING,
     KnownServer,
     build_identity,
     check_name_available,
     create_identity,
-    format_known_servers,
     idurls_for,
+    known_servers,
     next_revision,
-    parse_known_servers,
     propagate,
     recover_identity,
 )
@@ -37,57 +37,22 @@ from bitdust.identity.store import IdentityStore
 from tests.identity.conftest import HOSTS, TODAY, free_port, resolve
 
 
-def test_parse_known_servers_text_form():
-    servers = parse_known_servers("host-a.com:80:6661, host-b.com:8084:6662,host-c.com")
-    assert servers == [
-        KnownServer("host-a.com", 80, 6661),
-        KnownServer("host-b.com", 8084, 6662),
-        KnownServer("host-c.com", 80, 6661),
-    ]
-    assert format_known_servers(servers) == (
-        "host-a.com:80:6661,host-b.com:8084:6662,host-c.com:80:6661"
+def test_known_servers_come_from_the_setting_config_parses(tmp_path):
+    env = {"BITDUST_CONFIG_DIR": str(tmp_path / "etc"), "BITDUST_STATE_DIR": str(tmp_path / "s"),
+           "BITDUST_RUNTIME_DIR": str(tmp_path / "r")}  # fmt: skip
+    config = load_config(
+        Paths.for_instance("default", env),
+        env={},
+        flags={KNOWN_SERVERS_SETTING: "host-a.com:80:6661, host-b.com:8084"},
     )
-    assert parse_known_servers("") == []
-    assert parse_known_servers("host-a.com:8084") == [KnownServer("host-a.com", 8084, 6661)]
-
-
-def test_parse_known_servers_network_json_form():
-    network = {
-        "service_identity_propagate": {
-            "known_servers": [
-                {"host": "host-a.com", "http_port": 80, "tcp_port": 6661},
-                {"host": "host-b.com", "http_port": 8084, "tcp_port": 6661},
-            ]
-        }
-    }
-    assert parse_known_servers(network) == [
+    assert known_servers(config[KNOWN_SERVERS_SETTING]) == [
         KnownServer("host-a.com", 80, 6661),
         KnownServer("host-b.com", 8084, 6661),
     ]
-    assert parse_known_servers(network["service_identity_propagate"]["known_servers"])[0].host == (
-        "host-a.com"
-    )
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        "host-a.com:eighty",
-        "host-a.com:80:6661:1",
-        "host-a.com:0",
-        "Host_A:80",
-        "host-a.com,host-a.com",
-        [{"port": 1}],
-        {"other": 1},
-    ],
-)
-def test_bad_known_servers_are_refused_with_the_setting_name(value):
-    with pytest.raises(KnownServersError, match=r"known-servers|known_servers"):
-        parse_known_servers(value)
 
 
 def test_idurls_for_writes_port_only_when_not_80():
-    servers = parse_known_servers("host-a.com:80:6661,host-b.com:8084:6661")
+    servers = [KnownServer("host-a.com", 80, 6661), KnownServer("host-b.com", 8084, 6661)]
     assert idurls_for("alice", servers) == [
         "http://host-a.com/alice.xml",
         "http://host-b.com:8084/alice.xml",
@@ -95,7 +60,7 @@ def test_idurls_for_writes_port_only_when_not_80():
 
 
 def test_build_and_next_revision(key, other_key):
-    servers = parse_known_servers("host-a.com,host-b.com:8084")
+    servers = [KnownServer("host-a.com", 80, 6661), KnownServer("host-b.com", 8084, 6661)]
     identity = build_identity("alice", servers, ["tcp://127.0.1.1:7771"], key, today=TODAY)
     verify(identity, accept_legacy=False)
     assert identity.revision == 1 and identity.date == "Nov 25, 2026"

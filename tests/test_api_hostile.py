@@ -88,3 +88,52 @@ def test_a_chunked_body_over_the_limit_is_413(node: Node) -> None:
     assert status == 413
     assert envelope["errors"] == [f"request body larger than {MAX_BODY} bytes"]
     assert node.ok("GET", "/process/health/v1") == {"ready": True}
+
+
+# -- item 12: input that used to end in a 500 ----------------------------------------------------
+
+
+def test_a_deeply_nested_body_is_400(node: Node) -> None:
+    body = b"[" * 200_000 + b"]" * 200_000
+    status, envelope = node.api("POST", "/config/set/logs/level/v1", raw=body)
+    assert status == 400
+    assert envelope["errors"] == ["request body is not valid JSON: nested too deeply"]
+
+
+def test_a_lone_surrogate_in_a_setting_is_400_and_nothing_is_written(node: Node) -> None:
+    before = settings_file(node).read_bytes() if settings_file(node).exists() else None
+    body = b'{"value": "a\\ud800b"}'
+    path = "/config/set/services/proxy-transport/preferred-routers/v1"
+    status, envelope = node.api("POST", path, raw=body)
+    assert status == 400
+    assert envelope["errors"] == ["field 'value': not valid Unicode text (a lone surrogate)"]
+    after = settings_file(node).read_bytes() if settings_file(node).exists() else None
+    assert after == before
+
+
+@pytest.mark.parametrize("header", ["api_secret", "Authorization"])
+def test_a_non_ascii_secret_is_401(node: Node, header: str) -> None:
+    value = b"s\xe9cr\xe9t" if header == "api_secret" else b"Bearer s\xe9cr\xe9t"  # Latin-1
+    head = (
+        f"GET /process/health/v1 HTTP/1.1\r\nHost: 127.0.0.1\r\n{header}: ".encode()
+        + value
+        + b"\r\nConnection: close\r\n\r\n"
+    )
+    assert send_raw(node, head) == (401, {"status": "ERROR", "errors": ["access denied"]})
+
+
+def test_a_bearer_token_is_compared_with_the_secret(node: Node) -> None:
+    """Issue 9 item 11: a wrong bearer or api_secret is refused, the right one accepted."""
+    wrong = node.secret[:-1] + ("A" if node.secret[-1] != "A" else "B")
+    refused = [
+        {"Authorization": f"Bearer {wrong}"},
+        {"api_secret": wrong},
+        {"Authorization": "Bearer "},
+        {"Authorization": f"Basic {node.secret}"},
+    ]
+    for headers in refused:
+        status, envelope = node.api("GET", "/process/health/v1", secret=False, headers=headers)
+        assert (status, envelope["errors"]) == (401, ["access denied"]), headers
+    for headers in ({"Authorization": f"Bearer {node.secret}"}, {"api_secret": node.secret}):
+        status, envelope = node.api("GET", "/process/health/v1", secret=False, headers=headers)
+        assert (status, envelope["result"]) == (200, {"ready": True}), headers

@@ -126,6 +126,8 @@ def route(
 
 def _parse_scalar(param: Param, raw: Any, from_query: bool) -> Any:
     types = param.type if isinstance(param.type, tuple) else (param.type,)
+    if isinstance(raw, str) and not _is_unicode(raw):
+        raise ApiError(400, f"field {param.name!r}: not valid Unicode text (a lone surrogate)")
     if from_query:
         if str in types:
             return raw
@@ -137,6 +139,15 @@ def _parse_scalar(param: Param, raw: Any, from_query: bool) -> Any:
         return raw
     expected = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
     raise ApiError(400, f"field {param.name!r}: expected {expected}")
+
+
+def _is_unicode(text: str) -> bool:
+    """False for text JSON can carry but no file or UTF-8 encoder can: lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _QUERY_BOOLS = {
@@ -168,6 +179,8 @@ async def read_arguments(request: web.Request, params: tuple[Param, ...]) -> dic
                 data = json.loads(body)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+            except RecursionError:
+                raise ApiError(400, "request body is not valid JSON: nested too deeply") from None
             if not isinstance(data, dict):
                 raise ApiError(400, "request body must be a JSON object")
             for name, raw in data.items():
@@ -228,6 +241,19 @@ def is_loopback_host(host_header: str, extra: set[str]) -> bool:
         return host.endswith(".localhost")
 
 
+def _secret_matches(request: web.Request, expected: str) -> bool:
+    """BitDust's ``api_secret`` header or ``Authorization: Bearer``, compared in constant time.
+
+    The secret is ASCII; any other header value (non-ASCII bytes arrive as surrogate escapes)
+    simply does not match.
+    """
+    given = request.headers.get("api_secret") or request.headers.get("api-secret")
+    auth = request.headers.get("Authorization", "")
+    if not given and auth.startswith("Bearer "):
+        given = auth[len("Bearer ") :]
+    return bool(given) and given.isascii() and hmac.compare_digest(given, expected)
+
+
 def build_app(
     routes: list[Route],
     secret: Callable[[], str | None],
@@ -254,13 +280,8 @@ def build_app(
         if expected is None:
             if not is_loopback_host(request.host or "", allowed_hosts):
                 return envelope_error(403, f"access denied: Host {request.host!r} is not local")
-        else:
-            given = request.headers.get("api_secret") or request.headers.get("api-secret")
-            auth = request.headers.get("Authorization", "")
-            if not given and auth.startswith("Bearer "):
-                given = auth[len("Bearer ") :]
-            if not given or not hmac.compare_digest(given.encode(), expected.encode()):
-                return envelope_error(401, "access denied")
+        elif not _secret_matches(request, expected):
+            return envelope_error(401, "access denied")
         try:
             return await handler(request)
         except web.HTTPNotFound:

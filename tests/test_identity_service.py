@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 from bitdust.config import Paths, load_config
-from bitdust.identity.service import IdentityPropagateService
+from bitdust.identity.propagate_service import IdentityPropagateService
 from bitdust.node.node import Node
 
 
@@ -17,19 +16,19 @@ def service_for(tmp_path: Path, **flags: str) -> IdentityPropagateService:
     return IdentityPropagateService(Node(config))
 
 
-def test_contacts_never_publish_loopback_without_a_loopback_listen_host(tmp_path: Path) -> None:
-    for contact in service_for(tmp_path).contacts():
-        host = contact.removeprefix("tcp://").rsplit(":", 1)[0]
-        assert not ipaddress.ip_address(host).is_loopback, contact
-
-
-def test_contacts_use_the_listen_host_and_the_p2p_port(tmp_path: Path) -> None:
+def test_nothing_is_published_where_nothing_listens(tmp_path: Path) -> None:
+    # p2p is enabled in the default role but not provided by this version: no listener, no
+    # contact, whatever its port setting says
     service = service_for(tmp_path, **{"services/network/listen-host": "127.0.1.3",
                                        "services/tcp-connections/tcp-port": "7779"})  # fmt: skip
-    assert service.contacts() == ["tcp://127.0.1.3:7779"]
-
-
-def test_no_contacts_without_p2p(tmp_path: Path) -> None:
-    service = service_for(tmp_path, **{"services/network/listen-host": "127.0.1.3",
-                                       "services/p2p/enabled": "false"})  # fmt: skip
+    assert service.config.enabled("p2p")
     assert service.contacts() == []
+
+
+def test_the_listener_owner_sets_and_withdraws_the_contacts(tmp_path: Path) -> None:
+    service = service_for(tmp_path)
+    service.set_contacts("p2p", ["tcp://127.0.1.3:7779"])
+    service.set_contacts("proxy-transport", ["tcp://127.0.1.4:7771"])
+    assert service.contacts() == ["tcp://127.0.1.3:7779", "tcp://127.0.1.4:7771"]
+    service.set_contacts("p2p", [])
+    assert service.contacts() == ["tcp://127.0.1.4:7771"]

@@ -6,6 +6,24 @@ The process maps them to exit codes that tell systemd whether restarting can hel
 
 from __future__ import annotations
 
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    """What every `bitdust` command exits with (the man page lists them).
+
+    The unit's ``RestartPreventExitStatus=`` names CONFIG and DATA_FORMAT: restarting cannot cure
+    either. Any other non-zero status is a failure that systemd's ``Restart=on-failure`` retries.
+    """
+
+    OK = 0
+    #: the node failed (a port taken, a peer unreachable), or the request was refused
+    FAILURE = 1
+    #: invalid configuration or arguments; the reasons are printed
+    CONFIG = 2
+    #: a kept file is of a newer or unreadable format (sysexits' EX_DATAERR)
+    DATA_FORMAT = 65
+
 
 class DataFormatError(Exception):
     """A file the node keeps (database, store) is of a newer or unreadable format.

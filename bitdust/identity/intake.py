@@ -57,6 +57,13 @@ class ProtocolError:
 Event = NeedData | IdentityReceived | ProtocolError
 
 
+@dataclass(frozen=True, slots=True)
+class _HeaderReceived:
+    """Internal: the header line is read; the body of ``length`` bytes follows."""
+
+    length: int
+
+
 class State(Enum):
     HEADER = "header"
     BODY = "body"
@@ -64,14 +71,15 @@ class State(Enum):
     FAILED = "failed"
 
 
-# Which event types may leave each state, and the state they lead to.
+# Every transition of a connection: the event types each state may produce, and the state each
+# leads to. This table is the only place the state changes.
 _TRANSITIONS: dict[State, dict[type, State]] = {
     State.HEADER: {
         NeedData: State.HEADER,
+        _HeaderReceived: State.BODY,
         ProtocolError: State.FAILED,
-        IdentityReceived: State.DONE,
     },
-    State.BODY: {NeedData: State.BODY, ProtocolError: State.FAILED, IdentityReceived: State.DONE},
+    State.BODY: {NeedData: State.BODY, IdentityReceived: State.DONE, ProtocolError: State.FAILED},
     State.DONE: {},
     State.FAILED: {},
 }
@@ -99,20 +107,21 @@ class IntakeConnection:
     def next_event(self) -> Event:
         """The next event; after :class:`IdentityReceived` or :class:`ProtocolError`, the same
         event is not repeated: :class:`ProtocolError` for anything further."""
-        if self.state is State.DONE or self.state is State.FAILED:
-            return ProtocolError("connection already finished")
-        event = self._header() if self.state is State.HEADER else self._body()
-        self._move(event)
-        return event
+        while True:
+            if not _TRANSITIONS[self.state]:
+                return ProtocolError("connection already finished")
+            event = self._header() if self.state is State.HEADER else self._body()
+            self._move(event)
+            if not isinstance(event, _HeaderReceived):
+                return event
 
-    def _move(self, event: Event) -> None:
+    def _move(self, event: Event | _HeaderReceived) -> None:
         allowed = _TRANSITIONS[self.state]
-        if type(event) in allowed:
-            self.state = allowed[type(event)]
-        else:  # pragma: no cover - a programming error, not input
+        if type(event) not in allowed:  # pragma: no cover - a programming error, not input
             raise RuntimeError(f"no transition from {self.state} on {type(event).__name__}")
+        self.state = allowed[type(event)]
 
-    def _header(self) -> Event:
+    def _header(self) -> Event | _HeaderReceived:
         newline = self._buffer.find(b"\n")
         if newline < 0:
             if len(self._buffer) > MAX_HEADER_LENGTH:
@@ -133,8 +142,7 @@ class IntakeConnection:
             )
         del self._buffer[: newline + 1]
         self._expected = length
-        self.state = State.BODY
-        return self._body()
+        return _HeaderReceived(length)
 
     def _body(self) -> Event:
         if len(self._buffer) < self._expected:

@@ -11,6 +11,7 @@ from bitdust.identity.intake import (
     IntakeConnection,
     NeedData,
     ProtocolError,
+    State,
     encode_request,
     format_reply,
     parse_reply,
@@ -104,3 +105,21 @@ def test_random_chunks_never_crash(chunks):
         assert isinstance(event, NeedData | IdentityReceived | ProtocolError)
         if not isinstance(event, NeedData):
             break
+
+
+def test_states_move_as_the_transition_table_says():
+    connection = IntakeConnection(max_size=100)
+    assert connection.state is State.HEADER
+    connection.receive_data(b"IDENTITY 5\n")
+    assert connection.next_event() == NeedData()
+    assert connection.state is State.BODY  # the header line alone moves it on
+    connection.receive_data(b"<x/>!")
+    assert connection.next_event() == IdentityReceived(b"<x/>!")
+    assert connection.state is State.DONE
+    assert connection.next_event() == ProtocolError("connection already finished")
+    assert connection.state is State.DONE
+
+    refused = IntakeConnection(max_size=100)
+    refused.receive_data(b"HELLO\n")
+    assert refused.next_event() == ProtocolError("expected a header line 'IDENTITY <length>'")
+    assert refused.state is State.FAILED

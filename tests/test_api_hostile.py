@@ -137,3 +137,59 @@ def test_a_bearer_token_is_compared_with_the_secret(node: Node) -> None:
     for headers in ({"Authorization": f"Bearer {node.secret}"}, {"api_secret": node.secret}):
         status, envelope = node.api("GET", "/process/health/v1", secret=False, headers=headers)
         assert (status, envelope["result"]) == (200, {"ready": True}), headers
+
+
+# -- item 13: requests made by web pages ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def open_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """A node with API auth turned off: only the page checks stand between it and a browser."""
+    settings = {**SEED, "interface/api/auth-secret-enabled": "false"}
+    base = tmp_path_factory.mktemp("open")
+    with running_node(base, instance="dht-seed", settings=settings) as n:
+        yield n
+
+
+LEVEL = "/config/set/logs/level/v1"
+
+
+def test_without_auth_a_cross_site_form_post_changes_nothing(open_node: Node) -> None:
+    before = settings_file(open_node).read_bytes() if settings_file(open_node).exists() else None
+    page = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
+    status, envelope = open_node.api("POST", LEVEL, {"value": "debug"}, headers=page, secret=False)
+    assert status == 403
+    assert envelope["errors"] == [
+        "access denied: requests from web pages of 'http://evil.example' are refused"
+    ]
+    plain = {"Content-Type": "text/plain"}
+    status, envelope = open_node.api("POST", LEVEL, {"value": "debug"}, headers=plain, secret=False)
+    assert status == 415
+    assert envelope["errors"] == ["POST requests must send Content-Type: application/json"]
+    after = settings_file(open_node).read_bytes() if settings_file(open_node).exists() else None
+    assert after == before
+    assert open_node.ok("GET", "/config/get/logs/level/v1")["value"] == "info"
+
+
+def test_without_auth_a_cross_site_get_cannot_stop_the_node(open_node: Node) -> None:
+    page = {"Sec-Fetch-Site": "cross-site"}
+    status, envelope = open_node.api("GET", "/process/stop/v1", headers=page, secret=False)
+    assert status == 403
+    assert envelope["errors"] == ["access denied: a cross-site request from a web page"]
+    assert open_node.process.poll() is None
+    assert open_node.ok("GET", "/process/health/v1") == {"ready": True}
+
+
+def test_without_auth_the_local_operator_still_writes(open_node: Node) -> None:
+    local = {"Content-Type": "application/json", "Origin": f"http://127.0.0.1:{open_node.api_port}"}
+    status, envelope = open_node.api(
+        "POST", LEVEL, {"value": "warning"}, headers=local, secret=False
+    )
+    assert status == 200, envelope
+    assert "logs/level = warning" in settings_file(open_node).read_text()
+
+
+def test_with_auth_a_foreign_origin_is_refused_even_with_the_secret(node: Node) -> None:
+    page = {"Origin": "http://evil.example"}
+    status, envelope = node.api("GET", "/process/health/v1", headers=page)
+    assert status == 403 and "web pages" in envelope["errors"][0]

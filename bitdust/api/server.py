@@ -13,6 +13,7 @@ import ipaddress
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 # The largest request body read into memory. Routes that take file content will stream it
 # instead of raising this.
 MAX_BODY = 1024 * 1024
+JSON_TYPE = "application/json"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 
@@ -241,6 +244,26 @@ def is_loopback_host(host_header: str, extra: set[str]) -> bool:
         return host.endswith(".localhost")
 
 
+def cross_site_refusal(request: web.Request, allowed_hosts: set[str]) -> str | None:
+    """Why a request made by a web page is refused, or None for the local operator's tools.
+
+    Browsers mark what a page sends: ``Sec-Fetch-Site`` (every request of a current browser) and
+    ``Origin`` (every write); the CLI and curl send neither. A page on a local origin is allowed.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return f"access denied: a {site} request from a web page"
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        try:
+            host = urllib.parse.urlsplit(origin).hostname
+        except ValueError:  # e.g. an unclosed "[" of an IPv6 address
+            host = None
+        if not host or not is_loopback_host(host, allowed_hosts):
+            return f"access denied: requests from web pages of {origin[:80]!r} are refused"
+    return None
+
+
 def _secret_matches(request: web.Request, expected: str) -> bool:
     """BitDust's ``api_secret`` header or ``Authorization: Bearer``, compared in constant time.
 
@@ -276,10 +299,19 @@ def build_app(
 
     @web.middleware
     async def guard(request: web.Request, handler: Callable) -> web.StreamResponse:
+        refusal = cross_site_refusal(request, allowed_hosts)
+        if refusal is not None:
+            return envelope_error(403, refusal)
         expected = secret()
         if expected is None:
+            # Without a secret, nothing proves the caller is not a web page: refuse what a
+            # browser can send without asking (another Host, a form's content type).
             if not is_loopback_host(request.host or "", allowed_hosts):
                 return envelope_error(403, f"access denied: Host {request.host!r} is not local")
+            if request.method not in SAFE_METHODS and request.content_type != JSON_TYPE:
+                return envelope_error(
+                    415, f"{request.method} requests must send Content-Type: {JSON_TYPE}"
+                )
         elif not _secret_matches(request, expected):
             return envelope_error(401, "access denied")
         try:

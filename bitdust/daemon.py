@@ -2,8 +2,10 @@
 
 `bitdust run` ends up here. Everything that touches the process as a whole lives in this module
 (signals, sd_notify, the watchdog, the pidfile lock, the API secret); the node and its services
-know nothing of them. SIGTERM stops cleanly and exits 0; SIGHUP reloads; a service that cannot
-start stops the process with its reason and a non-zero exit, so systemd can restart it.
+know nothing of them. SIGTERM stops cleanly and exits 0; SIGHUP reloads. Whatever stops the node
+from starting (or from restarting its services) ends the process with its reason on one line, the
+API secret, socket and pidfile removed, and an :class:`~bitdust.errors.ExitStatus` that tells
+systemd whether a restart can help.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +30,17 @@ from bitdust import __version__
 from bitdust.api import routes as api_routes
 from bitdust.api.server import build_app
 from bitdust.config import Config, ConfigError, Paths, edit_conffile, load_config
+from bitdust.errors import DataFormatError, ExitStatus
 from bitdust.files import atomic_write
+from bitdust.node.catalog import CATALOG, ServiceSpec
 from bitdust.node.checks import check_config, pid_of_running
-from bitdust.node.node import Node
+from bitdust.node.node import Node, ServiceStartFailed
 from bitdust.node.service import ServiceError
 
 log = logging.getLogger("bitdust")
 
 STOP_TIMEOUT = 8.0
 STATUS_INTERVAL = 2.0
-EXIT_CONFIG = 2
 
 
 class StartError(Exception):
@@ -150,11 +154,19 @@ def write_secret(path: Path) -> str:
 class Daemon:
     """One running instance: owns the node, the API listeners and the process-wide signals."""
 
-    def __init__(self, paths: Paths, config: Config, flags: dict[str, str]) -> None:
+    def __init__(
+        self,
+        paths: Paths,
+        config: Config,
+        flags: dict[str, str],
+        catalog: Sequence[ServiceSpec] = CATALOG,
+    ) -> None:
         self.paths = paths
         self.config = config
         self.flags = flags
-        self.node = Node(config)
+        self.catalog = catalog
+        self.node = Node(config, catalog)
+        self.exit_status = ExitStatus.OK
         self.notify = Notifier()
         self.started = time.time()
         self.version = __version__
@@ -192,17 +204,28 @@ class Daemon:
         return value, applied, pending
 
     async def restart_services(self) -> None:
-        """Stop every service, re-read the config and start again, in this process."""
-        config = load_checked_config(self.paths, self.flags)
+        """Stop every service, re-read the config and start again, in this process.
+
+        A broken config is refused before anything stops. When the services do not come back,
+        the process ends as a failed start does: a node with no services must not stay up
+        answering the watchdog."""
+        try:
+            config = load_checked_config(self.paths, self.flags)
+        except StartError as exc:
+            raise ConfigError(f"restart refused, the services keep running: {exc}") from None
         await self.node.stop()
         self.config = config
-        self.node = Node(config)
-        await self.node.start()
+        self.node = Node(config, self.catalog)
+        try:
+            await self.node.start()
+        except ServiceStartFailed as exc:
+            self._fail(exc)
+            raise ServiceError(f"restart failed, the node is stopping: {exc}") from None
         self.notify("READY=1", "STATUS=" + self.node.status_line())
 
     # -- the process -------------------------------------------------------------------------
 
-    async def main(self) -> int:
+    async def main(self) -> ExitStatus:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
@@ -217,26 +240,32 @@ class Daemon:
             log.info("node %s ready: %s", self.paths.instance, self.node.status_line())
             heartbeat = asyncio.create_task(self._heartbeat())
             await self._stop.wait()
-            exit_code = 0
-        except (ServiceError, StartError) as exc:
-            log.error("%s", exc)
-            self.notify("STATUS=failed: " + str(exc))
-            exit_code = 1
-        except OSError as exc:
-            log.error("cannot start the REST API: %s", exc)
-            self.notify(f"STATUS=failed: REST API: {exc}")
-            exit_code = 1
-        self.notify("STOPPING=1")
-        log.info("stopping")
-        if heartbeat is not None:
-            heartbeat.cancel()
-        try:
-            await asyncio.wait_for(self.node.stop(), STOP_TIMEOUT)
-        except TimeoutError:
-            log.error("services did not stop within %.0f s", STOP_TIMEOUT)
-        await self._stop_api()
-        self.paths.api_secret.unlink(missing_ok=True)
-        return exit_code
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            self.notify("STOPPING=1")
+            log.info("stopping")
+            if heartbeat is not None:
+                heartbeat.cancel()
+            try:
+                await asyncio.wait_for(self.node.stop(), STOP_TIMEOUT)
+            except TimeoutError:
+                log.error("services did not stop within %.0f s", STOP_TIMEOUT)
+            await self._stop_api()
+            self.paths.api_secret.unlink(missing_ok=True)
+        return self.exit_status
+
+    def _fail(self, exc: Exception) -> None:
+        """The node cannot go on: say why on one line (a bug's traceback at debug level only),
+        tell systemd, pick the exit status, and end the process."""
+        expected = isinstance(exc, ServiceError | StartError | ConfigError | DataFormatError)
+        reason = str(exc) if expected else f"internal error: {type(exc).__name__}: {exc}"
+        log.error("%s", reason)
+        if not expected:
+            log.debug("traceback of the internal error", exc_info=exc)
+        self.notify("STATUS=failed: " + reason.splitlines()[0])
+        self.exit_status = exit_status_for(exc)
+        self._stop.set()
 
     def _reload_on_signal(self) -> None:
         with contextlib.suppress(ConfigError):
@@ -267,11 +296,13 @@ class Daemon:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         port = self.config["interface/api/rest-http-port"]
-        tcp = web.TCPSite(self._runner, self.node.api_host, port, reuse_address=True)
-        await tcp.start()
         socket_path = self.paths.api_socket
-        socket_path.unlink(missing_ok=True)
-        await web.UnixSite(self._runner, str(socket_path)).start()
+        try:
+            await web.TCPSite(self._runner, self.node.api_host, port, reuse_address=True).start()
+            socket_path.unlink(missing_ok=True)
+            await web.UnixSite(self._runner, str(socket_path)).start()
+        except OSError as exc:
+            raise StartError(f"cannot start the REST API: {exc}") from None
         gid = _bitdust_gid()
         os.chmod(socket_path, 0o660 if gid is not None else 0o600)
         if gid is not None:
@@ -309,6 +340,17 @@ class Daemon:
         }
 
 
+def exit_status_for(exc: Exception) -> ExitStatus:
+    """Whether a restart can cure what ended the node: not a bad setting, nor a kept file of a
+    newer format; anything else may pass (a port taken, a peer away), so systemd retries."""
+    cause = exc.cause if isinstance(exc, ServiceStartFailed) else exc
+    if isinstance(cause, DataFormatError):
+        return ExitStatus.DATA_FORMAT
+    if isinstance(cause, ConfigError):
+        return ExitStatus.CONFIG
+    return ExitStatus.FAILURE
+
+
 def run(paths: Paths, flags: dict[str, str]) -> int:
     """`bitdust run`: check everything, then serve until SIGTERM. Returns the exit code."""
     try:
@@ -320,7 +362,7 @@ def run(paths: Paths, flags: dict[str, str]) -> int:
     except (StartError, ConfigError) as exc:
         for line in str(exc).splitlines():
             print(f"bitdust: {line}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitStatus.CONFIG
     try:
         try:
             import uvloop

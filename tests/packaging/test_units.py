@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bitdust.errors import ExitStatus
 from tests.packaging.conftest import REPO, NotifySocket, bare_env, free_port, require_tool
 
 pytestmark = pytest.mark.packaging
@@ -146,6 +147,19 @@ def test_template_unit_keeps_its_hardening() -> None:
     assert parent["ExecStart"] == ["/bin/true"]
     assert parent["ExecReload"] == ["/bin/true"]
     assert parent["WantedBy"] == ["multi-user.target"]
+
+
+def test_unit_restarts_only_what_a_restart_can_cure() -> None:
+    """Exit 2 (configuration) and 65 (a kept file of a newer format) end the unit failed; any
+    other failure is retried. Descriptors are raised so slow HTTP clients cannot take them all."""
+    settings = unit_settings(UNITS / "bitdust@.service")
+    assert settings["Restart"] == ["on-failure"]
+    [prevented] = settings["RestartPreventExitStatus"]
+    assert {int(code) for code in prevented.split()} == {
+        ExitStatus.CONFIG,
+        ExitStatus.DATA_FORMAT,
+    }
+    assert settings["LimitNOFILE"] == ["65536"]
 
 
 def syscall_group(name: str, groups: dict[str, list[str]]) -> set[str]:

@@ -1,0 +1,144 @@
+"""The process around the node, in-process with fake services: whatever ends a start or a restart
+leaves no API secret or socket behind, tells systemd why, and picks an exit status that says
+whether restarting can help (the unit's RestartPreventExitStatus= lists the ones that cannot)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bitdust.config import ConfigError, Paths
+from bitdust.daemon import Daemon
+from bitdust.errors import ExitStatus
+from tests.helpers import NotifyListener, free_port
+from tests.node import fakes
+from tests.node.fakes import JOURNAL, base_config, enable, spec
+
+UNIT = Path(__file__).resolve().parents[2] / "systemd" / "bitdust@.service"
+
+
+@pytest.fixture(autouse=True)
+def clean_journal() -> Iterator[None]:
+    JOURNAL.clear()
+    fakes.StartsOnce.started = 0
+    yield
+    JOURNAL.clear()
+
+
+@pytest.fixture
+def notify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NotifyListener]:
+    listener = NotifyListener(tmp_path)
+    monkeypatch.setenv("NOTIFY_SOCKET", listener.path)
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    yield listener
+    listener.close()
+
+
+def daemon_with(tmp_path: Path, catalog: tuple, *enabled: str) -> Daemon:
+    flags = {"interface/api/rest-http-port": str(free_port())}
+    config = enable(base_config(tmp_path, **flags), *enabled)
+    paths: Paths = config.paths
+    paths.make_dirs()
+    return Daemon(paths, config, flags, catalog)
+
+
+def restart_prevented() -> set[int]:
+    """The exit statuses after which systemd does not restart the unit."""
+    for line in UNIT.read_text().splitlines():
+        if line.startswith("RestartPreventExitStatus="):
+            return {int(code) for code in line.partition("=")[2].split()}
+    return set()
+
+
+def sent(notify: NotifyListener) -> list[str]:
+    """Every field the process sent to systemd, in order."""
+    notify.sock.settimeout(0.05)
+    while True:
+        try:
+            notify.messages.append(notify.sock.recv(65536).decode())
+        except TimeoutError:
+            break
+    return [field for message in notify.messages for field in message.splitlines()]
+
+
+def assert_cleaned_up(daemon: Daemon) -> None:
+    assert not daemon.paths.api_secret.exists()
+    assert not daemon.paths.api_socket.exists()
+    assert daemon.node.running() == []
+
+
+async def test_a_service_raising_a_plain_error_ends_the_process_restartable(
+    tmp_path: Path, notify: NotifyListener
+) -> None:
+    catalog = (spec("base", fakes.Base), spec("failing", fakes.Crashes, "base"))
+    daemon = daemon_with(tmp_path, catalog, "base", "failing")
+    assert await asyncio.wait_for(daemon.main(), 10) == ExitStatus.FAILURE
+    assert ExitStatus.FAILURE not in restart_prevented()
+    assert_cleaned_up(daemon)
+    assert JOURNAL == ["start Base", "stop Base"]
+    fields = sent(notify)
+    assert "READY=1" not in fields
+    failed = (
+        "STATUS=failed: service failing failed to start: unexpected RuntimeError: a bug in start"
+    )
+    assert fields.index(failed) < fields.index("STOPPING=1")
+
+
+async def test_a_kept_file_of_a_newer_format_ends_the_process_for_good(
+    tmp_path: Path, notify: NotifyListener
+) -> None:
+    daemon = daemon_with(tmp_path, (spec("store", fakes.NewerFormat),), "store")
+    assert await asyncio.wait_for(daemon.main(), 10) == ExitStatus.DATA_FORMAT
+    assert ExitStatus.DATA_FORMAT in restart_prevented()
+    assert ExitStatus.CONFIG in restart_prevented()
+    assert_cleaned_up(daemon)
+    assert "STOPPING=1" in sent(notify)
+
+
+async def test_a_failing_restart_ends_the_process_instead_of_idling(
+    tmp_path: Path, notify: NotifyListener
+) -> None:
+    # A real service name: the restart re-reads the config from disk, where dht-seed enables it.
+    daemon = daemon_with(tmp_path, (spec("entangled-dht", fakes.StartsOnce),))
+    main = asyncio.create_task(daemon.main())
+    while "READY=1" not in sent(notify):
+        assert not main.done(), main.result()
+        await asyncio.sleep(0.05)
+    url = f"http://127.0.0.1:{daemon.api_port}/v1/process/restart"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, headers={"api_secret": daemon.secret or ""}) as response,
+    ):
+        answer = await response.json()
+    assert response.status == 409
+    assert answer["errors"] == [
+        "restart failed, the node is stopping: service entangled-dht failed to start: "
+        "cannot bind UDP 0.0.0.0:14441: address already in use"
+    ]
+    assert await asyncio.wait_for(main, 10) == ExitStatus.FAILURE
+    assert_cleaned_up(daemon)
+    assert JOURNAL == ["start StartsOnce", "stop StartsOnce"]
+    fields = sent(notify)
+    assert fields[-1] == "STOPPING=1"
+    assert fields[-2].startswith("STATUS=failed: service entangled-dht failed to start")
+
+
+async def test_a_restart_with_a_broken_config_keeps_the_services_running(
+    tmp_path: Path, notify: NotifyListener
+) -> None:
+    daemon = daemon_with(tmp_path, (spec("entangled-dht", fakes.Base),))
+    main = asyncio.create_task(daemon.main())
+    while "READY=1" not in sent(notify):
+        await asyncio.sleep(0.05)
+    daemon.paths.conffile.parent.mkdir(parents=True)
+    daemon.paths.conffile.write_text("services/entangled-dht/udp-port = banana\n")
+    with pytest.raises(ConfigError, match="restart refused, the services keep running"):
+        await daemon.restart_services()
+    assert [type(service) for service in daemon.node.running()] == [fakes.Base]
+    daemon.request_stop()
+    assert await asyncio.wait_for(main, 10) == ExitStatus.OK
+    assert_cleaned_up(daemon)

@@ -13,6 +13,7 @@ from bitdust.api import dht, identity
 from bitdust.api.server import ApiError, Call, Param, Route, route
 from bitdust.config import OPTIONS, get_option
 from bitdust.node.catalog import SPECS
+from bitdust.node.service import StatusSection
 
 
 @route("GET", "process/health")
@@ -40,13 +41,10 @@ async def process_restart(call: Call) -> dict[str, Any]:
 @route(
     "GET",
     "network/status",
-    Param("dht", bool, default=False),
-    Param("suppliers", bool, default=False),
-    Param("customers", bool, default=False),
-    Param("proxy", bool, default=False),
+    *(Param(section.value, bool, default=False) for section in StatusSection),
 )
 async def network_status(call: Call) -> dict[str, Any]:
-    sections = [name for name in ("dht", "suppliers", "customers", "proxy") if call.args[name]]
+    sections = [section for section in StatusSection if call.args[section.value]]
     return call.node.network_status(sections)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.transport import DHTService as DHTEndpoint
 from bitdust.dht.transport import start_dht
-from bitdust.node.service import Service, ServiceError
+from bitdust.node.service import Service, ServiceError, StatusSection
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class DHTService(Service):
         return self.dht.stats()
 
     def network_status(self, sections: list[str]) -> dict[str, Any]:
-        if "dht" not in sections:
+        if StatusSection.DHT not in sections:
             return {}
         stats = self.dht.stats()
         layer = {
@@ -81,7 +81,7 @@ class DHTService(Service):
             "node_id": stats["node_id"],
         }
         return {
-            "dht": {
+            StatusSection.DHT.value: {
                 "udp_port": stats["udp_port"],
                 "contacts": stats["contacts"],
                 "joined": stats["joined"],

@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bitdust import rsakeys
 from bitdust.api.server import ApiError, Call, Param, Route, route
 from bitdust.files import atomic_write, read_bounded
 from bitdust.identity.errors import IdentityError, KeyFileError
 from bitdust.identity.keys import MAX_KEY_FILE_SIZE
-
-KEY_SIZES = (1024, 2048, 4096)
 
 
 def _propagate(call: Call) -> Any:
@@ -30,10 +29,12 @@ def _cli_hint(path: str, exc: Exception, command: str) -> ApiError:
 
 
 @route("POST", "identity/create", Param("username", str, required=True),
-       Param("key_size", int, default=2048))  # fmt: skip
+       Param("key_size", int, default=rsakeys.DEFAULT_KEY_BITS))  # fmt: skip
 async def identity_create(call: Call) -> dict[str, Any]:
-    if call.args["key_size"] not in KEY_SIZES:
-        raise ApiError(400, "field 'key_size': expected 1024, 2048 or 4096")
+    try:
+        rsakeys.check_key_size(call.args["key_size"])
+    except rsakeys.KeyRefused as exc:
+        raise ApiError(400, f"field 'key_size': {exc}") from None
     try:
         return await _propagate(call).create(call.args["username"], call.args["key_size"])
     except IdentityError as exc:

@@ -210,10 +210,6 @@ class Identity:
         """The RSA public key of ``publickey``."""
         return public_key_from_openssh(self.publickey)
 
-    @property
-    def signed(self) -> bool:
-        return self.signature != ""
-
     def replace(self, **changes: Any) -> Identity:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)

@@ -1,6 +1,7 @@
 """The account's RSA identity key: generation, OpenSSH/PEM encoding, sub-key derivation, backups.
 
-One RSA key per account (2048 bits by default; 1024, 3072 and 4096 are accepted, as BitDust does).
+One RSA key per account (2048 bits by default; the sizes and the public exponent every part accepts
+are :mod:`bitdust.rsakeys`' rules, checked on every key read from outside: documents, backups).
 Every other secret of the account is derived from it with :func:`derive_key` (HKDF-SHA256 with a
 distinct label per use), so the key backup file is all a user needs to recover everything.
 
@@ -27,13 +28,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from bitdust import rsakeys
 from bitdust.files import atomic_write, read_bounded
 from bitdust.identity.errors import IdurlError, KeyFileError, WrongPassphraseError
 from bitdust.identity.idurl import parse_idurl
 
-DEFAULT_KEY_BITS = 2048
-ALLOWED_KEY_BITS = (1024, 2048, 3072, 4096)
-PUBLIC_EXPONENT = 65537
 MAX_KEY_FILE_SIZE = 64 * 1024
 MAX_OPENSSH_KEY_LENGTH = 1024
 
@@ -48,14 +47,13 @@ RSAPublicKey = rsa.RSAPublicKey
 # --- generation and public keys -------------------------------------------------------------------
 
 
-def generate_private_key(bits: int = DEFAULT_KEY_BITS) -> rsa.RSAPrivateKey:
-    """A new RSA identity key of ``bits`` bits (1024, 2048, 3072 or 4096)."""
-    if bits not in ALLOWED_KEY_BITS:
-        raise KeyFileError(
-            f"key size {bits!r} is not supported (expected one of "
-            f"{', '.join(str(b) for b in ALLOWED_KEY_BITS)})"
-        )
-    return rsa.generate_private_key(public_exponent=PUBLIC_EXPONENT, key_size=bits)
+def generate_private_key(bits: int = rsakeys.DEFAULT_KEY_BITS) -> rsa.RSAPrivateKey:
+    """A new RSA identity key of ``bits`` bits (one of :data:`bitdust.rsakeys.ALLOWED_KEY_BITS`)."""
+    try:
+        rsakeys.check_key_size(bits)
+    except rsakeys.KeyRefused as exc:
+        raise KeyFileError(str(exc)) from None
+    return rsa.generate_private_key(public_exponent=rsakeys.PUBLIC_EXPONENT, key_size=bits)
 
 
 def public_key_to_openssh(key: rsa.RSAPublicKey | rsa.RSAPrivateKey) -> str:
@@ -68,9 +66,10 @@ def public_key_to_openssh(key: rsa.RSAPublicKey | rsa.RSAPrivateKey) -> str:
 
 
 def public_key_from_openssh(text: str) -> rsa.RSAPublicKey:
-    """Parse ``ssh-rsa AAAA...`` into an RSA public key of an accepted size.
+    """Parse ``ssh-rsa AAAA...`` into an RSA public key that
+    :func:`bitdust.rsakeys.check_public_key` accepts (an allowed size, the exponent 65537).
 
-    Raises :class:`KeyFileError` when it is not an OpenSSH RSA key of 1024-4096 bits.
+    Raises :class:`KeyFileError` with the reason otherwise.
     """
     if (
         not isinstance(text, str)
@@ -82,14 +81,10 @@ def public_key_from_openssh(text: str) -> rsa.RSAPublicKey:
         key = serialization.load_ssh_public_key(text.encode("ascii"))
     except (ValueError, UnsupportedAlgorithm):
         raise KeyFileError("the public key is not a valid OpenSSH RSA key") from None
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise KeyFileError("the public key is not an RSA key")
-    if not ALLOWED_KEY_BITS[0] <= key.key_size <= ALLOWED_KEY_BITS[-1]:
-        raise KeyFileError(
-            f"the public key has {key.key_size} bits (expected {ALLOWED_KEY_BITS[0]}-"
-            f"{ALLOWED_KEY_BITS[-1]})"
-        )
-    return key
+    try:
+        return rsakeys.check_public_key(key)
+    except rsakeys.KeyRefused as exc:
+        raise KeyFileError(f"the public key is refused: {exc}") from None
 
 
 def fingerprint(key: rsa.RSAPublicKey | rsa.RSAPrivateKey) -> str:
@@ -168,8 +163,10 @@ def private_key_from_pem(
         raise KeyFileError(f"{what} does not hold a valid PEM private key") from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise KeyFileError(f"{what} does not hold an RSA private key")
-    if key.key_size not in ALLOWED_KEY_BITS:
-        raise KeyFileError(f"{what} holds a {key.key_size}-bit key; that size is not supported")
+    try:
+        rsakeys.check_public_key(key)
+    except rsakeys.KeyRefused as exc:
+        raise KeyFileError(f"{what} holds a key that is refused: {exc}") from None
     return key
 
 

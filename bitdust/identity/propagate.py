@@ -24,7 +24,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from bitdust import __version__
+from bitdust import __version__, rsakeys
 from bitdust.identity.client import Resolver, fetch_identity, resolve_host, send_identity
 from bitdust.identity.document import SCHEME_PSS, Identity, format_date, parse_identity
 from bitdust.identity.errors import (
@@ -40,7 +40,6 @@ from bitdust.identity.idurl import (
     validate_port,
 )
 from bitdust.identity.keys import (
-    DEFAULT_KEY_BITS,
     RSAPrivateKey,
     generate_private_key,
     public_key_to_openssh,
@@ -269,7 +268,7 @@ async def create_identity(
     contacts: Sequence[str],
     resolve: Resolver,
     *,
-    key_bits: int = DEFAULT_KEY_BITS,
+    key_bits: int = rsakeys.DEFAULT_KEY_BITS,
     min_servers: int = 1,
     retries: int = 3,
     backoff: float = 1.0,

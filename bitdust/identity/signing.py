@@ -15,8 +15,9 @@ document for their own and re-sign. Verifiers therefore accept it only when
 ``services/network/accept-legacy-identities`` is true, to let a network migrate BitDust's files.
 
 **Ours** (``<signature scheme="rsa-pss-sha256-v1">``) — RSA-PSS with SHA-256, MGF1-SHA-256 and a
-salt of 32 bytes over :func:`canonical_bytes`, which covers every field including the public key
-and the scheme name itself::
+salt of 32 bytes (:func:`bitdust.rsakeys.sign_pss`, the one PSS every part uses) over
+:func:`canonical_bytes`, which covers every field including the public key and the scheme name
+itself::
 
     b"bitdust identity signature\\x00" + scheme + b"\\x00"
     then for each field of sources, contacts, certificates, scrubbers, postage, date, version,
@@ -43,6 +44,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from bitdust import rsakeys
 from bitdust.identity.document import ELEMENT_ORDER, SCHEME_LEGACY, SCHEME_PSS, Identity
 from bitdust.identity.errors import IdentityError, SignatureError
 from bitdust.identity.keys import public_key_to_openssh
@@ -50,7 +52,6 @@ from bitdust.identity.keys import public_key_to_openssh
 ACCEPT_LEGACY_SETTING = "services/network/accept-legacy-identities"
 LEGACY_REFUSED = f"legacy BitDust signature refused: set {ACCEPT_LEGACY_SETTING} true to accept"
 DOMAIN_LABEL = b"bitdust identity signature\x00"
-PSS_SALT_LENGTH = 32
 
 _CANONICAL_FIELDS = tuple(name for name in ELEMENT_ORDER if name != "signature")
 
@@ -101,7 +102,7 @@ def sign(identity: Identity, private_key: rsa.RSAPrivateKey, scheme: str = SCHEM
         identity, publickey=public_key_to_openssh(private_key), scheme=scheme, signature=""
     )
     if scheme == SCHEME_PSS:
-        raw = private_key.sign(canonical_bytes(unsigned, scheme), _pss(), hashes.SHA256())
+        raw = rsakeys.sign_pss(private_key, canonical_bytes(unsigned, scheme))
     elif scheme == SCHEME_LEGACY:
         raw = private_key.sign(legacy_message(unsigned), padding.PKCS1v15(), hashes.SHA1())
     else:
@@ -128,31 +129,19 @@ def verify(identity: Identity, accept_legacy: bool) -> None:
     if value.bit_length() > size * 8:
         raise SignatureError("the signature does not match the identity's public key")
     raw = value.to_bytes(size, "big")
-    try:
-        if identity.scheme == SCHEME_PSS:
-            public_key.verify(raw, canonical_bytes(identity, SCHEME_PSS), _pss(), hashes.SHA256())
-        elif identity.scheme == SCHEME_LEGACY:
+    if identity.scheme == SCHEME_PSS:
+        valid = rsakeys.verify_pss(public_key, canonical_bytes(identity, SCHEME_PSS), raw)
+    else:  # SCHEME_LEGACY; Identity refuses unknown schemes
+        try:
             public_key.verify(raw, legacy_message(identity), padding.PKCS1v15(), hashes.SHA1())
-        else:  # pragma: no cover - Identity refuses unknown schemes
-            raise SignatureError(f"unknown signature scheme {identity.scheme!r}")
-    except InvalidSignature:
+            valid = True
+        except InvalidSignature:
+            valid = False
+    if not valid:
         raise SignatureError(
             f"the signature ({_scheme_name(identity.scheme)}) does not match the identity's "
             "content and public key"
-        ) from None
-
-
-def is_valid(identity: Identity, accept_legacy: bool) -> bool:
-    """``True`` when :func:`verify` would not raise."""
-    try:
-        verify(identity, accept_legacy)
-    except SignatureError:
-        return False
-    return True
-
-
-def _pss() -> padding.PSS:
-    return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_LENGTH)
+        )
 
 
 def _put(out: bytearray, text: str) -> None:

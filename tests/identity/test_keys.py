@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import math
 import os
 import stat
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bitdust.identity.errors import KeyFileError, WrongPassphraseError
 from bitdust.identity.keys import (
     MAX_KEY_FILE_SIZE,
     derive_key,
     generate_private_key,
+    key_backup_bytes,
     load_private_key,
     public_key_from_openssh,
     public_key_to_openssh,
@@ -124,14 +130,80 @@ def test_openssh_round_trip(key):
     assert text.startswith("ssh-rsa AAAAB3NzaC1yc2E") and " " not in text[8:]
     assert public_key_from_openssh(text).public_numbers() == key.public_key().public_numbers()
     for bad in ("ssh-rsa", "ssh-ed25519 AAAA", "ssh-rsa AAAA!", "ssh-rsa AAAAB3Nz comment"):
-        with pytest.raises(KeyFileError):
+        with pytest.raises(KeyFileError, match=r"not an OpenSSH RSA key|not a valid OpenSSH"):
             public_key_from_openssh(bad)
 
 
 def test_key_sizes():
     assert generate_private_key(1024).key_size == 1024
-    with pytest.raises(KeyFileError, match="not supported"):
+    assert generate_private_key(3072).key_size == 3072
+    with pytest.raises(KeyFileError, match=r"key size 512 is not supported \(expected 1024, 2048"):
         generate_private_key(512)
+
+
+def big_exponent_key(key) -> rsa.RSAPrivateKey:
+    """``key``'s modulus with an odd public exponent of about 1,500 bits: valid RSA, but every
+    verification with it costs many times one with 65537."""
+    private = key.private_numbers()
+    p, q = private.p, private.q
+    phi = (p - 1) * (q - 1)
+    e = (1 << 1500) + 1
+    while math.gcd(e, phi) != 1:
+        e += 2
+    d = pow(e, -1, phi)
+    public = rsa.RSAPublicNumbers(e, private.public_numbers.n)
+    numbers = rsa.RSAPrivateNumbers(p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p), public)
+    return numbers.private_key()
+
+
+def test_a_public_key_with_a_large_exponent_is_refused(key):
+    crafted = big_exponent_key(key).public_key()
+    text = crafted.public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+    with pytest.raises(KeyFileError, match="public exponent is not 65537"):
+        public_key_from_openssh(text)
+
+
+def test_a_key_backup_with_a_large_exponent_is_refused(key):
+    backup = key_backup_bytes(IDURL, big_exponent_key(key))
+    with pytest.raises(KeyFileError, match="refused: the key's public exponent is not 65537"):
+        read_key_backup(backup)
+
+
+def rfc5869_hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-SHA256 as RFC 5869 section 2 writes it, independent of the code under test."""
+    prk = hmac.new(salt, ikm, hashlib.sha256).digest()
+    okm, block, counter = b"", b"", 1
+    while len(okm) < length:
+        block = hmac.new(prk, block + info + bytes([counter]), hashlib.sha256).digest()
+        okm += block
+        counter += 1
+    return okm[:length]
+
+
+def test_the_independent_hkdf_matches_rfc5869_test_case_1():
+    okm = rfc5869_hkdf_sha256(bytes([0x0B]) * 22, bytes(range(13)), bytes(range(0xF0, 0xFA)), 42)
+    assert okm.hex() == (
+        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
+    )
+
+
+def test_derive_key_is_hkdf_of_the_pkcs1_key_pinned(key):
+    """A user's data keys come from this derivation: its output must never change."""
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    ikm = hashlib.sha256(der).digest()
+    salt = b"bitdust identity key derivation v1"
+    expected = "6d60815f34230b742af058f689d3a239f0397813fe9751b6d2d1b8d9762875b0"
+    assert rfc5869_hkdf_sha256(ikm, salt, b"catalogue", 32).hex() == expected
+    assert derive_key(key, "catalogue").hex() == expected
+    assert derive_key(key, "session-auth", 64) == rfc5869_hkdf_sha256(
+        ikm, salt, b"session-auth", 64
+    )
 
 
 def test_derived_keys_are_stable_and_distinct_per_label(key, other_key):
@@ -140,5 +212,5 @@ def test_derived_keys_are_stable_and_distinct_per_label(key, other_key):
     assert derive_key(key, "data/v1") != a
     assert derive_key(other_key, "catalogue") != a
     assert len(derive_key(key, "session-auth", 64)) == 64
-    with pytest.raises(KeyFileError):
+    with pytest.raises(KeyFileError, match="is not a key derivation label"):
         derive_key(key, "")

@@ -32,9 +32,9 @@ from bitdust.config import (
     ConfigError,
     Paths,
     api_host,
-    edit_conffile,
     get_option,
     load_config,
+    plan_edit,
 )
 from bitdust.identity.errors import IdentityError
 from bitdust.node.checks import pid_of_running
@@ -254,14 +254,15 @@ def cmd_set(args: argparse.Namespace, paths: Paths) -> int:
         return cmd_config_list(args, paths)
     if not args.value:
         return cmd_get(args, paths)
-    key = get_option(args.key).key
-    value = edit_conffile(paths.conffile, key, " ".join(args.value))
-    print(f"{key} = {value}    (written to {paths.conffile})")
+    edit = plan_edit(paths.conffile, args.key, " ".join(args.value))
     try:
-        config = _config(paths)
-    except ConfigError:
-        config = None
-    if config is not None and config.layer(key) != str(paths.conffile):
+        config = load_config(paths, edit=edit)
+    except ConfigError as exc:
+        raise ConfigError(f"{paths.conffile} not changed: with it, {exc}") from None
+    edit.write()
+    key = edit.key
+    print(f"{key} = {edit.value}    (written to {paths.conffile})")
+    if config.layer(key) != str(paths.conffile):
         print(f"bitdust: note: {key} is overridden by {config.layer(key)}")
     running = running_pid(paths)
     if running is None:
@@ -552,7 +553,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bitdust: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except (CliError, ClientError, ConfigError) as exc:
-        print(f"bitdust: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"bitdust: {line}", file=sys.stderr)
         return getattr(exc, "code", EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILURE)
     except KeyboardInterrupt:
         return 130

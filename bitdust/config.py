@@ -16,6 +16,7 @@ import ipaddress
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -64,7 +65,27 @@ class OptionType:
             return self.parse_text(self.format_value(raw))
         if not isinstance(raw, str):
             raise ValueError(f"expected {self.expected}")
+        check_one_line(raw)
         return self.parse_text(raw.strip())
+
+
+def check_one_line(text: str) -> None:
+    """Refuse what could end a conffile line or hide in one: every line and paragraph separator
+    (U+2028 and U+0085 included), control characters and lone surrogates.
+
+    A value holding one would be written as two lines, the second a setting of the caller's
+    choice (``a\u2028interface/api/auth-secret-enabled = false``).
+    """
+    for char in text:
+        if unicodedata.category(char) in _NOT_IN_A_LINE:
+            raise ValueError(f"contains U+{ord(char):04X} ({_char_name(char)}); one line expected")
+
+
+_NOT_IN_A_LINE = frozenset({"Cc", "Zl", "Zp", "Cs"})  # control, line sep, paragraph sep, surrogate
+
+
+def _char_name(char: str) -> str:
+    return unicodedata.name(char, "a control character").lower()
 
 
 def _parse_bool(text: str) -> bool:
@@ -235,15 +256,9 @@ def _parse_listen_host(text: str) -> str:
         raise ValueError("not an IP address") from None
 
 
-def _parse_path(text: str) -> str:
-    if not text.startswith("/") or "\0" in text or len(text) > 4096:
-        raise ValueError("not an absolute path")
-    return text
-
-
 def _parse_string(text: str) -> str:
-    if any(ord(ch) < 32 for ch in text) or len(text) > 4096:
-        raise ValueError("contains control characters or is too long")
+    if len(text) > 4096:
+        raise ValueError("longer than 4096 characters")
     return text
 
 
@@ -291,7 +306,6 @@ STRING = OptionType("string", "text on one line", _parse_string)
 HOST = OptionType(
     "host", "a host name or IP address, or empty", lambda t: _check_host(t) if t else ""
 )
-PATH = OptionType("path", "an absolute path", _parse_path)
 
 
 def int_type(low: int, high: int) -> OptionType:
@@ -604,7 +618,7 @@ def parse_conf_lines(text: str, source: str) -> tuple[list[tuple[int, str, str]]
     """``key = value`` lines as (line number, key, raw value), and the lines that are neither
     that nor a comment."""
     entries, errors = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # "\n" only, never U+2028
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -635,9 +649,11 @@ def _read_text(path: Path) -> str | None:
         raise ConfigError(f"{path}: not UTF-8 text") from None
 
 
-def read_conffile(path: Path) -> dict[str, Any]:
-    """Parsed values of a conffile; every bad line is reported with its file and line."""
-    text = _read_text(path)
+def read_conffile(path: Path, text: str | None = None) -> dict[str, Any]:
+    """Parsed values of a conffile (of ``text`` instead of the file's, when given); every bad
+    line is reported with its file and line."""
+    if text is None:
+        text = _read_text(path)
     if text is None:
         return {}
     values: dict[str, Any] = {}
@@ -722,8 +738,13 @@ def load_config(
     paths: Paths,
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, str] | None = None,
+    edit: ConffileEdit | None = None,
 ) -> Config:
-    """Read every layer; all problems are collected and raised together."""
+    """Read every layer; all problems are collected and raised together.
+
+    With ``edit``, its file is read as the edit would leave it: the configuration a change would
+    make, checked before the change is written.
+    """
     env = os.environ if env is None else env
     config = Config(paths)
     for key, option in OPTIONS.items():
@@ -745,8 +766,9 @@ def load_config(
     else:
         errors.append(f"the preset of role {paths.role!r} is missing: {role_file} (reinstall)")
     apply(str(paths.network_json), lambda: read_network_json(paths.network_json))
-    apply(str(paths.conffile), lambda: read_conffile(paths.conffile))
-    apply(str(paths.api_settings), lambda: read_conffile(paths.api_settings))
+    for path in (paths.conffile, paths.api_settings):
+        text = edit.text if edit is not None and edit.path == path else None
+        apply(str(path), lambda path=path, text=text: read_conffile(path, text))
     env_values = {}
     for key, option in OPTIONS.items():
         if env_var(key) in env:
@@ -775,11 +797,25 @@ def _parse_pairs(pairs: Mapping[str, tuple[Option, str]], source: str) -> dict[s
 # Editing a conffile
 
 
-def edit_conffile(path: Path, key: str, raw_value: str) -> str:
-    """Set ``key`` in ``path``, rewriting only its line; returns the value as written.
+@dataclass(frozen=True)
+class ConffileEdit:
+    """One setting changed in a conffile's text, checked but not yet written."""
 
-    Validation happens before anything touches the disk, and the write is atomic (temp file,
-    fsync, rename), so a refused value or a crash leaves the old file byte-for-byte unchanged.
+    path: Path
+    key: str
+    value: str  # as written
+    text: str  # the whole file after the change
+
+    def write(self) -> None:
+        """Replace the file atomically (temp, fsync, rename), keeping its mode and owner."""
+        _replace_keeping_owner(self.path, self.text.encode("utf-8"))
+
+
+def plan_edit(path: Path, key: str, raw_value: str) -> ConffileEdit:
+    """Set ``key`` in ``path``'s text, rewriting only its line (comments and order kept).
+
+    Nothing touches the disk: the caller checks the result (e.g. with ``load_config(edit=)``)
+    and then writes it, so a refused value leaves the old file byte-for-byte unchanged.
     """
     option = get_option(key)
     formatted = option.format(option.parse(raw_value))
@@ -787,7 +823,7 @@ def edit_conffile(path: Path, key: str, raw_value: str) -> str:
     if text is not None and not os.access(path, os.W_OK):
         raise ConfigError(f"cannot write {path}: permission denied (run the command with sudo)")
     new_line = f"{key} = {formatted}"
-    lines = (text or "").splitlines(keepends=True)
+    lines = _split_keeping_ends(text or "")
     if text is not None:
         broken = parse_conf_lines(text, str(path))[1]
         if broken:  # refuse to edit a file we could not read back
@@ -802,8 +838,21 @@ def edit_conffile(path: Path, key: str, raw_value: str) -> str:
             lines[-1] += "\n"
         position = len(lines) if commented is None else commented + 1
         lines.insert(position, new_line + "\n")
-    _replace_keeping_owner(path, "".join(lines).encode("utf-8"))
-    return formatted
+    return ConffileEdit(path, option.key, formatted, "".join(lines))
+
+
+def edit_conffile(path: Path, key: str, raw_value: str) -> str:
+    """Set ``key`` in ``path`` atomically; returns the value as written."""
+    edit = plan_edit(path, key, raw_value)
+    edit.write()
+    return edit.value
+
+
+def _split_keeping_ends(text: str) -> list[str]:
+    """Lines split on "\n" only, as :func:`parse_conf_lines` reads them."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines if lines[-1] else lines[:-1]
 
 
 def _find_key_line(lines: list[str], key: str, commented: bool) -> int | None:

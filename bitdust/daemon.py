@@ -29,12 +29,12 @@ from aiohttp import web
 from bitdust import __version__
 from bitdust.api import routes as api_routes
 from bitdust.api.server import build_app
-from bitdust.config import Config, ConfigError, Paths, edit_conffile, load_config
+from bitdust.config import ConffileEdit, Config, ConfigError, Paths, load_config, plan_edit
 from bitdust.errors import DataFormatError, ExitStatus
 from bitdust.files import atomic_write
 from bitdust.node.catalog import CATALOG, ServiceSpec
 from bitdust.node.checks import check_config, pid_of_running
-from bitdust.node.node import Node, ServiceStartFailed
+from bitdust.node.node import EXPECTED_FAILURES, Node, ServiceStartFailed, failure_reason
 from bitdust.node.service import ServiceError
 
 log = logging.getLogger("bitdust")
@@ -47,10 +47,13 @@ class StartError(Exception):
     """The node cannot start; the message lists every reason."""
 
 
-def load_checked_config(paths: Paths, flags: dict[str, str]) -> Config:
-    """The whole configuration, or StartError with every problem found in it."""
+def load_checked_config(
+    paths: Paths, flags: dict[str, str], edit: ConffileEdit | None = None
+) -> Config:
+    """The whole configuration (as ``edit`` would leave it, when given), or StartError with
+    every problem found in it."""
     try:
-        config = load_config(paths, flags=flags)
+        config = load_config(paths, flags=flags, edit=edit)
     except ConfigError as exc:
         raise StartError(str(exc)) from None
     problems = check_config(config)
@@ -198,10 +201,16 @@ class Daemon:
         return applied, pending
 
     def set_option(self, key: str, raw: str) -> tuple[str, list[str], list[str]]:
-        """The API's config/set: written to api-settings.conf in the state dir, then reloaded."""
-        value = edit_conffile(self.paths.api_settings, key, raw)
+        """The API's config/set: checked with the whole configuration, written to
+        api-settings.conf in the state dir only when accepted, then reloaded."""
+        edit = plan_edit(self.paths.api_settings, key, raw)
+        try:
+            load_checked_config(self.paths, self.flags, edit)
+        except StartError as exc:
+            raise ConfigError(f"{edit.key} not changed: with it, {exc}") from None
+        edit.write()
         applied, pending = self.reload()
-        return value, applied, pending
+        return edit.value, applied, pending
 
     async def restart_services(self) -> None:
         """Stop every service, re-read the config and start again, in this process.
@@ -219,7 +228,7 @@ class Daemon:
         try:
             await self.node.start()
         except ServiceStartFailed as exc:
-            self._fail(exc)
+            self._fail(str(exc), exit_status_for(exc))
             raise ServiceError(f"restart failed, the node is stopping: {exc}") from None
         self.notify("READY=1", "STATUS=" + self.node.status_line())
 
@@ -240,8 +249,12 @@ class Daemon:
             log.info("node %s ready: %s", self.paths.instance, self.node.status_line())
             heartbeat = asyncio.create_task(self._heartbeat())
             await self._stop.wait()
+        except StartError as exc:
+            self._fail(str(exc), ExitStatus.FAILURE)
         except Exception as exc:
-            self._fail(exc)
+            if not isinstance(exc, EXPECTED_FAILURES):
+                log.debug("unexpected error while starting", exc_info=exc)
+            self._fail(failure_reason(exc), exit_status_for(exc))
         finally:
             self.notify("STOPPING=1")
             log.info("stopping")
@@ -255,16 +268,12 @@ class Daemon:
             self.paths.api_secret.unlink(missing_ok=True)
         return self.exit_status
 
-    def _fail(self, exc: Exception) -> None:
-        """The node cannot go on: say why on one line (a bug's traceback at debug level only),
-        tell systemd, pick the exit status, and end the process."""
-        expected = isinstance(exc, ServiceError | StartError | ConfigError | DataFormatError)
-        reason = str(exc) if expected else f"internal error: {type(exc).__name__}: {exc}"
+    def _fail(self, reason: str, status: ExitStatus) -> None:
+        """The node cannot go on: say why on one line, tell systemd, and end the process with
+        ``status``."""
         log.error("%s", reason)
-        if not expected:
-            log.debug("traceback of the internal error", exc_info=exc)
         self.notify("STATUS=failed: " + reason.splitlines()[0])
-        self.exit_status = exit_status_for(exc)
+        self.exit_status = status
         self._stop.set()
 
     def _reload_on_signal(self) -> None:

@@ -193,3 +193,32 @@ def test_with_auth_a_foreign_origin_is_refused_even_with_the_secret(node: Node) 
     page = {"Origin": "http://evil.example"}
     status, envelope = node.api("GET", "/process/health/v1", headers=page)
     assert status == 403 and "web pages" in envelope["errors"][0]
+
+
+# -- item 14: config/set writes only what the node accepts ----------------------------------------
+
+
+def test_config_set_writes_nothing_the_reload_would_refuse(node: Node) -> None:
+    node.ok("POST", "/config/set/services/proxy-transport/enabled/v1", {"value": True})
+    before = settings_file(node).read_bytes()
+    status, envelope = node.api(
+        "POST", "/config/set/services/proxy-server/enabled/v1", {"value": True}
+    )
+    assert status == 400
+    assert envelope["errors"] == [
+        "services/proxy-server/enabled not changed: with it, services/proxy-server/enabled and "
+        "services/proxy-transport/enabled are both true: proxy-server and proxy-transport cannot "
+        "run on one node; set one of them to false"
+    ]
+    assert settings_file(node).read_bytes() == before
+    assert node.ok("GET", "/config/get/services/proxy-server/enabled/v1")["value"] == "false"
+
+
+def test_config_set_refuses_a_line_separator(node: Node) -> None:
+    before = settings_file(node).read_bytes() if settings_file(node).exists() else None
+    path = "/config/set/services/proxy-transport/preferred-routers/v1"
+    status, envelope = node.api(
+        "POST", path, {"value": "a\u2028interface/api/auth-secret-enabled = false"}
+    )
+    assert status == 400 and "contains U+2028 (line separator)" in envelope["errors"][0]
+    assert (settings_file(node).read_bytes() if settings_file(node).exists() else None) == before

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from bitdust.config import (
     OPTIONS,
-    PATH,
     SIZE,
     BadValue,
     ConfigError,
@@ -81,13 +80,6 @@ def test_host_lists_round_trip(entries: list[tuple[str, int]]) -> None:
     text = ",".join(f"{host}:{port}" for host, port in entries)
     assert option.parse(text) == tuple(entries)
     assert option.format(option.parse(text)) == text
-
-
-def test_paths_must_be_absolute() -> None:
-    assert PATH.parse("/var/lib/bitdust") == "/var/lib/bitdust"
-    for bad in ("relative/dir", "", "/a\0b"):
-        with pytest.raises(ValueError, match="not an absolute path"):
-            PATH.parse(bad)
 
 
 def test_known_nodes_genesis_and_known_servers_default_tcp_port() -> None:

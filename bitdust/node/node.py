@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bitdust.config import OPTIONS, Config, api_host, service_key
+from bitdust.config import OPTIONS, Config, ConfigError, api_host, service_key
 from bitdust.errors import DataFormatError
 from bitdust.node.catalog import CATALOG, ServiceSpec, section_owners, start_order
 from bitdust.node.checks import active_services
@@ -146,8 +146,8 @@ class Node:
             try:
                 slot.service = await self._start_service(slot.spec)
             except Exception as exc:
-                slot.state, slot.reason = ServiceState.FAILED, _failure_reason(exc)
-                if not isinstance(exc, ServiceError):
+                slot.state, slot.reason = ServiceState.FAILED, failure_reason(exc)
+                if not isinstance(exc, EXPECTED_FAILURES):
                     log.debug("service %s raised while starting", slot.spec.name, exc_info=exc)
                 for later in planned[index + 1 :]:
                     later.reason = f"not started: {slot.spec.name} failed"
@@ -266,9 +266,14 @@ def _is_live(key: str, services: list[Service]) -> bool:
     return OPTIONS[key].live or any(key in service.live_keys for service in services)
 
 
-def _failure_reason(exc: Exception) -> str:
-    """One line for the log, STATUS= and `bitdust states`; a bug of ours is named by its type."""
-    if isinstance(exc, ServiceError | DataFormatError):
+#: Failures whose message says it all. Anything else is a bug of ours: its reason names its type,
+#: and its traceback is logged at debug level only.
+EXPECTED_FAILURES: tuple[type[Exception], ...] = (ServiceError, DataFormatError, ConfigError)
+
+
+def failure_reason(exc: Exception) -> str:
+    """One line for the log, STATUS= and `bitdust states`."""
+    if isinstance(exc, EXPECTED_FAILURES):
         return str(exc)
     return f"unexpected {type(exc).__name__}: {exc}"
 

@@ -244,11 +244,11 @@ class Daemon:
         try:
             self.secret = write_secret(self.paths.api_secret)
             await self._start_api()
-            await self.node.start()
-            self.notify("READY=1", "STATUS=" + self.node.status_line())
-            log.info("node %s ready: %s", self.paths.instance, self.node.status_line())
-            heartbeat = asyncio.create_task(self._heartbeat())
-            await self._stop.wait()
+            if await self._start_services():
+                self.notify("READY=1", "STATUS=" + self.node.status_line())
+                log.info("node %s ready: %s", self.paths.instance, self.node.status_line())
+                heartbeat = asyncio.create_task(self._heartbeat())
+                await self._stop.wait()
         except StartError as exc:
             self._fail(str(exc), ExitStatus.FAILURE)
         except Exception as exc:
@@ -267,6 +267,23 @@ class Daemon:
             await self._stop_api()
             self.paths.api_secret.unlink(missing_ok=True)
         return self.exit_status
+
+    async def _start_services(self) -> bool:
+        """Start the services, unless SIGTERM comes first: a service still starting is then
+        cancelled (those started are stopped on the way out, as always) and False returned, so
+        the process stops within systemd's TimeoutStopSec= however slow a start is."""
+        starting = asyncio.ensure_future(self.node.start())
+        stopping = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if starting.done():
+            starting.result()  # ServiceStartFailed, if it failed
+            return True
+        log.info("stop requested while services were starting")
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        return False
 
     def _fail(self, reason: str, status: ExitStatus) -> None:
         """The node cannot go on: say why on one line, tell systemd, and end the process with

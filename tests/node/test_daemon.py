@@ -142,3 +142,20 @@ async def test_a_restart_with_a_broken_config_keeps_the_services_running(
     daemon.request_stop()
     assert await asyncio.wait_for(main, 10) == ExitStatus.OK
     assert_cleaned_up(daemon)
+
+
+async def test_a_stop_while_a_service_hangs_on_start_ends_the_process_at_once(
+    tmp_path: Path, notify: NotifyListener
+) -> None:
+    """SIGTERM (request_stop sets the same event) does not wait for the 30 s start timeout."""
+    catalog = (spec("base", fakes.Base), spec("slow", fakes.Hangs, "base"))
+    daemon = daemon_with(tmp_path, catalog, "base", "slow")
+    main = asyncio.create_task(daemon.main())
+    while "start Base" not in JOURNAL:
+        await asyncio.sleep(0.01)
+    daemon.request_stop()
+    assert await asyncio.wait_for(main, 2) == ExitStatus.OK
+    assert JOURNAL == ["start Base", "cancelled Hangs", "stop Base"]
+    assert_cleaned_up(daemon)
+    fields = sent(notify)
+    assert "READY=1" not in fields and fields[-1] == "STOPPING=1"

@@ -38,6 +38,7 @@ from bitdust.config import (
 )
 from bitdust.identity.errors import IdentityError
 from bitdust.node.checks import pid_of_running
+from bitdust.node.service import StatusSection
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
@@ -321,7 +322,7 @@ def cmd_service(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def cmd_network_status(args: argparse.Namespace, paths: Paths) -> int:
-    flags = {name: 1 for name in ("dht", "suppliers", "customers", "proxy") if getattr(args, name)}
+    flags = {section.value: 1 for section in StatusSection if getattr(args, section.value)}
     print_json(client_for(paths).call("GET", "network/status", **flags))
     return 0
 
@@ -511,8 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p = command("network", cmd_network_status, "'network status [--dht] ...'")
     p.add_argument("action", choices=["status"])
-    for flag in ("dht", "suppliers", "customers", "proxy"):
-        p.add_argument(f"--{flag}", action="store_true", help=f"include the {flag} section")
+    for section in StatusSection:
+        p.add_argument(f"--{section}", action="store_true", help=f"include the {section} section")
     p = command("api", cmd_api, "call any REST route: 'api GET network/status dht=1'")
     p.add_argument("method", type=str.upper, choices=["GET", "POST", "DELETE", "PUT"])
     p.add_argument("path", help="e.g. network/status or /v1/network/status")

@@ -15,12 +15,16 @@ Layout, one concern per module:
 - ``schemes``: Ed25519 (a node's own key) and RSA-PSS over an identity key (``bitdust.rsakeys``
   rules). A node accepts the verifiers it is given when it is built; there is no registry.
 - ``store``: records held per (key, signer), newer replaces older, bounded per node, key, signer
-  and source IP; SQLite persistence (WAL, ``PRAGMA user_version`` = schema version 1, forward
-  migrations) of records, published records, the routing table, the random node id and the node's
-  Ed25519 key. An in-memory variant (no database) serves the simulator.
-- ``protocol``: ``DHTNode``, the state machine: iterative lookups with alpha parallel RPCs, STORE
-  to the k closest, bucket refresh, republish by publisher and holders, expiry. A reply is accepted
-  only when its request id *and* the address the request was sent to match a pending RPC.
+  and source IP; every change goes to the ``Persistence`` the node is given.
+- ``persistence``: that interface, and ``MemoryPersistence`` (simulator, tests). ``database``:
+  the SQLite one (WAL, ``PRAGMA user_version`` = schema version 1, forward migrations) holding
+  records, published records, the routing table, the random node id and the node's Ed25519
+  key; its writes are batched and committed by the shell, never inside ``receive_datagram``.
+- ``lookup``: one ``Lookup`` object per iterative lookup (``LookupMode`` NODE, VALUE, STORE).
+- ``ratelimit``: the per-source token bucket. ``joining``: the join back-off policy.
+- ``protocol``: ``DHTNode``, the state machine: RPCs matched on request id *and* address,
+  serving requests, driving lookups, STORE to the k closest, joining with back-off, bucket
+  refresh, republish by publisher and holders, expiry.
 - ``transport``: the thin asyncio shell (UDP endpoint, one timer, futures) and ``start_dht``.
 
 Clocks: the core is given a monotonic ``now``; record times are Unix seconds, computed as

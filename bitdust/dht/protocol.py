@@ -1,6 +1,7 @@
 """The Kademlia node as a sans-IO state machine (shaped like aioquic's connection).
 
-Inputs are the user's calls (``bootstrap``, ``find_node``, ``get_value``, ``set_value``, ``ping``),
+Inputs are the user's calls (``join``, ``bootstrap``, ``find_node``, ``get_value``, ``set_value``,
+``ping``),
 ``receive_datagram(data, addr, now)`` and ``handle_timer(now)``; outputs are
 ``datagrams_to_send()``, ``get_timer()`` and ``next_event()``. ``now`` is a monotonic clock passed
 in by the caller; wall-clock time, which records carry between nodes, is ``now + wall_offset`` and
@@ -20,11 +21,14 @@ import ipaddress
 import random
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 
 import msgpack
 
+from bitdust.dht.joining import JoinPolicy, JoinState
+from bitdust.dht.lookup import Lookup, LookupMode
+from bitdust.dht.persistence import Persistence
+from bitdust.dht.ratelimit import RateLimiter
 from bitdust.dht.records import Record, RecordChecker, sign_record
 from bitdust.dht.refusals import RecordRefused, Refusal
 from bitdust.dht.routing import PingOldest, RoutingTable, id_int
@@ -47,10 +51,6 @@ from bitdust.dht.wire import (
 Addr = tuple[str, int]
 
 MAX_SEEDS = 64
-MAX_RATE_ENTRIES = 4096
-# A lookup may query at most this many nodes per k: it bounds the cost of peers that keep
-# inventing "closer" contacts that never answer.
-QUERIES_PER_K = 16
 
 _EXPECTED: dict[MsgType, frozenset[MsgType]] = {
     MsgType.PING: frozenset({MsgType.PONG, MsgType.ERROR}),
@@ -133,56 +133,41 @@ class BootstrapFailed:
     op_id: int
 
 
-Event = LookupDone | ValueFound | StoreDone | PingDone | BootstrapDone | BootstrapFailed
+@dataclass(frozen=True, slots=True)
+class JoinRetry:
+    """A join attempt failed (``failures`` so far); the next starts in ``delay`` seconds."""
+
+    op_id: int
+    failures: int
+    delay: float
+
+
+Event = LookupDone | ValueFound | StoreDone | PingDone | BootstrapDone | BootstrapFailed | JoinRetry
 
 
 # Operations -----------------------------------------------------------------------------------
 
 
-class _State(Enum):
-    NEW = 0
-    WAIT = 1
-    DONE = 2
-    FAILED = 3
-
-
-@dataclass(slots=True)
-class _Candidate:
-    contact: Contact
-    distance: int
-    depth: int
-    state: _State = _State.NEW
-
-
-@dataclass(slots=True)
-class _Lookup:
-    """Iterative FIND_NODE / FIND_VALUE (paper §2.3), optionally followed by STOREs."""
-
-    op_id: int
-    target: bytes
-    mode: str  # "node", "value" or "store"
-    report: bool
-    record: Record | None = None
-    bootstrap_op: int | None = None
-    candidates: dict[bytes, _Candidate] = field(default_factory=dict)
-    inflight: int = 0
-    queried: int = 0
-    records: dict[bytes, Record] = field(default_factory=dict)
-    storing: int = -1  # STOREs still awaited; -1 while looking up
-    stored: int = 0
-
-    def ranked(self) -> list[_Candidate]:
-        live = [c for c in self.candidates.values() if c.state is not _State.FAILED]
-        live.sort(key=lambda c: c.distance)
-        return live
-
-
 @dataclass(slots=True)
 class _Bootstrap:
+    """One join attempt: ask the seeds for our neighbourhood, then look ourselves up."""
+
     op_id: int
     waiting: int
-    answered: bool = False
     report: bool = True
+    join: bool = False  # an attempt of ``join``: its outcome drives the retry policy
+    answered: bool = False
+
+
+@dataclass(slots=True)
+class _Store:
+    """The STORE fan-out that follows a STORE lookup: counts the answers of the k nearest."""
+
+    op_id: int
+    key: bytes
+    report: bool
+    awaited: int
+    stored: int = 0
 
 
 @dataclass(slots=True)
@@ -192,7 +177,7 @@ class _Ping:
     evict: PingOldest | None = None
 
 
-_Op = _Lookup | _Bootstrap | _Ping
+_Op = Lookup | _Bootstrap | _Store | _Ping
 
 
 @dataclass(slots=True)
@@ -215,7 +200,7 @@ class DHTNode:
         self,
         node_id: bytes,
         settings: DHTSettings,
-        store: RecordStore,
+        persistence: Persistence,
         signer: Signer,
         *,
         verifiers: Mapping[str, Verifier],
@@ -227,7 +212,7 @@ class DHTNode:
             raise ValueError(f"node id: expected {ID_SIZE} bytes")
         self.node_id = node_id
         self.settings = settings
-        self.store = store
+        self.persistence = persistence
         self.signer = signer
         self.checker = RecordChecker(verifiers, settings.max_age, settings.clock_skew)
         self.wall_offset = wall_offset
@@ -240,9 +225,14 @@ class DHTNode:
             settings.max_failures,
             settings.ping_after,
         )
-        for contact in store.load_contacts():
+        for contact in persistence.load_contacts():
             self.table.add(contact, now)
-        store.load(self.checker, self.wall(now), now)
+        self.store = RecordStore(settings, persistence)
+        self.store.load(self.checker, self.wall(now), now)
+        self.joining = JoinPolicy(settings.join_retry_initial, settings.join_retry_max)
+        self.limiter = RateLimiter(
+            settings.requests_per_second_per_ip, settings.request_burst_per_ip
+        )
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._out: list[tuple[bytes, Addr]] = []
         self._events: deque[Event] = deque()
@@ -252,7 +242,6 @@ class DHTNode:
         self._next_op = 1
         self._evicting: set[bytes] = set()
         self._republished: dict[tuple[bytes, bytes], float] = {}
-        self._rate: dict[str, float] = {}  # source IP -> its GCRA theoretical arrival time
         self._next_maintenance = now + settings.maintenance_interval
 
     # Outputs ----------------------------------------------------------------------------------
@@ -265,17 +254,25 @@ class DHTNode:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float:
-        """When ``handle_timer`` must next run: the nearest RPC deadline or maintenance."""
+        """When ``handle_timer`` must next run: an RPC deadline, a join retry or maintenance."""
+        when = self._next_maintenance
+        if self.joining.retry_at is not None:
+            when = min(when, self.joining.retry_at)
         while self._deadlines:
             deadline, rid = self._deadlines[0]
             pending = self._pending.get(rid)
             if pending is not None and pending.deadline == deadline:
-                return min(deadline, self._next_maintenance)
+                return min(deadline, when)
             heapq.heappop(self._deadlines)
-        return self._next_maintenance
+        return when
 
     def wall(self, now: float) -> float:
+        """Unix time at monotonic ``now``: the one clock records are signed and checked with."""
         return now + self.wall_offset
+
+    @property
+    def joined(self) -> bool:
+        return self.joining.state in (JoinState.JOINED, JoinState.GENESIS)
 
     def stats(self) -> dict[str, object]:
         """Figures for the API: ``contacts`` is the routing-table size."""
@@ -292,36 +289,41 @@ class DHTNode:
         }
 
     def save(self) -> None:
-        """Persist the routing table (records are written through as they change)."""
-        self.store.save_contacts(self.table)
+        """Hand the routing table to the persistence (records go to it as they change)."""
+        self.persistence.save_contacts(self.table)
 
     # User calls -------------------------------------------------------------------------------
 
+    def join(self, addrs: list[Addr], now: float) -> None:
+        """Join through known nodes, retrying with capped exponential back-off until one
+        answers (``joining``); an empty list makes this node the genesis of a new network.
+        ``JoinRetry`` events say when an attempt failed, ``BootstrapDone`` when it joined."""
+        self.joining.start(addrs[:MAX_SEEDS])
+        if addrs:
+            self._bootstrap(self.joining.seeds, now, report=False, join=True)
+
     def bootstrap(self, addrs: list[Addr], now: float) -> int:
-        """Join through known nodes: ask each for our own neighbourhood, then look ourselves up."""
-        op = _Bootstrap(self._new_op_id(), 0)
-        self._ops[op.op_id] = op
-        for addr in addrs[:MAX_SEEDS]:
-            if self._request(MsgType.FIND_NODE, addr, None, op, now, target=self.node_id):
-                op.waiting += 1
-        if op.waiting == 0:
-            self._end(op, BootstrapFailed(op.op_id))
-        return op.op_id
+        """One join attempt through known nodes: ask each for our own neighbourhood, then look
+        ourselves up. Ends with ``BootstrapDone`` or ``BootstrapFailed``."""
+        return self._bootstrap(addrs, now, report=True, join=False)
 
     def find_node(self, target: bytes, now: float) -> int:
-        return self._lookup(target, "node", now, report=True)
+        self._check_room()
+        return self._lookup(target, LookupMode.NODE, now)
 
     def get_value(self, key: bytes, now: float) -> int:
-        return self._lookup(key, "value", now, report=True)
+        self._check_room()
+        return self._lookup(key, LookupMode.VALUE, now)
 
     def set_value(self, record: Record, now: float) -> int:
         """Publish a signed record to the k closest nodes, and republish it until it expires."""
         refusal = self.checker.check(record, self.wall(now))
         if refusal is not None:
             raise RecordRefused(refusal)
+        self._check_room()
         self.store.publish(record)
         self._republished[(record.key, record.public_key)] = now
-        return self._lookup(record.key, "store", now, report=True, record=record)
+        return self._lookup(record.key, LookupMode.STORE, now, record=record)
 
     def ping(self, addr: Addr, now: float) -> int:
         op = _Ping(self._new_op_id(), report=True)
@@ -353,7 +355,7 @@ class DHTNode:
             self.counters["from_self"] += 1
             return
         if msg.kind in REQUESTS:
-            if self._allow(addr[0], now):
+            if self.limiter.allow(addr[0], now):
                 self._serve(msg, addr, now)
             else:
                 self.counters["rate_limited"] += 1
@@ -381,28 +383,13 @@ class DHTNode:
                 if pending.node_id is not None:
                     self.table.fail(pending.node_id)
                 self._on_timeout(pending, now)
+        if self.joining.retry_due(now):
+            self._bootstrap(self.joining.seeds, now, report=False, join=True)
         if now >= self._next_maintenance:
             self._next_maintenance = now + self.settings.maintenance_interval
             self._maintain(now)
 
     # Serving requests -------------------------------------------------------------------------
-
-    def _allow(self, host: str, now: float) -> bool:
-        """Per-source-IP rate limit: bounds the work (and reply traffic) one address causes.
-
-        A token bucket kept as one float per address (GCRA): the time at which the address's
-        bucket would be full again. A burst of ``request_burst_per_ip`` passes, then
-        ``requests_per_second_per_ip``.
-        """
-        s = self.settings
-        interval = 1.0 / s.requests_per_second_per_ip
-        tat = self._rate.pop(host, None)
-        if tat is None and len(self._rate) >= MAX_RATE_ENTRIES:
-            del self._rate[next(iter(self._rate))]
-        tat = now if tat is None or tat < now else tat
-        allowed = tat - now <= (s.request_burst_per_ip - 1.0) * interval
-        self._rate[host] = tat + interval if allowed else tat
-        return allowed
 
     def _serve(self, msg: Message, addr: Addr, now: float) -> None:
         self._heard(Contact(msg.sender, addr[0], addr[1]), now)
@@ -501,11 +488,20 @@ class DHTNode:
             op.waiting -= 1
             if not op.answered and msg.kind is MsgType.NODES:
                 op.answered = True
-                self._lookup(self.node_id, "node", now, report=False, bootstrap_op=op.op_id)
+                self._lookup(self.node_id, LookupMode.NODE, now, report=False, bootstrap=op)
             elif op.waiting == 0 and not op.answered:
-                self._end(op, BootstrapFailed(op.op_id))
-        elif isinstance(op, _Lookup):
-            self._lookup_reply(op, pending, msg, now)
+                self._bootstrap_ended(op, None, now)
+        elif isinstance(op, _Store):
+            self._store_answered(op, ok=msg.kind is MsgType.STORED and msg.ok)
+        elif isinstance(op, Lookup):
+            if msg.kind is MsgType.ERROR:
+                op.failed(msg.sender)
+            else:
+                op.answered(msg.sender, self._usable_contacts(msg.contacts, pending.addr))
+                if op.mode is LookupMode.VALUE:
+                    for record in msg.records:
+                        self._collect(op, record, now)
+            self._advance(op, now)
 
     def _on_timeout(self, pending: _Pending, now: float) -> None:
         op = pending.op
@@ -517,15 +513,11 @@ class DHTNode:
         elif isinstance(op, _Bootstrap):
             op.waiting -= 1
             if op.waiting == 0 and not op.answered:
-                self._end(op, BootstrapFailed(op.op_id))
-        elif isinstance(op, _Lookup):
-            if op.storing >= 0:
-                self._store_answered(op, ok=False)
-                return
-            candidate = op.candidates.get(pending.node_id or b"")
-            if candidate is not None:
-                candidate.state = _State.FAILED
-            op.inflight -= 1
+                self._bootstrap_ended(op, None, now)
+        elif isinstance(op, _Store):
+            self._store_answered(op, ok=False)
+        elif isinstance(op, Lookup):
+            op.failed(pending.node_id or b"")
             self._advance(op, now)
 
     def _end(self, op: _Op, event: Event) -> None:
@@ -533,147 +525,39 @@ class DHTNode:
         if self._ops.pop(op.op_id, None) is not None and op.report:
             self._events.append(event)
 
-    # Lookups ----------------------------------------------------------------------------------
+    # Joining ----------------------------------------------------------------------------------
 
-    def _new_op_id(self) -> int:
-        op_id = self._next_op
-        self._next_op += 1
-        return op_id
-
-    def _lookup(
-        self,
-        target: bytes,
-        mode: str,
-        now: float,
-        *,
-        report: bool,
-        record: Record | None = None,
-        bootstrap_op: int | None = None,
-    ) -> int:
-        if len(target) != ID_SIZE:
-            raise ValueError(f"target: expected {ID_SIZE} bytes")
-        if len(self._ops) >= self.settings.max_operations:
-            raise DHTBusy(f"{len(self._ops)} DHT operations are already running")
-        op = _Lookup(self._new_op_id(), target, mode, report, record, bootstrap_op)
+    def _bootstrap(self, addrs: list[Addr], now: float, *, report: bool, join: bool) -> int:
+        op = _Bootstrap(self._new_op_id(), 0, report=report, join=join)
         self._ops[op.op_id] = op
-        self.table.touch(target, now)
-        t = id_int(target)
-        for contact in self.table.closest(target, self.settings.k):
-            op.candidates[contact.node_id] = _Candidate(contact, id_int(contact.node_id) ^ t, 1)
-        self._advance(op, now)
+        for addr in addrs[:MAX_SEEDS]:
+            if self._request(MsgType.FIND_NODE, addr, None, op, now, target=self.node_id):
+                op.waiting += 1
+        if op.waiting == 0:
+            self._bootstrap_ended(op, None, now)
         return op.op_id
 
-    def _advance(self, op: _Lookup, now: float) -> None:
-        """Keep alpha queries in flight to the nearest unqueried of the k nearest live nodes."""
-        k, alpha = self.settings.k, self.settings.alpha
-        budget = QUERIES_PER_K * k
-        kind = MsgType.FIND_VALUE if op.mode == "value" else MsgType.FIND_NODE
-        while True:
-            fresh = [c for c in op.ranked()[:k] if c.state is _State.NEW]
-            if not fresh or op.queried >= budget:
-                if op.inflight == 0:
-                    self._lookup_done(op, now)
-                return
-            if op.inflight >= alpha:
-                return
-            candidate = fresh[0]
-            contact = candidate.contact
-            sent = self._request(kind, contact.addr, contact.node_id, op, now, target=op.target)
-            candidate.state = _State.WAIT if sent else _State.FAILED
-            if sent:
-                op.inflight += 1
-                op.queried += 1
-
-    def _lookup_reply(self, op: _Lookup, pending: _Pending, msg: Message, now: float) -> None:
-        if op.storing >= 0:
-            self._store_answered(op, ok=msg.kind is MsgType.STORED and msg.ok)
-            return
-        op.inflight -= 1
-        candidate = op.candidates.get(msg.sender)
-        if candidate is None:
-            return
-        if msg.kind is MsgType.ERROR:
-            candidate.state = _State.FAILED
-        else:
-            candidate.state = _State.DONE
-            self._merge_contacts(op, candidate, msg.contacts, pending.addr)
-            for record in msg.records:
-                self._collect(op, record, now)
-        self._advance(op, now)
-
-    def _merge_contacts(
-        self, op: _Lookup, via: _Candidate, contacts: tuple[Contact, ...], addr: Addr
+    def _bootstrap_ended(
+        self, op: _Bootstrap, nodes: tuple[Contact, ...] | None, now: float
     ) -> None:
-        from_loopback = _is_loopback(addr[0])
-        t = id_int(op.target)
-        for contact in contacts:
-            if contact.node_id == self.node_id or contact.node_id in op.candidates:
-                continue
-            if _is_loopback(contact.host) and not from_loopback:
-                self.counters["bad_contacts"] += 1  # would aim our traffic at our own host
-                continue
-            op.candidates[contact.node_id] = _Candidate(
-                contact, id_int(contact.node_id) ^ t, via.depth + 1
-            )
-        # Bound memory: forget the farthest never-queried candidates.
-        limit = 4 * self.settings.k
-        if len(op.candidates) > limit + MAX_RECORDS:
-            fresh = [c for c in op.candidates.values() if c.state is _State.NEW]
-            fresh.sort(key=lambda c: c.distance)
-            for c in fresh[limit:]:
-                del op.candidates[c.contact.node_id]
-
-    def _collect(self, op: _Lookup, record: Record, now: float) -> None:
-        """Keep a record a peer returned only if it verifies and belongs to the looked-up key."""
-        s = self.settings
-        if op.mode != "value":
+        """A join attempt ended: joined when the self-lookup found somebody (``nodes``)."""
+        if self._ops.pop(op.op_id, None) is None:
             return
-        if record.key != op.target:
-            self.counters["bad_record"] += 1
-            return
-        refusal = self.checker.check(record, self.wall(now))
-        if refusal is not None:
-            bad = "invalid_signature" if refusal is Refusal.INVALID_SIGNATURE else "bad_record"
-            self.counters[bad] += 1
-            return
-        known = op.records.get(record.public_key)
-        if known is None and len(op.records) >= s.max_records_per_key:
-            return
-        if known is None or record.created > known.created:
-            op.records[record.public_key] = record
-
-    def _lookup_done(self, op: _Lookup, now: float) -> None:
-        k = self.settings.k
-        done = [c for c in op.ranked() if c.state is _State.DONE][:k]
-        nodes = tuple(c.contact for c in done)
-        hops = max((c.depth for c in done), default=0)
-        if op.mode == "store":
-            assert op.record is not None
-            op.storing = 0
-            for contact in nodes:
-                if self._request(
-                    MsgType.STORE, contact.addr, contact.node_id, op, now, record=op.record
-                ):
-                    op.storing += 1
-            if op.storing == 0:
-                self._end(op, StoreDone(op.op_id, op.target, 0))
-            return
-        if op.mode == "value":
-            for record in self.store.get(op.target, self.wall(now)):
-                self._collect(op, record, now)
-            found = sorted(op.records.values(), key=lambda r: r.created, reverse=True)
-            self._end(op, ValueFound(op.op_id, op.target, tuple(found), hops, op.queried))
-            return
-        self._end(op, LookupDone(op.op_id, op.target, nodes, hops, op.queried))
-        if op.bootstrap_op is not None:
-            boot = self._ops.pop(op.bootstrap_op, None)
-            if boot is None:
-                return
-            if not nodes:  # the seed answered once, then nobody did: not joined
-                self._events.append(BootstrapFailed(op.bootstrap_op))
-                return
-            self._events.append(BootstrapDone(op.bootstrap_op, len(self.table)))
+        ok = bool(nodes)
+        if ok:
             self._refresh_far_buckets(now)
+        if op.report:
+            self._events.append(
+                BootstrapDone(op.op_id, len(self.table)) if ok else BootstrapFailed(op.op_id)
+            )
+        if not op.join:
+            return
+        if ok:
+            self.joining.succeeded()
+            self._events.append(BootstrapDone(op.op_id, len(self.table)))
+        else:
+            delay = self.joining.attempt_failed(now)
+            self._events.append(JoinRetry(op.op_id, self.joining.failures, delay))
 
     def _refresh_far_buckets(self, now: float) -> None:
         """After joining, look up an id in every bucket but our own (paper §2.3): otherwise far
@@ -682,13 +566,114 @@ class DHTNode:
         room = self.settings.max_operations // 2
         for bucket in list(self.table.buckets):
             if not bucket.covers(own) and len(self._ops) < room:
-                self._lookup(bucket.random_id(self.rng), "node", now, report=False)
+                self._lookup(bucket.random_id(self.rng), LookupMode.NODE, now, report=False)
 
-    def _store_answered(self, op: _Lookup, ok: bool) -> None:
-        op.storing -= 1
+    # Lookups ----------------------------------------------------------------------------------
+
+    def _new_op_id(self) -> int:
+        op_id = self._next_op
+        self._next_op += 1
+        return op_id
+
+    def _check_room(self) -> None:
+        """User calls are refused while the node runs its maximum of operations."""
+        if len(self._ops) >= self.settings.max_operations:
+            raise DHTBusy(f"{len(self._ops)} DHT operations are already running")
+
+    def _lookup(
+        self,
+        target: bytes,
+        mode: LookupMode,
+        now: float,
+        *,
+        report: bool = True,
+        record: Record | None = None,
+        bootstrap: _Bootstrap | None = None,
+    ) -> int:
+        if len(target) != ID_SIZE:
+            raise ValueError(f"target: expected {ID_SIZE} bytes")
+        s = self.settings
+        op = Lookup(self._new_op_id(), target, mode, s.k, s.alpha, report, record)
+        op.bootstrap_op = bootstrap.op_id if bootstrap is not None else None
+        self._ops[op.op_id] = op
+        self.table.touch(target, now)
+        op.add_seeds(self.table.closest(target, s.k))
+        self._advance(op, now)
+        return op.op_id
+
+    def _advance(self, op: Lookup, now: float) -> None:
+        """Send the queries the lookup asks for; finish it when it has nobody left to ask."""
+        kind = MsgType.FIND_VALUE if op.mode is LookupMode.VALUE else MsgType.FIND_NODE
+        while queries := op.next_queries():
+            for contact in queries:
+                if not self._request(
+                    kind, contact.addr, contact.node_id, op, now, target=op.target
+                ):
+                    op.failed(contact.node_id)
+        if op.finished:
+            self._lookup_done(op, now)
+
+    def _usable_contacts(self, contacts: tuple[Contact, ...], addr: Addr) -> tuple[Contact, ...]:
+        """Contacts worth asking: not us, and no loopback address from a peer that is not on
+        loopback itself (that would aim our traffic at our own host)."""
+        from_loopback = _is_loopback(addr[0])
+        out = []
+        for contact in contacts:
+            if contact.node_id == self.node_id:
+                continue
+            if _is_loopback(contact.host) and not from_loopback:
+                self.counters["bad_contacts"] += 1
+                continue
+            out.append(contact)
+        return tuple(out)
+
+    def _collect(self, op: Lookup, record: Record, now: float) -> None:
+        """Keep a record a peer returned only if it verifies and belongs to the looked-up key."""
+        if record.key != op.target:
+            self.counters["bad_record"] += 1
+            return
+        refusal = self.checker.check(record, self.wall(now))
+        if refusal is not None:
+            bad = "invalid_signature" if refusal is Refusal.INVALID_SIGNATURE else "bad_record"
+            self.counters[bad] += 1
+            return
+        op.offer(record, self.settings.max_records_per_key)
+
+    def _lookup_done(self, op: Lookup, now: float) -> None:
+        if op.op_id not in self._ops:
+            return
+        nodes, hops = op.result()
+        if op.mode is LookupMode.STORE:
+            assert op.record is not None
+            del self._ops[op.op_id]
+            store = _Store(op.op_id, op.target, op.report, 0)
+            self._ops[op.op_id] = store
+            for contact in nodes:
+                if self._request(
+                    MsgType.STORE, contact.addr, contact.node_id, store, now, record=op.record
+                ):
+                    store.awaited += 1
+            if store.awaited == 0:
+                self._end(store, StoreDone(op.op_id, op.target, 0))
+            return
+        if op.mode is LookupMode.VALUE:
+            for record in self.store.get(op.target, self.wall(now)):
+                self._collect(op, record, now)
+            found = sorted(op.records.values(), key=lambda r: r.created, reverse=True)
+            self._end(op, ValueFound(op.op_id, op.target, tuple(found), hops, op.queried))
+            return
+        self._end(op, LookupDone(op.op_id, op.target, nodes, hops, op.queried))
+        if op.bootstrap_op is not None:
+            boot = self._ops.get(op.bootstrap_op)
+            if isinstance(boot, _Bootstrap):
+                # the seed answered once, then nobody did: not joined
+                self._bootstrap_ended(boot, nodes, now)
+
+    def _store_answered(self, op: _Store, ok: bool) -> None:
+        op.awaited -= 1
         op.stored += int(ok)
-        if op.storing == 0:
-            self._end(op, StoreDone(op.op_id, op.target, op.stored))
+        if op.awaited == 0:
+            self._end(op, StoreDone(op.op_id, op.key, op.stored))
 
     # Maintenance ------------------------------------------------------------------------------
 
@@ -697,12 +682,12 @@ class DHTNode:
         persist the routing table."""
         s = self.settings
         self.counters["expired"] += self.store.expire(self.wall(now))
-        self._rate = {host: tat for host, tat in self._rate.items() if tat > now}
+        self.limiter.forget_idle(now)
         room = s.max_operations // 2
         for bucket in self.table.stale_buckets(now, s.refresh_interval):
             if len(self._ops) >= room:
                 break
-            self._lookup(bucket.random_id(self.rng), "node", now, report=False)
+            self._lookup(bucket.random_id(self.rng), LookupMode.NODE, now, report=False)
         jobs = [
             (h.record, h) for h in self.store.held() if now - h.refreshed >= s.republish_interval
         ]
@@ -717,7 +702,7 @@ class DHTNode:
                 held.refreshed = now
             else:
                 self._republished[(record.key, record.public_key)] = now
-            self._lookup(record.key, "store", now, report=False, record=record)
+            self._lookup(record.key, LookupMode.STORE, now, report=False, record=record)
         self.save()
 
 

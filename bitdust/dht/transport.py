@@ -15,10 +15,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bitdust.dht.database import Database
+from bitdust.dht.joining import JoinState
+from bitdust.dht.persistence import MemoryPersistence, Persistence
 from bitdust.dht.protocol import (
     BootstrapDone,
     DHTNode,
     Event,
+    JoinRetry,
     LookupDone,
     PingDone,
     StoreDone,
@@ -27,12 +31,15 @@ from bitdust.dht.protocol import (
 from bitdust.dht.records import Record
 from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer, Signer
 from bitdust.dht.settings import DHTSettings
-from bitdust.dht.store import Database, RecordStore
 from bitdust.dht.wire import ID_SIZE, Contact
 
 log = logging.getLogger(__name__)
 
 Addr = tuple[str, int]
+
+# Seconds between a change and its commit to the database: writes are batched, and the core
+# never waits on the disk while it handles a datagram.
+FLUSH_DELAY = 0.5
 
 
 def normalize_addr(addr: tuple) -> Addr:  # type: ignore[type-arg]
@@ -64,18 +71,15 @@ class _Endpoint(asyncio.DatagramProtocol):
 class DHTService:
     """A running DHT node: awaitable lookups, join status and figures for the API."""
 
-    def __init__(self, node: DHTNode, store: RecordStore) -> None:
+    def __init__(self, node: DHTNode, database: Database | None) -> None:
         self.node = node
-        self.store = store
-        self.joined = False
-        self._join_status = "not started"
-        self._genesis = False
+        self.database = database
+        self._flush_handle: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._futures: dict[int, asyncio.Future[Event]] = {}
-        self._join_task: asyncio.Task[None] | None = None
         self._closed = False
 
     # Status -----------------------------------------------------------------------------------
@@ -89,11 +93,14 @@ class DHTService:
     def status(self) -> str:
         """One line for ``network/status`` and sd_notify."""
         contacts = len(self.node.table)
-        if self._genesis:
+        state = self.node.joining.state
+        if state is JoinState.GENESIS:
             return f"genesis node, {contacts} contacts"
-        if self.joined:
-            return f"joined, {contacts} contacts"
-        return f"{self._join_status}, {contacts} contacts"
+        return f"{self.node.joining.describe(time.monotonic())}, {contacts} contacts"
+
+    @property
+    def joined(self) -> bool:
+        return self.node.joined
 
     def stats(self) -> dict[str, object]:
         """``contacts`` (routing-table size), ``buckets``, ``items`` and counters, plus status."""
@@ -139,41 +146,15 @@ class DHTService:
         return isinstance(event, BootstrapDone)
 
     def join(self, known_nodes: Sequence[Addr]) -> None:
-        """Join in the background, retrying with capped exponential back-off until one answers.
-
-        An empty list makes this a lone genesis node. The node serves requests meanwhile.
-        """
-        if not known_nodes:
-            self._genesis = True
-            self.joined = True
-            return
-        self._join_status = f"joining through {len(known_nodes)} known nodes"
-        self._join_task = self._loop.create_task(self._join_forever(list(known_nodes)))
-
-    async def _join_forever(self, known_nodes: list[Addr]) -> None:
-        settings = self.node.settings
-        delay = settings.join_retry_initial
-        attempt = 0
-        while True:
-            attempt += 1
-            self._join_status = f"joining through {len(known_nodes)} known nodes"
-            if await self.bootstrap(known_nodes):
-                self.joined = True
-                self._join_status = "joined"
-                return
-            self._join_status = f"no known node answered {attempt} times, retry in {delay:.0f}s"
-            log.warning("DHT: %s", self._join_status)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, settings.join_retry_max)
+        """Join in the background (the core retries with back-off until a known node answers);
+        an empty list makes this a lone genesis node. The node serves requests meanwhile."""
+        self._feed(lambda now: self.node.join(list(known_nodes), now))
 
     async def close(self) -> None:
         """Stop the join loop and timer, save the routing table, close socket and database."""
         if self._closed:
             return
         self._closed = True
-        if self._join_task is not None:
-            self._join_task.cancel()
-            await asyncio.gather(self._join_task, return_exceptions=True)
         if self._timer is not None:
             self._timer.cancel()
         for future in self._futures.values():
@@ -181,8 +162,11 @@ class DHTService:
         self._futures.clear()
         if self._transport is not None:
             self._transport.close()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
         self.node.save()
-        self.store.close()
+        if self.database is not None:
+            self.database.close()
 
     # Plumbing ---------------------------------------------------------------------------------
 
@@ -217,9 +201,13 @@ class DHTService:
                 except (OSError, ValueError) as exc:
                     log.debug("DHT: cannot send to %s: %s", addr, exc)
         while (event := node.next_event()) is not None:
+            if isinstance(event, JoinRetry):
+                log.warning("DHT: %s", node.joining.describe(time.monotonic()))
             future = self._futures.get(event.op_id)
             if future is not None and not future.done():
                 future.set_result(event)
+        if self.database is not None and self.database.dirty and self._flush_handle is None:
+            self._flush_handle = self._loop.call_later(FLUSH_DELAY, self._flush)
         when = node.get_timer()
         if when != self._timer_at and not self._closed:
             if self._timer is not None:
@@ -227,6 +215,11 @@ class DHTService:
             self._timer_at = when
             delay = max(0.0, when - time.monotonic())
             self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if self.database is not None and not self._closed:
+            self.database.flush()
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -250,29 +243,30 @@ async def start_dht(
     Ed25519 key, kept in the database.
     """
     settings = settings or DHTSettings()
-    db = Database(Path(db_path)) if db_path is not None else None
-    store = RecordStore(settings, db)
+    database = Database(Path(db_path)) if db_path is not None else None
+    persistence: Persistence = database if database is not None else MemoryPersistence()
     try:
-        node_id = db.node_id() if db is not None else os.urandom(ID_SIZE)
+        node_id = database.node_id() if database is not None else os.urandom(ID_SIZE)
         if signer is None:
-            signer = db.signer() if db is not None else Ed25519Signer.generate()
+            signer = database.signer() if database is not None else Ed25519Signer.generate()
         now = time.monotonic()
         node = DHTNode(
             node_id,
             settings,
-            store,
+            persistence,
             signer,
             verifiers=STANDARD_VERIFIERS,
             now=now,
             wall_offset=time.time() - now,
         )
-        service = DHTService(node, store)
+        service = DHTService(node, database)
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _Endpoint(service), local_addr=(host, port)
         )
     except BaseException:
-        store.close()
+        if database is not None:
+            database.close()
         raise
     service._transport = transport
     service._pump()

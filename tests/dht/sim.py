@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
+from bitdust.dht.persistence import MemoryPersistence
 from bitdust.dht.protocol import BootstrapDone, BootstrapFailed, DHTNode, Event
 from bitdust.dht.records import Record
 from bitdust.dht.routing import distance
 from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer
 from bitdust.dht.settings import DHTSettings
-from bitdust.dht.store import RecordStore
 from bitdust.dht.wire import Contact, MalformedMessage, Message, MsgType, decode, encode
 
 Addr = tuple[str, int]
@@ -68,7 +68,7 @@ class Simulation:
         node = DHTNode(
             self.rng.randbytes(20),
             settings,
-            RecordStore(settings),
+            MemoryPersistence(),
             Ed25519Signer.generate(),
             verifiers=STANDARD_VERIFIERS,
             now=self.now,
@@ -167,9 +167,10 @@ class Simulation:
         nodes = [seed]
         for _ in range(count - 1):
             node = self.new_node()
-            # Like the asyncio shell, retry a join whose datagrams were lost.
-            if not any(self.join(node, [seed_addr]) for _ in range(5)):
-                raise AssertionError("a node failed to join through a live seed")
+            # The core's own join policy retries an attempt whose datagrams were lost.
+            node.join([seed_addr], self.now)
+            self._flush(self.addr_of(node))
+            self.run_until(lambda n=node: n.joined)
             nodes.append(node)
         return nodes
 

@@ -10,10 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bitdust.dht.joining import JoinState
+from bitdust.dht.persistence import MemoryPersistence, Table
 from bitdust.dht.protocol import (
     BootstrapDone,
     BootstrapFailed,
     DHTNode,
+    JoinRetry,
     LookupDone,
     PingDone,
     StoreDone,
@@ -23,7 +26,6 @@ from bitdust.dht.records import dht_key, sign_record
 from bitdust.dht.refusals import RecordRefused, Refusal
 from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer
 from bitdust.dht.settings import DHTSettings
-from bitdust.dht.store import RecordStore
 from bitdust.dht.wire import MalformedMessage, Message, MsgType, decode, encode
 
 WALL = 1_750_000_000.0
@@ -42,7 +44,7 @@ class Net:
         node = DHTNode(
             self.rng.randbytes(20),
             settings,
-            RecordStore(settings),
+            MemoryPersistence(),
             Ed25519Signer.generate(),
             verifiers=STANDARD_VERIFIERS,
             now=self.now,
@@ -344,3 +346,36 @@ def test_messages_from_our_own_id_are_dropped(net: Net) -> None:
         msgpack.packb({"v": 1, "t": 1, "i": b"r" * 20, "n": a.node_id}), ("10.0.0.2", 1), net.now
     )
     assert a.counters["from_self"] == 1 and a.datagrams_to_send() == []
+
+
+def test_join_retries_with_capped_back_off_in_the_core_until_a_seed_appears(net: Net) -> None:
+    """The retry policy is the core's, so the simulator and this fake clock see it."""
+    settings = SETTINGS.with_changes(join_retry_initial=2.0, join_retry_max=8.0)
+    a = net.node("10.0.0.1", settings)
+    a.join([("10.0.0.2", 14441)], net.now)
+    net.deliver()
+    retries: list[float] = []
+    while len(retries) < 4:  # each attempt: its timeout, then the back-off
+        net.advance(a.get_timer() - net.now)
+        retries += [e.delay for e in net.events(a) if isinstance(e, JoinRetry)]
+    assert retries == [2.0, 4.0, 8.0, 8.0] and not a.joined
+    assert a.joining.describe(net.now) == "no known node answered 4 times, retry in 8s"
+    seed = net.node("10.0.0.2", settings)
+    seed.join([], net.now)  # genesis
+    net.advance(a.get_timer() - net.now)
+    net.advance(settings.rpc_timeout)
+    assert a.joined and a.table.get(seed.node_id) is not None
+    assert any(isinstance(e, BootstrapDone) for e in net.events(a))
+    assert a.joining.state is JoinState.JOINED and a.joining.retry_at is None
+
+
+def test_the_core_writes_through_the_persistence_it_is_given(net: Net) -> None:
+    a, b = net.node("10.0.0.1"), net.node("10.0.0.2")
+    record = a.sign(dht_key("kept"), b"v", net.now)
+    b.receive_datagram(
+        encode(Message(MsgType.STORE, b"r" * 20, a.node_id, records=(record,))),
+        net.addr(a),
+        net.now,
+    )
+    kept = b.persistence.load_records(Table.HELD)
+    assert kept == [(record, "10.0.0.1")]

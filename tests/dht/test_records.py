@@ -7,6 +7,7 @@ import hashlib
 
 import pytest
 
+from bitdust.dht.persistence import MemoryPersistence
 from bitdust.dht.records import Record, RecordChecker, dht_key, sign_record
 from bitdust.dht.refusals import Refusal
 from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer
@@ -80,7 +81,7 @@ def test_times_are_checked() -> None:
 
 
 def make_store(**limits: int) -> RecordStore:
-    return RecordStore(DHTSettings(**limits))
+    return RecordStore(DHTSettings(**limits), MemoryPersistence())
 
 
 def test_newer_record_from_the_same_signer_replaces_the_older() -> None:

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from bitdust.dht.database import SCHEMA_VERSION, Database, DatabaseError
+from bitdust.dht.persistence import Table
 from bitdust.dht.records import RecordChecker, dht_key, sign_record
 from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer
 from bitdust.dht.settings import DHTSettings
-from bitdust.dht.store import SCHEMA_VERSION, Database, DatabaseError, RecordStore
+from bitdust.dht.store import RecordStore
 from bitdust.dht.wire import Contact
 
 
@@ -51,7 +53,8 @@ def test_tampered_and_expired_rows_are_dropped_on_load(tmp_path: Path) -> None:
     forged = sign_record(signer, dht_key("forged"), b"x", now, 3600)
     db = Database(tmp_path / "dht.db")
     for record in (good, old, forged):
-        db.put_record("records", record, "10.0.0.1")
+        db.put_record(Table.HELD, record, "10.0.0.1")
+    db.flush()
     db._db.execute(
         "INSERT INTO records VALUES (?, ?, ?, ?)", (b"k" * 20, b"p", b"\xc1garbage", "10.0.0.1")
     )
@@ -62,9 +65,29 @@ def test_tampered_and_expired_rows_are_dropped_on_load(tmp_path: Path) -> None:
     db.save_contacts([Contact(b"c" * 20, "10.0.0.2", 14441), Contact(b"d" * 20, "10.0.0.3", 1)])
     db.close()
 
-    store = RecordStore(settings, Database(tmp_path / "dht.db"))
+    again = Database(tmp_path / "dht.db")
+    store = RecordStore(settings, again)
     checker = RecordChecker(STANDARD_VERIFIERS, settings.max_age, settings.clock_skew)
     assert store.load(checker, now, 0.0) == 1
     assert [h.record for h in store.held()] == [good]
-    assert len(store.load_contacts()) == 2
-    store.close()
+    assert len(again.load_contacts()) == 2
+    again.close()
+
+
+def test_database_writes_wait_for_flush_and_commit_together(tmp_path: Path) -> None:
+    """The core's writes are queued: handling a datagram never waits on the disk."""
+    signer = Ed25519Signer.generate()
+    now = int(time.time())
+    db = Database(tmp_path / "dht.db")
+    store = RecordStore(DHTSettings(), db)
+    records = [sign_record(signer, dht_key(f"k{i}"), b"v", now, 3600) for i in range(3)]
+    for record in records:
+        assert store.put(record, "10.0.0.1", 0.0) is None
+    raw = sqlite3.connect(tmp_path / "dht.db")
+    assert raw.execute("SELECT count(*) FROM records").fetchone()[0] == 0
+    assert db.dirty
+    db.flush()
+    assert raw.execute("SELECT count(*) FROM records").fetchone()[0] == 3
+    assert not db.dirty
+    raw.close()
+    db.close()

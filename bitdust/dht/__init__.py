@@ -21,6 +21,7 @@ Layout, one concern per module:
   records, published records, the routing table, the random node id and the node's Ed25519
   key; its writes are batched and committed by the shell, never inside ``receive_datagram``.
 - ``lookup``: one ``Lookup`` object per iterative lookup (``LookupMode`` NODE, VALUE, STORE).
+- ``events``: what a node reports (``LookupDone``, ``ValueFound``, ...).
 - ``ratelimit``: the per-source token bucket. ``joining``: the join back-off policy.
 - ``protocol``: ``DHTNode``, the state machine: RPCs matched on request id *and* address,
   serving requests, driving lookups, STORE to the k closest, joining with back-off, bucket

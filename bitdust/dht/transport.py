@@ -16,11 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bitdust.dht.database import Database
-from bitdust.dht.joining import JoinState
-from bitdust.dht.persistence import MemoryPersistence, Persistence
-from bitdust.dht.protocol import (
+from bitdust.dht.events import (
     BootstrapDone,
-    DHTNode,
     Event,
     JoinRetry,
     LookupDone,
@@ -28,6 +25,9 @@ from bitdust.dht.protocol import (
     StoreDone,
     ValueFound,
 )
+from bitdust.dht.joining import JoinState
+from bitdust.dht.persistence import MemoryPersistence, Persistence
+from bitdust.dht.protocol import DHTNode
 from bitdust.dht.records import Record
 from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer, Signer
 from bitdust.dht.settings import DHTSettings

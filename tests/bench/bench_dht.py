@@ -36,7 +36,7 @@ from typing import Any
 import msgpack
 
 import bitdust.dht as dht_package
-from bitdust.dht.protocol import LookupDone
+from bitdust.dht.events import LookupDone
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.transport import DHTService, start_dht
 from tests.dht.sim import SIM_SETTINGS, Simulation

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
+from bitdust.dht.events import BootstrapDone, BootstrapFailed, Event
 from bitdust.dht.persistence import MemoryPersistence
-from bitdust.dht.protocol import BootstrapDone, BootstrapFailed, DHTNode, Event
+from bitdust.dht.protocol import DHTNode
 from bitdust.dht.records import Record
 from bitdust.dht.routing import distance
 from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer

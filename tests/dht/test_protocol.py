@@ -10,18 +10,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bitdust.dht.joining import JoinState
-from bitdust.dht.persistence import MemoryPersistence, Table
-from bitdust.dht.protocol import (
+from bitdust.dht.events import (
     BootstrapDone,
     BootstrapFailed,
-    DHTNode,
     JoinRetry,
     LookupDone,
     PingDone,
     StoreDone,
     ValueFound,
 )
+from bitdust.dht.joining import JoinState
+from bitdust.dht.persistence import MemoryPersistence, Table
+from bitdust.dht.protocol import DHTNode
 from bitdust.dht.records import dht_key, sign_record
 from bitdust.dht.refusals import RecordRefused, Refusal
 from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer

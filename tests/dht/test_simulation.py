@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from bitdust.dht.protocol import DHTNode, LookupDone, StoreDone, ValueFound
+from bitdust.dht.events import LookupDone, StoreDone, ValueFound
+from bitdust.dht.protocol import DHTNode
 from bitdust.dht.records import Record, dht_key
 from tests.dht.sim import Simulation, add_liar, ids
 

@@ -8,7 +8,10 @@ The policy lives in :class:`~bitdust.identity.store.IdentityStore` and the TCP f
   ``GET /``, an index page titled ``Identities on <host>`` linking every stored name. Nothing
   else is served; request bodies are not accepted.
 * TCP intake on ``tcp-port``: one identity per connection (see :mod:`bitdust.identity.intake`),
-  bounded in size, time (``io_timeout``) and concurrent connections.
+  bounded in size and time; the store's blocking work runs in one worker thread.
+* Both listeners cap connections per client address and in total, and close a client that does
+  not send a whole request in time (:class:`ServerLimits`): idle or slow clients cannot lock
+  legitimate ones out nor use up the process's file descriptors.
 * A periodic task that calls :meth:`IdentityStore.expire`.
 
 The clients of identity servers are in :mod:`bitdust.identity.client`.
@@ -17,16 +20,18 @@ The clients of identity servers are in :mod:`bitdust.identity.client`.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import email.utils
 import html
 import logging
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bitdust.identity.errors import IdentityError, IdentityRefused
 from bitdust.identity.idurl import validate_name
@@ -38,15 +43,77 @@ from bitdust.identity.intake import (
     format_reply,
 )
 from bitdust.identity.store import IdentityStore
+from bitdust.logs import RateLimitedLog
 
-__all__ = ["IdentityServer", "start_identity_server"]
+__all__ = ["ConnectionCaps", "IdentityServer", "ServerLimits", "start_identity_server"]
 
 log = logging.getLogger(__name__)
+_busy_log = RateLimitedLog(log)  # a lockout attempt must not flood the journal
 
-DEFAULT_IO_TIMEOUT = 10.0
 DEFAULT_EXPIRE_INTERVAL = 3600.0
-DEFAULT_MAX_CONNECTIONS = 64
 _READ_CHUNK = 16 * 1024
+# The answer to an HTTP connection over a cap; it is closed right after.
+_HTTP_BUSY_BODY = b"server busy, try again later\n"
+_HTTP_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(_HTTP_BUSY_BODY)
+) + _HTTP_BUSY_BODY
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """What one client, and all of them together, may hold of an identity server.
+
+    The caps keep the process's file descriptors (``LimitNOFILE=`` of the unit) for the REST API
+    and the node's other services: at most ``http_connections + intake_connections`` sockets
+    are ever held by this server's clients.
+    """
+
+    #: seconds a client has, from connecting or from its last response, to send a whole
+    #: request head; then the connection is closed (one header line every few seconds does
+    #: not keep it open)
+    http_request_deadline: float = 10.0
+    #: seconds a request body (this server reads none) is drained before the connection closes
+    http_body_deadline: float = 5.0
+    http_connections: int = 512
+    #: per client address; behind nginx every client is nginx, so the service raises it to
+    #: ``http_connections`` there and nginx's own limits apply per client
+    http_connections_per_address: int = 16
+    #: seconds a client has to send one whole identity over the TCP intake
+    intake_deadline: float = 5.0
+    intake_connections: int = 64
+    intake_connections_per_address: int = 4
+
+
+class ConnectionCaps:
+    """Counts open connections per address and in total; :meth:`admit` says whether one more
+    fits. Plain bookkeeping, no I/O."""
+
+    def __init__(self, total: int, per_address: int) -> None:
+        self.total = total
+        self.per_address = per_address
+        self._open: dict[str, int] = {}
+        self._count = 0
+
+    def admit(self, address: str) -> bool:
+        """Count a new connection from ``address`` if it fits; ``False`` (not counted) if not."""
+        held = self._open.get(address, 0)
+        if self._count >= self.total or held >= self.per_address:
+            return False
+        self._open[address] = held + 1
+        self._count += 1
+        return True
+
+    def release(self, address: str) -> None:
+        """A connection :meth:`admit` counted has closed."""
+        held = self._open.pop(address, 0) - 1
+        if held > 0:
+            self._open[address] = held
+        self._count -= 1
+
+    @property
+    def count(self) -> int:
+        return self._count
 
 
 @dataclass
@@ -58,7 +125,9 @@ class IdentityServer:
     web_port: int
     tcp_port: int
     _runner: web.AppRunner
+    _http_server: asyncio.Server
     _tcp_server: asyncio.Server
+    _worker: concurrent.futures.ThreadPoolExecutor
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _closed: bool = False
 
@@ -68,6 +137,7 @@ class IdentityServer:
             return
         self._closed = True
         self._tcp_server.close()
+        self._http_server.close()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -76,6 +146,7 @@ class IdentityServer:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._tcp_server.wait_closed(), 2.0)
         await self._runner.cleanup()
+        self._worker.shutdown(wait=False, cancel_futures=True)
         log.info("identity server on %s stopped", self.listen_host)
 
 
@@ -87,40 +158,54 @@ async def start_identity_server(
     *,
     clock: Callable[[], float] = time.time,
     expire_interval: float = DEFAULT_EXPIRE_INTERVAL,
-    io_timeout: float = DEFAULT_IO_TIMEOUT,
-    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    limits: ServerLimits = ServerLimits(),
 ) -> IdentityServer:
     """Start HTTP on ``listen_host:web_port`` and TCP intake on ``listen_host:tcp_port``.
 
     Port 0 picks a free port (read it back from the returned handle). ``clock`` gives wall-clock
-    seconds for the store's touch/expiry times. Raises ``OSError`` when a port cannot be bound
-    (the caller reports "port in use").
+    seconds for the store's touch/expiry times. The store's blocking work (signature checks,
+    writes, expiry) runs in one worker thread, one submission at a time. Raises ``OSError`` when
+    a port cannot be bound (the caller reports "port in use").
     """
-    web_socket = socket.create_server((listen_host, web_port), reuse_port=False)
+    loop = asyncio.get_running_loop()
+    worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="identity-store")
+    runner = web.AppRunner(
+        _make_app(store),
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=limits.http_request_deadline,
+        lingering_time=limits.http_body_deadline,
+        logger=_HttpErrorLog(),
+    )
+    await runner.setup()
+    http_caps = ConnectionCaps(limits.http_connections, limits.http_connections_per_address)
     try:
-        runner = web.AppRunner(_make_app(store), access_log=None, handle_signals=False)
-        await runner.setup()
-        await web.SockSite(runner, web_socket).start()
+        http_server = await loop.create_server(
+            lambda: _CappedHttp(runner.server, http_caps), listen_host, web_port
+        )
     except BaseException:
-        web_socket.close()
+        await runner.cleanup()
         raise
-    connections = asyncio.Semaphore(max_connections)
-    handler = _TcpIntake(store, clock, io_timeout, connections)
+    intake_caps = ConnectionCaps(limits.intake_connections, limits.intake_connections_per_address)
+    handler = _TcpIntake(store, clock, limits.intake_deadline, intake_caps, worker)
     try:
         tcp_server = await asyncio.start_server(handler.handle, listen_host, tcp_port)
     except BaseException:
+        http_server.close()
         await runner.cleanup()
         raise
     server = IdentityServer(
         store=store,
         listen_host=listen_host,
-        web_port=web_socket.getsockname()[1],
+        web_port=http_server.sockets[0].getsockname()[1],
         tcp_port=tcp_server.sockets[0].getsockname()[1],
         _runner=runner,
+        _http_server=http_server,
         _tcp_server=tcp_server,
+        _worker=worker,
     )
     handler.tasks = server._tasks
-    expiry = asyncio.create_task(_expire_loop(store, clock, expire_interval))
+    expiry = asyncio.create_task(_expire_loop(store, clock, expire_interval, worker))
     server._tasks.add(expiry)
     expiry.add_done_callback(server._tasks.discard)
     log.info(
@@ -188,6 +273,68 @@ def _not_modified(request: web.Request, etag: str, mtime: float) -> bool:
     return since is not None and int(mtime) <= since.timestamp()
 
 
+class _CappedHttp(asyncio.Protocol):
+    """aiohttp's protocol for one connection, admitted only within the :class:`ConnectionCaps`;
+    a connection over a cap gets ``503`` and is closed before aiohttp sees it."""
+
+    def __init__(self, factory: Callable[[], asyncio.Protocol], caps: ConnectionCaps) -> None:
+        self._factory = factory
+        self._caps = caps
+        self._inner: asyncio.Protocol | None = None
+        self._address = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._address = _peer_address(transport)
+        if not self._caps.admit(self._address):
+            _busy_log.warning("identity HTTP busy: refused a connection from %s", self._address)
+            transport.write(_HTTP_BUSY)
+            transport.close()
+            return
+        self._inner = self._factory()
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._inner is not None:
+            self._caps.release(self._address)
+            self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+
+class _HttpErrorLog:
+    """The logger aiohttp's protocol writes to: a client's malformed request is one
+    rate-limited line without a traceback; anything else is a bug of ours and keeps its
+    traceback."""
+
+    def __init__(self) -> None:
+        self._client_errors = RateLimitedLog(log)
+
+    def debug(self, *args: Any, **kwargs: Any) -> None:
+        pass  # aiohttp's debug lines (e.g. a client speaking TLS to this port) are noise here
+
+    def exception(self, msg: str, *args: Any, exc_info: Any = None, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            self._client_errors.info(
+                "identity HTTP: bad request from %s: %s", *args[:1], _one_line(exc_info)
+            )
+        else:
+            log.error(msg, *args, exc_info=exc_info or True)
+
+
 # -- TCP intake -----------------------------------------------------------------------------------
 
 
@@ -196,28 +343,33 @@ class _TcpIntake:
         self,
         store: IdentityStore,
         clock: Callable[[], float],
-        io_timeout: float,
-        connections: asyncio.Semaphore,
+        deadline: float,
+        caps: ConnectionCaps,
+        worker: concurrent.futures.Executor,
     ) -> None:
         self.store = store
         self.clock = clock
-        self.io_timeout = io_timeout
-        self.connections = connections
+        self.deadline = deadline
+        self.caps = caps
+        self.worker = worker
         self.tasks: set[asyncio.Task[None]] = set()
+        self._log = RateLimitedLog(log)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
             self.tasks.add(task)
-        peer = _peer_name(writer)
+        address = _peer_address(writer.transport)
+        admitted = self.caps.admit(address)
         try:
-            if self.connections.locked():
-                log.warning("identity intake busy: refused connection from %s", peer)
+            if not admitted:
+                _busy_log.warning("identity intake busy: refused a connection from %s", address)
                 await self._reply(writer, False, "server busy, try again later")
                 return
-            async with self.connections:
-                await self._serve(reader, writer, peer)
+            await self._serve(reader, writer, address)
         finally:
+            if admitted:
+                self.caps.release(address)
             if task is not None:
                 self.tasks.discard(task)
             writer.close()
@@ -225,29 +377,32 @@ class _TcpIntake:
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
     async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: str
     ) -> None:
         connection = IntakeConnection(self.store.size_limit)
         try:
-            async with asyncio.timeout(self.io_timeout):
+            async with asyncio.timeout(self.deadline):
                 event = connection.next_event()
                 while isinstance(event, NeedData):
                     connection.receive_data(await reader.read(_READ_CHUNK))
                     event = connection.next_event()
         except TimeoutError:
-            log.warning("identity intake from %s: timed out", peer)
+            self._log.info("identity intake from %s: timed out", address)
             await self._reply(writer, False, "timed out waiting for the identity")
             return
         except OSError as exc:
-            log.info("identity intake from %s: connection lost (%s)", peer, exc)
+            self._log.info("identity intake from %s: connection lost (%s)", address, exc)
             return
         if isinstance(event, ProtocolError):
-            log.warning("identity refused from %s: %s", peer, event.reason)
+            self._log.info("identity intake from %s: %s", address, event.reason)
             await self._reply(writer, False, event.reason)
             return
         assert isinstance(event, IdentityReceived)
+        loop = asyncio.get_running_loop()
         try:
-            identity = self.store.submit(event.data, self.clock(), peer=peer)
+            identity = await loop.run_in_executor(
+                self.worker, self.store.submit, event.data, self.clock(), address
+            )
         except IdentityRefused as refusal:
             await self._reply(writer, False, refusal.reason)
             return
@@ -256,20 +411,31 @@ class _TcpIntake:
     async def _reply(self, writer: asyncio.StreamWriter, ok: bool, text: str) -> None:
         with contextlib.suppress(OSError, TimeoutError):
             writer.write(format_reply(ok, text))
-            await asyncio.wait_for(writer.drain(), self.io_timeout)
+            await asyncio.wait_for(writer.drain(), self.deadline)
 
 
-async def _expire_loop(store: IdentityStore, clock: Callable[[], float], interval: float) -> None:
+async def _expire_loop(
+    store: IdentityStore,
+    clock: Callable[[], float],
+    interval: float,
+    worker: concurrent.futures.Executor,
+) -> None:
+    loop = asyncio.get_running_loop()
     while True:
         try:
-            store.expire(clock())
+            await loop.run_in_executor(worker, store.expire, clock())
         except Exception:  # keep serving; the next round retries
             log.exception("identity expiry failed")
         await asyncio.sleep(interval)
 
 
-def _peer_name(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
+def _peer_address(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
     return str(peer or "unknown")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:200]

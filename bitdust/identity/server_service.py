@@ -2,17 +2,21 @@
 
 It serves the identities it holds over HTTP and takes new ones in over TCP; the port it writes in
 IDURLs is the HTTP port its own host has in ``known-servers`` (80 behind nginx, as the guide runs
-it), else its web port.
+it), else its web port. Behind nginx every HTTP client is nginx itself, so the per-address
+connection cap is lifted there (nginx limits each real client). The store's directory scan runs in
+a worker thread, not on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from typing import Any
 
 from bitdust.identity import propagate
 from bitdust.identity.errors import IdentityError
 from bitdust.identity.propagate import KNOWN_SERVERS_SETTING as KNOWN_SERVERS
-from bitdust.identity.server import IdentityServer, start_identity_server
+from bitdust.identity.server import IdentityServer, ServerLimits, start_identity_server
 from bitdust.identity.store import IdentityStore
 from bitdust.node.service import Service, ServiceError
 
@@ -36,8 +40,14 @@ class IdentityServerService(Service):
             ),
             web_port,
         )
+        limits = ServerLimits()
+        if public_port != web_port:  # fronted by nginx: every client comes from its address
+            limits = dataclasses.replace(
+                limits, http_connections_per_address=limits.http_connections
+            )
         try:
-            store = IdentityStore(
+            store = await asyncio.to_thread(
+                IdentityStore,
                 self.node.paths.state_dir / "identity-server",
                 host,
                 public_port,
@@ -49,6 +59,7 @@ class IdentityServerService(Service):
                 self.node.bind_host,
                 web_port,
                 self.config["services/identity-server/tcp-port"],
+                limits=limits,
             )
         except IdentityError as exc:
             raise ServiceError(str(exc)) from None
@@ -68,7 +79,8 @@ class IdentityServerService(Service):
             "idurl_port": store.public_port,
             "web_port": self.server.web_port,
             "tcp_port": self.server.tcp_port,
-            "identities": len(store.names()),
+            "identities": store.count(),
+            "stored_bytes": store.stored_bytes(),
         }
 
     def automats(self) -> list[tuple[str, str]]:

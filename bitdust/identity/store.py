@@ -1,29 +1,20 @@
-"""The identity server's storage policy: what it accepts, what it keeps, when it forgets.
+"""The identity server's files: what :mod:`bitdust.identity.policy` accepts, kept on disk.
 
-:class:`IdentityStore` is sans-IO with respect to the network (the asyncio shells in
-:mod:`bitdust.identity.server` feed it bytes) and takes the clock as an argument. It stores an
-identity only when every rule holds, checked in this order:
-
-1. it fits the size limit (checked before parsing);
-2. it parses (:func:`~bitdust.identity.document.parse_identity`: hardened, no DTD/entities);
-3. its signature verifies (:func:`~bitdust.identity.signing.verify`; BitDust's legacy scheme only
-   when ``accept_legacy``);
-4. one of its sources is this server: ``http://<host>[:<public_port>]/<name>.xml``, host *and* port.
-   ``public_port`` is the HTTP port written in IDURLs — 80 when nginx fronts the server, otherwise
-   the identity server's own ``web-port``;
-5. when the name is already stored: the public key is the same (no key takeover) and the revision
-   is higher. An equal revision with the same content (every field and the scheme; the signature
-   may differ, as PSS signatures are randomized) is a **touch**: the stored file is kept as it is,
-   its expiry is refreshed, and it counts as accepted (a node re-sends its unchanged identity to
-   keep it alive). An equal revision with different content is refused;
-6. a new name fits ``max_identities``.
+:class:`IdentityStore` does blocking file I/O (reads, atomic writes with fsync, unlinks): the
+asyncio shell in :mod:`bitdust.identity.server` calls :meth:`IdentityStore.submit` and
+:meth:`IdentityStore.expire` in a worker thread, never on the event loop. It takes the clock as
+an argument. The directory is scanned once, when the store opens; afterwards an in-memory index
+(name -> size on disk, last touch) answers every count and listing in O(1) or from memory.
 
 Each stored identity is ``<directory>/<name>.xml`` in the canonical form
 (:meth:`~bitdust.identity.document.Identity.to_xml`), written atomically (temp file, fsync,
-rename). Its mtime is the time it was last accepted or touched; :meth:`IdentityStore.expire` removes
-those not touched for ``expiry_seconds``. Every refusal is logged as one line (never key material)
-and raised as :class:`~bitdust.identity.errors.IdentityRefused` with its reason; a refusal leaves
-the directory exactly as it was.
+rename). Its mtime is the time it was last accepted or touched; :meth:`IdentityStore.expire`
+removes those not touched for ``expiry_seconds``. Beyond the policy's rules a **new** name must
+fit ``max_identities`` and ``max_bytes`` (sizes rounded up to the file system's 4 KiB blocks),
+and its key and the submitting address must be within their hourly :class:`NewNameQuota`: a
+flood of throwaway names cannot fill the disk. Every refusal is logged as one line (rate-limited,
+never key material) and raised as :class:`~bitdust.identity.errors.IdentityRefused` with its
+reason; a refusal leaves the directory exactly as it was.
 """
 
 from __future__ import annotations
@@ -32,25 +23,26 @@ import contextlib
 import hashlib
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from bitdust.files import TEMP_SUFFIX, atomic_write
-from bitdust.identity.document import MAX_DOCUMENT_SIZE, Identity, parse_identity
+from bitdust.identity.document import MAX_DOCUMENT_SIZE, Identity
 from bitdust.identity.errors import IdentityError, IdentityRefused
-from bitdust.identity.idurl import (
-    DEFAULT_HTTP_PORT,
-    format_idurl,
-    validate_host,
-    validate_name,
-    validate_port,
-)
-from bitdust.identity.signing import verify
+from bitdust.identity.idurl import DEFAULT_HTTP_PORT, validate_name
+from bitdust.identity.policy import IdentityPolicy, NewNameQuota, Verdict
+from bitdust.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPIRY_SECONDS = 30 * 24 * 3600
 DEFAULT_MAX_IDENTITIES = 100_000
+DEFAULT_MAX_BYTES = 1024 * 1024 * 1024  # 1 GiB: ~250,000 identities of BitDust's usual ~3 KB
+NEW_NAMES_PER_KEY_PER_HOUR = 3  # one key is one account; a few names allow a rename or a retry
+NEW_NAMES_PER_ADDRESS_PER_HOUR = 30  # many users may share one address (NAT)
+QUOTA_WINDOW = 3600.0
+BLOCK_SIZE = 4096
 FILE_SUFFIX = ".xml"
 
 
@@ -68,6 +60,12 @@ class StoredIdentity:
         return '"' + hashlib.sha256(self.data).hexdigest()[:32] + '"'
 
 
+@dataclass(slots=True)
+class _Entry:
+    disk_bytes: int
+    mtime: float
+
+
 class IdentityStore:
     """Identities held by one identity server, in ``directory`` (see the module docstring)."""
 
@@ -81,47 +79,67 @@ class IdentityStore:
         expiry_seconds: float = DEFAULT_EXPIRY_SECONDS,
         accept_legacy: bool = False,
         max_identities: int = DEFAULT_MAX_IDENTITIES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        new_names_per_key: int = NEW_NAMES_PER_KEY_PER_HOUR,
+        new_names_per_address: int = NEW_NAMES_PER_ADDRESS_PER_HOUR,
     ) -> None:
-        self.directory = Path(directory)
-        self.host = validate_host(host)
-        self.public_port = validate_port(public_port)
-        if not 1 <= size_limit <= MAX_DOCUMENT_SIZE:
-            raise IdentityError(
-                f"identity size limit {size_limit!r} must be 1-{MAX_DOCUMENT_SIZE} bytes"
-            )
+        self.policy = IdentityPolicy(
+            host, public_port, size_limit=size_limit, accept_legacy=accept_legacy
+        )
         if expiry_seconds <= 0:
             raise IdentityError(f"identity expiry {expiry_seconds!r} must be positive seconds")
-        self.size_limit = size_limit
+        self.directory = Path(directory)
         self.expiry_seconds = float(expiry_seconds)
-        self.accept_legacy = accept_legacy
         self.max_identities = max_identities
+        self.max_bytes = max_bytes
+        self.key_quota = NewNameQuota(new_names_per_key, QUOTA_WINDOW)
+        self.address_quota = NewNameQuota(new_names_per_address, QUOTA_WINDOW)
+        self._refusals = RateLimitedLog(log)  # refusals are caused from outside: bounded
+        self._lock = threading.Lock()  # the index is read on the event loop, changed in a worker
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_temp_files()
+        self._index = self._scan()
+        self._bytes = sum(entry.disk_bytes for entry in self._index.values())
+
+    # -- settings the policy holds ---------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self.policy.host
+
+    @property
+    def public_port(self) -> int:
+        return self.policy.public_port
+
+    @property
+    def size_limit(self) -> int:
+        return self.policy.size_limit
+
+    @property
+    def accept_legacy(self) -> bool:
+        return self.policy.accept_legacy
+
+    @accept_legacy.setter
+    def accept_legacy(self, value: bool) -> None:
+        self.policy.accept_legacy = value
 
     # -- queries ---------------------------------------------------------------------------------
 
     def idurl_for(self, name: str) -> str:
         """The IDURL this server serves ``name`` at."""
-        return format_idurl(self.host, self.public_port, name)
+        return self.policy.idurl_for(name)
 
     def names(self) -> list[str]:
-        """Names of the stored identities, sorted."""
-        names = []
-        try:
-            entries = list(os.scandir(self.directory))
-        except OSError:
-            return []
-        for entry in entries:
-            if not entry.name.endswith(FILE_SUFFIX) or entry.name.startswith("."):
-                continue
-            name = entry.name[: -len(FILE_SUFFIX)]
-            try:
-                validate_name(name)
-            except IdentityError:
-                continue
-            if entry.is_file(follow_symlinks=False):
-                names.append(name)
-        return sorted(names)
+        """Names of the stored identities, sorted (from memory)."""
+        with self._lock:
+            return sorted(self._index)
+
+    def count(self) -> int:
+        """How many identities are stored."""
+        return len(self._index)
+
+    def stored_bytes(self) -> int:
+        """Bytes the stored identities take on disk (sizes rounded up to whole blocks)."""
+        return self._bytes
 
     def lookup(self, name: str) -> StoredIdentity | None:
         """The stored identity ``name`` with its mtime, or ``None``."""
@@ -147,109 +165,89 @@ class IdentityStore:
         """Store ``data`` if every rule holds; returns the accepted :class:`Identity`.
 
         ``now`` is the wall-clock time (seconds since the epoch) recorded as the identity's last
-        touch. Raises :class:`IdentityRefused` with the reason otherwise; nothing is changed then.
+        touch; ``peer`` is the submitting address (its new names count against its quota).
+        Raises :class:`IdentityRefused` with the reason otherwise; nothing is changed then.
+        Blocking (file I/O, signature check): call it from a worker thread in async code.
         """
+        source = peer or "local"
         try:
-            identity, action = self._accept(data, now)
+            identity, verdict = self._accept(data, now, source)
         except IdentityRefused as refusal:
-            log.warning("identity refused from %s: %s", peer or "local", refusal.reason)
+            self._refusals.warning("identity refused from %s: %s", source, refusal.reason)
             raise
         log.info(
             "identity %s from %s: %s revision %d",
-            action,
-            peer or "local",
+            verdict.value,
+            source,
             identity.name,
             identity.revision,
         )
         return identity
 
-    def _accept(self, data: bytes, now: float) -> tuple[Identity, str]:
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise IdentityRefused("malformed identity: not bytes")
-        if len(data) > self.size_limit:
-            raise IdentityRefused(
-                f"identity is {len(data)} bytes; this server accepts at most {self.size_limit}"
-            )
-        try:
-            identity = parse_identity(bytes(data))
-        except IdentityError as exc:
-            raise IdentityRefused(f"malformed identity: {exc.message}") from None
-        try:
-            verify(identity, self.accept_legacy)
-        except IdentityError as exc:
-            raise IdentityRefused(f"bad signature: {exc.message}") from None
+    def _accept(self, data: bytes, now: float, source: str) -> tuple[Identity, Verdict]:
+        identity = self.policy.parse(data)
         name = identity.name
-        expected = self.idurl_for(name)
-        if not any(idurl.server == (self.host, self.public_port) for idurl in identity.idurls):
-            raise IdentityRefused(
-                f"none of the identity's sources is on this server: expected {expected} among "
-                f"{', '.join(identity.sources)}"
-            )
-        canonical = identity.to_xml()
-        if len(canonical) > self.size_limit:
-            raise IdentityRefused(
-                f"identity is {len(canonical)} bytes once normalised; this server accepts at most "
-                f"{self.size_limit}"
-            )
         path = self.directory / f"{name}{FILE_SUFFIX}"
         stored = self.lookup(name)
-        if stored is not None:
-            try:
-                previous = parse_identity(stored.data)
-            except IdentityError as exc:
-                log.error("stored identity %s is unreadable: %s", path, exc.message)
-                raise IdentityRefused(
-                    f"the stored copy of {name} is unreadable on this server; ask its operator"
-                ) from None
-            if previous.public_key.public_numbers() != identity.public_key.public_numbers():
-                raise IdentityRefused(
-                    f"key takeover refused: {name} is already registered on this server with "
-                    "another public key"
-                )
-            if identity.revision < previous.revision:
-                raise IdentityRefused(
-                    f"revision {identity.revision} of {name} is older than the stored revision "
-                    f"{previous.revision}"
-                )
-            if identity.revision == previous.revision:
-                if identity.unsigned() != previous.unsigned():
-                    raise IdentityRefused(
-                        f"revision {identity.revision} of {name} is already stored with different "
-                        "content: publish a higher revision"
-                    )
-                self._touch(path, now)
-                return identity, "touched"
-            action = "updated"
-        else:
-            if len(self.names()) >= self.max_identities:
+        admission = self.policy.judge(identity, stored.data if stored is not None else None)
+        if admission.verdict is Verdict.TOUCH:
+            self._touch(name, path, now)
+            return identity, admission.verdict
+        size = _disk_bytes(len(admission.canonical))
+        previous_size = self._index[name].disk_bytes if name in self._index else 0
+        if self._bytes - previous_size + size > self.max_bytes:
+            raise IdentityRefused(
+                f"this server is full ({self.max_bytes} bytes of identities); try another server"
+            )
+        if admission.verdict is Verdict.STORE:
+            if len(self._index) >= self.max_identities:
                 raise IdentityRefused(
                     f"this server is full ({self.max_identities} identities); try another server"
                 )
-            action = "stored"
+            if not self.key_quota.allows(admission.key_id, now):
+                raise IdentityRefused(
+                    f"this key registered {self.key_quota.limit} new names in the last hour on "
+                    "this server; try again later"
+                )
+            if not self.address_quota.allows(source, now):
+                raise IdentityRefused(
+                    f"{self.address_quota.limit} new names came from {source} in the last hour; "
+                    "try again later"
+                )
         try:
-            atomic_write(path, canonical, mode=0o644, overwrite=True, error=IdentityError)
+            atomic_write(path, admission.canonical, mode=0o644, overwrite=True, error=IdentityError)
         except IdentityError as exc:
             log.error("cannot store identity %s: %s", name, exc.message)
             raise IdentityRefused("this server cannot store identities right now") from None
-        self._touch(path, now)
-        return identity, action
+        if admission.verdict is Verdict.STORE:
+            self.key_quota.record(admission.key_id, now)
+            self.address_quota.record(source, now)
+        with self._lock:
+            self._index[name] = _Entry(size, now)
+            self._bytes += size - previous_size
+        self._touch(name, path, now)
+        return identity, admission.verdict
 
     # -- expiry ----------------------------------------------------------------------------------
 
     def expire(self, now: float) -> list[str]:
-        """Remove identities not accepted or touched for ``expiry_seconds``; returns their names."""
+        """Remove identities not accepted or touched for ``expiry_seconds``; returns their names.
+        Blocking (unlinks): call it from a worker thread in async code."""
+        with self._lock:
+            due = sorted(
+                name
+                for name, entry in self._index.items()
+                if now - entry.mtime >= self.expiry_seconds
+            )
         removed = []
-        for name in self.names():
-            path = self.directory / f"{name}{FILE_SUFFIX}"
-            try:
-                mtime = path.stat().st_mtime
-            except OSError:
-                continue
-            if now - mtime >= self.expiry_seconds:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-                    removed.append(name)
-                    log.info("identity %s expired (untouched for %.0f s)", name, now - mtime)
+        for name in due:
+            with contextlib.suppress(FileNotFoundError):
+                (self.directory / f"{name}{FILE_SUFFIX}").unlink()
+            with self._lock:
+                entry = self._index.pop(name)
+                self._bytes -= entry.disk_bytes
+            removed.append(name)
+            log.info("identity %s expired (untouched for %.0f s)", name, now - entry.mtime)
         return removed
 
     # -- internals -------------------------------------------------------------------------------
@@ -261,13 +259,33 @@ class IdentityStore:
             return None
         return self.directory / f"{name}{FILE_SUFFIX}"
 
-    @staticmethod
-    def _touch(path: Path, now: float) -> None:
+    def _touch(self, name: str, path: Path, now: float) -> None:
         with contextlib.suppress(OSError):
             os.utime(path, (now, now))
+        with self._lock:
+            self._index[name].mtime = now
 
-    def _remove_stale_temp_files(self) -> None:
+    def _scan(self) -> dict[str, _Entry]:
+        """The index of the directory (the one scan); stale temp files are removed."""
+        index = {}
         for entry in os.scandir(self.directory):
             if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
+                continue
+            if not entry.name.endswith(FILE_SUFFIX) or entry.name.startswith("."):
+                continue
+            name = entry.name[: -len(FILE_SUFFIX)]
+            try:
+                validate_name(name)
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                stat = entry.stat(follow_symlinks=False)
+            except (IdentityError, OSError):
+                continue
+            index[name] = _Entry(_disk_bytes(stat.st_size), stat.st_mtime)
+        return index
+
+
+def _disk_bytes(size: int) -> int:
+    return max(1, -(-size // BLOCK_SIZE)) * BLOCK_SIZE

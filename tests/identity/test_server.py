@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import time
 
 import aiohttp
 import pytest
 
 from bitdust.identity.client import fetch_identity, send_identity
 from bitdust.identity.errors import IdentityNotFound, IdentityRefused, IdentityServerError
-from bitdust.identity.server import start_identity_server
+from bitdust.identity.server import ServerLimits, start_identity_server
 from bitdust.identity.store import IdentityStore
 from tests.identity.conftest import HOSTS, free_port, make_identity, resolve
 
@@ -37,7 +38,13 @@ async def server(tmp_path, clock):
     web_port = free_port(address)
     store = IdentityStore(tmp_path / "ids", "host-a.com", web_port, expiry_seconds=100)
     handle = await start_identity_server(
-        store, address, web_port, 0, clock=clock, expire_interval=0.05, io_timeout=0.5
+        store,
+        address,
+        web_port,
+        0,
+        clock=clock,
+        expire_interval=0.05,
+        limits=ServerLimits(intake_deadline=0.5),
     )
     yield handle
     await handle.close()
@@ -169,3 +176,27 @@ async def test_close_releases_ports(tmp_path):
     await handle.close()
     again = await start_identity_server(store, "127.0.1.1", web_port, tcp_port)
     await again.close()
+
+
+async def test_the_store_works_off_the_event_loop(server, key, monkeypatch):
+    """Signature checks and fsyncs run in the store's worker thread: the loop keeps ticking."""
+    submit = server.store.submit
+
+    def slow_submit(*args):
+        time.sleep(0.5)  # a slow disk
+        return submit(*args)
+
+    monkeypatch.setattr(server.store, "submit", slow_submit)
+    ticks = 0
+
+    async def tick():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    idurl = await send_identity("127.0.1.1", server.tcp_port, _alice(key, server).to_xml())
+    ticker.cancel()
+    assert idurl.endswith("/alice.xml")
+    assert ticks >= 20  # 0 when the submission blocks the loop for its 0.5 s

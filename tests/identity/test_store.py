@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bitdust.identity.document import SCHEME_LEGACY, parse_identity
 from bitdust.identity.errors import IdentityError, IdentityRefused
+from bitdust.identity.keys import generate_private_key
 from bitdust.identity.store import IdentityStore
 from tests.identity.conftest import make_identity, reference_file, snapshot
 from tests.identity.test_document import BILLION_LAUGHS, XXE
@@ -191,3 +194,69 @@ def test_bad_configuration_is_refused(tmp_path):
         IdentityStore(tmp_path, "host-a.com", 0)
     with pytest.raises(IdentityError):
         IdentityStore(tmp_path, "host-a.com", 80, size_limit=10**9)
+
+
+def test_refuses_a_public_key_with_a_large_exponent_before_checking_its_signature(
+    store, key, caplog
+):
+    """A 2048-bit modulus with a ~1,500-bit odd exponent: every verification would cost many
+    times one with 65537, so the key itself is refused, whatever the signature."""
+    n = key.public_key().public_numbers().n
+    crafted = rsa.RSAPublicNumbers((1 << 1500) + 1, n).public_key()
+    crafted_text = crafted.public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    identity = make_identity(key)
+    data = identity.to_xml().replace(identity.publickey.encode(), crafted_text)
+    _assert_refused(
+        store, data, "malformed identity: <publickey>: .*public exponent is not 65537", caplog
+    )
+
+
+def test_counts_come_from_the_index_not_a_directory_scan(tmp_path, key, other_key, monkeypatch):
+    directory = tmp_path / "ids"
+    first = IdentityStore(directory, "host-a.com", 80)
+    first.submit(make_identity(key).to_xml(), NOW)
+    reopened = IdentityStore(directory, "host-a.com", 80, max_identities=2)  # scans once
+    assert reopened.count() == 1 and reopened.stored_bytes() == 4096
+
+    def no_scan(*args):
+        raise AssertionError("the directory was scanned again")
+
+    monkeypatch.setattr("os.scandir", no_scan)
+    reopened.submit(make_identity(other_key, name="bob").to_xml(), NOW)
+    assert (reopened.count(), reopened.names()) == (2, ["alice", "bob"])
+    assert reopened.expire(NOW + 10**9) == ["alice", "bob"]
+    assert reopened.count() == 0 and reopened.stored_bytes() == 0
+
+
+def test_new_names_per_key_are_limited_per_hour(tmp_path, key, caplog):
+    store = IdentityStore(tmp_path / "ids", "host-a.com", 80, new_names_per_key=3)
+    for name in ("name1", "name2", "name3"):
+        store.submit(make_identity(key, name=name).to_xml(), NOW, peer=f"127.0.0.{name[-1]}")
+    _assert_refused(
+        store,
+        make_identity(key, name="name4").to_xml(),
+        "this key registered 3 new names in the last hour on this server",
+        caplog,
+    )
+    store.submit(make_identity(key, name="name1", revision=2).to_xml(), NOW + 20)  # updates pass
+    store.submit(make_identity(key, name="name4").to_xml(), NOW + 3601)  # an hour later
+
+
+def test_new_names_per_address_are_limited_per_hour(tmp_path, key, other_key, caplog):
+    store = IdentityStore(tmp_path / "ids", "host-a.com", 80, new_names_per_address=2)
+    store.submit(make_identity(key, name="name1").to_xml(), NOW, peer="127.0.0.9:5555")
+    store.submit(make_identity(other_key, name="name2").to_xml(), NOW, peer="127.0.0.9:5555")
+    third = make_identity(generate_private_key(1024), name="name3").to_xml()
+    _assert_refused(store, third, "2 new names came from 127.0.0.9:5555 in the last hour", caplog)
+    store.submit(third, NOW, peer="127.0.0.10")  # another address has its own quota
+
+
+def test_store_is_bounded_in_bytes(tmp_path, key, other_key, caplog):
+    store = IdentityStore(tmp_path / "ids", "host-a.com", 80, max_bytes=4096)
+    store.submit(make_identity(key).to_xml(), NOW)
+    _assert_refused(
+        store, make_identity(other_key, name="bob").to_xml(), "full \\(4096 bytes", caplog
+    )
+    store.submit(make_identity(key, revision=2).to_xml(), NOW)  # same size: an update fits

@@ -12,8 +12,7 @@ import logging
 from typing import Any
 
 from bitdust.dht.settings import DHTSettings
-from bitdust.dht.transport import DHTService as DHTEndpoint
-from bitdust.dht.transport import start_dht
+from bitdust.dht.transport import DHTEndpoint, start_dht
 from bitdust.node.service import Service, ServiceError, StatusSection
 
 log = logging.getLogger(__name__)

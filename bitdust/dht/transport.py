@@ -56,20 +56,23 @@ def normalize_addr(addr: tuple) -> Addr:  # type: ignore[type-arg]
     return (str(ip), port)
 
 
-class _Endpoint(asyncio.DatagramProtocol):
-    def __init__(self, service: DHTService) -> None:
-        self.service = service
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: DHTEndpoint) -> None:
+        self.endpoint = endpoint
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
         peer = normalize_addr(addr)
-        self.service._feed(lambda now: self.service.node.receive_datagram(data, peer, now))
+        self.endpoint._feed(lambda now: self.endpoint.node.receive_datagram(data, peer, now))
 
     def error_received(self, exc: Exception) -> None:
         log.debug("DHT socket error: %s", exc)
 
 
-class DHTService:
-    """A running DHT node: awaitable lookups, join status and figures for the API."""
+class DHTEndpoint:
+    """A running DHT node on its UDP socket: awaitable lookups, join status and figures.
+
+    Not a node ``Service``: the ``entangled-dht`` service (``service.py``) owns one.
+    """
 
     def __init__(self, node: DHTNode, database: Database | None) -> None:
         self.node = node
@@ -172,7 +175,7 @@ class DHTService:
 
     async def _run(self, start: Callable[[float], int]) -> Event:
         if self._closed:
-            raise RuntimeError("the DHT service is closed")
+            raise RuntimeError("the DHT endpoint is closed")
         op_id = start(time.monotonic())
         future: asyncio.Future[Event] = self._loop.create_future()
         self._futures[op_id] = future
@@ -235,7 +238,7 @@ async def start_dht(
     settings: DHTSettings | None = None,
     signer: Signer | None = None,
     known_nodes: Sequence[Addr] = (),
-) -> DHTService:
+) -> DHTEndpoint:
     """Open the database, bind UDP ``host:port`` (0 = any free port) and start joining.
 
     ``known_nodes`` are (IP, port) pairs already resolved; empty means a genesis node. Without
@@ -259,16 +262,16 @@ async def start_dht(
             now=now,
             wall_offset=time.time() - now,
         )
-        service = DHTService(node, database)
+        endpoint = DHTEndpoint(node, database)
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Endpoint(service), local_addr=(host, port)
+            lambda: _Datagrams(endpoint), local_addr=(host, port)
         )
     except BaseException:
         if database is not None:
             database.close()
         raise
-    service._transport = transport
-    service._pump()
-    service.join(known_nodes)
-    return service
+    endpoint._transport = transport
+    endpoint._pump()
+    endpoint.join(known_nodes)
+    return endpoint

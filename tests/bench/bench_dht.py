@@ -38,7 +38,7 @@ import msgpack
 import bitdust.dht as dht_package
 from bitdust.dht.events import LookupDone
 from bitdust.dht.settings import DHTSettings
-from bitdust.dht.transport import DHTService, start_dht
+from bitdust.dht.transport import DHTEndpoint, start_dht
 from tests.dht.sim import SIM_SETTINGS, Simulation
 
 
@@ -128,7 +128,7 @@ async def _loopback(count: int, lookups: int, seed: int) -> list[dict[str, Any]]
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:
         seed_node = await start_dht("127.0.0.1", 0, Path(tmp) / "seed.db", settings)
-        nodes: list[DHTService] = [seed_node]
+        nodes: list[DHTEndpoint] = [seed_node]
         try:
             for first in range(1, count, 25):
                 nodes += await asyncio.gather(

@@ -13,7 +13,7 @@ import pytest
 
 from bitdust.dht.records import dht_key
 from bitdust.dht.settings import DHTSettings
-from bitdust.dht.transport import DHTService, start_dht
+from bitdust.dht.transport import DHTEndpoint, start_dht
 
 SETTINGS = DHTSettings(rpc_timeout=2.0, join_retry_initial=0.2, join_retry_max=1.0)
 COUNT = 100
@@ -33,7 +33,7 @@ async def wait_for(condition, timeout: float = 20.0) -> None:  # type: ignore[no
             await asyncio.sleep(0.02)
 
 
-async def network(tmp_path: Path, count: int) -> list[DHTService]:
+async def network(tmp_path: Path, count: int) -> list[DHTEndpoint]:
     seed = await start_dht("127.0.0.1", 0, tmp_path / "seed.db", SETTINGS)
     nodes = [seed]
     for batch in range(1, count, 25):

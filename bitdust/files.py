@@ -19,6 +19,10 @@ class FileError(Exception):
     """A file could not be read or written; the message names it and says why."""
 
 
+class FileExists(FileError):
+    """:func:`atomic_write` was told not to overwrite, and the file exists."""
+
+
 def atomic_write(
     path: Path,
     data: bytes,
@@ -32,11 +36,13 @@ def atomic_write(
     A temporary file is created in the same directory with ``mode`` (O_EXCL), written, fsynced and
     then renamed over ``path`` (``overwrite=True``) or hard-linked to it (``overwrite=False``, which
     fails if ``path`` exists; on file systems without hard links an O_EXCL create is used). The
-    directory is fsynced afterwards. Raises :class:`error` with the reason.
+    directory is fsynced afterwards. Raises :class:`error` with the reason; an existing file is
+    :class:`FileExists` when ``error`` catches it (the default :class:`FileError` does), so a
+    caller can tell it apart by type.
     """
     directory = path.parent
     if not overwrite and os.path.lexists(path):
-        raise error(f"refusing to overwrite {path}: the file exists (choose another name)")
+        raise _exists(path, error)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=directory)
     except OSError as exc:
@@ -55,9 +61,7 @@ def atomic_write(
             try:
                 os.link(tmp, path)
             except FileExistsError:
-                raise error(
-                    f"refusing to overwrite {path}: the file exists (choose another name)"
-                ) from None
+                raise _exists(path, error) from None
             except OSError:
                 _exclusive_write(path, data, mode, error)
             tmp.unlink()
@@ -92,9 +96,7 @@ def _exclusive_write(path: Path, data: bytes, mode: int, error: type[Exception])
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
-        raise error(
-            f"refusing to overwrite {path}: the file exists (choose another name)"
-        ) from None
+        raise _exists(path, error) from None
     try:
         os.fchmod(fd, mode)
         _write_all(fd, data)
@@ -105,6 +107,11 @@ def _exclusive_write(path: Path, data: bytes, mode: int, error: type[Exception])
             path.unlink()
         raise
     os.close(fd)
+
+
+def _exists(path: Path, error: type[Exception]) -> Exception:
+    message = f"refusing to overwrite {path}: the file exists (choose another name)"
+    return FileExists(message) if issubclass(FileExists, error) else error(message)
 
 
 def _write_all(fd: int, data: bytes) -> None:

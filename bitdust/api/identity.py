@@ -13,13 +13,14 @@ from typing import Any
 
 from bitdust import rsakeys
 from bitdust.api.server import ApiError, Call, Param, Route, route
-from bitdust.files import atomic_write, read_bounded
+from bitdust.files import FileError, FileExists, atomic_write, read_bounded
 from bitdust.identity.errors import IdentityError, KeyFileError
 from bitdust.identity.keys import MAX_KEY_FILE_SIZE
+from bitdust.identity.propagate_service import IdentityPropagateService
 
 
-def _propagate(call: Call) -> Any:
-    return call.ctx.node.service("identity-propagate")
+def _propagate(call: Call) -> IdentityPropagateService:
+    return call.service("identity-propagate", IdentityPropagateService)
 
 
 def _cli_hint(path: str, exc: Exception, command: str) -> ApiError:
@@ -56,11 +57,10 @@ async def identity_backup(call: Call) -> dict[str, Any]:
     if not path.startswith("/"):
         raise ApiError(400, "field 'destination_path': expected an absolute path")
     try:
-        atomic_write(Path(path), data, mode=0o600, overwrite=False,
-                     error=KeyFileError)  # fmt: skip
-    except KeyFileError as exc:
-        if "refusing to overwrite" in str(exc):
-            raise ApiError(409, str(exc)) from None
+        atomic_write(Path(path), data, mode=0o600, overwrite=False)
+    except FileExists as exc:
+        raise ApiError(409, str(exc)) from None
+    except FileError as exc:
         raise _cli_hint(path, exc, f"bitdust identity backup {path}") from None
     return {"destination_path": path, "mode": "0600"}
 

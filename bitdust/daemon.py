@@ -62,13 +62,35 @@ def load_checked_config(
     return config
 
 
+class LogFormatter(logging.Formatter):
+    """Records as lines on stderr. Under journald every line starts with its syslog priority
+    (sd-daemon(3)'s ``<3>`` prefix), so `journalctl -p warning` finds warnings and errors, and
+    journald adds the time; a terminal gets the time from us."""
+
+    def __init__(self, journal: bool) -> None:
+        fmt = "%(levelname)s %(name)s: %(message)s"
+        super().__init__(fmt if journal else "%(asctime)s " + fmt)
+        self.journal = journal
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if not self.journal:
+            return text
+        prefix = f"<{syslog_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in text.splitlines())
+
+
+def syslog_priority(level: int) -> int:
+    """The syslog priority of a logging level: err 3, warning 4, info 6, debug 7."""
+    for threshold, priority in ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4)):
+        if level >= threshold:
+            return priority
+    return 6 if level >= logging.INFO else 7
+
+
 def setup_logging(level: str) -> None:
-    """One line per record on stderr; journald adds the time, a terminal gets it from us."""
     handler = logging.StreamHandler(sys.stderr)
-    fmt = "%(levelname)s %(name)s: %(message)s"
-    if not os.environ.get("JOURNAL_STREAM"):
-        fmt = "%(asctime)s " + fmt
-    handler.setFormatter(logging.Formatter(fmt))
+    handler.setFormatter(LogFormatter(journal=bool(os.environ.get("JOURNAL_STREAM"))))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -126,6 +126,16 @@ class NotifyListener:
                 return message
         raise AssertionError(f"no {field_} within {timeout} s; got {self.messages}")
 
+    def fields(self) -> list[str]:
+        """Every field received so far, in order, after reading what is waiting."""
+        self.sock.settimeout(0.05)
+        while True:
+            try:
+                self.messages.append(self.sock.recv(65536).decode())
+            except TimeoutError:
+                break
+        return [field for message in self.messages for field in message.splitlines()]
+
     def close(self) -> None:
         self.sock.close()
 

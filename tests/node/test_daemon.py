@@ -54,17 +54,6 @@ def restart_prevented() -> set[int]:
     return set()
 
 
-def sent(notify: NotifyListener) -> list[str]:
-    """Every field the process sent to systemd, in order."""
-    notify.sock.settimeout(0.05)
-    while True:
-        try:
-            notify.messages.append(notify.sock.recv(65536).decode())
-        except TimeoutError:
-            break
-    return [field for message in notify.messages for field in message.splitlines()]
-
-
 def assert_cleaned_up(daemon: Daemon) -> None:
     assert not daemon.paths.api_secret.exists()
     assert not daemon.paths.api_socket.exists()
@@ -80,7 +69,7 @@ async def test_a_service_raising_a_plain_error_ends_the_process_restartable(
     assert ExitStatus.FAILURE not in restart_prevented()
     assert_cleaned_up(daemon)
     assert JOURNAL == ["start Base", "stop Base"]
-    fields = sent(notify)
+    fields = notify.fields()
     assert "READY=1" not in fields
     failed = (
         "STATUS=failed: service failing failed to start: unexpected RuntimeError: a bug in start"
@@ -96,7 +85,7 @@ async def test_a_kept_file_of_a_newer_format_ends_the_process_for_good(
     assert ExitStatus.DATA_FORMAT in restart_prevented()
     assert ExitStatus.CONFIG in restart_prevented()
     assert_cleaned_up(daemon)
-    assert "STOPPING=1" in sent(notify)
+    assert "STOPPING=1" in notify.fields()
 
 
 async def test_a_failing_restart_ends_the_process_instead_of_idling(
@@ -105,7 +94,7 @@ async def test_a_failing_restart_ends_the_process_instead_of_idling(
     # A real service name: the restart re-reads the config from disk, where dht-seed enables it.
     daemon = daemon_with(tmp_path, (spec("entangled-dht", fakes.StartsOnce),))
     main = asyncio.create_task(daemon.main())
-    while "READY=1" not in sent(notify):
+    while "READY=1" not in notify.fields():
         assert not main.done(), main.result()
         await asyncio.sleep(0.05)
     url = f"http://127.0.0.1:{daemon.api_port}/v1/process/restart"
@@ -122,7 +111,7 @@ async def test_a_failing_restart_ends_the_process_instead_of_idling(
     assert await asyncio.wait_for(main, 10) == ExitStatus.FAILURE
     assert_cleaned_up(daemon)
     assert JOURNAL == ["start StartsOnce", "stop StartsOnce"]
-    fields = sent(notify)
+    fields = notify.fields()
     assert fields[-1] == "STOPPING=1"
     assert fields[-2].startswith("STATUS=failed: service entangled-dht failed to start")
 
@@ -132,7 +121,7 @@ async def test_a_restart_with_a_broken_config_keeps_the_services_running(
 ) -> None:
     daemon = daemon_with(tmp_path, (spec("entangled-dht", fakes.Base),))
     main = asyncio.create_task(daemon.main())
-    while "READY=1" not in sent(notify):
+    while "READY=1" not in notify.fields():
         await asyncio.sleep(0.05)
     daemon.paths.conffile.parent.mkdir(parents=True)
     daemon.paths.conffile.write_text("services/entangled-dht/udp-port = banana\n")
@@ -157,5 +146,5 @@ async def test_a_stop_while_a_service_hangs_on_start_ends_the_process_at_once(
     assert await asyncio.wait_for(main, 2) == ExitStatus.OK
     assert JOURNAL == ["start Base", "cancelled Hangs", "stop Base"]
     assert_cleaned_up(daemon)
-    fields = sent(notify)
+    fields = notify.fields()
     assert "READY=1" not in fields and fields[-1] == "STOPPING=1"

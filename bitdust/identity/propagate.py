@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import enum
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -83,6 +84,14 @@ class PropagateResult:
     error: str | None  # the reason on failure
     attempts: int
     refused: bool = False  # the server answered ERROR (as opposed to being unreachable)
+
+
+class NameState(enum.Enum):
+    """What one server said about a name."""
+
+    FREE = "free"  # 404: no identity of that name
+    TAKEN = "taken"  # it serves an identity of that name
+    UNREACHABLE = "unreachable"  # no answer, or not one we understand
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,21 +252,21 @@ async def check_name_available(
     """Fetch ``http://host:port/<name>.xml`` on every server; report where it is taken."""
     validate_name(name)
 
-    async def probe(server: KnownServer) -> tuple[KnownServer, str | None]:
+    async def probe(server: KnownServer) -> tuple[KnownServer, NameState, str]:
         try:
             await fetch_identity(server.idurl(name), resolve, timeout=timeout)
         except IdentityNotFound:
-            return server, None
+            return server, NameState.FREE, ""
         except IdentityServerError as exc:
-            return server, exc.message
-        return server, "taken"
+            return server, NameState.UNREACHABLE, exc.message
+        return server, NameState.TAKEN, ""
 
     outcomes = await asyncio.gather(*(probe(server) for server in servers))
     return NameCheck(
         name=name,
-        taken_on=tuple(server for server, outcome in outcomes if outcome == "taken"),
+        taken_on=tuple(server for server, state, _ in outcomes if state is NameState.TAKEN),
         unreachable=tuple(
-            (server, outcome) for server, outcome in outcomes if outcome not in (None, "taken")
+            (server, reason) for server, state, reason in outcomes if state is NameState.UNREACHABLE
         ),
     )
 

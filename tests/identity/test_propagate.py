@@ -132,6 +132,10 @@ async def test_check_name_available(two_servers, key):
     assert not taken.available and taken.taken_on == (servers[1],)
     free = await check_name_available("bob", servers, resolve)
     assert free.available and free.taken_on == () and free.unreachable == ()
+    dead = KnownServer("host-c.com", free_port("127.0.1.3"), free_port("127.0.1.3"))
+    partly = await check_name_available("alice", [servers[1], dead], resolve, timeout=2)
+    assert partly.taken_on == (servers[1],)
+    assert [(s, "cannot reach" in reason) for s, reason in partly.unreachable] == [(dead, True)]
 
 
 async def test_create_identity_then_backup_and_restore(two_servers, tmp_path):

@@ -37,7 +37,7 @@ def test_renders_placeholders():
     ],
 )
 def test_refuses_values_that_could_inject_configuration(listen, server_name, upstream):
-    with pytest.raises(NginxConfigError):
+    with pytest.raises(NginxConfigError, match=r"is not valid|has a port outside 1-65535"):
         render_nginx_site(TEMPLATE, listen, server_name, upstream)
 
 

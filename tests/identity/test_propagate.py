@@ -156,7 +156,7 @@ async def test_create_identity_then_backup_and_restore(two_servers, tmp_path):
     assert load_local_identity(state).identity == created.identity
 
     backup = key_backup_bytes(created.identity.idurl, created.private_key, passphrase="pw")
-    with pytest.raises(WrongPassphraseError):
+    with pytest.raises(WrongPassphraseError, match="wrong passphrase"):
         await recover_identity(backup, resolve, passphrase="nope")
     key, identity = await recover_identity(backup, resolve, passphrase="pw")
     assert identity == created.identity

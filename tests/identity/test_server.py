@@ -156,7 +156,7 @@ async def test_untouched_identity_expires(server, key, clock):
         if not server.store.names():
             break
         await asyncio.sleep(0.05)
-    with pytest.raises(IdentityNotFound):
+    with pytest.raises(IdentityNotFound, match=r"no such identity on its server \(HTTP 404\)"):
         await fetch_identity(identity.idurl, resolve)
 
 

@@ -63,7 +63,7 @@ def test_tampered_signature_digit_fails():
     identity = parse_identity(data)
     digits = identity.signature
     changed = digits[:-1] + ("1" if digits[-1] != "1" else "2")
-    with pytest.raises(SignatureError):
+    with pytest.raises(SignatureError, match=r"BitDust legacy.*does not match"):
         verify(identity.replace(signature=changed), accept_legacy=True)
 
 
@@ -107,7 +107,7 @@ def test_our_signature_covers_every_field(key, change):
 
 def test_our_signature_covers_the_public_key(key, other_key):
     identity = make_identity(key).replace(publickey=public_key_to_openssh(other_key))
-    with pytest.raises(SignatureError):
+    with pytest.raises(SignatureError, match="does not match the identity's content and public"):
         verify(identity, accept_legacy=True)
 
 
@@ -119,7 +119,7 @@ def test_unsigned_identity_is_refused(key):
 def test_signature_of_wrong_scheme_label_fails(key):
     # A PSS signature relabelled as legacy must not verify (and vice versa).
     identity = make_identity(key)
-    with pytest.raises(SignatureError):
+    with pytest.raises(SignatureError, match=r"BitDust legacy.*does not match"):
         verify(identity.replace(scheme=SCHEME_LEGACY), accept_legacy=True)
 
 

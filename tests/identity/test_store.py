@@ -188,11 +188,11 @@ def test_ignores_foreign_files_and_removes_stale_temp_files(tmp_path):
 
 
 def test_bad_configuration_is_refused(tmp_path):
-    with pytest.raises(IdentityError):
+    with pytest.raises(IdentityError, match="'Host_A' is not a valid host name"):
         IdentityStore(tmp_path, "Host_A", 80)
-    with pytest.raises(IdentityError):
+    with pytest.raises(IdentityError, match="0 is not a valid TCP port"):
         IdentityStore(tmp_path, "host-a.com", 0)
-    with pytest.raises(IdentityError):
+    with pytest.raises(IdentityError, match="size limit 1000000000 must be 1-65536 bytes"):
         IdentityStore(tmp_path, "host-a.com", 80, size_limit=10**9)
 
 

@@ -239,7 +239,10 @@ class Daemon:
 
         A broken config is refused before anything stops. When the services do not come back,
         the process ends as a failed start does: a node with no services must not stay up
-        answering the watchdog."""
+        answering the watchdog. One restart at a time: a second one would stop services the
+        first is still starting."""
+        if not self.node.ready:
+            raise ServiceError("the services are starting or restarting; try again when ready")
         try:
             config = load_checked_config(self.paths, self.flags)
         except StartError as exc:

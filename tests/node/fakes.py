@@ -79,6 +79,18 @@ class StartsOnce(Recorder):
         await super().start()
 
 
+class SlowAgain(Recorder):
+    """Starts at once the first time, then takes a while, as a service reopening its files."""
+
+    started = 0
+
+    async def start(self) -> None:
+        SlowAgain.started += 1
+        if SlowAgain.started > 1:
+            await asyncio.sleep(0.3)
+        await super().start()
+
+
 def spec(name: str, service: type[Service], *needs: str, **more: object) -> ServiceSpec:
     return ServiceSpec(name, needs=needs, implementation=f"{__name__}:{service.__name__}", **more)
 

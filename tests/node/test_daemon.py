@@ -14,6 +14,7 @@ import pytest
 from bitdust.config import ConfigError, Paths
 from bitdust.daemon import Daemon
 from bitdust.errors import ExitStatus
+from bitdust.node.service import ServiceError
 from tests.helpers import NotifyListener, free_port
 from tests.node import fakes
 from tests.node.fakes import JOURNAL, base_config, enable, spec
@@ -24,7 +25,7 @@ UNIT = Path(__file__).resolve().parents[2] / "systemd" / "bitdust@.service"
 @pytest.fixture(autouse=True)
 def clean_journal() -> Iterator[None]:
     JOURNAL.clear()
-    fakes.StartsOnce.started = 0
+    fakes.StartsOnce.started = fakes.SlowAgain.started = 0
     yield
     JOURNAL.clear()
 
@@ -148,3 +149,19 @@ async def test_a_stop_while_a_service_hangs_on_start_ends_the_process_at_once(
     assert_cleaned_up(daemon)
     fields = notify.fields()
     assert "READY=1" not in fields and fields[-1] == "STOPPING=1"
+
+
+async def test_a_restart_while_one_runs_is_refused(tmp_path: Path, notify: NotifyListener) -> None:
+    daemon = daemon_with(tmp_path, (spec("entangled-dht", fakes.SlowAgain),))
+    main = asyncio.create_task(daemon.main())
+    while "READY=1" not in notify.fields():
+        await asyncio.sleep(0.05)
+    first = asyncio.create_task(daemon.restart_services())
+    await asyncio.sleep(0.1)
+    with pytest.raises(ServiceError, match="starting or restarting; try again when ready"):
+        await daemon.restart_services()
+    await first
+    assert JOURNAL == ["start SlowAgain", "stop SlowAgain", "start SlowAgain"]
+    assert [type(service) for service in daemon.node.running()] == [fakes.SlowAgain]
+    daemon.request_stop()
+    assert await asyncio.wait_for(main, 10) == ExitStatus.OK

@@ -56,6 +56,7 @@ class OptionType:
     parse_text: Callable[[str], Any]
     format_value: Callable[[Any], str] = str
     native: tuple[type, ...] = ()
+    choices: tuple[Any, ...] = ()  # every value, for a type that is a fixed list
 
     def parse(self, raw: Any) -> Any:
         """Parse text (or, from JSON, a native value of the right type)."""
@@ -123,13 +124,16 @@ _SIZE_UNITS = {
 }
 
 
+MAX_SIZE = 2**62
+
+
 def _parse_size(text: str) -> int:
     """Sizes as BitDust writes them ('50 GB'); units are binary, as BitDust counts them."""
-    match = re.fullmatch(r"(\d{1,15}(?:\.\d{1,6})?)\s*([a-zA-Z]{0,3})", text)
+    match = re.fullmatch(r"(\d{1,19}(?:\.\d{1,6})?)\s*([a-zA-Z]{0,3})", text)
     if not match or match.group(2).lower() not in _SIZE_UNITS:
         raise ValueError("not a size")
     value = int(Decimal(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
-    if value > 2**62:
+    if value > MAX_SIZE:
         raise ValueError("too large")
     return value
 
@@ -154,15 +158,27 @@ _DURATION_UNITS = {
 }
 
 
+# Durations are seconds with at most 6 decimals and 9 digits before the point (31 years): any
+# such value is written in seconds (or a whole unit) and reads back as the same float.
+MAX_DURATION = 999_999_999
+
+
 def _parse_duration(text: str) -> float:
     match = re.fullmatch(r"(\d{1,9}(?:\.\d{1,6})?)\s*([a-z]{0,4})", text.lower())
     if not match or match.group(2) not in _DURATION_UNITS:
         raise ValueError("not a duration")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    seconds = Decimal(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds > MAX_DURATION:
+        raise ValueError(f"longer than {MAX_DURATION} s")
+    return float(seconds)
 
 
 def _format_duration(value: float) -> str:
-    return f"{value:g}s"
+    """The largest whole unit, else seconds: '90 d', '12 h', '5 min', '2.5 s'."""
+    for unit, factor in (("d", 86400), ("h", 3600), ("min", 60)):
+        if value >= factor and value % factor == 0:
+            return f"{int(value // factor)} {unit}"
+    return f"{value:.6f}".rstrip("0").rstrip(".") + " s"
 
 
 _HOSTNAME_RE = re.compile(
@@ -268,7 +284,7 @@ def _choice(*choices: str) -> OptionType:
             raise ValueError("not one of the choices")
         return text.lower()
 
-    return OptionType("choice", " or ".join(choices), parse)
+    return OptionType("choice", " or ".join(choices), parse, choices=choices)
 
 
 BOOL = OptionType("bool", "true or false", _parse_bool, lambda v: "true" if v else "false", (bool,))
@@ -308,8 +324,7 @@ HOST = OptionType(
 )
 
 
-def int_type(low: int, high: int) -> OptionType:
-    return OptionType("int", f"a whole number {low}-{high}", _int_parser(low, high), str, (int,))
+INT = OptionType("int", "a whole number", _int_parser(-(2**63), 2**63 - 1), str, (int,))
 
 
 def choice_of_ints(*choices: int) -> OptionType:
@@ -319,7 +334,8 @@ def choice_of_ints(*choices: int) -> OptionType:
             raise ValueError("not one of the choices")
         return value
 
-    return OptionType("int", "one of " + ", ".join(map(str, choices)), parse, str, (int,))
+    expected = "one of " + ", ".join(map(str, choices))
+    return OptionType("int", expected, parse, str, (int,), choices=choices)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,20 +344,38 @@ def choice_of_ints(*choices: int) -> OptionType:
 
 @dataclass(frozen=True)
 class Option:
+    """One setting. ``low``/``high`` are the bounds the service using it accepts (seconds,
+    bytes or a count): `set` and `check-config` refuse what the service would, before it runs."""
+
     key: str
     type: OptionType
     default: Any
     help: str
     live: bool = False  # True: a running node applies a change on reload, no restart needed
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def expected(self) -> str:
+        if self.low is None or self.high is None:
+            return self.type.expected
+        return f"{self.type.expected} from {self.format(self.low)} to {self.format(self.high)}"
 
     def parse(self, raw: Any) -> Any:
         try:
-            return self.type.parse(raw)
+            value = self.type.parse(raw)
+            if (
+                self.low is not None
+                and self.high is not None
+                and not self.low <= value <= self.high
+            ):
+                raise ValueError("out of range")
         except ValueError as exc:
             shown = raw if isinstance(raw, str) else json.dumps(raw)
             raise BadValue(
-                f"{self.key}: {shown!r} is not valid: {exc} (expected {self.type.expected})"
+                f"{self.key}: {shown!r} is not valid: {exc} (expected {self.expected})"
             ) from None
+        return value
 
     def format(self, value: Any) -> str:
         return self.type.format_value(value)
@@ -350,8 +384,16 @@ class Option:
 OPTIONS: dict[str, Option] = {}
 
 
-def _declare(key: str, type_: OptionType, default: Any, help_: str, live: bool = False) -> None:
-    OPTIONS[key] = Option(key, type_, default, help_, live)
+def _declare(
+    key: str,
+    type_: OptionType,
+    default: Any,
+    help_: str,
+    live: bool = False,
+    bounds: tuple[float, float] | None = None,
+) -> None:
+    low, high = bounds if bounds is not None else (None, None)
+    OPTIONS[key] = Option(key, type_, default, help_, live, low, high)
 
 
 def _service(name: str, default: bool, help_: str) -> None:
@@ -380,20 +422,40 @@ _declare(
 )
 _declare(
     "services/entangled-dht/bucket-size",
-    int_type(2, 64),
+    INT,
     8,
     "Kademlia k: contacts per bucket and replicas per record (BitDust's file uses 4).",
+    bounds=(2, 20),  # a NODES reply of k contacts must fit one datagram
 )
-_declare("services/entangled-dht/parallel-calls", int_type(1, 16), 3, "Kademlia alpha.")
-_declare("services/entangled-dht/rpc-timeout", DURATION, 5.0, "Wait this long for a DHT reply.")
+_declare("services/entangled-dht/parallel-calls", INT, 3, "Kademlia alpha.", bounds=(1, 16))
+_declare(
+    "services/entangled-dht/rpc-timeout",
+    DURATION,
+    5.0,
+    "Wait this long for a DHT reply.",
+    bounds=(0.1, 300),
+)
 _declare(
     "services/entangled-dht/refresh-timeout",
     DURATION,
     600.0,
     "Refresh a bucket not used for this long.",
+    bounds=(10, 86400),
 )
-_declare("services/entangled-dht/default-age", DURATION, 43200.0, "Default lifetime of a record.")
-_declare("services/entangled-dht/max-age", DURATION, 86400.0, "Longest lifetime of a record.")
+_declare(
+    "services/entangled-dht/default-age",
+    DURATION,
+    43200.0,
+    "Default lifetime of a record (at most max-age).",
+    bounds=(60, 30 * 86400),
+)
+_declare(
+    "services/entangled-dht/max-age",
+    DURATION,
+    86400.0,
+    "Longest lifetime of a record.",
+    bounds=(60, 30 * 86400),
+)
 
 _declare("services/identity-server/host", HOST, "", "Public host name of this identity server.")
 _declare("services/identity-server/web-port", PORT, 8084, "HTTP port serving identity files.")
@@ -403,6 +465,7 @@ _declare(
     DURATION,
     90 * 86400.0,
     "Remove identities not updated for this long.",
+    bounds=(3600, 3650 * 86400),
 )
 _declare(
     "services/identity-propagate/known-servers",
@@ -412,19 +475,25 @@ _declare(
 )
 _declare(
     "services/identity-propagate/min-servers",
-    int_type(1, 6),
+    INT,
     1,
-    "An identity is only created when this many servers accept it.",
+    "An identity is only created when this many servers accept it (at most max-servers).",
+    bounds=(1, 6),
 )
 _declare(
     "services/identity-propagate/max-servers",
-    int_type(1, 6),
+    INT,
     5,
     "An identity lists at most this many servers as sources.",
+    bounds=(1, 6),
 )
 
 _declare(
-    "services/proxy-server/routes-limit", int_type(0, 100000), 20, "Most nodes routed at once."
+    "services/proxy-server/routes-limit",
+    INT,
+    20,
+    "Most nodes routed at once.",
+    bounds=(0, 100000),
 )
 _declare("services/proxy-transport/preferred-routers", STRING, "", "Routers to try first.")
 _declare("services/supplier/donated-space", SIZE, 8 * 1024**3, "Disk space donated to customers.")
@@ -467,6 +536,13 @@ _declare(
     "info",
     "Least severe log level written.",
     live=True,
+)
+
+
+# Pairs (a, b) where a's value must not exceed b's, whichever layers set them.
+NOT_ABOVE = (
+    ("services/entangled-dht/default-age", "services/entangled-dht/max-age"),
+    ("services/identity-propagate/min-servers", "services/identity-propagate/max-servers"),
 )
 
 
@@ -776,9 +852,22 @@ def load_config(
     apply("environment", lambda: _parse_pairs(env_values, "environment"))
     flag_values = {key: (get_option(key), raw) for key, raw in (flags or {}).items()}
     apply("command line", lambda: _parse_pairs(flag_values, "command line"))
+    if not errors:
+        errors = _order_problems(config)
     if errors:
         raise ConfigError("\n".join(errors))
     return config
+
+
+def _order_problems(config: Config) -> list[str]:
+    def shown(key: str) -> str:
+        return f"{key} = {OPTIONS[key].format(config[key])} ({config.layer(key)})"
+
+    return [
+        f"{shown(low)} is above {shown(high)}; lower the first or raise the second"
+        for low, high in NOT_ABOVE
+        if config[low] > config[high]
+    ]
 
 
 def _parse_pairs(pairs: Mapping[str, tuple[Option, str]], source: str) -> dict[str, Any]:
@@ -822,7 +911,7 @@ def plan_edit(path: Path, key: str, raw_value: str) -> ConffileEdit:
     text = _read_text(path)
     if text is not None and not os.access(path, os.W_OK):
         raise ConfigError(f"cannot write {path}: permission denied (run the command with sudo)")
-    new_line = f"{key} = {formatted}"
+    new_line = f"{key} = {_quoted_if_needed(formatted)}"
     lines = _split_keeping_ends(text or "")
     if text is not None:
         broken = parse_conf_lines(text, str(path))[1]
@@ -839,6 +928,14 @@ def plan_edit(path: Path, key: str, raw_value: str) -> ConffileEdit:
         position = len(lines) if commented is None else commented + 1
         lines.insert(position, new_line + "\n")
     return ConffileEdit(path, option.key, formatted, "".join(lines))
+
+
+def _quoted_if_needed(value: str) -> str:
+    """``value`` as a conffile line holds it: the reader takes one pair of quotes off, so a value
+    that starts and ends with the same quote is written inside another pair."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return f'"{value}"'
+    return value
 
 
 def edit_conffile(path: Path, key: str, raw_value: str) -> str:

@@ -3,11 +3,13 @@ items 14-17): each is refused on one clear line; the conffile is left byte-for-b
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
 
-from bitdust.config import BadValue, ConfigError, Paths, edit_conffile, load_config
+from bitdust.config import OPTIONS, BadValue, ConfigError, Paths, edit_conffile, load_config
+from bitdust.dht.service import settings_from_config
 from tests.helpers import cli, node_env
 
 ROUTERS = "services/proxy-transport/preferred-routers"
@@ -62,3 +64,82 @@ def test_cli_set_refuses_an_injected_line(tmp_path: Path) -> None:
     )
     assert conffile.read_text() == CONFFILE
     assert cli(env, "get", AUTH, check=True).stdout == "true\n"
+
+
+# -- item 15: what `set` writes reads back ---------------------------------------------------------
+
+
+def test_set_90d_reads_back_for_get_and_check_config(tmp_path: Path) -> None:
+    env = node_env(tmp_path)
+    key = "services/identity-server/expire-after"
+    written = cli(env, "set", key, "90d", check=True).stdout
+    assert written.startswith(f"{key} = 90 d    (written to ")
+    assert f"{key} = 90 d\n" in (tmp_path / "etc" / "default.conf").read_text()
+    assert cli(env, "get", key, check=True).stdout == "90 d\n"
+    assert (
+        cli(env, "check-config", check=True).stdout
+        == "configuration of instance 'default' is valid\n"
+    )
+
+
+# -- item 16: bounds live in the registry ----------------------------------------------------------
+
+RPC = "services/entangled-dht/rpc-timeout"
+
+
+def test_set_refuses_what_the_dht_would_refuse(tmp_path: Path) -> None:
+    env = node_env(tmp_path)
+    conffile = tmp_path / "etc" / "default.conf"
+    conffile.write_text(CONFFILE)
+    result = cli(env, "set", RPC, "0")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"bitdust: {RPC}: '0' is not valid: out of range (expected a duration like '30', '10 s', "
+        "'5 min', '12 h' or '30 d' from 0.1 s to 5 min)\n"
+    )
+    assert conffile.read_text() == CONFFILE
+
+
+def test_check_config_refuses_an_out_of_range_line(tmp_path: Path) -> None:
+    env = node_env(tmp_path)
+    conffile = tmp_path / "etc" / "default.conf"
+    conffile.write_text(f"{RPC} = 0\n")
+    result = cli(env, "check-config")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"bitdust: {conffile}:1: {RPC}: '0' is not valid: out of range (expected a duration like "
+        "'30', '10 s', '5 min', '12 h' or '30 d' from 0.1 s to 5 min)\n"
+    )
+
+
+def test_a_default_age_above_max_age_is_refused_by_set_and_check_config(tmp_path: Path) -> None:
+    env = node_env(tmp_path)
+    conffile = tmp_path / "etc" / "default.conf"
+    conffile.write_text(CONFFILE)
+    result = cli(env, "set", "services/entangled-dht/default-age", "2 d")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"bitdust: {conffile} not changed: with it, services/entangled-dht/default-age = 2 d "
+        f"({conffile}) is above services/entangled-dht/max-age = 1 d (default); lower the first "
+        "or raise the second\n"
+    )
+    assert conffile.read_text() == CONFFILE
+    conffile.write_text("services/identity-propagate/min-servers = 4\n")
+    (tmp_path / "etc" / "network.json").write_text("{}")
+    result = cli(env, "--instance", "default", "check-config", "-o",
+                 "services/identity-propagate/max-servers=3")  # fmt: skip
+    assert result.returncode == 2
+    assert "min-servers = 4" in result.stderr and "max-servers = 3 (command line)" in result.stderr
+
+
+def test_bounds_of_the_dht_options_are_what_the_dht_accepts() -> None:
+    """Every combination of each DHT option's lowest and highest value starts a DHTSettings:
+    the registry is the one place that refuses, and it refuses no less than the DHT."""
+    keys = [key for key in OPTIONS if key.startswith("services/entangled-dht/")
+            and OPTIONS[key].low is not None]  # fmt: skip
+    assert len(keys) == 6
+    for corner in itertools.product(*[(OPTIONS[k].low, OPTIONS[k].high) for k in keys]):
+        config = dict(zip(keys, corner, strict=True))
+        if config["services/entangled-dht/default-age"] > config["services/entangled-dht/max-age"]:
+            continue
+        settings_from_config(config)

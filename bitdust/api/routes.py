@@ -57,7 +57,7 @@ def _option_row(call: Call, key: str) -> dict[str, Any]:
         "layer": config.layer(key),
         "default": option.format(option.default),
         "type": option.type.name,
-        "expected": option.type.expected,
+        "expected": option.expected,
         "live": option.live,
         "help": option.help,
     }

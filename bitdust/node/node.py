@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 #: How long one service may take to start. The unit's TimeoutStartSec=90 covers the whole
 #: process; a service that hangs ends FAILED with this reason well before systemd kills us.
 START_TIMEOUT = 30.0
+#: How long one service may take to stop before the node moves on to the next one, so that one
+#: stuck service does not keep the others open (the process allows 8 s for all of them).
+STOP_TIMEOUT = 3.0
 
 
 class ServiceStartFailed(ServiceError):
@@ -62,11 +65,13 @@ class Node:
         config: Config,
         catalog: Sequence[ServiceSpec] = CATALOG,
         start_timeout: float = START_TIMEOUT,
+        stop_timeout: float = STOP_TIMEOUT,
     ) -> None:
         self.config = config
         self.paths = config.paths
         self.catalog = catalog
         self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
         self.slots: dict[str, Slot] = {spec.name: Slot(spec) for spec in start_order(catalog)}
         self.section_owners = section_owners(catalog)
         self.ready = False
@@ -168,6 +173,8 @@ class Node:
         return service
 
     async def stop(self) -> None:
+        """Stop the running services in reverse order; one that fails or hangs is logged and
+        left behind, and the others still stop."""
         self.ready = False
         for slot in reversed(list(self.slots.values())):
             if slot.service is None:
@@ -175,7 +182,10 @@ class Node:
             slot.state = ServiceState.STOPPING
             log.info("stopping service %s", slot.spec.name)
             try:
-                await slot.service.stop()
+                async with asyncio.timeout(self.stop_timeout):
+                    await slot.service.stop()
+            except TimeoutError:
+                log.error("service %s did not stop within %g s", slot.spec.name, self.stop_timeout)
             except Exception:
                 log.exception("service %s did not stop cleanly", slot.spec.name)
             slot.service, slot.state = None, ServiceState.OFF

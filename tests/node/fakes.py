@@ -67,6 +67,11 @@ class FailsToStop(Recorder):
         raise RuntimeError("socket already closed")
 
 
+class HangsOnStop(Recorder):
+    async def stop(self) -> None:
+        await asyncio.Event().wait()
+
+
 class StartsOnce(Recorder):
     """Starts the first time only, as a service whose port another process took meanwhile."""
 

@@ -171,3 +171,17 @@ def test_every_status_section_has_exactly_one_owner_in_the_catalog() -> None:
         StatusSection.CUSTOMERS: "supplier",
         StatusSection.PROXY: "proxy-transport",
     }
+
+
+async def test_a_service_hanging_on_stop_does_not_keep_the_others_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = node_with(tmp_path, fakes.HangsOnStop, stop_timeout=0.2)
+    await node.start()
+    JOURNAL.clear()
+    started = time.monotonic()
+    await node.stop()
+    assert time.monotonic() - started < 2
+    assert JOURNAL == ["stop Last", "stop Middle", "stop Base"]
+    assert [s.state for s in node.slots.values()] == [ServiceState.OFF] * 4
+    assert "service failing did not stop within 0.2 s" in caplog.text

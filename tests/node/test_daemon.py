@@ -55,6 +55,15 @@ def restart_prevented() -> set[int]:
     return set()
 
 
+async def ready(daemon: Daemon, notify: NotifyListener) -> asyncio.Task[ExitStatus]:
+    """The daemon's main() running, once it has sent READY=1."""
+    main = asyncio.create_task(daemon.main())
+    while "READY=1" not in notify.fields():
+        assert not main.done(), main.result()
+        await asyncio.sleep(0.05)
+    return main
+
+
 def assert_cleaned_up(daemon: Daemon) -> None:
     assert not daemon.paths.api_secret.exists()
     assert not daemon.paths.api_socket.exists()
@@ -94,10 +103,7 @@ async def test_a_failing_restart_ends_the_process_instead_of_idling(
 ) -> None:
     # A real service name: the restart re-reads the config from disk, where dht-seed enables it.
     daemon = daemon_with(tmp_path, (spec("entangled-dht", fakes.StartsOnce),))
-    main = asyncio.create_task(daemon.main())
-    while "READY=1" not in notify.fields():
-        assert not main.done(), main.result()
-        await asyncio.sleep(0.05)
+    main = await ready(daemon, notify)
     url = f"http://127.0.0.1:{daemon.api_port}/v1/process/restart"
     async with (
         aiohttp.ClientSession() as session,
@@ -121,9 +127,7 @@ async def test_a_restart_with_a_broken_config_keeps_the_services_running(
     tmp_path: Path, notify: NotifyListener
 ) -> None:
     daemon = daemon_with(tmp_path, (spec("entangled-dht", fakes.Base),))
-    main = asyncio.create_task(daemon.main())
-    while "READY=1" not in notify.fields():
-        await asyncio.sleep(0.05)
+    main = await ready(daemon, notify)
     daemon.paths.conffile.parent.mkdir(parents=True)
     daemon.paths.conffile.write_text("services/entangled-dht/udp-port = banana\n")
     with pytest.raises(ConfigError, match="restart refused, the services keep running"):
@@ -153,9 +157,7 @@ async def test_a_stop_while_a_service_hangs_on_start_ends_the_process_at_once(
 
 async def test_a_restart_while_one_runs_is_refused(tmp_path: Path, notify: NotifyListener) -> None:
     daemon = daemon_with(tmp_path, (spec("entangled-dht", fakes.SlowAgain),))
-    main = asyncio.create_task(daemon.main())
-    while "READY=1" not in notify.fields():
-        await asyncio.sleep(0.05)
+    main = await ready(daemon, notify)
     first = asyncio.create_task(daemon.restart_services())
     await asyncio.sleep(0.1)
     with pytest.raises(ServiceError, match="starting or restarting; try again when ready"):

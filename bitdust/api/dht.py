@@ -1,7 +1,9 @@
 """DHT routes (BitDust's ``dht/node/find``, ``dht/value/get``, ``dht/value/set``).
 
 Keys are names (``suppliers:alice@host-a.com``) hashed to 20-byte DHT keys, as BitDust does;
-values are text. Every record returned was verified by the DHT before it got here.
+values are text. Each route parses, calls one method of the ``entangled-dht`` service and wraps
+the result; the service and the DHT core hold the rules (what signs, ages, sizes). Every record
+returned was verified by the DHT before it got here.
 """
 
 from __future__ import annotations
@@ -10,31 +12,31 @@ import base64
 import contextlib
 import os
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from bitdust.api.server import ApiError, Call, Param, Route, route
 from bitdust.dht.protocol import DHTBusy
-from bitdust.dht.records import Record, dht_key, sign_record
-from bitdust.dht.schemes import RsaSigner
-from bitdust.node.service import ServiceUnavailable
+from bitdust.dht.records import Record
+from bitdust.dht.refusals import RecordRefused
+from bitdust.dht.service import DHTService
 
 MAX_KEY = 256
-MAX_VALUE = 4000
 
 
-def _dht(call: Call) -> Any:
-    return call.ctx.node.service("entangled-dht").dht
+def _dht(call: Call) -> DHTService:
+    return call.service("entangled-dht", DHTService)
 
 
 @contextlib.contextmanager
-def _unless_busy() -> Iterator[None]:
-    """A node running its maximum of DHT operations answers 503: a retry will do."""
+def _answering_errors() -> Iterator[None]:
+    """A busy node answers 503 (a retry will do); a record no node would take, 400."""
     try:
         yield
     except DHTBusy as exc:
         raise ApiError(503, f"{exc}; try again shortly") from None
+    except RecordRefused as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 def record_view(record: Record) -> dict[str, Any]:
@@ -54,10 +56,10 @@ def record_view(record: Record) -> dict[str, Any]:
     }
 
 
-def _key(name: str) -> bytes:
+def _key(name: str) -> str:
     if not 0 < len(name) <= MAX_KEY:
         raise ApiError(400, f"field 'key': expected 1 to {MAX_KEY} characters")
-    return dht_key(name)
+    return name
 
 
 @route("GET", "dht/node/find", Param("node_id", str, default=""))
@@ -66,7 +68,7 @@ async def node_find(call: Call) -> dict[str, Any]:
     if node_id and not re.fullmatch(r"[0-9a-fA-F]{40}", node_id):
         raise ApiError(400, "field 'node_id': expected 40 hexadecimal digits")
     target = bytes.fromhex(node_id) if node_id else os.urandom(20)
-    with _unless_busy():
+    with _answering_errors():
         contacts = await _dht(call).find_node(target)
     return {
         "target": target.hex(),
@@ -76,7 +78,7 @@ async def node_find(call: Call) -> dict[str, Any]:
 
 @route("GET", "dht/value/get", Param("key", str, required=True))
 async def value_get(call: Call) -> dict[str, Any]:
-    with _unless_busy():
+    with _answering_errors():
         records = await _dht(call).get_value(_key(call.args["key"]))
     return {"key": call.args["key"], "values": [record_view(r) for r in records]}
 
@@ -90,34 +92,11 @@ async def value_get(call: Call) -> dict[str, Any]:
 )
 async def value_set(call: Call) -> dict[str, Any]:
     """Signed with the user's identity key and IDURL when this node has an identity, else with
-    the node's own DHT key."""
-    value = call.args["value"].encode("utf-8")
-    if len(value) > MAX_VALUE:
-        raise ApiError(400, f"field 'value': larger than {MAX_VALUE} bytes")
-    config = call.ctx.config
-    max_age = int(config["services/entangled-dht/max-age"])
-    expire = call.args["expire"]
-    if expire is not None and not 0 < expire <= max_age:
-        raise ApiError(400, f"field 'expire': expected 1 to {max_age} seconds")
-    key, dht = _key(call.args["key"]), _dht(call)
-    identity = _own_identity(call)
-    with _unless_busy():
-        if identity is None:
-            stored = await dht.set_value(key, value, age=expire)
-        else:
-            age = expire or int(config["services/entangled-dht/default-age"])
-            signer = RsaSigner(identity.private_key)
-            owner = identity.identity.idurl
-            record = sign_record(signer, key, value, int(time.time()), age, owner)
-            stored = await dht.publish(record)
+    the node's own DHT key; ``expire`` is the record's lifetime in seconds."""
+    name, value = _key(call.args["key"]), call.args["value"].encode("utf-8")
+    with _answering_errors():
+        stored = await _dht(call).set_value(name, value, age=call.args["expire"])
     return {"key": call.args["key"], "stored": stored}
-
-
-def _own_identity(call: Call) -> Any:
-    try:
-        return call.ctx.node.service("identity-propagate").current
-    except ServiceUnavailable:
-        return None
 
 
 ROUTES: list[Route] = [node_find, value_get, value_set]

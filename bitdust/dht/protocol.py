@@ -39,7 +39,7 @@ from bitdust.dht.joining import JoinPolicy, JoinState
 from bitdust.dht.lookup import Lookup, LookupMode
 from bitdust.dht.persistence import Persistence
 from bitdust.dht.ratelimit import RateLimiter
-from bitdust.dht.records import Record, RecordChecker, sign_record
+from bitdust.dht.records import MAX_VALUE, Record, RecordChecker, sign_record
 from bitdust.dht.refusals import RecordRefused, Refusal
 from bitdust.dht.routing import PingOldest, RoutingTable, id_int
 from bitdust.dht.schemes import Signer, Verifier
@@ -280,13 +280,26 @@ class DHTNode:
         return op.op_id
 
     def sign(
-        self, key: bytes, value: bytes, now: float, age: int | None = None, owner: str | None = None
+        self,
+        key: bytes,
+        value: bytes,
+        now: float,
+        age: int | None = None,
+        owner: str | None = None,
+        signer: Signer | None = None,
     ) -> Record:
-        """A record signed by this node's signer, valid from now for ``age`` seconds."""
-        age = self.settings.default_age if age is None else age
-        if not 0 < age <= self.settings.max_age:
-            raise ValueError(f"age={age}: expected 1..{self.settings.max_age} seconds")
-        return sign_record(self.signer, key, value, int(self.wall(now)), age, owner)
+        """A record valid from ``now`` (the core's clock) for ``age`` seconds, signed by
+        ``signer`` (default: this node's key); RecordRefused when no node would accept it."""
+        s = self.settings
+        age = s.default_age if age is None else age
+        if age <= 0:
+            raise RecordRefused(Refusal.NO_LIFETIME, f"age {age}")
+        if age > s.max_age:
+            raise RecordRefused(Refusal.LIFETIME_TOO_LONG, f"age {age} > {s.max_age} seconds")
+        if len(value) > MAX_VALUE:
+            raise RecordRefused(Refusal.VALUE_TOO_LARGE, f"{len(value)} bytes > {MAX_VALUE} bytes")
+        signer = signer or self.signer
+        return sign_record(signer, key, value, int(self.wall(now)), age, owner)
 
     # Inputs -----------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ class Refusal(Enum):
     CREATED_IN_FUTURE = "created in the future"
     EXPIRED = "expired"
     LIFETIME_TOO_LONG = "lifetime exceeds max age"
+    NO_LIFETIME = "lifetime must be at least one second"
     INVALID_SIGNATURE = "invalid signature"
     # The storing node's policy (``store.RecordStore``).
     OLDER = "older than the stored record"
@@ -31,6 +32,6 @@ class Refusal(Enum):
 class RecordRefused(ValueError):
     """A record this node was asked to publish breaks a rule; ``refusal`` says which."""
 
-    def __init__(self, refusal: Refusal) -> None:
-        super().__init__(f"record refused: {refusal.value}")
+    def __init__(self, refusal: Refusal, detail: str = "") -> None:
+        super().__init__(f"record refused: {refusal.value}" + (f" ({detail})" if detail else ""))
         self.refusal = refusal

@@ -3,7 +3,8 @@
 Known nodes are resolved through the node (host map first, then DNS); ``genesis`` starts a new
 network alone. Records signed with users' identity keys (RSA, with the owner's IDURL) are
 accepted besides the nodes' own Ed25519 ones. The node is ready as soon as its socket is bound:
-joining goes on in the background with back-off, and STATUS says how it goes.
+joining goes on in the background with back-off, and STATUS says how it goes. The API calls one
+method per route; what to sign with and the record rules are decided here and in the core.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from bitdust.dht.records import Record, dht_key
+from bitdust.dht.schemes import RsaSigner, Signer
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.transport import DHTEndpoint, start_dht
-from bitdust.node.service import Service, ServiceError, StatusSection
+from bitdust.dht.wire import Contact
+from bitdust.node.service import Service, ServiceError, ServiceUnavailable, StatusSection
+from bitdust.rsakeys import KeyRefused
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,35 @@ class DHTService(Service):
 
     async def stop(self) -> None:
         await self.dht.close()
+
+    async def find_node(self, target: bytes) -> list[Contact]:
+        return await self.dht.find_node(target)
+
+    async def get_value(self, name: str) -> list[Record]:
+        """Verified records under the DHT key of ``name``, one per signer, newest first."""
+        return await self.dht.get_value(dht_key(name))
+
+    async def set_value(self, name: str, value: bytes, age: int | None = None) -> int:
+        """Store ``value`` under the DHT key of ``name`` for ``age`` seconds (default: the
+        configured default age); returns how many nodes took it.
+
+        Signed with the user's identity key and IDURL when this node has an identity, else with
+        the node's own DHT key. RecordRefused says which rule the record would break.
+        """
+        signer, owner = self._identity_signer()
+        return await self.dht.set_value(dht_key(name), value, age=age, owner=owner, signer=signer)
+
+    def _identity_signer(self) -> tuple[Signer | None, str | None]:
+        try:
+            current = getattr(self.node.service("identity-propagate"), "current", None)
+        except (ServiceUnavailable, KeyError):
+            return None, None
+        if current is None:
+            return None, None
+        try:
+            return RsaSigner(current.private_key), current.identity.idurl
+        except KeyRefused as exc:
+            raise ServiceError(f"the identity key cannot sign DHT records: {exc}") from None
 
     def info(self) -> dict[str, Any]:
         return self.dht.stats()

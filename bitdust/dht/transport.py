@@ -126,14 +126,17 @@ class DHTEndpoint:
         return list(event.records)
 
     async def set_value(
-        self, key: bytes, value: bytes, *, age: int | None = None, owner: str | None = None
+        self,
+        key: bytes,
+        value: bytes,
+        *,
+        age: int | None = None,
+        owner: str | None = None,
+        signer: Signer | None = None,
     ) -> int:
-        """Sign ``value`` with the node's key and store it; returns how many nodes took it."""
-        record = self.node.sign(key, value, time.monotonic(), age, owner)
-        return await self.publish(record)
-
-    async def publish(self, record: Record) -> int:
-        """Store a record signed elsewhere (e.g. by an identity key); returns the store count."""
+        """Sign ``value`` (with ``signer``, default the node's key) and store it under ``key``;
+        returns how many nodes took it. RecordRefused when the record breaks a rule."""
+        record = self.node.sign(key, value, time.monotonic(), age, owner, signer)
         event = await self._run(lambda now: self.node.set_value(record, now))
         assert isinstance(event, StoreDone)
         return event.stored_count

@@ -7,6 +7,7 @@ import random
 
 import msgpack
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,7 +25,7 @@ from bitdust.dht.persistence import MemoryPersistence, Table
 from bitdust.dht.protocol import DHTNode
 from bitdust.dht.records import dht_key, sign_record
 from bitdust.dht.refusals import RecordRefused, Refusal
-from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer
+from bitdust.dht.schemes import RSA_PSS, STANDARD_VERIFIERS, Ed25519Signer, RsaSigner
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.wire import MalformedMessage, Message, MsgType, decode, encode
 
@@ -379,3 +380,17 @@ def test_the_core_writes_through_the_persistence_it_is_given(net: Net) -> None:
     )
     kept = b.persistence.load_records(Table.HELD)
     assert kept == [(record, "10.0.0.1")]
+
+
+def test_a_record_signed_with_an_identity_key_carries_its_owner_and_is_stored(net: Net) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    a, b = net.node("10.0.0.1"), net.node("10.0.0.2")
+    owner = "http://host-a.com:8084/alice.xml"
+    record = a.sign(dht_key("alice:status"), b"online", net.now, 600, owner, RsaSigner(key))
+    assert (record.scheme, record.owner, record.created) == (RSA_PSS, owner, int(WALL + net.now))
+    b.receive_datagram(
+        encode(Message(MsgType.STORE, b"r" * 20, a.node_id, records=(record,))),
+        net.addr(a),
+        net.now,
+    )
+    assert b.store.get(record.key, WALL + net.now) == [record]

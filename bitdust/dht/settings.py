@@ -1,37 +1,35 @@
 """DHT parameters, in one frozen dataclass shared by the core, the store and the shell.
 
-Defaults follow Kademlia and BitDust's network file except ``k`` (8 here, BitDust uses 4); every
-field can be set, and ``from_network_config`` reads BitDust's ``service_entangled_dht`` names.
+The tunables an operator sets (k, alpha, rpc timeout, refresh, default and max age) take their
+defaults from the option registry (``bitdust.config``), their one definition; the service maps
+the configured values onto them (``service.settings_from_config``). The rest follow Kademlia.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-# BitDust's network-file names mapped onto ours.
-_NETWORK_NAMES = {
-    "bucket_size": "k",
-    "parallel_calls": "alpha",
-    "rpc_timeout": "rpc_timeout",
-    "refresh_timeout": "refresh_interval",
-    "default_age": "default_age",
-    "max_age": "max_age",
-}
+from bitdust.config import OPTIONS
+
+
+def _configured(name: str) -> Any:
+    """The registry's default of ``services/entangled-dht/<name>``."""
+    return OPTIONS[f"services/entangled-dht/{name}"].default
 
 
 @dataclass(frozen=True, slots=True)
 class DHTSettings:
     """Tunables of one DHT node; times are seconds, sizes bytes."""
 
-    k: int = 8
-    alpha: int = 3
-    rpc_timeout: float = 10.0
-    refresh_interval: float = 600.0
+    k: int = _configured("bucket-size")
+    alpha: int = _configured("parallel-calls")
+    rpc_timeout: float = _configured("rpc-timeout")
+    refresh_interval: float = _configured("refresh-timeout")
     republish_interval: float = 3600.0
     maintenance_interval: float = 60.0
-    default_age: int = 43200
-    max_age: int = 86400
+    default_age: int = int(_configured("default-age"))
+    max_age: int = int(_configured("max-age"))
     clock_skew: int = 300
     max_records: int = 10_000
     max_bytes: int = 32 * 1024 * 1024
@@ -63,15 +61,3 @@ class DHTSettings:
     def with_changes(self, **changes: Any) -> DHTSettings:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
-
-    @classmethod
-    def from_network_config(cls, section: dict[str, Any], **overrides: Any) -> DHTSettings:
-        """Build from BitDust's ``service_entangled_dht`` section; unknown names are ignored."""
-        known = {f.name for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for name, value in section.items():
-            ours = _NETWORK_NAMES.get(name, name)
-            if ours in known:
-                values[ours] = value
-        values.update(overrides)
-        return cls(**values)

@@ -23,6 +23,10 @@ class ExitStatus(enum.IntEnum):
     CONFIG = 2
     #: a kept file is of a newer or unreadable format (sysexits' EX_DATAERR)
     DATA_FORMAT = 65
+    #: a bug of ours; the one-line message names the exception (sysexits' EX_SOFTWARE)
+    INTERNAL = 70
+    #: interrupted by Ctrl-C (128 + SIGINT, as shells report it)
+    INTERRUPTED = 130
 
 
 class DataFormatError(Exception):

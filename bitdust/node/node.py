@@ -251,7 +251,7 @@ class Node:
         }
         for slot in self.slots.values():
             mine = [section for section in sections if section in slot.spec.status_sections]
-            if slot.service is not None and mine:
+            if slot.service is not None:  # every service adds its fields (identity: idurl...)
                 result.update(slot.service.network_status(mine))
         for section in sections:
             if section not in result:

@@ -20,6 +20,7 @@ from bitdust.dht.persistence import Table
 from bitdust.dht.records import MalformedRecord, Record, record_from_map
 from bitdust.dht.schemes import Ed25519Signer
 from bitdust.dht.wire import ID_SIZE, Contact, valid_host
+from bitdust.errors import DataFormatError
 
 SCHEMA_VERSION = 1
 
@@ -41,18 +42,26 @@ def _migrate_0_to_1(db: sqlite3.Connection) -> None:
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
 
 
-class DatabaseError(RuntimeError):
-    """The DHT database cannot be used as it is (newer schema, unreadable file)."""
+class DatabaseError(DataFormatError):
+    """The DHT database cannot be used as it is (newer schema, unreadable file): restarting
+    cannot help, so the process exits with the code systemd does not restart on."""
+
+
+def check_version(db: sqlite3.Connection, path: str = "DHT database") -> int:
+    """The file's schema version; DatabaseError when it is newer than this program's."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise DatabaseError(
+            f"{path}: DHT database schema version {version} is newer than this program "
+            f"understands ({SCHEMA_VERSION}); refusing to touch it (upgrade bitdust, or move "
+            "the file away to start with an empty DHT state)"
+        )
+    return version
 
 
 def migrate(db: sqlite3.Connection) -> int:
     """Bring the schema to ``SCHEMA_VERSION``, one transaction per step; returns the version."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise DatabaseError(
-            f"DHT database schema version {version} is newer than this program "
-            f"understands ({SCHEMA_VERSION}); refusing to touch it"
-        )
+    version = check_version(db)
     while version < SCHEMA_VERSION:
         with db:
             db.execute("BEGIN IMMEDIATE")
@@ -78,6 +87,9 @@ class Database:
         self._contacts: list[Contact] | None = None
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
+            check_version(
+                self._db, self.path
+            )  # before anything writes: a newer file stays byte for byte
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             migrate(self._db)

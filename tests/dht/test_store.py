@@ -15,6 +15,7 @@ from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.store import RecordStore
 from bitdust.dht.wire import Contact
+from bitdust.errors import DataFormatError
 
 
 def test_new_database_has_the_current_schema_version_and_keeps_its_ids(tmp_path: Path) -> None:
@@ -34,13 +35,18 @@ def test_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
     raw = sqlite3.connect(tmp_path / "dht.db")
     raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     raw.close()
-    with pytest.raises(DatabaseError, match="newer"):
+    before = (tmp_path / "dht.db").read_bytes()
+    with pytest.raises(
+        DataFormatError, match=r"dht.db: DHT database schema version 2 is newer"
+    ) as refused:
         Database(tmp_path / "dht.db")
+    assert isinstance(refused.value, DatabaseError)
+    assert (tmp_path / "dht.db").read_bytes() == before
 
 
 def test_a_file_that_is_not_a_database_gives_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "dht.db").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(DatabaseError, match="not a usable DHT database"):
+    with pytest.raises(DataFormatError, match="not a usable DHT database"):
         Database(tmp_path / "dht.db")
 
 

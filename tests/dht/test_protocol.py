@@ -394,3 +394,24 @@ def test_a_record_signed_with_an_identity_key_carries_its_owner_and_is_stored(ne
         net.now,
     )
     assert b.store.get(record.key, WALL + net.now) == [record]
+
+
+@pytest.mark.parametrize(("ahead", "refusal"), [(300, None), (301, Refusal.CREATED_IN_FUTURE)])
+def test_clock_skew_limit_is_five_minutes_at_its_edge(
+    net: Net, ahead: int, refusal: Refusal | None
+) -> None:
+    """A record dated up to 300 s ahead of the storing node's clock is taken, 301 s is not:
+    a limit ten times larger (or smaller) fails this test."""
+    a, b = net.node("10.0.0.1", DHTSettings()), net.node("10.0.0.2", DHTSettings())
+    wall = int(WALL + net.now)
+    record = sign_record(a.signer, dht_key("skewed"), b"v", wall + ahead, 3600)
+    b.receive_datagram(
+        encode(Message(MsgType.STORE, b"r" * 20, a.node_id, records=(record,))),
+        net.addr(a),
+        net.now,
+    )
+    [(reply, _)] = b.datagrams_to_send()
+    answer = decode(reply)
+    assert answer.ok is (refusal is None)
+    assert answer.reason == ("" if refusal is None else refusal.value)
+    assert b.store.get(record.key, wall) == ([record] if refusal is None else [])

@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -284,11 +284,10 @@ class _CappedHttp(asyncio.Protocol):
         self._address = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         self._address = _peer_address(transport)
         if not self._caps.admit(self._address):
             _busy_log.warning("identity HTTP busy: refused a connection from %s", self._address)
-            transport.write(_HTTP_BUSY)
+            cast(asyncio.WriteTransport, transport).write(_HTTP_BUSY)  # uvloop's are not subclasses
             transport.close()
             return
         self._inner = self._factory()

@@ -197,3 +197,34 @@ def test_connection_caps_hold_per_address_and_in_total():
     assert caps.admit("127.0.1.4") and not caps.admit("127.0.1.5")  # the total is reached
     caps.release("127.0.1.3")
     assert caps.admit("127.0.1.5") and caps.count == 3
+
+
+def test_http_caps_work_on_uvloop_too(tmp_path, key):
+    """The node runs on uvloop, whose transports are not asyncio's classes."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> tuple[bytes, bytes]:
+        limits = ServerLimits(http_connections_per_address=1)
+        async with identity_server(tmp_path, limits) as server:
+            server.store.submit(alice_xml(key, server), time.time(), "local")
+            _, holder = await asyncio.open_connection(
+                SERVER, server.web_port, local_addr=(ATTACKER, 0)
+            )
+            reader, writer = await asyncio.open_connection(
+                SERVER, server.web_port, local_addr=(ATTACKER, 0)
+            )
+            refused = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            holder.close()
+            await asyncio.sleep(0.1)
+            reader, writer = await asyncio.open_connection(
+                SERVER, server.web_port, local_addr=(ATTACKER, 0)
+            )
+            writer.write(b"GET /alice.xml HTTP/1.0\r\nHost: host-a.com\r\n\r\n")
+            served = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            return refused, served
+
+    refused, served = uvloop.run(scenario())
+    assert refused.startswith(b"HTTP/1.1 503") and refused.endswith(b"try again later\n")
+    assert served.startswith(b"HTTP/1.0 200") and b"<identity>" in served

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bitdust import __version__
-from bitdust.api.client import ApiClient, ClientError, NotRunning
+from bitdust.api.client import ApiClient, ClientError
 from bitdust.config import (
     DEFAULT_INSTANCE,
     OPTIONS,
@@ -36,22 +36,30 @@ from bitdust.config import (
     load_config,
     plan_edit,
 )
+from bitdust.errors import ExitStatus
+from bitdust.files import atomic_write, read_bounded
 from bitdust.identity.errors import IdentityError
 from bitdust.node.checks import pid_of_running
 from bitdust.node.service import StatusSection
 
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
 DAEMON_TIMEOUT = 90.0
+MAX_PASSPHRASE_BYTES = 4096
 STOP_TIMEOUT = 15.0
 
 
 class CliError(Exception):
     """A failure to report on one line; ``code`` is the exit status."""
 
-    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+    def __init__(self, message: str, code: ExitStatus = ExitStatus.FAILURE) -> None:
         super().__init__(message)
         self.code = code
+
+
+class UsageError(CliError):
+    """Bad arguments (a file given that cannot be used, a malformed flag): status 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ExitStatus.CONFIG)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -63,7 +71,7 @@ def parse_flags(pairs: list[str] | None) -> dict[str, str]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise CliError(f"-o {pair!r}: expected KEY=VALUE", EXIT_CONFIG)
+            raise UsageError(f"-o {pair!r}: expected KEY=VALUE")
         flags[get_option(key.strip()).key] = value
     return flags
 
@@ -120,7 +128,7 @@ def cmd_check_config(args: argparse.Namespace, paths: Paths) -> int:
     except StartError as exc:
         for line in str(exc).splitlines():
             print(f"bitdust: {line}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitStatus.CONFIG
     print(f"configuration of instance {paths.instance!r} is valid")
     return 0
 
@@ -367,12 +375,15 @@ def cmd_dht(args: argparse.Namespace, paths: Paths) -> int:
 
 def _passphrase(args: argparse.Namespace, confirm: bool) -> str | None:
     if args.passphrase_file:
+        what = f"passphrase file {args.passphrase_file}"
+        data = read_bounded(Path(args.passphrase_file), MAX_PASSPHRASE_BYTES, what=what,
+                            error=UsageError)  # fmt: skip
         try:
-            text = Path(args.passphrase_file).read_text().rstrip("\n")
-        except OSError as exc:
-            raise CliError(f"cannot read {args.passphrase_file}: {exc.strerror}") from None
+            text = data.decode("utf-8").rstrip("\n")
+        except UnicodeDecodeError:
+            raise UsageError(f"{what} is not UTF-8 text") from None
         if not text:
-            raise CliError(f"{args.passphrase_file} is empty")
+            raise UsageError(f"{what} is empty")
         return text
     if args.ask_passphrase:
         first = getpass.getpass("passphrase: ")
@@ -398,17 +409,15 @@ def cmd_identity(args: argparse.Namespace, paths: Paths) -> int:
         if destination.exists():
             raise CliError(f"refusing to overwrite {destination}: the file exists")
         result = client.call("POST", "identity/backup", {"passphrase": _passphrase(args, True)})
-        from bitdust.files import atomic_write
-
         atomic_write(
             destination, result["backup"].encode(), mode=0o600, overwrite=False, error=CliError
         )
         print(f"bitdust: key backup written to {destination} (mode 0600); keep it safe")
     elif args.action in ("restore", "recover"):
-        from bitdust.files import read_bounded
-
         source, idurl = _positional(args, "identity restore FILE [IDURL]", 2)
-        data = read_bounded(Path(str(source)), 64 * 1024, what=str(source), error=CliError)
+        from bitdust.identity.keys import MAX_KEY_FILE_SIZE
+
+        data = read_bounded(Path(str(source)), MAX_KEY_FILE_SIZE, what=str(source), error=CliError)
         body = {
             "private_key_source": data.decode("ascii", "replace"),
             "passphrase": _passphrase(args, False),
@@ -541,27 +550,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_error(exc: Exception) -> None:
+    for line in str(exc).splitlines():
+        print(f"bitdust: {line}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return EXIT_FAILURE
+        return ExitStatus.FAILURE
     try:
         paths = Paths.for_instance(args.instance)
         return args.func(args, paths)
-    except NotRunning as exc:
-        print(f"bitdust: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except (CliError, ClientError, ConfigError) as exc:
-        for line in str(exc).splitlines():
-            print(f"bitdust: {line}", file=sys.stderr)
-        return getattr(exc, "code", EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILURE)
+    except ConfigError as exc:
+        _print_error(exc)
+        return ExitStatus.CONFIG
+    except CliError as exc:
+        _print_error(exc)
+        return exc.code
+    except ClientError as exc:
+        _print_error(exc)
+        return ExitStatus.FAILURE
     except KeyboardInterrupt:
-        return 130
+        return ExitStatus.INTERRUPTED
     except Exception as exc:  # a bug of ours: still one line, never a traceback
         print(f"bitdust: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 70
+        return ExitStatus.INTERNAL
 
 
 if __name__ == "__main__":

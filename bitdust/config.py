@@ -23,7 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bitdust.files import atomic_write
+from bitdust.files import atomic_write, read_bounded
 
 DEFAULT_INSTANCE = "default"
 ROLES = ("default", "dht-seed", "identity-server", "proxy-router", "supplier")
@@ -710,15 +710,14 @@ def parse_conf_lines(text: str, source: str) -> tuple[list[tuple[int, str, str]]
 
 
 def _read_text(path: Path) -> str | None:
+    """The file's text; None when there is no such file (a layer nobody wrote)."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_CONFFILE_BYTES + 1)
+        path.stat()
     except FileNotFoundError:
         return None
-    except PermissionError:
-        raise ConfigError(f"cannot read {path}: permission denied") from None
-    if len(data) > MAX_CONFFILE_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_CONFFILE_BYTES} bytes")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    data = read_bounded(path, MAX_CONFFILE_BYTES, what=str(path), error=ConfigError)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -908,9 +907,8 @@ def plan_edit(path: Path, key: str, raw_value: str) -> ConffileEdit:
     """
     option = get_option(key)
     formatted = option.format(option.parse(raw_value))
+    _check_writable(path)
     text = _read_text(path)
-    if text is not None and not os.access(path, os.W_OK):
-        raise ConfigError(f"cannot write {path}: permission denied (run the command with sudo)")
     new_line = f"{key} = {_quoted_if_needed(formatted)}"
     lines = _split_keeping_ends(text or "")
     if text is not None:
@@ -928,6 +926,18 @@ def plan_edit(path: Path, key: str, raw_value: str) -> ConffileEdit:
         position = len(lines) if commented is None else commented + 1
         lines.insert(position, new_line + "\n")
     return ConffileEdit(path, option.key, formatted, "".join(lines))
+
+
+def _check_writable(path: Path) -> None:
+    """Say why ``path`` cannot be replaced: a missing directory, or permissions (sudo)."""
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"cannot write {path}: the directory {path.parent} does not exist (create it, or "
+            "point BITDUST_CONFIG_DIR at the configuration directory)"
+        )
+    for target in (path, path.parent) if path.exists() else (path.parent,):
+        if not os.access(target, os.W_OK):
+            raise ConfigError(f"cannot write {path}: permission denied (run the command with sudo)")
 
 
 def _quoted_if_needed(value: str) -> str:
@@ -972,8 +982,6 @@ def _replace_keeping_owner(path: Path, data: bytes) -> None:
         old = path.stat()
     except FileNotFoundError:
         old = None
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot write {path}: permission denied (run the command with sudo)")
     atomic_write(
         path, data, mode=old.st_mode & 0o7777 if old else 0o644, overwrite=True, error=ConfigError
     )

@@ -99,10 +99,26 @@ ENVIRONMENT = [
     ("NOTIFY_SOCKET, WATCHDOG_USEC", "systemd notification socket and watchdog interval."),
 ]
 
+# bitdust.errors.ExitStatus, in words (a test checks that the two list the same codes).
 EXIT_STATUS = [
     ("0", "Success."),
-    ("1", "Failure: the node could not be reached or the request was refused."),
-    ("2", "Invalid configuration or arguments; the reasons are printed."),
+    (
+        "1",
+        "Failure: the node failed (systemd restarts it), could not be reached, or refused the "
+        "request.",
+    ),
+    (
+        "2",
+        "Invalid configuration or arguments: a bad value, a file that cannot be used, a missing "
+        "configuration directory. The reasons are printed; systemd does not restart the node.",
+    ),
+    (
+        "65",
+        "A file the node keeps is of a newer or unreadable format: upgrade bitdust or move the "
+        "file away. systemd does not restart the node.",
+    ),
+    ("70", "Internal error (a bug); the one-line message names it."),
+    ("130", "Interrupted (Ctrl-C)."),
 ]
 
 EXAMPLES = """\

@@ -3,14 +3,17 @@ items 14-17): each is refused on one clear line; the conffile is left byte-for-b
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 from pathlib import Path
 
 import pytest
 
+from bitdust.cli import MAX_PASSPHRASE_BYTES
 from bitdust.config import OPTIONS, BadValue, ConfigError, Paths, edit_conffile, load_config
 from bitdust.dht.service import settings_from_config
-from tests.helpers import cli, node_env
+from bitdust.errors import ExitStatus
+from tests.helpers import REPO, cli, node_env
 
 ROUTERS = "services/proxy-transport/preferred-routers"
 AUTH = "interface/api/auth-secret-enabled"
@@ -143,3 +146,49 @@ def test_bounds_of_the_dht_options_are_what_the_dht_accepts() -> None:
         if config["services/entangled-dht/default-age"] > config["services/entangled-dht/max-age"]:
             continue
         settings_from_config(config)
+
+
+# -- item 17: files that cannot be used ------------------------------------------------------------
+
+
+def test_a_conffile_that_is_a_directory_is_one_line_and_status_2(tmp_path: Path) -> None:
+    env = node_env(tmp_path)
+    conffile = tmp_path / "etc" / "default.conf"
+    conffile.mkdir()
+    for command in (("get", "logs/level"), ("check-config",), ("set", "logs/level", "debug")):
+        result = cli(env, *command)
+        assert result.returncode == 2, command
+        assert f"bitdust: {conffile} is a directory, not a file\n" in result.stderr, command
+        assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert conffile.is_dir() and not any(conffile.iterdir())
+
+
+def test_a_passphrase_file_without_end_is_refused_after_a_bounded_read(tmp_path: Path) -> None:
+    result = cli(node_env(tmp_path), "identity", "backup", str(tmp_path / "key.bak"),
+                 "--passphrase-file", "/dev/zero", timeout=20)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"bitdust: passphrase file /dev/zero is too large (over {MAX_PASSPHRASE_BYTES} bytes)\n"
+    )
+    assert not (tmp_path / "key.bak").exists()
+
+
+def test_set_names_a_missing_config_directory(tmp_path: Path) -> None:
+    env = node_env(tmp_path, BITDUST_CONFIG_DIR=str(tmp_path / "no-such-dir"))
+    result = cli(env, "set", "logs/level", "debug")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"bitdust: cannot write {tmp_path}/no-such-dir/default.conf: the directory "
+        f"{tmp_path}/no-such-dir does not exist (create it, or point BITDUST_CONFIG_DIR at the "
+        "configuration directory)\n"
+    )
+    assert "sudo" not in result.stderr
+    assert not (tmp_path / "no-such-dir").exists()
+
+
+def test_the_man_page_lists_every_exit_status() -> None:
+    spec = importlib.util.spec_from_file_location("manpage", REPO / "packaging" / "manpage.py")
+    assert spec is not None and spec.loader is not None
+    manpage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(manpage)
+    assert [int(code) for code, _ in manpage.EXIT_STATUS] == sorted(ExitStatus)

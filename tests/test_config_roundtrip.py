@@ -71,16 +71,23 @@ def values_of(option: Option) -> st.SearchStrategy[Any]:
     return by_name[kind.name]  # a KeyError here: a new type needs its strategy
 
 
+@pytest.fixture(scope="module")
+def conffile(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where edits are planned; nothing is written there."""
+    return tmp_path_factory.mktemp("etc") / "x.conf"
+
+
 @pytest.mark.parametrize("key", sorted(OPTIONS))
 @given(data=st.data())
-def test_every_value_reads_back_from_its_conffile_line(key: str, data: st.DataObject) -> None:
+def test_every_value_reads_back_from_its_conffile_line(
+    key: str, data: st.DataObject, conffile: Path
+) -> None:
     option = OPTIONS[key]
     value = data.draw(values_of(option))
     text = option.format(value)
     assert option.parse(text) == value
-    path = Path("/nonexistent-bitdust-test/x.conf")
-    edit = plan_edit(path, key, text)
-    assert read_conffile(path, edit.text) == {key: value}
+    edit = plan_edit(conffile, key, text)
+    assert read_conffile(conffile, edit.text) == {key: value}
 
 
 @pytest.mark.parametrize("key", sorted(OPTIONS))
@@ -99,7 +106,6 @@ def test_durations_are_written_in_their_largest_whole_unit(typed: str, written: 
 
 
 @pytest.mark.parametrize("value", ['"quoted"', "'single'", '"', "a 'b' c", "x=y"])
-def test_text_with_quotes_keeps_them_through_the_conffile(value: str) -> None:
+def test_text_with_quotes_keeps_them_through_the_conffile(value: str, conffile: Path) -> None:
     key = "services/proxy-transport/preferred-routers"
-    path = Path("/nonexistent-bitdust-test/x.conf")
-    assert read_conffile(path, plan_edit(path, key, value).text) == {key: value}
+    assert read_conffile(conffile, plan_edit(conffile, key, value).text) == {key: value}

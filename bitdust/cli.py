@@ -41,6 +41,7 @@ from bitdust.files import atomic_write, read_bounded
 from bitdust.identity.errors import IdentityError
 from bitdust.node.checks import pid_of_running
 from bitdust.node.service import StatusSection
+from bitdust.rsakeys import ALLOWED_KEY_BITS, DEFAULT_KEY_BITS, KeyRefused, check_key_size
 
 DAEMON_TIMEOUT = 90.0
 MAX_PASSPHRASE_BYTES = 4096
@@ -398,9 +399,11 @@ def cmd_identity(args: argparse.Namespace, paths: Paths) -> int:
     if args.action == "create":
         name, key_size = _positional(args, "identity create NAME [KEY_SIZE]", 2)
         key_size = key_size or str(args.key_size)
-        if not key_size.isdigit():
-            raise CliError(f"key size {key_size!r}: expected 1024, 2048 or 4096")
-        body = {"username": name, "key_size": int(key_size)}
+        try:
+            bits = check_key_size(int(key_size) if key_size.isdigit() else key_size)
+        except KeyRefused as exc:
+            raise UsageError(str(exc)) from None
+        body = {"username": name, "key_size": bits}
         print_json(_brief(client.call("POST", "identity/create", body)))
     elif args.action == "show":
         print_json(_brief(client.call("GET", "identity/get")))
@@ -538,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("action", choices=["create", "show", "backup", "restore", "recover"])
     p.add_argument("args", nargs="*")
-    p.add_argument("--key-size", type=int, default=2048, choices=[1024, 2048, 4096])
+    p.add_argument("--key-size", type=int, default=DEFAULT_KEY_BITS, choices=ALLOWED_KEY_BITS)
     p.add_argument("--passphrase-file", help="read the key backup's passphrase from this file")
     p.add_argument("--ask-passphrase", action="store_true", help="ask for a passphrase")
     p.add_argument("--idurl", help="restore: the identity's IDURL, when not the backup's")

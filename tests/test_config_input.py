@@ -13,6 +13,7 @@ from bitdust.cli import MAX_PASSPHRASE_BYTES
 from bitdust.config import OPTIONS, BadValue, ConfigError, Paths, edit_conffile, load_config
 from bitdust.dht.service import settings_from_config
 from bitdust.errors import ExitStatus
+from bitdust.rsakeys import ALLOWED_KEY_BITS, allowed_key_sizes_text
 from tests.helpers import REPO, cli, node_env
 
 ROUTERS = "services/proxy-transport/preferred-routers"
@@ -192,3 +193,19 @@ def test_the_man_page_lists_every_exit_status() -> None:
     manpage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(manpage)
     assert [int(code) for code, _ in manpage.EXIT_STATUS] == sorted(ExitStatus)
+
+
+# -- issue 9 item 7: key sizes are rsakeys' --------------------------------------------------------
+
+
+def test_identity_create_takes_the_key_sizes_of_rsakeys(tmp_path: Path) -> None:
+    env = node_env(tmp_path)
+    refused = cli(env, "identity", "create", "alice", "3000")
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"bitdust: key size 3000 is not supported (expected {allowed_key_sizes_text()})\n"
+    )
+    for size in ALLOWED_KEY_BITS:  # accepted: what stops them is the node that is not running
+        for words in (("alice", str(size)), ("alice", "--key-size", str(size))):
+            result = cli(env, "identity", "create", *words)
+            assert result.returncode == 1 and "is not running" in result.stderr, (words, result)

@@ -38,11 +38,11 @@ from bitdust.dht.events import (
 from bitdust.dht.joining import JoinPolicy, JoinState
 from bitdust.dht.lookup import Lookup, LookupMode
 from bitdust.dht.persistence import Persistence
-from bitdust.dht.ratelimit import RateLimiter
+from bitdust.dht.ratelimit import RateLimiter, network_of
 from bitdust.dht.records import MAX_VALUE, Record, RecordChecker, sign_record
 from bitdust.dht.refusals import RecordRefused, Refusal
 from bitdust.dht.routing import PingOldest, RoutingTable, id_int
-from bitdust.dht.schemes import Signer, Verifier
+from bitdust.dht.schemes import Signer, Verifier, verify_cost
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.store import RecordStore
 from bitdust.dht.wire import (
@@ -80,6 +80,8 @@ COUNTERS = (
     "pending_full",
     "bad_contacts",
     "invalid_signature",
+    "verified",
+    "verify_busy",
     "bad_record",
     "store_refused",
     "stored",
@@ -180,6 +182,10 @@ class DHTNode:
         self.limiter = RateLimiter(
             settings.requests_per_second_per_ip, settings.request_burst_per_ip
         )
+        self.verify_budget = RateLimiter(
+            settings.verify_seconds_per_network, settings.verify_burst_per_network
+        )
+        self.verify_total = RateLimiter(settings.verify_seconds_total, settings.verify_burst_total)
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._out: list[tuple[bytes, Addr]] = []
         self._events: deque[Event] = deque()
@@ -388,14 +394,32 @@ class DHTNode:
         return Message(MsgType.VALUES, msg.rid, self.node_id, records=tuple(chosen))
 
     def _accept_store(self, record: Record, host: str, now: float) -> Refusal | None:
-        refusal = self.checker.check(record, self.wall(now))
-        if refusal is Refusal.INVALID_SIGNATURE:
-            self.counters["invalid_signature"] += 1
-            return refusal
+        refusal = self.checker.check_fields(record, self.wall(now))
+        if refusal is None and not self.store.holds(record):
+            refusal = self._verify_within_budget(record, host, now)
         if refusal is None:
             refusal = self.store.put(record, host, now)
         self.counters["stored" if refusal is None else "store_refused"] += 1
         return refusal
+
+    def _verify_within_budget(self, record: Record, host: str, now: float) -> Refusal | None:
+        """Check the signature if the sender's network, and the node, have CPU time left for it.
+
+        The budget is in estimated CPU seconds, not in datagrams: a costly key spends it faster.
+        Past it the STORE is refused unchecked, and the node keeps serving everyone else.
+        """
+        cost = verify_cost(record.scheme, record.public_key)
+        if not (
+            self.verify_budget.allow(network_of(host), now, cost)
+            and self.verify_total.allow("", now, cost)
+        ):
+            self.counters["verify_busy"] += 1
+            return Refusal.BUSY
+        self.counters["verified"] += 1
+        if not self.checker.verify_signature(record):
+            self.counters["invalid_signature"] += 1
+            return Refusal.INVALID_SIGNATURE
+        return None
 
     # Sending requests -------------------------------------------------------------------------
 
@@ -642,7 +666,8 @@ class DHTNode:
         persist the routing table."""
         s = self.settings
         self.counters["expired"] += self.store.expire(self.wall(now))
-        self.limiter.forget_idle(now)
+        for limiter in (self.limiter, self.verify_budget, self.verify_total):
+            limiter.forget_idle(now)
         room = s.max_operations // 2
         for bucket in self.table.stale_buckets(now, s.refresh_interval):
             if len(self._ops) >= room:

@@ -156,8 +156,8 @@ class RecordChecker:
         except Exception:  # a verifier bug or odd key must read as "invalid", never crash the node
             return False
 
-    def check(self, record: Record, wall_now: float) -> Refusal | None:
-        """Why ``record`` is unacceptable at ``wall_now``, or None when it is fine."""
+    def check_fields(self, record: Record, wall_now: float) -> Refusal | None:
+        """The cheap rules (key, size, times, scheme known), checked before any signature."""
         if len(record.key) != KEY_SIZE:
             return Refusal.BAD_KEY
         if len(record.value) > MAX_VALUE:
@@ -168,9 +168,16 @@ class RecordChecker:
             return Refusal.EXPIRED
         if record.expires <= record.created or record.expires - record.created > self.max_age:
             return Refusal.LIFETIME_TOO_LONG
-        if not self.verify_signature(record):
+        if record.scheme not in self.verifiers:
             return Refusal.INVALID_SIGNATURE
         return None
+
+    def check(self, record: Record, wall_now: float) -> Refusal | None:
+        """Why ``record`` is unacceptable at ``wall_now``, or None when it is fine."""
+        refusal = self.check_fields(record, wall_now)
+        if refusal is None and not self.verify_signature(record):
+            return Refusal.INVALID_SIGNATURE
+        return refusal
 
 
 def sign_record(

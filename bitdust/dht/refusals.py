@@ -27,6 +27,8 @@ class Refusal(Enum):
     SIGNER_BYTES = "too many bytes from this signer"
     ADDRESS_RECORDS = "too many records from this address"
     ADDRESS_BYTES = "too many bytes from this address"
+    # The storing node's CPU budget for signature checks (``protocol.DHTNode``).
+    BUSY = "busy: too many signatures to check from this network, try again later"
 
 
 class RecordRefused(ValueError):

@@ -45,6 +45,11 @@ class DHTSettings:
     ping_after: float = 60.0
     requests_per_second_per_ip: float = 200.0
     request_burst_per_ip: float = 400.0
+    # CPU seconds per second of signature checks: per source network (/24) and in total.
+    verify_seconds_per_network: float = 0.01
+    verify_burst_per_network: float = 0.05
+    verify_seconds_total: float = 0.2
+    verify_burst_total: float = 0.4
     join_retry_initial: float = 2.0
     join_retry_max: float = 300.0
 

@@ -118,6 +118,11 @@ class RecordStore:
             del self._held[record.key]
         self._account(record, held.origin_ip, -1)
 
+    def holds(self, record: Record) -> bool:
+        """This very record (every field equal) is held already: its signature was checked."""
+        held = self._held.get(record.key, {}).get(record.public_key)
+        return held is not None and held.record == record
+
     def get(self, key: bytes, wall_now: float) -> list[Record]:
         """Unexpired records under ``key``, newest first."""
         found = [h.record for h in self._held.get(key, {}).values() if h.record.expires > wall_now]

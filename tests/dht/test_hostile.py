@@ -1,0 +1,95 @@
+"""Crafted input against one DHT core (issue 10, DHT part): each attack is refused with a reason
+and the node stays available to its legitimate users. Sans-IO: datagrams and a fake clock."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bitdust.dht.persistence import MemoryPersistence
+from bitdust.dht.protocol import DHTNode
+from bitdust.dht.records import Record, dht_key, sign_record
+from bitdust.dht.refusals import Refusal
+from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer, RsaSigner
+from bitdust.dht.settings import DHTSettings
+from bitdust.dht.wire import Message, MsgType, decode, encode
+
+WALL = 1_750_000_000.0
+NOW = 100.0
+
+
+def make_node(settings: DHTSettings | None = None, seed: int = 1) -> DHTNode:
+    return DHTNode(
+        random.Random(seed).randbytes(20),
+        settings or DHTSettings(),
+        MemoryPersistence(),
+        Ed25519Signer.generate(),
+        verifiers=STANDARD_VERIFIERS,
+        now=NOW,
+        wall_offset=WALL,
+        rng=random.Random(seed),
+    )
+
+
+def store(node: DHTNode, record: Record, host: str, now: float = NOW) -> Message:
+    """Send one STORE from ``host`` and return the node's answer."""
+    rid = random.randbytes(20)
+    node.receive_datagram(
+        encode(Message(MsgType.STORE, rid, b"s" * 20, records=(record,))), (host, 14441), now
+    )
+    replies = [decode(data) for data, addr in node.datagrams_to_send() if addr[0] == host]
+    [answer] = [m for m in replies if m.rid == rid]
+    return answer
+
+
+@pytest.fixture(scope="module")
+def rsa4096() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=4096)
+
+
+def test_costly_stores_from_one_network_are_bounded_and_others_are_still_served(
+    rsa4096: rsa.RSAPrivateKey,
+) -> None:
+    """2,000 STOREs with 4096-bit signatures that do not verify, from 250 addresses of one /24
+    (each under the per-address request limit): the node checks only what the network's CPU
+    budget buys, refuses the rest unchecked, and still stores and answers a legitimate client."""
+    node = make_node()
+    good = sign_record(RsaSigner(rsa4096), dht_key("attack"), b"x" * 3000, int(WALL + NOW), 600)
+    forged = dataclasses.replace(good, value=b"y" * 3000)
+    started = time.process_time()
+    answers = [store(node, forged, f"10.6.6.{i % 250 + 1}") for i in range(2000)]
+    spent = time.process_time() - started
+    reasons = {a.reason for a in answers}
+    assert reasons == {Refusal.INVALID_SIGNATURE.value, Refusal.BUSY.value}
+    budget = node.settings.verify_burst_per_network
+    assert node.counters["verified"] <= budget / 90e-6 + 1  # ~556 of 2,000
+    assert node.counters["verify_busy"] >= 1400
+    assert spent < 1.0, f"{spent:.2f} s of CPU for 2,000 forged STOREs"
+
+    legit = Ed25519Signer.generate()
+    record = sign_record(legit, dht_key("bob"), b"hello", int(WALL + NOW), 600)
+    assert store(node, record, "10.7.7.7").ok
+    node.receive_datagram(
+        encode(Message(MsgType.FIND_VALUE, b"q" * 20, b"c" * 20, target=record.key)),
+        ("10.8.8.8", 14441),
+        NOW,
+    )
+    [(reply, _)] = node.datagrams_to_send()
+    assert decode(reply).records == (record,)
+
+
+def test_the_network_budget_refills_with_time(rsa4096: rsa.RSAPrivateKey) -> None:
+    settings = DHTSettings(verify_burst_per_network=0.001, verify_seconds_per_network=0.001)
+    node = make_node(settings)
+    good = sign_record(RsaSigner(rsa4096), dht_key("k"), b"v", int(WALL + NOW), 600)
+    forged = dataclasses.replace(good, value=b"w")
+    first = [store(node, forged, "10.6.6.1").reason for _ in range(20)]
+    assert first.count(Refusal.INVALID_SIGNATURE.value) == 11  # 1 ms buys 11 checks of 90 us
+    assert first[11:] == [Refusal.BUSY.value] * 9
+    assert store(node, good, "10.6.6.1", NOW + 1.0).ok  # a second later: 1 ms more
+    assert store(node, good, "10.6.6.2", NOW + 1.0).ok  # the same record again: no check
+    assert node.counters["verified"] == 12

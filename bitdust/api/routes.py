@@ -23,18 +23,18 @@ async def process_health(call: Call) -> dict[str, Any]:
 
 @route("GET", "process/info")
 async def process_info(call: Call) -> dict[str, Any]:
-    return call.ctx.info()
+    return call.process.info()
 
 
 @route("GET POST", "process/stop")
 async def process_stop(call: Call) -> dict[str, Any]:
-    call.ctx.request_stop()
+    call.process.request_stop()
     return {"stopping": True}
 
 
 @route("GET POST", "process/restart")
 async def process_restart(call: Call) -> dict[str, Any]:
-    await call.ctx.restart_services()
+    await call.process.restart_services()
     return {"restarted": True, "ready": call.node.ready}
 
 
@@ -78,7 +78,8 @@ async def config_get(call: Call) -> dict[str, Any]:
 async def config_set(call: Call) -> dict[str, Any]:
     key = get_option(call.path("key")).key
     value = call.args["value"]
-    _, applied, pending = call.ctx.set_option(key, value if isinstance(value, str) else str(value))
+    raw = value if isinstance(value, str) else str(value)
+    _, applied, pending = call.process.set_option(key, raw)
     row = _option_row(call, key)
     row["applied"] = key in applied
     row["restart_needed"] = key in pending

@@ -80,17 +80,17 @@ class Call:
     everything else from ``args`` and :meth:`path`; they never parse the request themselves.
     """
 
-    ctx: Process
+    process: Process
     request: web.Request
     args: dict[str, Any]
 
     @property
     def node(self) -> Node:
-        return self.ctx.node
+        return self.process.node
 
     @property
     def config(self) -> Config:
-        return self.ctx.config
+        return self.process.config
 
     def path(self, name: str) -> str:
         """A variable part of the route's path, e.g. ``key`` of ``config/get/{key:.+}``."""

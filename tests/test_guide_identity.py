@@ -151,7 +151,7 @@ def test_restore_refuses_a_foreign_or_broken_backup(guide_hosts: dict[str, Guide
     assert a.api("GET", "/identity/get/v1")[0] == 409
     # BitDust's positional key size: `identity create NAME [KEY_SIZE]`
     wrong = cli(a.env, "identity", "create", "carol", "512")
-    assert wrong.returncode == 1
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
     assert "key size 512 is not supported (expected 1024, 2048, 3072 or 4096)" in wrong.stderr
     created = json.loads(a.bitdust("identity", "create", "carol", "1024"))
     assert created["idurl"] == "http://host-a.com:8084/carol.xml"

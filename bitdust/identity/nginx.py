@@ -6,7 +6,9 @@ The template is ``packaging/nginx/bitdust-identity.conf``, installed as
 The template has three placeholders: ``@LISTEN@`` (nginx ``listen`` argument, e.g. ``80`` or
 ``127.0.1.1:80``), ``@SERVER_NAME@`` (the identity server's host name) and ``@UPSTREAM@`` (the
 node's identity-server web address, ``127.0.0.1:8084``). Values are validated so that nothing but a
-listen address, host names and an address can be injected into the configuration.
+listen address, host names and an address can be injected into the configuration. ``@ZONE@``, if
+present, becomes a name made of the first server name (``bitdust_identity_host_a_com``), so that
+two identity servers' sites on one nginx do not declare the same ``limit_conn_zone``.
 """
 
 from __future__ import annotations
@@ -58,10 +60,12 @@ def render_nginx_site(template: str, listen: str, server_name: str, upstream: st
     for placeholder in PLACEHOLDERS:
         if placeholder not in template:
             raise NginxConfigError(f"the nginx template has no {placeholder} placeholder")
+    zone = "bitdust_identity_" + re.sub(r"[^A-Za-z0-9]", "_", server_name.split()[0])
     return (
         template.replace("@LISTEN@", listen)
         .replace("@SERVER_NAME@", server_name)
         .replace("@UPSTREAM@", upstream)
+        .replace("@ZONE@", zone)
     )
 
 

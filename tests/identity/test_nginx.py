@@ -24,7 +24,7 @@ def test_renders_placeholders():
     assert "proxy_read_timeout 10s;" in site and "proxy_connect_timeout 10s;" in site
     assert "limit_except GET" in site
     # per-client connection cap: the node's own per-address cap cannot see clients behind nginx
-    assert "limit_conn bitdust_identity_per_client 16;" in site
+    assert "limit_conn bitdust_identity_host_a_com 16;" in site
 
 
 @pytest.mark.parametrize(

@@ -252,8 +252,9 @@ def _parse_host_map(text: str) -> dict[str, str]:
         name, sep, address = item.partition("=")
         if not sep:
             raise ValueError(f"{item!r} is not name=address")
+        host = _check_host(name.strip())
         try:
-            mapping[_check_host(name.strip())] = str(ipaddress.ip_address(address.strip()))
+            mapping[host] = str(ipaddress.ip_address(address.strip()))
         except ValueError:
             raise ValueError(f"{address.strip()!r} is not an IP address") from None
     return mapping
@@ -372,6 +373,8 @@ class Option:
                 raise ValueError("out of range")
         except ValueError as exc:
             shown = raw if isinstance(raw, str) else json.dumps(raw)
+            if len(shown) > MAX_SHOWN:
+                shown = shown[:MAX_SHOWN] + "…"
             raise BadValue(
                 f"{self.key}: {shown!r} is not valid: {exc} (expected {self.expected})"
             ) from None
@@ -382,6 +385,7 @@ class Option:
 
 
 OPTIONS: dict[str, Option] = {}
+MAX_SHOWN = 80  # characters of a refused value quoted in its error
 
 
 def _declare(

@@ -100,6 +100,23 @@ def test_a_deeply_nested_body_is_400(node: Node) -> None:
     assert envelope["errors"] == ["request body is not valid JSON: nested too deeply"]
 
 
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"value": ' + b"1" * 5000 + b"}", "Exceeds the limit (4300 digits)"),
+        (b'{"value": NaN}', "NaN is not a JSON value"),
+        (b'{"value": -Infinity}', "-Infinity is not a JSON value"),
+    ],
+)
+def test_numbers_json_does_not_have_are_400(node: Node, body: bytes, reason: str) -> None:
+    status, envelope = node.api(
+        "POST", "/config/set/services/entangled-dht/rpc-timeout/v1", raw=body
+    )
+    assert status == 400
+    assert envelope["errors"][0].startswith("request body is not valid JSON: ")
+    assert reason in envelope["errors"][0]
+
+
 def test_a_lone_surrogate_in_a_setting_is_400_and_nothing_is_written(node: Node) -> None:
     before = settings_file(node).read_bytes() if settings_file(node).exists() else None
     body = b'{"value": "a\\ud800b"}'

@@ -209,3 +209,14 @@ def test_identity_create_takes_the_key_sizes_of_rsakeys(tmp_path: Path) -> None:
         for words in (("alice", str(size)), ("alice", "--key-size", str(size))):
             result = cli(env, "identity", "create", *words)
             assert result.returncode == 1 and "is not running" in result.stderr, (words, result)
+
+
+def test_a_refusal_names_the_bad_part_and_quotes_a_long_value_briefly(paths: Paths) -> None:
+    option = OPTIONS["services/network/host-map"]
+    long_name = "b" * 300
+    with pytest.raises(BadValue) as error:
+        option.parse(f"a=1.2.3.4,{long_name}=1.1.1.1")
+    message = str(error.value)
+    assert f"'{long_name}' is not a host name or address" in message
+    assert "is not an IP address" not in message
+    assert message.startswith(f"services/network/host-map: 'a=1.2.3.4,{'b' * 70}…' is not valid: ")

@@ -179,8 +179,8 @@ async def read_arguments(request: web.Request, params: tuple[Param, ...]) -> dic
         body = await read_body(request, MAX_BODY)
         if body.strip():
             try:
-                data = json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                data = json.loads(body, parse_constant=_refuse_constant)
+            except ValueError as exc:  # also UnicodeDecodeError, and an int of 4,300+ digits
                 raise ApiError(400, f"request body is not valid JSON: {exc}") from None
             except RecursionError:
                 raise ApiError(400, "request body is not valid JSON: nested too deeply") from None
@@ -211,6 +211,11 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         if len(body) > limit:
             raise too_large
     return bytes(body)
+
+
+def _refuse_constant(name: str) -> Any:
+    """NaN and Infinity: Python's json reads them, JSON has no such values."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def envelope_ok(result: Any, started: float) -> web.Response:

@@ -333,12 +333,31 @@ async def recover_identity(
     (:func:`bitdust.identity.local.save_local_identity`). Raises :class:`IdentityError`
     subclasses: wrong passphrase, not a backup file, identity not found, key mismatch.
     """
-    backup_idurl, private_key = read_key_backup(backup, passphrase)
-    target = idurl or backup_idurl
-    identity = parse_identity(await fetch_identity(target, resolve, timeout=timeout))
+    # the passphrase KDF takes tens of milliseconds: not on the event loop
+    backup_idurl, private_key = await asyncio.to_thread(read_key_backup, backup, passphrase)
+    identity = await fetch_identity_of_key(
+        private_key, idurl or backup_idurl, resolve, accept_legacy=accept_legacy, timeout=timeout
+    )
+    return private_key, identity
+
+
+async def fetch_identity_of_key(
+    private_key: RSAPrivateKey,
+    idurl: str,
+    resolve: Resolver,
+    *,
+    accept_legacy: bool = False,
+    timeout: float = 10.0,
+) -> Identity:
+    """The identity at ``idurl``, checked to be ``private_key``'s and correctly signed.
+
+    Raises :class:`IdentityServerError` when it cannot be fetched (the caller may try another
+    server), :class:`IdentityError` on a key mismatch or a bad signature.
+    """
+    identity = parse_identity(await fetch_identity(idurl, resolve, timeout=timeout))
     if identity.publickey != public_key_to_openssh(private_key):
         raise IdentityError(
-            f"the identity at {target} has another public key than the key in the backup"
+            f"the identity at {idurl} has another public key than the key in the backup"
         )
     verify(identity, accept_legacy)
-    return private_key, identity
+    return identity

@@ -43,7 +43,6 @@ class IdentityPropagateService(Service):
         self._wake = asyncio.Event()  # contacts changed: sign and send now
 
     async def start(self) -> None:
-        self._wake = asyncio.Event()
         if local.local_identity_exists(self.directory):
             try:
                 self.current = local.load_local_identity(self.directory)
@@ -154,22 +153,24 @@ class IdentityPropagateService(Service):
     ) -> tuple[keys.RSAPrivateKey, Any]:
         """Fetch the identity from the backup's IDURL, or, when that server is gone, from the
         same name on each known server (an identity lists all of them as sources)."""
-        backup_idurl, _ = keys.read_key_backup(backup, passphrase)
+        # the passphrase KDF takes tens of milliseconds: not on the event loop
+        backup_idurl, key = await asyncio.to_thread(keys.read_key_backup, backup, passphrase)
         name = parse_idurl(idurl or backup_idurl).name
         candidates = [idurl or backup_idurl]
         candidates += [s.idurl(name) for s in propagate.known_servers(self.config[KNOWN_SERVERS])]
         failures = []
         for candidate in dict.fromkeys(candidates):
             try:
-                return await propagate.recover_identity(
-                    backup,
+                identity = await propagate.fetch_identity_of_key(
+                    key,
+                    candidate,
                     self.resolve,
-                    passphrase=passphrase,
-                    idurl=candidate,
                     accept_legacy=self.config["services/network/accept-legacy-identities"],
                 )
             except IdentityServerError as exc:
                 failures.append(f"{candidate}: {exc}")
+                continue
+            return key, identity
         raise IdentityError("cannot fetch the identity: " + "; ".join(failures))
 
     def backup_bytes(self, passphrase: str | None) -> bytes:

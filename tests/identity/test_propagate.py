@@ -3,11 +3,14 @@ restore end to end."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import time
 
 import pytest
 
 from bitdust.config import Paths, load_config
+from bitdust.identity import propagate as propagate_module
 from bitdust.identity.document import parse_identity
 from bitdust.identity.errors import (
     IdentityError,
@@ -180,3 +183,30 @@ async def test_create_identity_fails_when_too_few_servers_accept(two_servers):
             retries=1,
             timeout=2,
         )
+
+
+async def test_restore_decrypts_the_backup_off_the_event_loop(two_servers, key, monkeypatch):
+    servers, _ = two_servers
+    identity = build_identity("erin", servers, [], key, today=TODAY)
+    await propagate(identity.to_xml(), servers, resolve)
+    backup = key_backup_bytes(identity.idurl, key, passphrase="pw")
+    real = propagate_module.read_key_backup
+
+    def slow_read(*args):
+        time.sleep(0.5)  # a passphrase KDF on a slow machine
+        return real(*args)
+
+    monkeypatch.setattr(propagate_module, "read_key_backup", slow_read)
+    ticks = 0
+
+    async def tick():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    _, restored = await recover_identity(backup, resolve, passphrase="pw")
+    ticker.cancel()
+    assert restored == identity
+    assert ticks >= 20  # 0 when the decryption blocks the loop for its 0.5 s

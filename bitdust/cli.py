@@ -343,7 +343,7 @@ def cmd_api(args: argparse.Namespace, paths: Paths) -> int:
     for pair in args.fields:
         name, sep, raw = pair.partition("=")
         if not sep or not name:
-            raise CliError(f"{pair!r}: expected NAME=VALUE")
+            raise UsageError(f"{pair!r}: expected NAME=VALUE")
         try:
             fields[name] = json.loads(raw)
         except json.JSONDecodeError:
@@ -369,7 +369,7 @@ def cmd_dht(args: argparse.Namespace, paths: Paths) -> int:
             body["expire"] = args.expire
         result = client.call("POST", "dht/value/set", body)
     else:
-        raise CliError("usage: bitdust dht find [NODE_ID] | get KEY | set KEY VALUE [--expire S]")
+        raise UsageError("usage: bitdust dht find [NODE_ID] | get KEY | set KEY VALUE [--expire S]")
     print_json(result)
     return 0
 
@@ -389,7 +389,7 @@ def _passphrase(args: argparse.Namespace, confirm: bool) -> str | None:
     if args.ask_passphrase:
         first = getpass.getpass("passphrase: ")
         if confirm and getpass.getpass("again: ") != first:
-            raise CliError("the passphrases differ")
+            raise UsageError("the passphrases differ")
         return first
     return None
 
@@ -410,7 +410,7 @@ def cmd_identity(args: argparse.Namespace, paths: Paths) -> int:
     elif args.action == "backup":
         destination = Path(str(_positional(args, "identity backup FILE")[0])).absolute()
         if destination.exists():
-            raise CliError(f"refusing to overwrite {destination}: the file exists")
+            raise UsageError(f"refusing to overwrite {destination}: the file exists")
         result = client.call("POST", "identity/backup", {"passphrase": _passphrase(args, True)})
         atomic_write(
             destination, result["backup"].encode(), mode=0o600, overwrite=False, error=CliError
@@ -420,7 +420,9 @@ def cmd_identity(args: argparse.Namespace, paths: Paths) -> int:
         source, idurl = _positional(args, "identity restore FILE [IDURL]", 2)
         from bitdust.identity.keys import MAX_KEY_FILE_SIZE
 
-        data = read_bounded(Path(str(source)), MAX_KEY_FILE_SIZE, what=str(source), error=CliError)
+        data = read_bounded(
+            Path(str(source)), MAX_KEY_FILE_SIZE, what=str(source), error=UsageError
+        )
         body = {
             "private_key_source": data.decode("ascii", "replace"),
             "passphrase": _passphrase(args, False),
@@ -433,7 +435,7 @@ def cmd_identity(args: argparse.Namespace, paths: Paths) -> int:
 def _positional(args: argparse.Namespace, usage: str, most: int = 1) -> list[str | None]:
     """The command's words: one required, at most ``most`` in all, the missing ones None."""
     if not 1 <= len(args.args) <= most:
-        raise CliError(f"usage: bitdust {usage}")
+        raise UsageError(f"usage: bitdust {usage}")
     return [*args.args, *[None] * (most - len(args.args))]
 
 
@@ -448,7 +450,7 @@ def cmd_nginx_config(args: argparse.Namespace, paths: Paths) -> int:
     config = _config(paths)
     server_name = args.server_name or config["services/identity-server/host"]
     if not server_name:
-        raise CliError("set services/identity-server/host (or pass --server-name)")
+        raise UsageError("set services/identity-server/host (or pass --server-name)")
     listen_host = config["services/network/listen-host"]
     listen = args.listen or (f"{listen_host}:80" if listen_host else "80")
     upstream_host = listen_host or "127.0.0.1"

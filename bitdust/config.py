@@ -16,6 +16,7 @@ import ipaddress
 import json
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -716,11 +717,15 @@ def parse_conf_lines(text: str, source: str) -> tuple[list[tuple[int, str, str]]
 def _read_text(path: Path) -> str | None:
     """The file's text; None when there is no such file (a layer nobody wrote)."""
     try:
-        path.stat()
+        mode = path.stat().st_mode
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"{path} is a directory, not a file")
+    if not stat.S_ISREG(mode):  # reading a FIFO would wait for a writer that may never come
+        raise ConfigError(f"{path} is not a regular file")
     data = read_bounded(path, MAX_CONFFILE_BYTES, what=str(path), error=ConfigError)
     try:
         return data.decode("utf-8")

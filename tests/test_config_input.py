@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,33 @@ def test_a_conffile_that_is_a_directory_is_one_line_and_status_2(tmp_path: Path)
         assert f"bitdust: {conffile} is a directory, not a file\n" in result.stderr, command
         assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     assert conffile.is_dir() and not any(conffile.iterdir())
+
+
+def test_a_conffile_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    env = node_env(tmp_path)
+    conffile = tmp_path / "etc" / "default.conf"
+    os.mkfifo(conffile)
+    result = cli(env, "get", "logs/level", timeout=20)
+    assert (result.returncode, result.stderr) == (2, f"bitdust: {conffile} is not a regular file\n")
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (("dht", "set", "a"), "usage: bitdust dht find [NODE_ID] | get KEY | set KEY VALUE"),
+        (("api", "GET", "network/status", "dht"), "'dht': expected NAME=VALUE"),
+        (("identity", "create"), "usage: bitdust identity create NAME [KEY_SIZE]"),
+        (("identity", "restore", "/dev/zero"), "/dev/zero is too large (over 65536 bytes)"),
+        (("identity-server", "nginx-config"), "set services/identity-server/host"),
+    ],
+)
+def test_bad_arguments_exit_2_as_the_man_page_says(
+    tmp_path: Path, words: tuple[str, ...], message: str
+) -> None:
+    result = cli(node_env(tmp_path), *words, timeout=20)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"bitdust: {message}")
+    assert len(result.stderr.splitlines()) == 1
 
 
 def test_a_passphrase_file_without_end_is_refused_after_a_bounded_read(tmp_path: Path) -> None:

@@ -3,15 +3,18 @@ daemon/states/stop/restart, and check-config across instances."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import socket
+import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
+from bitdust.errors import ExitStatus
 from tests.helpers import alive, cli, free_port, node_env, running_node, start_node, write_conf
 
 # A dht-seed on a free port: one real service with its own socket.
@@ -95,6 +98,29 @@ def test_a_service_that_cannot_start_fails_the_process(tmp_path: Path) -> None:
         assert node.process.wait(20) == 1
         assert "cannot start the REST API" in node.log()
         node.notify.close()
+
+
+def test_a_dht_database_of_a_newer_schema_ends_the_node_for_good(tmp_path: Path) -> None:
+    """Exit 65, which the unit's RestartPreventExitStatus= lists: no restart every 5 s forever,
+    the reason in STATUS= and the log, nothing left in the runtime dir, the file untouched."""
+    database = tmp_path / "state" / "dht-seed" / "dht.sqlite3"
+    database.parent.mkdir(parents=True)
+    with contextlib.closing(sqlite3.connect(database)) as db:  # as a later version leaves it
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA user_version = 1000")
+    before = database.read_bytes()
+    node = start_node(tmp_path, "dht-seed", SEED, wait=False)
+    assert node.process.wait(20) == ExitStatus.DATA_FORMAT
+    node.notify.wait_for("STOPPING=1", 1)
+    fields = node.notify.fields()
+    [status] = [field for field in fields if field.startswith("STATUS=failed")]
+    assert status.startswith("STATUS=failed: service entangled-dht failed to start: ")
+    assert "schema version 1000 is newer" in status and str(database) in status
+    assert "READY=1" not in fields
+    assert "Traceback" not in node.log()
+    assert sorted(path.name for path in node.runtime.iterdir()) == []
+    assert database.read_bytes() == before
+    node.notify.close()
 
 
 def test_daemon_states_restart_stop_through_the_cli(tmp_path: Path) -> None:

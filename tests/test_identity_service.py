@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bitdust.config import Paths, load_config
 from bitdust.identity.keys import load_private_key
 from bitdust.identity.local import LocalIdentity
 from bitdust.identity.propagate_service import IdentityPropagateService
 from bitdust.node.node import Node
-from bitdust.node.service import ServiceState
+from bitdust.node.service import ServiceError, ServiceState
 from tests.identity.conftest import VECTORS, make_identity
 
 
@@ -48,3 +50,13 @@ def test_network_status_shows_the_identity_without_any_section(tmp_path: Path) -
     assert status["idurl"] == "http://host-a.com/alice.xml"
     assert status["global_id"] == "alice@host-a.com"
     assert status["identity_contacts"] == ["tcp://127.0.1.1:7771"]
+
+
+def test_contacts_a_document_cannot_hold_are_refused_when_declared(tmp_path: Path) -> None:
+    service = service_for(tmp_path)
+    service.set_contacts("p2p", ["tcp://127.0.1.3:7779"])
+    with pytest.raises(
+        ServiceError, match=r"p2p cannot publish these contacts: <contact> .* is not"
+    ):
+        service.set_contacts("p2p", ["tcp://127.0.1.3:7779 with spaces"])
+    assert service.contacts() == ["tcp://127.0.1.3:7779"]  # unchanged

@@ -269,14 +269,7 @@ class Identity:
 
     def _validate(self) -> None:
         self._validate_sources()
-        _check_list(
-            "contacts",
-            self.contacts,
-            MAX_CONTACTS,
-            _CONTACT_RE,
-            MAX_ITEM_LENGTH,
-            "a contact like 'tcp://1.2.3.4:7771'",
-        )
+        check_contacts(self.contacts)
         _check_list(
             "certificates",
             self.certificates,
@@ -493,6 +486,18 @@ def _check_depth(root: Any) -> None:
 def _check_blank(text: str | None, where: str) -> None:
     if text is not None and text.strip(" \t\r\n"):
         raise DocumentError(f"unexpected text {printable(text.strip())} in {where}")
+
+
+def check_contacts(contacts: tuple[str, ...]) -> None:
+    """Raise :class:`DocumentError` unless ``contacts`` may be an identity's contacts."""
+    _check_list(
+        "contacts",
+        contacts,
+        MAX_CONTACTS,
+        _CONTACT_RE,
+        MAX_ITEM_LENGTH,
+        "a contact like 'tcp://1.2.3.4:7771'",
+    )
 
 
 def _check_list(

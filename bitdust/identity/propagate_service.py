@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from bitdust.identity import keys, local, propagate
-from bitdust.identity.errors import IdentityError, IdentityServerError
+from bitdust.identity.document import check_contacts
+from bitdust.identity.errors import DocumentError, IdentityError, IdentityServerError
 from bitdust.identity.idurl import parse_idurl
 from bitdust.identity.propagate import KNOWN_SERVERS_SETTING as KNOWN_SERVERS
 from bitdust.node.service import Service, ServiceError
@@ -73,12 +74,13 @@ class IdentityPropagateService(Service):
         to its servers again (in the background).
         """
         if not isinstance(owner, str) or not owner:
-            raise ValueError("set_contacts needs the name of the service that owns the listener")
-        declared = tuple(contacts)
-        if declared:
-            self._contacts[owner] = declared
-        else:
-            self._contacts.pop(owner, None)
+            raise ServiceError("set_contacts needs the name of the service that owns the listener")
+        declared = {**self._contacts, owner: tuple(contacts)}
+        try:
+            check_contacts(tuple(contact for owned in declared.values() for contact in owned))
+        except DocumentError as exc:
+            raise ServiceError(f"{owner} cannot publish these contacts: {exc}") from None
+        self._contacts = {name: owned for name, owned in declared.items() if owned}
         if self.current is not None:
             self._wake.set()
 

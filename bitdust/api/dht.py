@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from bitdust.api.server import ApiError, Call, Param, Route, route
+from bitdust.dht.owners import Found
 from bitdust.dht.protocol import DHTBusy
-from bitdust.dht.records import Record
 from bitdust.dht.refusals import RecordRefused
 from bitdust.dht.service import DHTService
 
@@ -39,7 +39,9 @@ def _answering_errors() -> Iterator[None]:
         raise ApiError(400, str(exc)) from None
 
 
-def record_view(record: Record) -> dict[str, Any]:
+def record_view(found: Found) -> dict[str, Any]:
+    """``owner`` is the record's IDURL only when that identity's key signed it, else null."""
+    record = found.record
     try:
         value: str = record.value.decode("utf-8")
         encoding = "utf-8"
@@ -52,7 +54,8 @@ def record_view(record: Record) -> dict[str, Any]:
         "expires": record.expires,
         "scheme": record.scheme,
         "signer": record.public_key.hex(),
-        "owner": record.owner,
+        "owner": found.owner,
+        "owned": record.name is not None,
     }
 
 
@@ -76,11 +79,17 @@ async def node_find(call: Call) -> dict[str, Any]:
     }
 
 
-@route("GET", "dht/value/get", Param("key", str, required=True))
+@route(
+    "GET",
+    "dht/value/get",
+    Param("key", str, required=True),
+    Param("owner", str, default=None),
+)
 async def value_get(call: Call) -> dict[str, Any]:
+    """With ``owner`` (an IDURL): the value that identity stored under its own key ``key``."""
     with _answering_errors():
-        records = await _dht(call).get_value(_key(call.args["key"]))
-    return {"key": call.args["key"], "values": [record_view(r) for r in records]}
+        found = await _dht(call).get_value(_key(call.args["key"]), call.args["owner"])
+    return {"key": call.args["key"], "values": [record_view(f) for f in found]}
 
 
 @route(
@@ -89,13 +98,15 @@ async def value_get(call: Call) -> dict[str, Any]:
     Param("key", str, required=True),
     Param("value", str, required=True),
     Param("expire", int, default=None),
+    Param("owned", bool, default=False),
 )
 async def value_set(call: Call) -> dict[str, Any]:
     """Signed with the user's identity key and IDURL when this node has an identity, else with
-    the node's own DHT key; ``expire`` is the record's lifetime in seconds."""
+    the node's own DHT key; ``expire`` is the record's lifetime in seconds; ``owned`` stores it
+    under the signer's own key of that name, which nobody else can write."""
     name, value = _key(call.args["key"]), call.args["value"].encode("utf-8")
     with _answering_errors():
-        stored = await _dht(call).set_value(name, value, age=call.args["expire"])
+        stored = await _dht(call).set_value(name, value, call.args["expire"], call.args["owned"])
     return {"key": call.args["key"], "stored": stored}
 
 

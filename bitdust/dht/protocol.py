@@ -39,7 +39,7 @@ from bitdust.dht.joining import JoinPolicy, JoinState
 from bitdust.dht.lookup import Lookup, LookupMode
 from bitdust.dht.persistence import Persistence
 from bitdust.dht.ratelimit import RateLimiter, network_of
-from bitdust.dht.records import MAX_VALUE, Record, RecordChecker, sign_record
+from bitdust.dht.records import MAX_NAME, MAX_VALUE, Record, RecordChecker, owned_key, sign_record
 from bitdust.dht.refusals import RecordRefused, Refusal
 from bitdust.dht.routing import PingOldest, RoutingTable, id_int
 from bitdust.dht.schemes import Signer, Verifier, verify_cost
@@ -293,9 +293,12 @@ class DHTNode:
         age: int | None = None,
         owner: str | None = None,
         signer: Signer | None = None,
+        name: bytes | None = None,
     ) -> Record:
         """A record valid from ``now`` (the core's clock) for ``age`` seconds, signed by
-        ``signer`` (default: this node's key); RecordRefused when no node would accept it."""
+        ``signer`` (default: this node's key); RecordRefused when no node would accept it.
+        With ``name``, the record lives under the signer's owned key of that name and ``key``
+        is ignored."""
         s = self.settings
         age = s.default_age if age is None else age
         if age <= 0:
@@ -305,7 +308,11 @@ class DHTNode:
         if len(value) > MAX_VALUE:
             raise RecordRefused(Refusal.VALUE_TOO_LARGE, f"{len(value)} bytes > {MAX_VALUE} bytes")
         signer = signer or self.signer
-        return sign_record(signer, key, value, int(self.wall(now)), age, owner)
+        if name is not None:
+            if not 0 < len(name) <= MAX_NAME:
+                raise RecordRefused(Refusal.BAD_KEY, f"an owned key's name is 1..{MAX_NAME} bytes")
+            key = owned_key(signer.public_key, name)
+        return sign_record(signer, key, value, int(self.wall(now)), age, owner, name)
 
     # Inputs -----------------------------------------------------------------------------------
 

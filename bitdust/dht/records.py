@@ -26,7 +26,9 @@ MAX_SCHEME = 32
 MAX_PUBLIC_KEY = 1024
 MAX_SIGNATURE = 1024
 MAX_OWNER = 256
+MAX_NAME = 64
 MAX_VALUE = 4096
+OWNED_DOMAIN = b"bitdust-dht-owned-key-v1\x00"
 
 
 class MalformedRecord(ValueError):
@@ -34,8 +36,18 @@ class MalformedRecord(ValueError):
 
 
 def dht_key(name: str) -> bytes:
-    """The DHT key of a human-readable name: SHA-1 of its UTF-8 bytes (160 bits, like node ids)."""
+    """The DHT key of a human-readable name: SHA-1 of its UTF-8 bytes (160 bits, like node ids).
+
+    Anyone may write under such a *shared* key (one record per signer)."""
     return hashlib.sha1(name.encode("utf-8")).digest()
+
+
+def owned_key(public_key: bytes, name: bytes) -> bytes:
+    """The DHT key of ``name`` *owned* by ``public_key`` (BitTorrent BEP 44's mutable items).
+
+    Only records signed by that key can live there, and any node checks it from the record alone
+    (the record carries ``name``): nobody can squat an identity's supplier list or adverts."""
+    return hashlib.sha1(OWNED_DOMAIN + public_key + name).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +62,7 @@ class Record:
     public_key: bytes
     signature: bytes
     owner: str | None = None
+    name: bytes | None = None  # set on records under an owned key: owned_key(public_key, name)
 
     def signed_bytes(self) -> bytes:
         return canonical_bytes(
@@ -60,6 +73,7 @@ class Record:
             self.scheme,
             self.public_key,
             self.owner,
+            self.name,
         )
 
     def to_map(self) -> dict[str, Any]:
@@ -75,13 +89,15 @@ class Record:
         }
         if self.owner is not None:
             out["o"] = self.owner
+        if self.name is not None:
+            out["n"] = self.name
         return out
 
     @property
     def size(self) -> int:
         """Bytes charged against store limits."""
-        owner = len(self.owner) if self.owner else 0
-        return len(self.value) + len(self.public_key) + len(self.signature) + owner + 64
+        extra = (len(self.owner) if self.owner else 0) + (len(self.name) if self.name else 0)
+        return len(self.value) + len(self.public_key) + len(self.signature) + extra + 64
 
 
 def canonical_bytes(
@@ -92,9 +108,13 @@ def canonical_bytes(
     scheme: str,
     public_key: bytes,
     owner: str | None,
+    name: bytes | None = None,
 ) -> bytes:
-    """Deterministic bytes that a signature covers (msgpack of a fixed-order array)."""
-    body = [key, value, created, expires, scheme, public_key, owner]
+    """Deterministic bytes that a signature covers (msgpack of a fixed-order array). ``name``
+    adds an eighth element, so records of shared keys sign exactly what they always did."""
+    body: list[Any] = [key, value, created, expires, scheme, public_key, owner]
+    if name is not None:
+        body.append(name)
     return DOMAIN + msgpack.packb(body, use_bin_type=True)
 
 
@@ -114,7 +134,7 @@ def _int(obj: dict[str, Any], name: str) -> int:
 
 def record_from_map(obj: Any, max_value: int = MAX_VALUE) -> Record:
     """Validate a record map's shape (not its signature) and build a ``Record``."""
-    if not isinstance(obj, dict) or not set(obj) <= {"k", "v", "c", "x", "s", "p", "g", "o"}:
+    if not isinstance(obj, dict) or not set(obj) <= {"k", "v", "c", "x", "s", "p", "g", "o", "n"}:
         raise MalformedRecord("record: expected a map with known fields")
     scheme = obj.get("s")
     if not isinstance(scheme, str) or not 1 <= len(scheme) <= MAX_SCHEME:
@@ -131,6 +151,7 @@ def record_from_map(obj: Any, max_value: int = MAX_VALUE) -> Record:
         public_key=_bytes(obj, "p", 1, MAX_PUBLIC_KEY),
         signature=_bytes(obj, "g", 1, MAX_SIGNATURE),
         owner=owner,
+        name=_bytes(obj, "n", 1, MAX_NAME) if "n" in obj else None,
     )
 
 
@@ -170,6 +191,8 @@ class RecordChecker:
             return Refusal.LIFETIME_TOO_LONG
         if record.scheme not in self.verifiers:
             return Refusal.INVALID_SIGNATURE
+        if record.name is not None and record.key != owned_key(record.public_key, record.name):
+            return Refusal.NOT_OWNER
         return None
 
     def check(self, record: Record, wall_now: float) -> Refusal | None:
@@ -187,14 +210,20 @@ def sign_record(
     created: int,
     age: int,
     owner: str | None = None,
+    name: bytes | None = None,
 ) -> Record:
-    """Make a record valid from ``created`` for ``age`` seconds, signed by ``signer``."""
+    """Make a record valid from ``created`` for ``age`` seconds, signed by ``signer``; with
+    ``name``, under the signer's owned key of that name (``key`` must be it)."""
     if len(key) != KEY_SIZE:
         raise ValueError(f"key: expected {KEY_SIZE} bytes, got {len(key)}")
     if age <= 0:
         raise ValueError(f"age={age}: expected > 0 seconds")
+    if name is not None and key != owned_key(signer.public_key, name):
+        raise ValueError("key: not the signer's owned key of this name")
     expires = created + age
-    data = canonical_bytes(key, value, created, expires, signer.scheme, signer.public_key, owner)
+    data = canonical_bytes(
+        key, value, created, expires, signer.scheme, signer.public_key, owner, name
+    )
     return Record(
         key=key,
         value=value,
@@ -204,4 +233,5 @@ def sign_record(
         public_key=signer.public_key,
         signature=signer.sign(data),
         owner=owner,
+        name=name,
     )

@@ -18,10 +18,12 @@ class Refusal(Enum):
     LIFETIME_TOO_LONG = "lifetime exceeds max age"
     NO_LIFETIME = "lifetime must be at least one second"
     INVALID_SIGNATURE = "invalid signature"
+    NOT_OWNER = "the key belongs to another signer"
     # The storing node's policy (``store.RecordStore``).
     OLDER = "older than the stored record"
     CONFLICT = "conflicts with the stored record"
     KEY_FULL = "too many records under this key"
+    KEY_NETWORK_FULL = "too many records under this key from this network"
     STORE_FULL = "store is full"
     SIGNER_RECORDS = "too many records from this signer"
     SIGNER_BYTES = "too many bytes from this signer"

@@ -9,20 +9,27 @@ method per route; what to sign with and the record rules are decided here and in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
-from bitdust.dht.records import Record, dht_key
+from bitdust import rsakeys
+from bitdust.dht.owners import Found, OwnerKeys, OwnerUnknown
+from bitdust.dht.records import dht_key, owned_key
 from bitdust.dht.schemes import RsaSigner, Signer
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.transport import DHTEndpoint, start_dht
 from bitdust.dht.wire import Contact
+from bitdust.identity.client import fetch_identity
+from bitdust.identity.document import parse_identity
+from bitdust.identity.errors import IdentityError
+from bitdust.identity.signing import verify as verify_identity
 from bitdust.node.service import Service, ServiceError, ServiceUnavailable, StatusSection
-from bitdust.rsakeys import KeyRefused
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "dht.sqlite3"
+OWNER_FETCH_TIMEOUT = 5.0
 
 
 def settings_from_config(config: Any) -> DHTSettings:
@@ -42,6 +49,7 @@ def settings_from_config(config: Any) -> DHTSettings:
 
 class DHTService(Service):
     dht: DHTEndpoint
+    owners: OwnerKeys
 
     async def start(self) -> None:
         known = self.config["services/entangled-dht/known-nodes"]
@@ -65,6 +73,7 @@ class DHTService(Service):
             )
         except OSError as exc:
             raise ServiceError(f"cannot bind UDP {self.node.bind_host}:{port}: {exc}") from None
+        self.owners = OwnerKeys(self._owner_public_key)
         log.info("DHT on UDP port %d: %s", self.dht.address[1], self.dht.status)
 
     async def stop(self) -> None:
@@ -73,19 +82,51 @@ class DHTService(Service):
     async def find_node(self, target: bytes) -> list[Contact]:
         return await self.dht.find_node(target)
 
-    async def get_value(self, name: str) -> list[Record]:
-        """Verified records under the DHT key of ``name``, one per signer, newest first."""
-        return await self.dht.get_value(dht_key(name))
+    async def get_value(self, name: str, owner: str | None = None) -> list[Found]:
+        """Verified records under ``name``, one per signer, newest first, each with its owner
+        IDURL only when that identity's key signed it.
 
-    async def set_value(self, name: str, value: bytes, age: int | None = None) -> int:
-        """Store ``value`` under the DHT key of ``name`` for ``age`` seconds (default: the
-        configured default age); returns how many nodes took it.
+        With ``owner`` (an IDURL), the records of that identity's *owned* key of ``name``: only
+        its own record can be there. ServiceError when the identity cannot be fetched.
+        """
+        if owner is None:
+            records = await self.dht.get_value(dht_key(name))
+            return list(await asyncio.gather(*(self.owners.verified(r) for r in records)))
+        public_key = await self.owners.public_key(owner)
+        if public_key is None:
+            raise ServiceError(f"{owner}: cannot fetch this identity to find its records")
+        label = name.encode("utf-8")
+        records = await self.dht.get_value(owned_key(public_key, label))
+        return [Found(r, owner) for r in records if r.public_key == public_key and r.name == label]
+
+    async def set_value(
+        self, name: str, value: bytes, age: int | None = None, owned: bool = False
+    ) -> int:
+        """Store ``value`` under ``name`` for ``age`` seconds (default: the configured default
+        age); returns how many nodes took it. ``owned`` puts it under the signer's owned key of
+        ``name``, which nobody else can write (readers ask with the owner's IDURL).
 
         Signed with the user's identity key and IDURL when this node has an identity, else with
         the node's own DHT key. RecordRefused says which rule the record would break.
         """
         signer, owner = self._identity_signer()
-        return await self.dht.set_value(dht_key(name), value, age=age, owner=owner, signer=signer)
+        label = name.encode("utf-8") if owned else None
+        return await self.dht.set_value(
+            dht_key(name), value, age=age, owner=owner, signer=signer, name=label
+        )
+
+    async def _owner_public_key(self, idurl: str) -> bytes:
+        """The public key of the verified identity at ``idurl`` (for ``OwnerKeys``)."""
+        accept_legacy = bool(self.config["services/network/accept-legacy-identities"])
+        try:
+            data = await fetch_identity(idurl, self.node.resolve, timeout=OWNER_FETCH_TIMEOUT)
+            identity = parse_identity(data)
+            verify_identity(identity, accept_legacy)
+            if idurl not in {str(known) for known in identity.idurls}:
+                raise OwnerUnknown(f"{idurl}: the identity found there does not name it")
+            return rsakeys.public_key_der(rsakeys.check_public_key(identity.public_key))
+        except (IdentityError, rsakeys.KeyRefused) as exc:
+            raise OwnerUnknown(str(exc)) from None
 
     def _identity_signer(self) -> tuple[Signer | None, str | None]:
         try:
@@ -96,7 +137,7 @@ class DHTService(Service):
             return None, None
         try:
             return RsaSigner(current.private_key), current.identity.idurl
-        except KeyRefused as exc:
+        except rsakeys.KeyRefused as exc:
             raise ServiceError(f"the identity key cannot sign DHT records: {exc}") from None
 
     def info(self) -> dict[str, Any]:

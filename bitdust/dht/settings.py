@@ -34,6 +34,7 @@ class DHTSettings:
     max_records: int = 10_000
     max_bytes: int = 32 * 1024 * 1024
     max_records_per_key: int = 16
+    max_records_per_key_per_network: int = 2  # per source /24 under one shared key
     max_records_per_signer: int = 256
     max_records_per_ip: int = 1024
     max_bytes_per_signer: int = 1024 * 1024

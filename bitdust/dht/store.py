@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from bitdust.dht.persistence import Persistence, Table
+from bitdust.dht.ratelimit import network_of
 from bitdust.dht.records import Record, RecordChecker
 from bitdust.dht.refusals import Refusal
 from bitdust.dht.settings import DHTSettings
@@ -73,8 +74,13 @@ class RecordStore:
                     return Refusal.CONFLICT
                 old.refreshed = now
                 return None
-        elif len(per_key) >= s.max_records_per_key:
-            return Refusal.KEY_FULL
+        elif record.name is None:  # a shared key; the one owned record of a key always fits
+            network = network_of(origin_ip)
+            same = sum(network_of(h.origin_ip) == network for h in per_key.values())
+            if same >= s.max_records_per_key_per_network:
+                return Refusal.KEY_NETWORK_FULL
+            if len(per_key) >= s.max_records_per_key:
+                return Refusal.KEY_FULL
         signer = self._by_signer[record.public_key]
         ip = self._by_ip[origin_ip]
         old_size = old.record.size if old else 0

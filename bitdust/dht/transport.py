@@ -133,10 +133,12 @@ class DHTEndpoint:
         age: int | None = None,
         owner: str | None = None,
         signer: Signer | None = None,
+        name: bytes | None = None,
     ) -> int:
-        """Sign ``value`` (with ``signer``, default the node's key) and store it under ``key``;
-        returns how many nodes took it. RecordRefused when the record breaks a rule."""
-        record = self.node.sign(key, value, time.monotonic(), age, owner, signer)
+        """Sign ``value`` (with ``signer``, default the node's key) and store it under ``key``,
+        or with ``name`` under the signer's owned key of that name; returns how many nodes took
+        it. RecordRefused when the record breaks a rule."""
+        record = self.node.sign(key, value, time.monotonic(), age, owner, signer, name)
         event = await self._run(lambda now: self.node.set_value(record, now))
         assert isinstance(event, StoreDone)
         return event.stored_count

@@ -18,7 +18,8 @@ import msgpack
 
 from bitdust.dht.records import MAX_VALUE, MalformedRecord, Record, record_from_map
 
-VERSION = 1
+# 2: records may carry a name ("n"), which puts them under their signer's owned key.
+VERSION = 2
 MAX_DATAGRAM = 8192
 ID_SIZE = 20
 MAX_CONTACTS = 32

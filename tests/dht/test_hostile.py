@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bitdust.dht.persistence import MemoryPersistence
 from bitdust.dht.protocol import DHTNode
-from bitdust.dht.records import Record, dht_key, sign_record
+from bitdust.dht.records import Record, dht_key, owned_key, sign_record
 from bitdust.dht.refusals import Refusal
 from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer, RsaSigner
 from bitdust.dht.settings import DHTSettings
@@ -93,3 +93,40 @@ def test_the_network_budget_refills_with_time(rsa4096: rsa.RSAPrivateKey) -> Non
     assert store(node, good, "10.6.6.1", NOW + 1.0).ok  # a second later: 1 ms more
     assert store(node, good, "10.6.6.2", NOW + 1.0).ok  # the same record again: no check
     assert node.counters["verified"] == 12
+
+
+def test_an_owned_key_cannot_be_squatted_by_other_signers(rsa4096: rsa.RSAPrivateKey) -> None:
+    """Issue 10.3: 16 throwaway signers go first under bob's supplier-list key; bob's own
+    record is still stored, theirs are refused (claiming the name) or stay beside it unnamed."""
+    node = make_node()
+    bob = RsaSigner(rsa4096)
+    wall = int(WALL + NOW)
+    key = owned_key(bob.public_key, b"suppliers")
+    squatters = [Ed25519Signer.generate() for _ in range(16)]
+    for i, signer in enumerate(squatters):
+        claim = sign_record(signer, key, b"evil", wall, 600)
+        claim = dataclasses.replace(claim, name=b"suppliers")  # bob's name, their key
+        answer = store(node, claim, f"10.6.{i}.1")
+        assert (answer.ok, answer.reason) == (False, Refusal.NOT_OWNER.value)
+        unnamed = sign_record(signer, key, b"evil", wall, 600)  # the shared form of the key
+        store(node, unnamed, f"10.6.{i}.1")
+    assert len(node.store.get(key, wall)) == node.settings.max_records_per_key
+    mine = sign_record(bob, key, b"alice,carol", wall, 600, name=b"suppliers")
+    answer = store(node, mine, "10.7.7.7")
+    assert answer.ok, answer.reason
+    assert mine in node.store.get(key, wall)
+
+
+def test_a_shared_key_keeps_room_for_other_networks() -> None:
+    """Issue 10.3: signers from one /24 get a fair share of a shared key, not all of it."""
+    node = make_node()
+    wall = int(WALL + NOW)
+    key = dht_key("advert:proxy-router")
+    answers = [
+        store(node, sign_record(Ed25519Signer.generate(), key, b"x", wall, 600), f"10.6.6.{i}")
+        for i in range(1, 17)
+    ]
+    assert [a.ok for a in answers] == [True, True] + [False] * 14
+    assert {a.reason for a in answers[2:]} == {Refusal.KEY_NETWORK_FULL.value}
+    legit = sign_record(Ed25519Signer.generate(), key, b"router", wall, 600)
+    assert store(node, legit, "10.7.7.7").ok

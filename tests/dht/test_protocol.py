@@ -27,7 +27,7 @@ from bitdust.dht.records import dht_key, sign_record
 from bitdust.dht.refusals import RecordRefused, Refusal
 from bitdust.dht.schemes import RSA_PSS, STANDARD_VERIFIERS, Ed25519Signer, RsaSigner
 from bitdust.dht.settings import DHTSettings
-from bitdust.dht.wire import MalformedMessage, Message, MsgType, decode, encode
+from bitdust.dht.wire import VERSION, MalformedMessage, Message, MsgType, decode, encode
 
 WALL = 1_750_000_000.0
 SETTINGS = DHTSettings(k=4, alpha=2, rpc_timeout=5.0)
@@ -344,7 +344,9 @@ def test_stats_report_contacts_buckets_and_items(net: Net) -> None:
 def test_messages_from_our_own_id_are_dropped(net: Net) -> None:
     a = net.node("10.0.0.1")
     a.receive_datagram(
-        msgpack.packb({"v": 1, "t": 1, "i": b"r" * 20, "n": a.node_id}), ("10.0.0.2", 1), net.now
+        msgpack.packb({"v": VERSION, "t": 1, "i": b"r" * 20, "n": a.node_id}),
+        ("10.0.0.2", 1),
+        net.now,
     )
     assert a.counters["from_self"] == 1 and a.datagrams_to_send() == []
 

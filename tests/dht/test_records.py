@@ -110,7 +110,7 @@ def test_several_signers_each_hold_a_value_under_one_key() -> None:
 def test_records_per_key_are_bounded() -> None:
     store = make_store(max_records_per_key=3)
     signers = [Ed25519Signer.generate() for _ in range(4)]
-    results = [store.put(record(s), "1.1.1.1", 0) for s in signers]
+    results = [store.put(record(s), f"10.0.{i}.1", 0) for i, s in enumerate(signers)]
     assert results[:3] == [None, None, None]
     assert results[3] is Refusal.KEY_FULL
 

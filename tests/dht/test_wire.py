@@ -121,13 +121,16 @@ def test_oversized_datagram_is_refused_before_parsing() -> None:
 
 
 def test_other_protocol_version_is_refused() -> None:
-    data = msgpack.packb({"v": 2, "t": 1, "i": b"r" * 20, "n": b"n" * 20})
-    with pytest.raises(MalformedMessage, match="version"):
-        decode(data)
+    for version in (wire.VERSION - 1, wire.VERSION + 1):
+        data = msgpack.packb({"v": version, "t": 1, "i": b"r" * 20, "n": b"n" * 20})
+        with pytest.raises(MalformedMessage, match="version"):
+            decode(data)
 
 
 def test_unknown_field_is_refused() -> None:
-    data = msgpack.packb({"v": 1, "t": 1, "i": b"r" * 20, "n": b"n" * 20, "k": b"t" * 20})
+    data = msgpack.packb(
+        {"v": wire.VERSION, "t": 1, "i": b"r" * 20, "n": b"n" * 20, "k": b"t" * 20}
+    )
     with pytest.raises(MalformedMessage):
         decode(data)
 
@@ -137,7 +140,7 @@ def test_unknown_field_is_refused() -> None:
 )
 def test_contacts_must_carry_canonical_unicast_ip_literals(host: str) -> None:
     data = msgpack.packb(
-        {"v": 1, "t": 4, "i": b"r" * 20, "n": b"n" * 20, "c": [[b"c" * 20, host, 1]]}
+        {"v": wire.VERSION, "t": 4, "i": b"r" * 20, "n": b"n" * 20, "c": [[b"c" * 20, host, 1]]}
     )
     with pytest.raises(MalformedMessage):
         decode(data)
@@ -146,7 +149,13 @@ def test_contacts_must_carry_canonical_unicast_ip_literals(host: str) -> None:
 @pytest.mark.parametrize("port", [0, 65536, -1, "80", 1.5, True])
 def test_contact_port_is_validated(port: object) -> None:
     data = msgpack.packb(
-        {"v": 1, "t": 4, "i": b"r" * 20, "n": b"n" * 20, "c": [[b"c" * 20, "1.2.3.4", port]]}
+        {
+            "v": wire.VERSION,
+            "t": 4,
+            "i": b"r" * 20,
+            "n": b"n" * 20,
+            "c": [[b"c" * 20, "1.2.3.4", port]],
+        }
     )
     with pytest.raises(MalformedMessage):
         decode(data)
@@ -154,7 +163,7 @@ def test_contact_port_is_validated(port: object) -> None:
 
 def test_too_many_contacts_are_refused() -> None:
     c = [[bytes([i]) * 20, "1.2.3.4", 1000 + i] for i in range(wire.MAX_CONTACTS + 1)]
-    data = msgpack.packb({"v": 1, "t": 4, "i": b"r" * 20, "n": b"n" * 20, "c": c})
+    data = msgpack.packb({"v": wire.VERSION, "t": 4, "i": b"r" * 20, "n": b"n" * 20, "c": c})
     with pytest.raises(MalformedMessage):
         decode(data)
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from bitdust.identity.document import Identity, format_date
 from bitdust.identity.keys import load_private_key, public_key_to_openssh
+from bitdust.identity.propagate import KnownServer
+from bitdust.identity.server import start_identity_server
 from bitdust.identity.signing import sign
+from bitdust.identity.store import IdentityStore
 
 VECTORS = Path(__file__).parent / "vectors"
 LOCAL_REFERENCE = VECTORS / "bitdust"
@@ -73,3 +79,37 @@ def snapshot(directory: Path) -> dict[str, tuple[bytes, float]]:
         for path in sorted(directory.rglob("*"))
         if path.is_file()
     }
+
+
+@contextlib.asynccontextmanager
+async def loop_ticks() -> AsyncIterator[list[int]]:
+    """Counts 10 ms ticks of the event loop while the block runs (``ticks[0]``): a block that
+    blocks the loop for 0.5 s sees none."""
+    ticks = [0]
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            ticks[0] += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        yield ticks
+    finally:
+        ticker.cancel()
+
+
+@pytest.fixture
+async def two_servers(tmp_path):
+    """host-a.com and host-b.com, each serving HTTP directly on a free port (IDURL port)."""
+    handles, servers = [], []
+    for host in ("host-a.com", "host-b.com"):
+        address = HOSTS[host]
+        web_port = free_port(address)
+        store = IdentityStore(tmp_path / host, host, web_port)
+        handle = await start_identity_server(store, address, web_port, 0)
+        handles.append(handle)
+        servers.append(KnownServer(host, web_port, handle.tcp_port))
+    yield servers, handles
+    for handle in handles:
+        await handle.close()

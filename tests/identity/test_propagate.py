@@ -3,7 +3,6 @@ restore end to end."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import time
 
@@ -34,10 +33,8 @@ from bitdust.identity.propagate import (
     propagate,
     recover_identity,
 )
-from bitdust.identity.server import start_identity_server
 from bitdust.identity.signing import verify
-from bitdust.identity.store import IdentityStore
-from tests.identity.conftest import HOSTS, TODAY, free_port, resolve
+from tests.identity.conftest import TODAY, free_port, loop_ticks, resolve
 
 
 def test_known_servers_come_from_the_setting_config_parses(tmp_path):
@@ -81,22 +78,6 @@ def test_build_and_next_revision(key, other_key):
 
 
 # -- against two real identity servers -----------------------------------------------------------
-
-
-@pytest.fixture
-async def two_servers(tmp_path):
-    """host-a.com and host-b.com, each serving HTTP directly on a free port (IDURL port)."""
-    handles, servers = [], []
-    for host in ("host-a.com", "host-b.com"):
-        address = HOSTS[host]
-        web_port = free_port(address)
-        store = IdentityStore(tmp_path / host, host, web_port)
-        handle = await start_identity_server(store, address, web_port, 0)
-        handles.append(handle)
-        servers.append(KnownServer(host, web_port, handle.tcp_port))
-    yield servers, handles
-    for handle in handles:
-        await handle.close()
 
 
 async def test_propagate_to_two_servers(two_servers, key):
@@ -197,16 +178,7 @@ async def test_restore_decrypts_the_backup_off_the_event_loop(two_servers, key, 
         return real(*args)
 
     monkeypatch.setattr(propagate_module, "read_key_backup", slow_read)
-    ticks = 0
-
-    async def tick():
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
-    _, restored = await recover_identity(backup, resolve, passphrase="pw")
-    ticker.cancel()
+    async with loop_ticks() as ticks:
+        _, restored = await recover_identity(backup, resolve, passphrase="pw")
     assert restored == identity
-    assert ticks >= 20  # 0 when the decryption blocks the loop for its 0.5 s
+    assert ticks[0] >= 20  # 0 when the decryption blocks the loop for its 0.5 s

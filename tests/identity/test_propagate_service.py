@@ -13,10 +13,8 @@ from bitdust.identity.document import parse_identity
 from bitdust.identity.local import load_local_identity, save_local_identity
 from bitdust.identity.propagate import KnownServer, build_identity
 from bitdust.identity.propagate_service import IdentityPropagateService
-from bitdust.identity.server import IdentityServer, start_identity_server
-from bitdust.identity.store import IdentityStore
 from bitdust.node.node import Node
-from tests.identity.conftest import HOSTS, TODAY, free_port
+from tests.identity.conftest import HOSTS, TODAY
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -29,18 +27,10 @@ async def wait_until(predicate, timeout: float = 10.0) -> None:
 
 
 @pytest.fixture
-async def servers(tmp_path):
+async def servers(two_servers):
     """Identity servers on host-a.com and host-b.com, and on host-c.com a bare listener that
     counts the connections it gets (a server the identity does not name as a source)."""
-    handles: list[IdentityServer] = []
-    known = []
-    for host in ("host-a.com", "host-b.com"):
-        address = HOSTS[host]
-        web_port = free_port(address)
-        store = IdentityStore(tmp_path / host, host, web_port)
-        handle = await start_identity_server(store, address, web_port, 0)
-        handles.append(handle)
-        known.append(KnownServer(host, web_port, handle.tcp_port))
+    known, handles = two_servers
     connections = []
 
     async def count(reader, writer):
@@ -48,11 +38,9 @@ async def servers(tmp_path):
         writer.close()
 
     bystander = await asyncio.start_server(count, HOSTS["host-c.com"], 0)
-    known.append(KnownServer("host-c.com", 80, bystander.sockets[0].getsockname()[1]))
-    yield known, handles, connections
+    port = bystander.sockets[0].getsockname()[1]
+    yield [*known, KnownServer("host-c.com", 80, port)], handles, connections
     bystander.close()
-    for handle in handles:
-        await handle.close()
 
 
 def propagate_service(tmp_path: Path, known: list[KnownServer]) -> IdentityPropagateService:

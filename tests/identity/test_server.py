@@ -13,7 +13,7 @@ from bitdust.identity.client import fetch_identity, send_identity
 from bitdust.identity.errors import IdentityNotFound, IdentityRefused, IdentityServerError
 from bitdust.identity.server import ServerLimits, start_identity_server
 from bitdust.identity.store import IdentityStore
-from tests.identity.conftest import HOSTS, free_port, make_identity, resolve
+from tests.identity.conftest import HOSTS, free_port, loop_ticks, make_identity, resolve
 
 NOW = 1_800_000_000.0
 
@@ -187,16 +187,7 @@ async def test_the_store_works_off_the_event_loop(server, key, monkeypatch):
         return submit(*args)
 
     monkeypatch.setattr(server.store, "submit", slow_submit)
-    ticks = 0
-
-    async def tick():
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
-    idurl = await send_identity("127.0.1.1", server.tcp_port, _alice(key, server).to_xml())
-    ticker.cancel()
+    async with loop_ticks() as ticks:
+        idurl = await send_identity("127.0.1.1", server.tcp_port, _alice(key, server).to_xml())
     assert idurl.endswith("/alice.xml")
-    assert ticks >= 20  # 0 when the submission blocks the loop for its 0.5 s
+    assert ticks[0] >= 20  # 0 when the submission blocks the loop for its 0.5 s

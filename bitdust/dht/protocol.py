@@ -196,6 +196,7 @@ class DHTNode:
         self._evicting: set[bytes] = set()
         self._republished: dict[tuple[bytes, bytes], float] = {}
         self._next_maintenance = now + settings.maintenance_interval
+        self._rotation = 0  # where the next VALUES reply starts among a key's shared records
 
     # Outputs ----------------------------------------------------------------------------------
 
@@ -390,14 +391,22 @@ class DHTNode:
         return Message(MsgType.NODES, msg.rid, self.node_id, contacts=tuple(nearest))
 
     def _values_reply(self, msg: Message, found: list[Record]) -> Message:
+        """As many records as fit one datagram, chosen fairly, never by the senders: the key's
+        owner's record first (an owned key's named record), then the others in a rotation that
+        moves on with every reply, skipping any that does not fit."""
+        owned = [r for r in found if r.name is not None]
+        shared = sorted((r for r in found if r.name is None), key=lambda r: r.public_key)
+        if shared:
+            start = self._rotation % len(shared)
+            shared = shared[start:] + shared[:start]
+            self._rotation += 1
         budget = MAX_DATAGRAM - 128
         chosen: list[Record] = []
-        for record in found[:MAX_RECORDS]:
+        for record in owned + shared:
             size = len(msgpack.packb(record.to_map(), use_bin_type=True))
-            if size > budget:
-                break
-            chosen.append(record)
-            budget -= size
+            if size <= budget and len(chosen) < MAX_RECORDS:
+                chosen.append(record)
+                budget -= size
         return Message(MsgType.VALUES, msg.rid, self.node_id, records=tuple(chosen))
 
     def _accept_store(self, record: Record, host: str, now: float) -> Refusal | None:

@@ -130,3 +130,41 @@ def test_a_shared_key_keeps_room_for_other_networks() -> None:
     assert {a.reason for a in answers[2:]} == {Refusal.KEY_NETWORK_FULL.value}
     legit = sign_record(Ed25519Signer.generate(), key, b"router", wall, 600)
     assert store(node, legit, "10.7.7.7").ok
+
+
+def find_value(node: DHTNode, key: bytes, host: str = "10.8.8.8") -> tuple[Record, ...]:
+    rid = random.randbytes(20)
+    node.receive_datagram(
+        encode(Message(MsgType.FIND_VALUE, rid, b"c" * 20, target=key)), (host, 14441), NOW
+    )
+    [reply] = [decode(d) for d, _ in node.datagrams_to_send() if decode(d).rid == rid]
+    return reply.records
+
+
+def test_big_future_dated_records_do_not_push_the_others_out_of_replies() -> None:
+    """Issue 10.4: two 4,000-byte records dated just ahead no longer crowd out a small one."""
+    node = make_node()
+    wall = int(WALL + NOW)
+    key = dht_key("suppliers:bob@host-b.com")
+    legit = sign_record(Ed25519Signer.generate(), key, b"alice,carol", wall, 600)
+    assert store(node, legit, "10.7.7.7").ok
+    for i in range(2):
+        big = sign_record(Ed25519Signer.generate(), key, b"z" * 4000, wall + 290, 600)
+        assert store(node, big, f"10.6.{i}.1").ok
+    replies = [find_value(node, key) for _ in range(4)]
+    assert all(legit in records for records in replies)
+    big_ones = [r for records in replies for r in records if r is not legit and r != legit]
+    assert len({r.public_key for r in big_ones}) == 2  # the rotation shows both in turn
+
+
+def test_the_owners_record_comes_first_under_an_owned_key(rsa4096: rsa.RSAPrivateKey) -> None:
+    node = make_node()
+    wall = int(WALL + NOW)
+    bob = RsaSigner(rsa4096)
+    key = owned_key(bob.public_key, b"suppliers")
+    for i in range(3):
+        junk = sign_record(Ed25519Signer.generate(), key, b"z" * 4000, wall + 290, 600)
+        store(node, junk, f"10.6.{i}.1")
+    mine = sign_record(bob, key, b"alice,carol", wall, 600, name=b"suppliers")
+    assert store(node, mine, "10.7.7.7").ok
+    assert all(find_value(node, key)[0] == mine for _ in range(4))

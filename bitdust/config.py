@@ -101,7 +101,7 @@ def _parse_bool(text: str) -> bool:
 
 def _int_parser(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        if not re.fullmatch(r"[+-]?\d{1,19}", text):
+        if not re.fullmatch(r"[+-]?[0-9]{1,19}", text):
             raise ValueError("not a whole number")
         value = int(text)
         if not low <= value <= high:
@@ -130,7 +130,7 @@ MAX_SIZE = 2**62
 
 def _parse_size(text: str) -> int:
     """Sizes as BitDust writes them ('50 GB'); units are binary, as BitDust counts them."""
-    match = re.fullmatch(r"(\d{1,19}(?:\.\d{1,6})?)\s*([a-zA-Z]{0,3})", text)
+    match = re.fullmatch(r"([0-9]{1,19}(?:\.[0-9]{1,6})?) *([a-zA-Z]{0,3})", text)
     if not match or match.group(2).lower() not in _SIZE_UNITS:
         raise ValueError("not a size")
     value = int(Decimal(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
@@ -165,7 +165,7 @@ MAX_DURATION = 999_999_999
 
 
 def _parse_duration(text: str) -> float:
-    match = re.fullmatch(r"(\d{1,9}(?:\.\d{1,6})?)\s*([a-z]{0,4})", text.lower())
+    match = re.fullmatch(r"([0-9]{1,9}(?:\.[0-9]{1,6})?) *([a-z]{0,4})", text.lower())
     if not match or match.group(2) not in _DURATION_UNITS:
         raise ValueError("not a duration")
     seconds = Decimal(match.group(1)) * _DURATION_UNITS[match.group(2)]

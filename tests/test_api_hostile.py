@@ -117,6 +117,12 @@ def test_numbers_json_does_not_have_are_400(node: Node, body: bytes, reason: str
     assert reason in envelope["errors"][0]
 
 
+@pytest.mark.parametrize("digits", ["%C2%B2", "%D9%A1", "%EF%BC%91"])  # superscript, Arabic, wide
+def test_a_whole_number_in_a_query_is_ascii_digits(node: Node, digits: str) -> None:
+    status, envelope = node.api("POST", f"/dht/value/set/v1?key=k&value=v&expire={digits}")
+    assert (status, envelope["errors"]) == (400, ["field 'expire': expected a whole number"])
+
+
 def test_a_lone_surrogate_in_a_setting_is_400_and_nothing_is_written(node: Node) -> None:
     before = settings_file(node).read_bytes() if settings_file(node).exists() else None
     body = b'{"value": "a\\ud800b"}'

@@ -12,6 +12,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -136,7 +137,7 @@ def _parse_scalar(param: Param, raw: Any, from_query: bool) -> Any:
             return raw
         if bool in types and raw.lower() in _QUERY_BOOLS:
             return _QUERY_BOOLS[raw.lower()]
-        if int in types and raw.lstrip("-").isdigit() and len(raw) < 19:
+        if int in types and _WHOLE_NUMBER.fullmatch(raw):
             return int(raw)
     elif not (isinstance(raw, bool) and bool not in types) and isinstance(raw, types):
         return raw
@@ -153,6 +154,7 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only: "²" is a digit to str.isdigit
 _QUERY_BOOLS = {
     "1": True,
     "true": True,

@@ -228,3 +228,31 @@ def test_http_caps_work_on_uvloop_too(tmp_path, key):
     refused, served = uvloop.run(scenario())
     assert refused.startswith(b"HTTP/1.1 503") and refused.endswith(b"try again later\n")
     assert served.startswith(b"HTTP/1.0 200") and b"<identity>" in served
+
+
+async def test_a_trickled_request_body_is_cut_at_the_body_deadline(tmp_path):
+    limits = ServerLimits(http_request_deadline=1.0, http_body_deadline=1.0)
+    async with identity_server(tmp_path, limits) as server:
+        reader, writer = await asyncio.open_connection(
+            SERVER, server.web_port, local_addr=(ATTACKER, 0)
+        )
+        started = time.monotonic()
+        writer.write(
+            b"GET /alice.xml HTTP/1.1\r\nHost: host-a.com\r\nContent-Length: 100000\r\n\r\n"
+        )
+        answer = b""
+        with contextlib.suppress(OSError):
+            while time.monotonic() - started < 10:
+                writer.write(b"a")  # one byte of body every 0.2 s
+                await writer.drain()
+                try:
+                    chunk = await asyncio.wait_for(reader.read(1000), 0.2)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                answer += chunk
+        lived = time.monotonic() - started
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 404")  # answered at once; the body is never read
+    assert lived < 1.0 + 0.5

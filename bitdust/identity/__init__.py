@@ -1,6 +1,6 @@
 """Identity layer: BitDust identity documents, their signatures, the account key, key backups,
-the identity server (storage policy, TCP intake, HTTP) and identity propagation.
+the identity server (rules, TCP intake, HTTP, files), its clients and identity propagation.
 
-Plain library code: no settings lookups and no global state. The node's services, REST routes and
-CLI call in with the values they read from the configuration.
+Library modules read no settings and keep no global state; the two services
+(``server_service.py``, ``propagate_service.py``) are where settings become calls.
 """

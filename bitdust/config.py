@@ -798,9 +798,14 @@ def network_json_settings(data: Any, source: str) -> dict[str, Any]:
 
 
 def _field(entry: Any, name: str) -> str:
+    """One field of a host entry, as text for the option's own parser; a ',' would make one
+    entry two (``"host": "a.com:1,evil.com"``), so it is refused here."""
     if not isinstance(entry, dict) or name not in entry:
         raise BadValue(f"entry {json.dumps(entry)[:80]} has no {name!r}")
-    return str(entry[name])
+    value = entry[name]
+    if isinstance(value, bool) or not isinstance(value, str | int) or "," in str(value):
+        raise BadValue(f"entry {json.dumps(entry)[:80]}: {name!r} is not one host or port")
+    return str(value)
 
 
 def read_network_json(path: Path) -> dict[str, Any]:

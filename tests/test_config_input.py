@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import os
 from pathlib import Path
 
@@ -248,3 +249,18 @@ def test_a_refusal_names_the_bad_part_and_quotes_a_long_value_briefly(paths: Pat
     assert f"'{long_name}' is not a host name or address" in message
     assert "is not an IP address" not in message
     assert message.startswith(f"services/network/host-map: 'a=1.2.3.4,{'b' * 70}…' is not valid: ")
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"host": "host-a.com:14441,evil.example", "udp_port": 14441},
+        {"host": "host-a.com", "udp_port": "14441,evil.example:1"},
+        {"host": ["host-a.com"], "udp_port": 14441},
+        {"host": "host-a.com", "udp_port": True},
+    ],
+)
+def test_a_network_json_entry_is_one_node(paths: Paths, entry: dict) -> None:
+    paths.network_json.write_text(json.dumps({"service_entangled_dht": {"known_nodes": [entry]}}))
+    with pytest.raises(ConfigError, match="is not one host or port"):
+        load_config(paths, env={})

@@ -124,6 +124,7 @@ class IdentityServer:
     listen_host: str
     web_port: int
     tcp_port: int
+    limits: ServerLimits
     _runner: web.AppRunner
     _http_server: asyncio.Server
     _tcp_server: asyncio.Server
@@ -199,6 +200,7 @@ async def start_identity_server(
         listen_host=listen_host,
         web_port=http_server.sockets[0].getsockname()[1],
         tcp_port=tcp_server.sockets[0].getsockname()[1],
+        limits=limits,
         _runner=runner,
         _http_server=http_server,
         _tcp_server=tcp_server,

@@ -1,0 +1,75 @@
+"""The API's argument decoder against arbitrary bodies and query strings: it returns checked
+arguments or raises ApiError with a 4xx status, never anything else (DESIGN §13)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.parse
+from typing import Any
+
+from aiohttp.base_protocol import BaseProtocol
+from aiohttp.streams import StreamReader
+from aiohttp.test_utils import make_mocked_request
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bitdust.api.server import MAX_BODY, ApiError, Param, read_arguments
+
+PARAMS = (
+    Param("key", str, required=True),
+    Param("value", (str, int, bool, float), default=None),
+    Param("expire", int, default=None),
+    Param("dht", bool, default=False),
+)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+FIELDS = st.sampled_from(["key", "value", "expire", "dht", "other"])
+
+
+async def decode(body: bytes, query: str) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    stream = StreamReader(BaseProtocol(loop), 4 * MAX_BODY, loop=loop)  # never pauses here
+    stream.feed_data(body)
+    stream.feed_eof()
+    headers = {"Content-Length": str(len(body)), "Content-Type": "application/json"}
+    request = make_mocked_request("POST", f"/x?{query}", headers=headers, payload=stream)
+    return await read_arguments(request, PARAMS)
+
+
+def outcome(body: bytes, query: str = "") -> dict[str, Any] | ApiError:
+    try:
+        return asyncio.run(decode(body, query))
+    except ApiError as exc:
+        assert 400 <= exc.status < 500 and str(exc)
+        return exc
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_are_arguments_or_a_4xx(body: bytes) -> None:
+    outcome(body)
+
+
+@given(st.dictionaries(FIELDS, JSON, max_size=4) | JSON)
+def test_any_json_is_arguments_or_a_4xx(data: Any) -> None:
+    result = outcome(json.dumps(data).encode())
+    if isinstance(result, dict):
+        assert isinstance(result["key"], str)
+        assert result["expire"] is None or type(result["expire"]) is int
+
+
+@given(st.lists(st.tuples(FIELDS, st.text(max_size=12)), max_size=4))
+def test_any_query_is_arguments_or_a_4xx(pairs: list[tuple[str, str]]) -> None:
+    outcome(b"", urllib.parse.urlencode(pairs))
+
+
+def test_the_body_limit_is_the_named_constant() -> None:
+    body = json.dumps({"key": "k", "value": "x" * MAX_BODY}).encode()
+    result = outcome(body)
+    assert isinstance(result, ApiError) and result.status == 413
+    assert isinstance(outcome(json.dumps({"key": "k", "value": "x" * 1000}).encode()), dict)

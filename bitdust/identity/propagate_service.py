@@ -129,7 +129,8 @@ class IdentityPropagateService(Service):
             self.current = local.LocalIdentity(created.private_key, created.identity)
             self.last_results = [_result_view(r) for r in created.results]
             log.info("identity %s created", created.identity.idurl)
-            return self.view()
+        self._publish_in_background()  # keeps it alive on its servers, and follows its contacts
+        return self.view()
 
     async def recover(
         self, backup: bytes, passphrase: str | None, idurl: str | None

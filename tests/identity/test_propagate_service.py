@@ -111,3 +111,21 @@ async def test_a_stored_contact_nobody_declares_is_withdrawn_at_start(tmp_path, 
         assert (stored.revision, stored.contacts) == (2, ())
     finally:
         await service.stop()
+
+
+async def test_a_created_identity_follows_its_contacts(tmp_path, servers):
+    known, handles, _ = servers
+    service = propagate_service(tmp_path, known[:2])
+    await service.start()
+    try:
+        created = await service.create("dave", 1024)
+        assert created["revision"] == 1 and created["contacts"] == []
+        service.set_contacts("p2p", ["tcp://127.0.1.1:7779"])
+
+        def revisions() -> list[int]:
+            return [parse_identity(h.store.get("dave")).revision for h in handles]
+
+        await wait_until(lambda: revisions() == [2, 2])
+        assert parse_identity(handles[1].store.get("dave")).contacts == ("tcp://127.0.1.1:7779",)
+    finally:
+        await service.stop()

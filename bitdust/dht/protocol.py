@@ -86,6 +86,7 @@ COUNTERS = (
     "store_refused",
     "stored",
     "expired",
+    "evicted",
     "internal_errors",
 )
 
@@ -176,7 +177,7 @@ class DHTNode:
         )
         for contact in persistence.load_contacts():
             self.table.add(contact, now)
-        self.store = RecordStore(settings, persistence)
+        self.store = RecordStore(settings, persistence, node_id)
         self.store.load(self.checker, self.wall(now), now)
         self.joining = JoinPolicy(settings.join_retry_initial, settings.join_retry_max)
         self.limiter = RateLimiter(
@@ -682,6 +683,7 @@ class DHTNode:
         persist the routing table."""
         s = self.settings
         self.counters["expired"] += self.store.expire(self.wall(now))
+        self.counters["evicted"] = self.store.evicted
         for limiter in (self.limiter, self.verify_budget, self.verify_total):
             limiter.forget_idle(now)
         room = s.max_operations // 2

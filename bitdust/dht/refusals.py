@@ -27,8 +27,8 @@ class Refusal(Enum):
     STORE_FULL = "store is full"
     SIGNER_RECORDS = "too many records from this signer"
     SIGNER_BYTES = "too many bytes from this signer"
-    ADDRESS_RECORDS = "too many records from this address"
-    ADDRESS_BYTES = "too many bytes from this address"
+    NETWORK_RECORDS = "too many records from this network"
+    NETWORK_BYTES = "too many bytes from this network"
     # The storing node's CPU budget for signature checks (``protocol.DHTNode``).
     BUSY = "busy: too many signatures to check from this network, try again later"
 

@@ -36,9 +36,9 @@ class DHTSettings:
     max_records_per_key: int = 16
     max_records_per_key_per_network: int = 2  # per source /24 under one shared key
     max_records_per_signer: int = 256
-    max_records_per_ip: int = 1024
+    max_records_per_network: int = 640  # per source /24: 1/16 of the store
     max_bytes_per_signer: int = 1024 * 1024
-    max_bytes_per_ip: int = 4 * 1024 * 1024
+    max_bytes_per_network: int = 2 * 1024 * 1024
     max_pending: int = 2048
     max_operations: int = 256
     replacement_cache: int = 8

@@ -15,6 +15,7 @@ from bitdust.dht.persistence import Persistence, Table
 from bitdust.dht.ratelimit import network_of
 from bitdust.dht.records import Record, RecordChecker
 from bitdust.dht.refusals import Refusal
+from bitdust.dht.routing import id_int
 from bitdust.dht.settings import DHTSettings
 
 
@@ -30,15 +31,19 @@ class Held:
 class RecordStore:
     """Records held and published by one node, under the per-node and per-origin limits."""
 
-    def __init__(self, settings: DHTSettings, persistence: Persistence) -> None:
+    def __init__(self, settings: DHTSettings, persistence: Persistence, node_id: bytes) -> None:
         self.settings = settings
         self.persistence = persistence
+        self._node_id = id_int(node_id)
         self._held: dict[bytes, dict[bytes, Held]] = {}
         self._published: dict[tuple[bytes, bytes], Record] = {}
         self.total_bytes = 0
         self._count = 0
         self._by_signer: dict[bytes, list[int]] = defaultdict(lambda: [0, 0])
-        self._by_ip: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        # Per source network (/24): [records, bytes], and the records themselves for eviction.
+        self._by_network: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        self._network_held: dict[str, dict[tuple[bytes, bytes], Held]] = defaultdict(dict)
+        self.evicted = 0
 
     def __len__(self) -> int:
         return self._count
@@ -81,35 +86,73 @@ class RecordStore:
                 return Refusal.KEY_NETWORK_FULL
             if len(per_key) >= s.max_records_per_key:
                 return Refusal.KEY_FULL
-        signer = self._by_signer[record.public_key]
-        ip = self._by_ip[origin_ip]
+        signer = self._by_signer.get(record.public_key, (0, 0))
+        network = network_of(origin_ip)
+        usage = self._by_network.get(network, (0, 0))
         old_size = old.record.size if old else 0
-        same_ip = old is not None and old.origin_ip == origin_ip
+        same_network = old is not None and network_of(old.origin_ip) == network
         fresh = 0 if old else 1
-        ip_fresh = 0 if same_ip else 1
-        ip_old = old_size if same_ip else 0
-        if self._count + fresh > s.max_records:
-            return Refusal.STORE_FULL
-        if self.total_bytes - old_size + record.size > s.max_bytes:
-            return Refusal.STORE_FULL
+        network_fresh = 0 if same_network else 1
+        network_old = old_size if same_network else 0
         if signer[0] + fresh > s.max_records_per_signer:
             return Refusal.SIGNER_RECORDS
         if signer[1] - old_size + record.size > s.max_bytes_per_signer:
             return Refusal.SIGNER_BYTES
-        if ip[0] + ip_fresh > s.max_records_per_ip:
-            return Refusal.ADDRESS_RECORDS
-        if ip[1] - ip_old + record.size > s.max_bytes_per_ip:
-            return Refusal.ADDRESS_BYTES
+        if usage[0] + network_fresh > s.max_records_per_network:
+            return Refusal.NETWORK_RECORDS
+        if usage[1] - network_old + record.size > s.max_bytes_per_network:
+            return Refusal.NETWORK_BYTES
+        extra_records = self._count + fresh - s.max_records
+        extra_bytes = self.total_bytes - old_size + record.size - s.max_bytes
+        if (extra_records > 0 or extra_bytes > 0) and not self._make_room(
+            network, record.size, extra_records, extra_bytes, old
+        ):
+            return Refusal.STORE_FULL
         if old is not None:
             self._forget(old)
+        held = Held(record, origin_ip, now)
         self._account(record, origin_ip, +1)
-        self._held.setdefault(record.key, {})[record.public_key] = Held(record, origin_ip, now)
+        self._held.setdefault(record.key, {})[record.public_key] = held
+        self._network_held[network][(record.key, record.public_key)] = held
         return None
+
+    def _make_room(
+        self, network: str, size: int, records: int, nbytes: int, keep: Held | None
+    ) -> bool:
+        """Evict records so that a newcomer fits a full store, if its network holds less than
+        the network holding the most: that one loses its records furthest from this node's id
+        (Kademlia nodes keep the keys close to them). A full store thus keeps room for networks
+        that have not used their share, and whoever filled it pays."""
+        heaviest = max(self._by_network, key=lambda n: self._by_network[n][1], default=None)
+        if heaviest is None or heaviest == network:
+            return False
+        if self._by_network[heaviest][1] <= self._by_network.get(network, (0, 0))[1] + size:
+            return False
+        victims = sorted(
+            (h for h in self._network_held[heaviest].values() if h is not keep),
+            key=lambda h: id_int(h.record.key) ^ self._node_id,
+            reverse=True,
+        )
+        chosen: list[Held] = []
+        for held in victims:
+            if records <= 0 and nbytes <= 0:
+                break
+            chosen.append(held)
+            records -= 1
+            nbytes -= held.record.size
+        if records > 0 or nbytes > 0:
+            return False
+        for held in chosen:
+            self._forget(held)
+            self.persistence.delete_record(Table.HELD, held.record.key, held.record.public_key)
+            self.evicted += 1
+        return True
 
     def _account(self, record: Record, origin_ip: str, sign: int) -> None:
         self._count += sign
         self.total_bytes += sign * record.size
-        for bucket, name in ((self._by_signer, record.public_key), (self._by_ip, origin_ip)):
+        network = network_of(origin_ip)
+        for bucket, name in ((self._by_signer, record.public_key), (self._by_network, network)):
             entry = bucket[name]
             entry[0] += sign
             entry[1] += sign * record.size
@@ -122,6 +165,10 @@ class RecordStore:
         del per_key[record.public_key]
         if not per_key:
             del self._held[record.key]
+        network = network_of(held.origin_ip)
+        del self._network_held[network][(record.key, record.public_key)]
+        if not self._network_held[network]:
+            del self._network_held[network]
         self._account(record, held.origin_ip, -1)
 
     def holds(self, record: Record) -> bool:

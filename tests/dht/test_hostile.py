@@ -168,3 +168,40 @@ def test_the_owners_record_comes_first_under_an_owned_key(rsa4096: rsa.RSAPrivat
     mine = sign_record(bob, key, b"alice,carol", wall, 600, name=b"suppliers")
     assert store(node, mine, "10.7.7.7").ok
     assert all(find_value(node, key)[0] == mine for _ in range(4))
+
+
+def test_a_store_filled_from_twelve_networks_still_takes_a_legitimate_record() -> None:
+    """Issue 10.5, scaled down (a 120-record store, 10 per /24): twelve attacking networks
+    fill it; a newcomer's record evicts one of the heaviest network's, the one furthest from
+    the node's id, instead of being refused until records expire."""
+    settings = DHTSettings(max_records=120, max_records_per_network=12, max_records_per_signer=1000)
+    node = make_node(settings)
+    wall = int(WALL + NOW)
+    attacker = Ed25519Signer.generate()
+    for net in range(12):
+        for i in range(14):
+            junk = sign_record(attacker, dht_key(f"junk-{net}-{i}"), b"j", wall, 600)
+            store(node, junk, f"10.6.{net}.{i + 1}")
+    networks: dict[str, list[Record]] = {}
+    for held in node.store.held():
+        networks.setdefault(held.origin_ip.rsplit(".", 1)[0], []).append(held.record)
+    top = max(len(r) for r in networks.values())
+    assert len(node.store) == 120 and top <= 12
+    before = {r for records in networks.values() for r in records}
+    legit = sign_record(Ed25519Signer.generate(), dht_key("bob"), b"hello", wall, 600)
+    answer = store(node, legit, "10.7.7.7")
+    assert answer.ok, answer.reason
+    after = {h.record for h in node.store.held()}
+    assert legit in after and len(after) == 120
+    [evicted] = before - after
+    [victims] = [records for records in networks.values() if evicted in records]
+    assert len(victims) == top  # taken from a network holding the most
+    distance = lambda r: int.from_bytes(r.key, "big") ^ node_int(node)  # noqa: E731
+    assert evicted == max(victims, key=distance)  # its record furthest from the node's id
+    # A network that holds its share already cannot take room from the others.
+    again = sign_record(attacker, dht_key("junk-again"), b"j", wall, 600)
+    assert store(node, again, "10.6.0.99").reason == Refusal.STORE_FULL.value
+
+
+def node_int(node: DHTNode) -> int:
+    return int.from_bytes(node.node_id, "big")

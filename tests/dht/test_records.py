@@ -81,7 +81,7 @@ def test_times_are_checked() -> None:
 
 
 def make_store(**limits: int) -> RecordStore:
-    return RecordStore(DHTSettings(**limits), MemoryPersistence())
+    return RecordStore(DHTSettings(**limits), MemoryPersistence(), bytes(20))
 
 
 def test_newer_record_from_the_same_signer_replaces_the_older() -> None:
@@ -115,14 +115,14 @@ def test_records_per_key_are_bounded() -> None:
     assert results[3] is Refusal.KEY_FULL
 
 
-def test_records_per_signer_and_per_address_are_bounded() -> None:
-    store = make_store(max_records_per_signer=2, max_records_per_ip=3)
+def test_records_per_signer_and_per_network_are_bounded() -> None:
+    store = make_store(max_records_per_signer=2, max_records_per_network=3)
     assert store.put(record(key=dht_key("a")), "1.1.1.1", 0) is None
     assert store.put(record(key=dht_key("b")), "1.1.1.1", 0) is None
     assert store.put(record(key=dht_key("c")), "1.1.1.1", 0) is Refusal.SIGNER_RECORDS
     assert store.put(record(BOB, key=dht_key("c")), "1.1.1.1", 0) is None
     refused = store.put(record(BOB, key=dht_key("d")), "1.1.1.1", 0)
-    assert refused is Refusal.ADDRESS_RECORDS
+    assert refused is Refusal.NETWORK_RECORDS
     assert store.put(record(BOB, key=dht_key("d")), "9.9.9.9", 0) is None
 
 

@@ -72,7 +72,7 @@ def test_tampered_and_expired_rows_are_dropped_on_load(tmp_path: Path) -> None:
     db.close()
 
     again = Database(tmp_path / "dht.db")
-    store = RecordStore(settings, again)
+    store = RecordStore(settings, again, bytes(20))
     checker = RecordChecker(STANDARD_VERIFIERS, settings.max_age, settings.clock_skew)
     assert store.load(checker, now, 0.0) == 1
     assert [h.record for h in store.held()] == [good]
@@ -85,7 +85,7 @@ def test_database_writes_wait_for_flush_and_commit_together(tmp_path: Path) -> N
     signer = Ed25519Signer.generate()
     now = int(time.time())
     db = Database(tmp_path / "dht.db")
-    store = RecordStore(DHTSettings(), db)
+    store = RecordStore(DHTSettings(), db, bytes(20))
     records = [sign_record(signer, dht_key(f"k{i}"), b"v", now, 3600) for i in range(3)]
     for record in records:
         assert store.put(record, "10.0.0.1", 0.0) is None

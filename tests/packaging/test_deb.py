@@ -80,6 +80,39 @@ def test_package_fields(deb: Path) -> None:
     assert field(deb, "Suggests") == "nginx"
 
 
+def glibc_needed_by(elf: Path) -> tuple[int, ...]:
+    """Highest GLIBC_ version among the dynamic symbols the file imports (objdump -T)."""
+    dump = subprocess.run(
+        ["objdump", "-T", str(elf)], capture_output=True, text=True, check=True
+    ).stdout
+    versions = re.findall(r"\bGLIBC_(\d+(?:\.\d+)+)\b", dump)
+    return max((tuple(map(int, v.split("."))) for v in versions), default=())
+
+
+def test_libc_dependency_is_what_the_bundled_libraries_need(
+    deb: Path, binary: Path, tmp_path: Path
+) -> None:
+    """Depends names the glibc of the most demanding library in the onefile archive, found here
+    with PyInstaller's own archive reader and objdump -T (the build uses its own reader and
+    objdump -p): installing on an older release must be refused, not fail at run time."""
+    from PyInstaller.archive.readers import CArchiveReader
+
+    require_tool("objdump")
+    archive = CArchiveReader(str(binary))
+    needed = {"(bootloader)": glibc_needed_by(binary)}
+    for name, entry in archive.toc.items():
+        if entry[-1] != "b":
+            continue
+        extracted = tmp_path / name.replace("/", "_")
+        extracted.write_bytes(archive.extract(name))
+        needed[name] = glibc_needed_by(extracted)
+    highest = max(needed.values())
+    print(f"\nglibc needed: {highest} by {[n for n, v in needed.items() if v == highest]}")
+    assert highest >= (2, 34), "libpython/libcrypto of this build need at least 2.34"
+    libc = [item for item in field(deb, "Depends").split(", ") if item.split()[0] == "libc6"]
+    assert libc == [f"libc6 (>= {'.'.join(map(str, highest))})"]
+
+
 def test_package_contents(deb: Path, contents: dict[str, str], binary: Path) -> None:
     assert contents["/usr/bin/bitdust"].startswith("-rwxr-xr-x root/root")
     for unit in ("bitdust@.service", "bitdust.service"):

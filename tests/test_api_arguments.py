@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import urllib.parse
 from typing import Any
 
@@ -14,7 +15,7 @@ from aiohttp.test_utils import make_mocked_request
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bitdust.api.server import MAX_BODY, ApiError, Param, read_arguments
+from bitdust.api.server import MAX_BODY, ApiError, Param, read_arguments, read_body
 
 PARAMS = (
     Param("key", str, required=True),
@@ -73,3 +74,29 @@ def test_the_body_limit_is_the_named_constant() -> None:
     result = outcome(body)
     assert isinstance(result, ApiError) and result.status == 413
     assert isinstance(outcome(json.dumps({"key": "k", "value": "x" * 1000}).encode()), dict)
+
+
+def test_a_body_that_stops_coming_is_408_after_the_deadline() -> None:
+    async def stalled() -> ApiError:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()  # a connection whose peer sends nothing more
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, sock=ours)
+        protocol = BaseProtocol(loop)
+        protocol.connection_made(transport)
+        stream = StreamReader(protocol, 4 * MAX_BODY, loop=loop)
+        stream.feed_data(b'{"key": "k", "val')  # and no EOF
+        headers = {"Content-Length": "100", "Content-Type": "application/json"}
+        request = make_mocked_request("POST", "/x", headers=headers, payload=stream)
+        started = loop.time()
+        try:
+            await asyncio.wait_for(read_body(request, MAX_BODY, seconds=0.2), 5)
+        except ApiError as exc:
+            assert 0.2 <= loop.time() - started < 2
+            return exc
+        finally:
+            transport.close()
+            theirs.close()
+        raise AssertionError("the read did not end")
+
+    error = asyncio.run(stalled())
+    assert (error.status, str(error)) == (408, "request body not received within 0.2 s")

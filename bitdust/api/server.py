@@ -8,6 +8,7 @@ that names the field, and the handler never runs.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 # The largest request body read into memory. Routes that take file content will stream it
 # instead of raising this.
 MAX_BODY = 1024 * 1024
+BODY_SECONDS = 30.0  # for all of MAX_BODY; a local client sends it in milliseconds
 JSON_TYPE = "application/json"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
@@ -202,16 +204,21 @@ async def read_arguments(request: web.Request, params: tuple[Param, ...]) -> dic
     return values
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, however many TCP segments it comes in; 413 once it exceeds ``limit``."""
+async def read_body(request: web.Request, limit: int, seconds: float = BODY_SECONDS) -> bytes:
+    """The whole body, however many TCP segments it comes in; 413 once it exceeds ``limit``,
+    408 when it has not all come within ``seconds`` (a stalled client frees its handler)."""
     too_large = ApiError(413, f"request body larger than {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
         raise too_large
     body = bytearray()
-    while chunk := await request.content.read(limit + 1 - len(body)):
-        body += chunk
-        if len(body) > limit:
-            raise too_large
+    try:
+        async with asyncio.timeout(seconds):
+            while chunk := await request.content.read(limit + 1 - len(body)):
+                body += chunk
+                if len(body) > limit:
+                    raise too_large
+    except TimeoutError:
+        raise ApiError(408, f"request body not received within {seconds:g} s") from None
     return bytes(body)
 
 

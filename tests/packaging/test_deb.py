@@ -1,8 +1,9 @@
-"""The Debian package as built: lintian, its contents, its conffiles and their comments.
+"""The Debian package as built: lintian, its contents, its settings templates and their comments.
 
-The conffiles ship every setting commented out with the value the role preset gives it, so the
-preset applies as shipped and `bitdust set` has a line to write beneath; these tests keep those
-comments true to the option registry and the presets.
+The templates (/usr/share/bitdust/conf, copied once to /etc/bitdust by postinst: no conffiles)
+list every setting commented out with the value the role preset gives it, so the preset applies
+as shipped and `bitdust set` has a line to write beneath; these tests keep those comments true to
+the option registry and the presets.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from tests.packaging.conftest import REPO, debian_version, require_tool
 
 pytestmark = pytest.mark.packaging
 
-CONFFILES = [f"/etc/bitdust/{role}.conf" for role in ROLES] + ["/etc/bitdust/network.json"]
+TEMPLATES = [f"/usr/share/bitdust/conf/{role}.conf" for role in ROLES] + [
+    "/usr/share/bitdust/conf/network.json"
+]
 SHIPPED = REPO / "packaging" / "etc"
 COMMENTED_KEY = re.compile(r"^# ([a-z0-9/-]+) = ?(.*)$")
 
@@ -119,13 +122,13 @@ def test_package_contents(deb: Path, contents: dict[str, str], binary: Path) -> 
         assert contents[f"/lib/systemd/system/{unit}"].startswith("-rw-r--r--")
     for role in ROLES:
         assert f"/usr/share/bitdust/roles/{role}.conf" in contents
-    for conffile in CONFFILES:
-        assert contents[conffile].startswith("-rw-r--r-- root/root"), conffile
+    for template in TEMPLATES:
+        assert contents[template].startswith("-rw-r--r-- root/root"), template
     assert "/usr/share/man/man1/bitdust.1.gz" in contents
     assert "/usr/share/doc/bitdust/copyright" in contents
     if (REPO / "packaging" / "nginx" / "bitdust-identity.conf").is_file():
         assert "/usr/share/bitdust/nginx/bitdust-identity.conf" in contents
-    assert not [path for path in contents if path.startswith(("/var", "/run", "/tmp"))]
+    assert not [path for path in contents if path.startswith(("/var", "/run", "/tmp", "/etc"))]
     # The packaged binary is dist/bitdust byte for byte: never stripped, never rebuilt.
     with subprocess.Popen(
         ["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE
@@ -139,8 +142,16 @@ def test_package_contents(deb: Path, contents: dict[str, str], binary: Path) -> 
     assert packaged == binary.read_bytes(), "the .deb does not carry dist/bitdust as built"
 
 
-def test_conffiles_are_declared(deb: Path) -> None:
-    assert sorted(control_file(deb, "conffiles").split()) == sorted(CONFFILES)
+def test_no_conffiles_so_no_upgrade_can_prompt(deb: Path) -> None:
+    """`bitdust set` edits /etc/bitdust/*.conf; were they conffiles, the first release whose
+    comments changed would make dpkg prompt on every host where someone ran it (issue 16.3)."""
+    members = subprocess.run(
+        ["dpkg-deb", "--info", str(deb)], capture_output=True, text=True, check=True
+    ).stdout
+    assert not [line for line in members.splitlines() if line.split()[-1:] == ["conffiles"]]
+    postinst = control_file(deb, "postinst")
+    copy = postinst.index("for template in /usr/share/bitdust/conf/*; do")
+    assert '[ ! -e "$target" ] && [ ! -L "$target" ]' in postinst[copy:]
 
 
 def test_maintainer_scripts(deb: Path) -> None:
@@ -163,7 +174,7 @@ def test_maintainer_scripts(deb: Path) -> None:
     assert 'if [ "$1" = "remove" ] && [ -d /run/systemd/system ]; then' in prerm
     assert "deb-systemd-invoke stop $units bitdust.service" in prerm
     postrm = control_file(deb, "postrm")
-    purge = postrm[postrm.index('if [ "$1" = "purge" ]; then\n    # Conffiles') :]
+    purge = postrm[postrm.index('if [ "$1" = "purge" ]; then\n    # /etc/bitdust') :]
     assert "rm -rf /etc/bitdust /var/lib/bitdust /run/bitdust" in purge
     assert "deluser --system --quiet bitdust" in purge
     assert postrm.index("purge") < postrm.index("rm -rf /etc/bitdust")

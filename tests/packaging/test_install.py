@@ -3,8 +3,9 @@
 A minimal bookworm (`debootstrap --variant=minbase`, kept as a tarball in a cache outside the
 clone and reused) gets /proc and /dev bind-mounted and the package installed with apt inside
 `chroot`. Then, inside that root: the binary runs (there is no Python there), the user, units and
-conffiles are where Debian puts them, `bitdust set` edits a conffile, a dht-seed runs as user
-bitdust and answers its API, an upgrade to a rebuilt higher version keeps an edited conffile
+settings files are where Debian puts them, an enabled instance hangs off the parent unit,
+`bitdust set` edits a settings file, a dht-seed runs as user bitdust and answers its API, an
+upgrade to a rebuilt higher version whose shipped comments changed keeps the edited settings
 (without a prompt) and restarts running instances, and `dpkg --purge` removes everything.
 
 Needs root, mounts and chroot; where the machine refuses them the tests skip and say why. Where
@@ -40,7 +41,7 @@ CACHE = Path(os.environ.get("BITDUST_TEST_CACHE", "/var/cache/bitdust-tests"))
 TARBALL = CACHE / "bookworm-minbase.tar.zst"
 MIRROR = os.environ.get("BITDUST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-CONFFILES = [f"/etc/bitdust/{role}.conf" for role in ROLES] + ["/etc/bitdust/network.json"]
+SETTINGS_FILES = [f"{role}.conf" for role in ROLES] + ["network.json"]
 
 
 def privilege_problem() -> str | None:
@@ -224,11 +225,16 @@ def test_package_installs_into_fresh_debian_12(debian_root: DebianRoot, deb: Pat
     assert (wants / "bitdust.service").is_symlink(), "the parent unit is enabled"
     assert not list(wants.glob("bitdust@*")), "no instance may be enabled by the package"
 
-    listed = (root / "var" / "lib" / "dpkg" / "info" / "bitdust.conffiles").read_text().split()
-    assert sorted(listed) == sorted(CONFFILES)
-    for conffile in CONFFILES:
-        path = root / conffile.lstrip("/")
+    # The settings files are made by postinst from the templates, and dpkg owns none of them.
+    assert not (root / "var" / "lib" / "dpkg" / "info" / "bitdust.conffiles").exists()
+    for name in SETTINGS_FILES:
+        path = root / "etc" / "bitdust" / name
         assert path.is_file() and stat.S_IMODE(path.stat().st_mode) == 0o644
+        assert path.stat().st_uid == 0
+        template = root / "usr" / "share" / "bitdust" / "conf" / name
+        assert path.read_bytes() == template.read_bytes()
+        owner = debian_root.run("dpkg", "-S", f"/etc/bitdust/{name}", check=False)
+        assert owner.returncode != 0, f"dpkg owns /etc/bitdust/{name}: {owner.stdout}"
     json.loads((root / "etc" / "bitdust" / "network.json").read_text())
     for role in ROLES:
         assert (root / "usr" / "share" / "bitdust" / "roles" / f"{role}.conf").is_file()
@@ -238,6 +244,27 @@ def test_package_installs_into_fresh_debian_12(debian_root: DebianRoot, deb: Pat
     # Every instance's configuration is valid as shipped (check-config on each role).
     for role in ROLES:
         debian_root.run("bitdust", "--instance", role, "check-config")
+
+
+def test_an_enabled_instance_is_wanted_by_the_parent(debian_root: DebianRoot) -> None:
+    """`systemctl enable bitdust@supplier` links it under bitdust.service.wants, so
+    `systemctl start bitdust` (and boot, through the enabled parent) starts it. The root has
+    no systemd as PID 1: systemctl --root enables offline, as in an image build."""
+    root = debian_root.path
+    systemctl = require_tool("systemctl")
+    enabled = subprocess.run(
+        [systemctl, f"--root={root}", "enable", "bitdust@supplier.service"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert enabled.returncode == 0, enabled.stderr
+    systemd = root / "etc" / "systemd" / "system"
+    link = systemd / "bitdust.service.wants" / "bitdust@supplier.service"
+    assert link.is_symlink(), enabled.stderr
+    assert os.readlink(link) == "/lib/systemd/system/bitdust@.service"
+    assert not list(systemd.glob("multi-user.target.wants/bitdust@*"))
+    assert (systemd / "multi-user.target.wants" / "bitdust.service").is_symlink()
 
 
 def test_set_edits_the_supplier_conffile(debian_root: DebianRoot) -> None:
@@ -350,6 +377,40 @@ def test_nginx_config_uses_the_installed_template(debian_root: DebianRoot) -> No
     assert "proxy_pass http://127.0.0.1:8084;" in result.stdout
 
 
+@pytest.fixture(scope="module")
+def newer_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same binary packaged as the next Debian revision, from a copy of the packaging files
+    whose shipped comments changed (a new line in every settings template), as a later release's
+    documentation would."""
+    work = tmp_path_factory.mktemp("newer")
+    source = work / "source"
+    for part in ("debian", "systemd", "packaging", "bitdust/roles"):
+        shutil.copytree(REPO / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(REPO / "bitdust" / "__init__.py", source / "bitdust" / "__init__.py")
+    (source / "dist").mkdir()
+    try:
+        os.link(REPO / "dist" / "bitdust", source / "dist" / "bitdust")
+    except OSError:  # another file system
+        shutil.copy2(REPO / "dist" / "bitdust", source / "dist" / "bitdust")
+    for template in (source / "packaging" / "etc").glob("*.conf"):
+        with open(template, "a") as text:
+            text.write(f"#\n{CHANGED_COMMENT}\n")
+    upstream, _, revision = debian_version().rpartition("-")
+    newer = f"{upstream}-{int(revision) + 1}"
+    built = subprocess.run(
+        [str(source / "packaging" / "build-deb.sh"), "--version", newer, "--out", str(work)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr[-4000:]
+    return work / f"bitdust_{newer}_amd64.deb"
+
+
+CHANGED_COMMENT = "# A comment only the newer package's templates have."
+
+
 @contextlib.contextmanager
 def fake_systemd(root: Path) -> Iterator[Path]:
     """/run/systemd/system (systemd "is running") and recording deb-systemd-invoke and
@@ -375,26 +436,19 @@ def fake_systemd(root: Path) -> Iterator[Path]:
         shutil.rmtree(root / "run" / "systemd", ignore_errors=True)
 
 
-def test_upgrade_keeps_an_edited_conffile_and_restarts_running_instances(
-    debian_root: DebianRoot, tmp_path: Path
+def test_upgrade_with_changed_comments_keeps_settings_asks_nothing_and_restarts(
+    debian_root: DebianRoot, newer_deb: Path
 ) -> None:
+    """The operator's values survive a release whose documented comments changed, and dpkg asks
+    nothing (stdin is /dev/null: a conffile prompt would fail the install); the new comments
+    reach /usr/share/bitdust/conf. Running instances are try-restarted."""
     root = debian_root.path
     debian_root.run("bitdust", "--instance", "default", "set", "logs/level", "debug")
     default_conf = root / "etc" / "bitdust" / "default.conf"
     edited = default_conf.read_bytes()
     assert b"\nlogs/level = debug\n" in edited
-
-    upstream, _, revision = debian_version().rpartition("-")
-    newer = f"{upstream}-{int(revision) + 1}"
-    built = subprocess.run(
-        [str(REPO / "packaging" / "build-deb.sh"), "--version", newer, "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert built.returncode == 0, built.stderr[-4000:]
-    upgrade = tmp_path / f"bitdust_{newer}_amd64.deb"
+    untouched = (root / "etc" / "bitdust" / "dht-seed.conf").read_bytes()
+    upgrade = newer_deb
 
     running = root / "run" / "bitdust" / "dht-seed"  # as if bitdust@dht-seed were running
     running.mkdir(parents=True, exist_ok=True)
@@ -403,9 +457,15 @@ def test_upgrade_keeps_an_edited_conffile_and_restarts_running_instances(
         recorded = calls.read_text() if calls.exists() else ""
     assert "Configuration file" not in result.stdout, "dpkg asked about a conffile"
     assert default_conf.read_bytes() == edited
-    assert not (root / "etc" / "bitdust" / "default.conf.dpkg-dist").exists()
+    assert (root / "etc" / "bitdust" / "dht-seed.conf").read_bytes() == untouched
+    assert not list((root / "etc" / "bitdust").glob("*.dpkg-*"))
+    documented = (root / "usr" / "share" / "bitdust" / "conf" / "default.conf").read_text()
+    assert CHANGED_COMMENT in documented
+    assert CHANGED_COMMENT.encode() not in edited
     version = debian_root.run("dpkg-query", "-W", "-f=${Version}", "bitdust").stdout
-    assert version == newer
+    assert version == newer_deb.name.split("_")[1]
+    got = debian_root.run("bitdust", "--instance", "default", "get", "logs/level")
+    assert got.stdout.strip() == "debug"
     assert "systemctl --system daemon-reload" in recorded, result.stdout + result.stderr
     assert "deb-systemd-invoke try-restart bitdust@dht-seed.service" in recorded
     assert "start" not in recorded.replace("try-restart", "")
@@ -417,8 +477,10 @@ def test_purge_stops_instances_and_removes_everything(debian_root: DebianRoot) -
     (root / "var" / "lib" / "bitdust" / "dht-seed").mkdir(parents=True, exist_ok=True)
     debian_root.run("bitdust", "--instance", "home", "set", "logs/level", "warning")
     assert (root / "etc" / "bitdust" / "home.conf").is_file()  # made by `bitdust set`
-    wants = root / "etc" / "systemd" / "system" / "multi-user.target.wants"
-    (wants / "bitdust@supplier.service").symlink_to("/lib/systemd/system/bitdust@.service")
+    enabled = root / "etc/systemd/system/bitdust.service.wants/bitdust@supplier.service"
+    if not enabled.is_symlink():  # as test_an_enabled_instance_is_wanted_by_the_parent left it
+        enabled.parent.mkdir(exist_ok=True)
+        enabled.symlink_to("/lib/systemd/system/bitdust@.service")
 
     (root / "run" / "bitdust" / "supplier").mkdir(parents=True, exist_ok=True)  # "running"
     with fake_systemd(root) as calls:
@@ -440,8 +502,8 @@ def test_purge_stops_instances_and_removes_everything(debian_root: DebianRoot) -
         "lib/systemd/system/bitdust@.service",
         "lib/systemd/system/bitdust.service",
         "etc/systemd/system/multi-user.target.wants/bitdust.service",
-        "etc/systemd/system/multi-user.target.wants/bitdust@supplier.service",
-        "var/lib/dpkg/info/bitdust.conffiles",
+        "etc/systemd/system/bitdust.service.wants",
+        "var/lib/dpkg/info/bitdust.postinst",
     ):
         assert not os.path.lexists(root / path), f"/{path} is left after purge"
     assert debian_root.run("getent", "passwd", "bitdust", check=False).returncode == 2

@@ -147,6 +147,8 @@ def test_template_unit_keeps_its_hardening() -> None:
     assert parent["ExecStart"] == ["/bin/true"]
     assert parent["ExecReload"] == ["/bin/true"]
     assert parent["WantedBy"] == ["multi-user.target"]
+    # Enabled instances hang off the parent, so starting it starts them (issue 16.1).
+    assert settings["WantedBy"] == ["bitdust.service"]
 
 
 def test_unit_restarts_only_what_a_restart_can_cure() -> None:

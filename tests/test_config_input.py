@@ -34,6 +34,20 @@ def paths(tmp_path: Path) -> Paths:
     return paths
 
 
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The CLI's environment: every bitdust dir under ``tmp_path``, the config dir made."""
+    return node_env(tmp_path)
+
+
+@pytest.fixture
+def conffile(tmp_path: Path, env: dict[str, str]) -> Path:
+    """The default instance's conffile, holding CONFFILE."""
+    path = tmp_path / "etc" / "default.conf"
+    path.write_text(CONFFILE)
+    return path
+
+
 def test_the_line_breaks_are_the_ones_python_knows() -> None:
     assert {"\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"} == set(
         LINE_BREAKS
@@ -58,10 +72,7 @@ def test_a_conffile_is_split_on_newlines_only(paths: Paths) -> None:
     assert ":2:" not in str(error.value)
 
 
-def test_cli_set_refuses_an_injected_line(tmp_path: Path) -> None:
-    env = node_env(tmp_path)
-    conffile = tmp_path / "etc" / "default.conf"
-    conffile.write_text(CONFFILE)
+def test_cli_set_refuses_an_injected_line(env: dict[str, str], conffile: Path) -> None:
     result = cli(env, "set", ROUTERS, f"a\u2028{AUTH} = false")
     assert result.returncode == 2
     assert result.stderr == (
@@ -75,8 +86,7 @@ def test_cli_set_refuses_an_injected_line(tmp_path: Path) -> None:
 # -- item 15: what `set` writes reads back ---------------------------------------------------------
 
 
-def test_set_90d_reads_back_for_get_and_check_config(tmp_path: Path) -> None:
-    env = node_env(tmp_path)
+def test_set_90d_reads_back_for_get_and_check_config(env: dict[str, str], tmp_path: Path) -> None:
     key = "services/identity-server/expire-after"
     written = cli(env, "set", key, "90d", check=True).stdout
     assert written.startswith(f"{key} = 90 d    (written to ")
@@ -93,10 +103,7 @@ def test_set_90d_reads_back_for_get_and_check_config(tmp_path: Path) -> None:
 RPC = "services/entangled-dht/rpc-timeout"
 
 
-def test_set_refuses_what_the_dht_would_refuse(tmp_path: Path) -> None:
-    env = node_env(tmp_path)
-    conffile = tmp_path / "etc" / "default.conf"
-    conffile.write_text(CONFFILE)
+def test_set_refuses_what_the_dht_would_refuse(env: dict[str, str], conffile: Path) -> None:
     result = cli(env, "set", RPC, "0")
     assert result.returncode == 2
     assert result.stderr == (
@@ -106,9 +113,7 @@ def test_set_refuses_what_the_dht_would_refuse(tmp_path: Path) -> None:
     assert conffile.read_text() == CONFFILE
 
 
-def test_check_config_refuses_an_out_of_range_line(tmp_path: Path) -> None:
-    env = node_env(tmp_path)
-    conffile = tmp_path / "etc" / "default.conf"
+def test_check_config_refuses_an_out_of_range_line(env: dict[str, str], conffile: Path) -> None:
     conffile.write_text(f"{RPC} = 0\n")
     result = cli(env, "check-config")
     assert result.returncode == 2
@@ -118,10 +123,9 @@ def test_check_config_refuses_an_out_of_range_line(tmp_path: Path) -> None:
     )
 
 
-def test_a_default_age_above_max_age_is_refused_by_set_and_check_config(tmp_path: Path) -> None:
-    env = node_env(tmp_path)
-    conffile = tmp_path / "etc" / "default.conf"
-    conffile.write_text(CONFFILE)
+def test_a_default_age_above_max_age_is_refused_by_set_and_check_config(
+    env: dict[str, str], conffile: Path
+) -> None:
     result = cli(env, "set", "services/entangled-dht/default-age", "2 d")
     assert result.returncode == 2
     assert result.stderr == (
@@ -131,7 +135,7 @@ def test_a_default_age_above_max_age_is_refused_by_set_and_check_config(tmp_path
     )
     assert conffile.read_text() == CONFFILE
     conffile.write_text("services/identity-propagate/min-servers = 4\n")
-    (tmp_path / "etc" / "network.json").write_text("{}")
+    (conffile.parent / "network.json").write_text("{}")
     result = cli(env, "--instance", "default", "check-config", "-o",
                  "services/identity-propagate/max-servers=3")  # fmt: skip
     assert result.returncode == 2
@@ -154,9 +158,10 @@ def test_bounds_of_the_dht_options_are_what_the_dht_accepts() -> None:
 # -- item 17: files that cannot be used ------------------------------------------------------------
 
 
-def test_a_conffile_that_is_a_directory_is_one_line_and_status_2(tmp_path: Path) -> None:
-    env = node_env(tmp_path)
-    conffile = tmp_path / "etc" / "default.conf"
+def test_a_conffile_that_is_a_directory_is_one_line_and_status_2(
+    env: dict[str, str], conffile: Path
+) -> None:
+    conffile.unlink()
     conffile.mkdir()
     for command in (("get", "logs/level"), ("check-config",), ("set", "logs/level", "debug")):
         result = cli(env, *command)
@@ -166,9 +171,10 @@ def test_a_conffile_that_is_a_directory_is_one_line_and_status_2(tmp_path: Path)
     assert conffile.is_dir() and not any(conffile.iterdir())
 
 
-def test_a_conffile_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
-    env = node_env(tmp_path)
-    conffile = tmp_path / "etc" / "default.conf"
+def test_a_conffile_that_is_a_fifo_is_refused_without_waiting(
+    env: dict[str, str], conffile: Path
+) -> None:
+    conffile.unlink()
     os.mkfifo(conffile)
     result = cli(env, "get", "logs/level", timeout=20)
     assert (result.returncode, result.stderr) == (2, f"bitdust: {conffile} is not a regular file\n")
@@ -185,16 +191,18 @@ def test_a_conffile_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) ->
     ],
 )
 def test_bad_arguments_exit_2_as_the_man_page_says(
-    tmp_path: Path, words: tuple[str, ...], message: str
+    env: dict[str, str], words: tuple[str, ...], message: str
 ) -> None:
-    result = cli(node_env(tmp_path), *words, timeout=20)
+    result = cli(env, *words, timeout=20)
     assert result.returncode == 2
     assert result.stderr.startswith(f"bitdust: {message}")
     assert len(result.stderr.splitlines()) == 1
 
 
-def test_a_passphrase_file_without_end_is_refused_after_a_bounded_read(tmp_path: Path) -> None:
-    result = cli(node_env(tmp_path), "identity", "backup", str(tmp_path / "key.bak"),
+def test_a_passphrase_file_without_end_is_refused_after_a_bounded_read(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    result = cli(env, "identity", "backup", str(tmp_path / "key.bak"),
                  "--passphrase-file", "/dev/zero", timeout=20)  # fmt: skip
     assert result.returncode == 2
     assert result.stderr == (
@@ -227,8 +235,7 @@ def test_the_man_page_lists_every_exit_status() -> None:
 # -- issue 9 item 7: key sizes are rsakeys' --------------------------------------------------------
 
 
-def test_identity_create_takes_the_key_sizes_of_rsakeys(tmp_path: Path) -> None:
-    env = node_env(tmp_path)
+def test_identity_create_takes_the_key_sizes_of_rsakeys(env: dict[str, str]) -> None:
     refused = cli(env, "identity", "create", "alice", "3000")
     assert refused.returncode == 2
     assert refused.stderr == (

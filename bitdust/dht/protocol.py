@@ -15,11 +15,12 @@ counted in ``counters``; every queue and table is bounded.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import ipaddress
 import random
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ from bitdust.dht.routing import PingOldest, RoutingTable, id_int
 from bitdust.dht.schemes import Signer, Verifier, verify_cost
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.store import RecordStore
+from bitdust.dht.tokens import AMPLIFICATION, AddressTokens
 from bitdust.dht.wire import (
     ID_SIZE,
     MAX_DATAGRAM,
@@ -61,6 +63,7 @@ from bitdust.dht.wire import (
 Addr = tuple[str, int]
 
 MAX_SEEDS = 64
+MAX_PEER_TOKENS = 4096
 
 _EXPECTED: dict[MsgType, frozenset[MsgType]] = {
     MsgType.PING: frozenset({MsgType.PONG, MsgType.ERROR}),
@@ -87,6 +90,7 @@ COUNTERS = (
     "stored",
     "expired",
     "evicted",
+    "cut_replies",
     "internal_errors",
 )
 
@@ -138,6 +142,7 @@ class _Pending:
     kind: MsgType
     op: _Op | None
     deadline: float
+    retried: bool = False  # asked again with the address token after a cut reply
 
 
 # The node -------------------------------------------------------------------------------------
@@ -198,6 +203,10 @@ class DHTNode:
         self._republished: dict[tuple[bytes, bytes], float] = {}
         self._next_maintenance = now + settings.maintenance_interval
         self._rotation = 0  # where the next VALUES reply starts among a key's shared records
+        self.tokens = AddressTokens(now)
+        # NODES of k IPv6 contacts is at most ~64 + 70k bytes; an unpadded lookup is ~80.
+        self._lookup_padding = max(0, -(-(64 + 70 * settings.k) // AMPLIFICATION) - 80)
+        self._peer_tokens: OrderedDict[Addr, bytes] = OrderedDict()  # tokens peers gave us
 
     # Outputs ----------------------------------------------------------------------------------
 
@@ -331,7 +340,7 @@ class DHTNode:
             return
         if msg.kind in REQUESTS:
             if self.limiter.allow(addr[0], now):
-                self._serve(msg, addr, now)
+                self._serve(msg, addr, now, len(data))
             else:
                 self.counters["rate_limited"] += 1
             return
@@ -345,6 +354,8 @@ class DHTNode:
             self.counters["unmatched"] += 1
             return
         del self._pending[msg.rid]
+        if msg.token is not None:
+            self._remember_token(addr, msg.token)
         self._heard(Contact(msg.sender, addr[0], addr[1]), now)
         self._on_reply(pending, msg, now)
 
@@ -366,7 +377,7 @@ class DHTNode:
 
     # Serving requests -------------------------------------------------------------------------
 
-    def _serve(self, msg: Message, addr: Addr, now: float) -> None:
+    def _serve(self, msg: Message, addr: Addr, now: float, size: int) -> None:
         self._heard(Contact(msg.sender, addr[0], addr[1]), now)
         reply: Message
         if msg.kind is MsgType.PING:
@@ -384,7 +395,32 @@ class DHTNode:
                 reply = Message(
                     MsgType.STORED, msg.rid, self.node_id, ok=False, reason=refusal.value
                 )
-        self._send(reply, addr)
+        reply = dataclasses.replace(reply, token=self.tokens.token(addr[0], now))
+        proven = msg.token is not None and self.tokens.valid(addr[0], msg.token, now)
+        self._out.append(
+            (encode(reply) if proven else self._within(reply, AMPLIFICATION * size), addr)
+        )
+        self.counters["datagrams_out"] += 1
+
+    def _within(self, reply: Message, limit: int) -> bytes:
+        """``reply`` encoded in at most ``limit`` bytes: an address that has not shown it
+        receives our datagrams gets no more than a few times what it sent (no amplification).
+        Contacts or records are cut from the end and the reply says so (``truncated``)."""
+        data = encode(reply)
+        while len(data) > limit and (reply.contacts or reply.records):
+            reply = dataclasses.replace(
+                reply, contacts=reply.contacts[:-1], records=reply.records[:-1], truncated=True
+            )
+            data = encode(reply)
+        if reply.truncated:
+            self.counters["cut_replies"] += 1
+        return data
+
+    def _remember_token(self, addr: Addr, token: bytes) -> None:
+        self._peer_tokens[addr] = token
+        self._peer_tokens.move_to_end(addr)
+        if len(self._peer_tokens) > MAX_PEER_TOKENS:
+            self._peer_tokens.popitem(last=False)
 
     def _nodes_reply(self, msg: Message) -> Message:
         assert msg.target is not None
@@ -454,16 +490,23 @@ class DHTNode:
         *,
         target: bytes | None = None,
         record: Record | None = None,
+        retried: bool = False,
     ) -> bool:
         if len(self._pending) >= self.settings.max_pending:
             self.counters["pending_full"] += 1
             return False
         rid = self.rng.randbytes(ID_SIZE)
         deadline = now + self.settings.rpc_timeout
-        self._pending[rid] = _Pending(rid, addr, node_id, kind, op, deadline)
+        self._pending[rid] = _Pending(rid, addr, node_id, kind, op, deadline, retried)
         heapq.heappush(self._deadlines, (deadline, rid))
         records = (record,) if record is not None else ()
-        self._send(Message(kind, rid, self.node_id, target=target, records=records), addr)
+        token = self._peer_tokens.get(addr)
+        message = Message(kind, rid, self.node_id, target=target, records=records, token=token)
+        if token is None and kind in (MsgType.FIND_NODE, MsgType.FIND_VALUE):
+            # No token for this address yet: pad the request so that a full NODES reply is
+            # within the amplification limit (a VALUES reply may still be cut, then re-asked).
+            message = dataclasses.replace(message, padding=self._lookup_padding)
+        self._send(message, addr)
         return True
 
     def _heard(self, contact: Contact, now: float) -> None:
@@ -495,6 +538,17 @@ class DHTNode:
         elif isinstance(op, _Store):
             self._store_answered(op, ok=msg.kind is MsgType.STORED and msg.ok)
         elif isinstance(op, Lookup):
+            if msg.truncated and not pending.retried:
+                # Cut to the amplification limit: ask once more, now with this peer's token.
+                for record in msg.records:
+                    self._collect(op, record, now)
+                if not self._request(
+                    pending.kind, pending.addr, pending.node_id, op, now,
+                    target=op.target, retried=True,
+                ):  # fmt: skip
+                    op.failed(msg.sender)
+                    self._advance(op, now)
+                return
             if msg.kind is MsgType.ERROR:
                 op.failed(msg.sender)
             else:

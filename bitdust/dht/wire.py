@@ -19,7 +19,10 @@ import msgpack
 from bitdust.dht.records import MAX_VALUE, MalformedRecord, Record, record_from_map
 
 # 2: records may carry a name ("n"), which puts them under their signer's owned key.
-VERSION = 2
+# 3: address tokens ("y") in every message, "tr" on replies cut to the amplification limit, and
+#    "pad" (zero bytes) on lookups to an address we have no token for, so a full NODES reply fits.
+VERSION = 3
+TOKEN_SIZE = 8
 MAX_DATAGRAM = 8192
 ID_SIZE = 20
 MAX_CONTACTS = 32
@@ -45,14 +48,16 @@ class MsgType(IntEnum):
 
 REQUESTS = frozenset({MsgType.PING, MsgType.FIND_NODE, MsgType.FIND_VALUE, MsgType.STORE})
 
-# Fields each message type may carry beyond the envelope ("v", "t", "i", "n").
+# Fields each message type may carry beyond the envelope ("v", "t", "i", "n") and the address
+# token ("y"): in a reply, the token of the address it goes to; in a request, the token that
+# address got from us before, which proves it receives what we send there.
 _BODY: dict[MsgType, frozenset[str]] = {
     MsgType.PING: frozenset(),
     MsgType.PONG: frozenset(),
-    MsgType.FIND_NODE: frozenset({"k"}),
-    MsgType.NODES: frozenset({"c"}),
-    MsgType.FIND_VALUE: frozenset({"k"}),
-    MsgType.VALUES: frozenset({"r"}),
+    MsgType.FIND_NODE: frozenset({"k", "pad"}),
+    MsgType.NODES: frozenset({"c", "tr"}),
+    MsgType.FIND_VALUE: frozenset({"k", "pad"}),
+    MsgType.VALUES: frozenset({"r", "tr"}),
     MsgType.STORE: frozenset({"r"}),
     MsgType.STORED: frozenset({"ok", "e"}),
     MsgType.ERROR: frozenset({"e"}),
@@ -93,6 +98,9 @@ class Message:
     records: tuple[Record, ...] = ()
     ok: bool = False
     reason: str = ""
+    token: bytes | None = None
+    truncated: bool = False  # a reply cut to the amplification limit: ask again with the token
+    padding: int = 0  # zero bytes a request carries to earn a larger reply (QUIC pads too)
 
 
 def valid_host(host: Any) -> bool:
@@ -112,6 +120,12 @@ def _valid_host_text(host: str) -> bool:
 def encode(msg: Message) -> bytes:
     """Serialise ``msg``; raises ValueError if it would exceed ``MAX_DATAGRAM`` (a local bug)."""
     out: dict[str, Any] = {"v": VERSION, "t": int(msg.kind), "i": msg.rid, "n": msg.sender}
+    if msg.token is not None:
+        out["y"] = msg.token
+    if msg.truncated:
+        out["tr"] = True
+    if msg.padding:
+        out["pad"] = bytes(msg.padding)
     kind = msg.kind
     if kind in (MsgType.FIND_NODE, MsgType.FIND_VALUE):
         out["k"] = msg.target
@@ -189,29 +203,46 @@ def decode(data: bytes) -> Message:
     if type(raw_kind) is not int or raw_kind not in MsgType._value2member_map_:
         raise MalformedMessage("unknown message type")
     kind = MsgType(raw_kind)
-    extra = set(obj) - {"v", "t", "i", "n"}
+    extra = set(obj) - {"v", "t", "i", "n", "y"}
     if not extra <= _BODY[kind] or not _REQUIRED.get(kind, frozenset()) <= extra:
         raise MalformedMessage(f"{kind.name}: unexpected or missing fields")
     rid = _id(obj.get("i"), "request id")
     sender = _id(obj.get("n"), "sender id")
+    token = obj.get("y")
+    if token is not None and (not isinstance(token, bytes) or len(token) != TOKEN_SIZE):
+        raise MalformedMessage(f"token: expected {TOKEN_SIZE} bytes")
+    truncated = obj.get("tr", False)
+    if truncated is not False and truncated is not True:
+        raise MalformedMessage("'tr' must be a boolean")
+    pad = obj.get("pad", b"")
+    if not isinstance(pad, bytes):
+        raise MalformedMessage("'pad' must be bytes")
+    fields = _body(kind, obj)
+    return Message(kind, rid, sender, token=token, truncated=truncated, padding=len(pad), **fields)
+
+
+def _body(kind: MsgType, obj: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``kind`` beyond the envelope, checked."""
     if kind in (MsgType.FIND_NODE, MsgType.FIND_VALUE):
-        return Message(kind, rid, sender, target=_id(obj["k"], "target"))
+        return {"target": _id(obj["k"], "target")}
     if kind is MsgType.NODES:
         items = obj["c"]
         if not isinstance(items, list) or len(items) > MAX_CONTACTS:
             raise MalformedMessage("NODES: expected a bounded list of contacts")
-        return Message(kind, rid, sender, contacts=tuple(_contact(c) for c in items))
+        return {"contacts": tuple(_contact(c) for c in items)}
     if kind is MsgType.VALUES:
         items = obj["r"]
-        if not isinstance(items, list) or not 1 <= len(items) <= MAX_RECORDS:
+        if not isinstance(items, list) or len(items) > MAX_RECORDS:
             raise MalformedMessage("VALUES: expected a bounded list of records")
-        return Message(kind, rid, sender, records=tuple(_record(r) for r in items))
+        if not items and not obj.get("tr"):
+            raise MalformedMessage("VALUES: no records in a reply that was not cut")
+        return {"records": tuple(_record(r) for r in items)}
     if kind is MsgType.STORE:
-        return Message(kind, rid, sender, records=(_record(obj["r"]),))
+        return {"records": (_record(obj["r"]),)}
     if kind is MsgType.STORED:
         if type(obj["ok"]) is not bool:
             raise MalformedMessage("STORED: 'ok' must be a boolean")
-        return Message(kind, rid, sender, ok=obj["ok"], reason=_reason(obj.get("e", "")))
+        return {"ok": obj["ok"], "reason": _reason(obj.get("e", ""))}
     if kind is MsgType.ERROR:
-        return Message(kind, rid, sender, reason=_reason(obj["e"]))
-    return Message(kind, rid, sender)
+        return {"reason": _reason(obj["e"])}
+    return {}

@@ -132,13 +132,26 @@ def test_a_shared_key_keeps_room_for_other_networks() -> None:
     assert store(node, legit, "10.7.7.7").ok
 
 
+def request(node: DHTNode, msg: Message, host: str) -> tuple[int, Message]:
+    """Send ``msg`` from ``host``; the size and contents of the node's reply to it."""
+    node.receive_datagram(encode(msg), (host, 14441), NOW)
+    [data] = [d for d, _ in node.datagrams_to_send() if decode(d).rid == msg.rid]
+    return len(data), decode(data)
+
+
+def token_for(node: DHTNode, host: str) -> bytes:
+    """What a client at ``host`` learns from any reply: its address token."""
+    _, pong = request(node, Message(MsgType.PING, random.randbytes(20), b"c" * 20), host)
+    assert pong.token is not None
+    return pong.token
+
+
 def find_value(node: DHTNode, key: bytes, host: str = "10.8.8.8") -> tuple[Record, ...]:
-    rid = random.randbytes(20)
-    node.receive_datagram(
-        encode(Message(MsgType.FIND_VALUE, rid, b"c" * 20, target=key)), (host, 14441), NOW
+    """A FIND_VALUE from a client that has proven its address (it echoes its token)."""
+    ask = Message(
+        MsgType.FIND_VALUE, random.randbytes(20), b"c" * 20, target=key, token=token_for(node, host)
     )
-    [reply] = [decode(d) for d, _ in node.datagrams_to_send() if decode(d).rid == rid]
-    return reply.records
+    return request(node, ask, host)[1].records
 
 
 def test_big_future_dated_records_do_not_push_the_others_out_of_replies() -> None:
@@ -205,3 +218,39 @@ def test_a_store_filled_from_twelve_networks_still_takes_a_legitimate_record() -
 
 def node_int(node: DHTNode) -> int:
     return int.from_bytes(node.node_id, "big")
+
+
+def test_an_unproven_address_gets_at_most_three_times_what_it_sent() -> None:
+    """Issue 10.6: a 79-byte FIND_VALUE drew 4,216 bytes (x53). Now an address that has not
+    echoed its token gets at most 3x, cut and marked; with the token, the whole reply."""
+    node = make_node()
+    wall = int(WALL + NOW)
+    key = dht_key("big")
+    for i in range(2):
+        big = sign_record(Ed25519Signer.generate(), key, b"z" * 4000, wall, 600)
+        assert store(node, big, f"10.6.{i}.1").ok
+    victim = "10.9.9.9"  # the forged source address
+    ask = Message(MsgType.FIND_VALUE, random.randbytes(20), b"c" * 20, target=key)
+    unproven, reply = request(node, ask, victim)
+    sent = len(encode(ask))
+    assert sent <= 80 and unproven <= 3 * sent
+    assert reply.truncated and reply.records == () and reply.token is not None
+    for _ in range(3):  # FIND_NODE too, whatever the routing table holds
+        node.receive_datagram(
+            encode(Message(MsgType.PING, random.randbytes(20), random.randbytes(20))),
+            (f"10.5.{_}.1", 14441),
+            NOW,
+        )
+    find = Message(MsgType.FIND_NODE, random.randbytes(20), b"c" * 20, target=key)
+    size, _ = request(node, find, victim)
+    assert size <= 3 * len(encode(find))
+    proven = dataclasses.replace(ask, rid=random.randbytes(20), token=reply.token)
+    size, full = request(node, proven, victim)
+    assert len(full.records) == 1 and not full.truncated and size > 4000
+    forged = dataclasses.replace(ask, rid=random.randbytes(20), token=token_for(node, "10.1.1.1"))
+    size, _ = request(node, forged, victim)  # another address's token proves nothing
+    assert size <= 3 * len(encode(forged))
+    print(
+        f"\n10.6: a {sent}-byte FIND_VALUE drew {unproven} bytes unproven, "
+        f"{len(encode(full))} proven"
+    )

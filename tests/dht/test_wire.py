@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import msgpack
 import pytest
@@ -172,3 +173,14 @@ def test_encode_refuses_to_build_an_oversized_datagram() -> None:
     big = sign_record(SIGNER, b"k" * 20, b"x" * 4000, 0, 10)
     with pytest.raises(ValueError, match="exceeds"):
         encode(Message(MsgType.VALUES, b"r" * 20, b"n" * 20, records=(big, big, big)))
+
+
+def test_tokens_padding_and_cut_replies_round_trip() -> None:
+    ask = Message(MsgType.FIND_VALUE, b"r" * 20, b"n" * 20, target=b"t" * 20, padding=100)
+    assert decode(encode(ask)) == ask and len(encode(ask)) > 100
+    cut = Message(MsgType.VALUES, b"r" * 20, b"n" * 20, token=b"y" * 8, truncated=True)
+    assert decode(encode(cut)) == cut
+    with pytest.raises(MalformedMessage, match="not cut"):
+        decode(encode(dataclasses.replace(cut, truncated=False)))
+    with pytest.raises(MalformedMessage, match="token"):
+        decode(encode(dataclasses.replace(cut, token=b"short")))

@@ -17,6 +17,7 @@ from typing import Any
 from bitdust.config import Paths
 
 TIMEOUT = 60.0
+MAX_SECRET_BYTES = 1024  # the node writes 43 characters
 
 
 class ClientError(Exception):
@@ -46,7 +47,8 @@ class _UnixConnection(http.client.HTTPConnection):
 def read_secret(path: Path) -> str | None:
     """The instance's API secret; None when the node is not running (no file)."""
     try:
-        return path.read_text().strip()
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_SECRET_BYTES + 1)
     except FileNotFoundError:
         return None
     except PermissionError:
@@ -54,6 +56,12 @@ def read_secret(path: Path) -> str | None:
             f"cannot read the API secret {path}: permission denied; run the command as root "
             "(sudo) or as a member of the group 'bitdust'"
         ) from None
+    except OSError as exc:
+        raise ClientError(f"cannot read the API secret {path}: {exc.strerror}") from None
+    secret = data.strip()
+    if len(data) > MAX_SECRET_BYTES or not secret.isascii() or not secret.decode().isprintable():
+        raise ClientError(f"{path} is not an API secret; restart the node to write a new one")
+    return secret.decode()
 
 
 class ApiClient:

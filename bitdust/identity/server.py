@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import email.utils
 import html
 import logging
@@ -83,6 +84,22 @@ class ServerLimits:
     intake_deadline: float = 5.0
     intake_connections: int = 64
     intake_connections_per_address: int = 4
+
+    @classmethod
+    def within_descriptors(cls, nofile: int) -> ServerLimits:
+        """The defaults, shrunk so that this server's clients hold at most a third of ``nofile``
+        descriptors (the process's soft ``RLIMIT_NOFILE``): the REST API, its socket and the
+        other services keep the rest."""
+        limits = cls()
+        http = max(1, min(limits.http_connections, nofile // 4))
+        intake = max(1, min(limits.intake_connections, nofile // 12))
+        return dataclasses.replace(
+            limits,
+            http_connections=http,
+            http_connections_per_address=min(limits.http_connections_per_address, http),
+            intake_connections=intake,
+            intake_connections_per_address=min(limits.intake_connections_per_address, intake),
+        )
 
 
 class ConnectionCaps:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import resource
 from typing import Any
 
 from bitdust.identity import propagate
@@ -40,7 +41,8 @@ class IdentityServerService(Service):
             ),
             web_port,
         )
-        limits = ServerLimits()
+        nofile, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        limits = ServerLimits.within_descriptors(nofile)
         if public_port != web_port:  # fronted by nginx: every client comes from its address
             limits = dataclasses.replace(
                 limits, http_connections_per_address=limits.http_connections

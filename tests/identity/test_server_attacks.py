@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -256,3 +259,85 @@ async def test_a_trickled_request_body_is_cut_at_the_body_deadline(tmp_path):
         writer.close()
     assert answer.startswith(b"HTTP/1.1 404")  # answered at once; the body is never read
     assert lived < 1.0 + 0.5
+
+
+_DESCRIPTOR_SERVER = """
+import asyncio, resource, sys, tempfile
+from bitdust.identity.server import ServerLimits, start_identity_server
+from bitdust.identity.store import IdentityStore
+
+NOFILE = 256
+resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+if sys.argv[1] == "capped":
+    limits = ServerLimits.within_descriptors(NOFILE)
+else:  # no caps, as the issue found it
+    limits = ServerLimits(
+        http_connections=10**6, http_connections_per_address=10**6, http_request_deadline=3630
+    )
+
+async def answer(reader, writer):
+    writer.write(b"api ok\\n")
+    await writer.drain()
+    writer.close()
+
+async def main():
+    store = IdentityStore(tempfile.mkdtemp(), "host-a.com", 8084)
+    server = await start_identity_server(store, "127.0.1.1", 0, 0, limits=limits)
+    api = await asyncio.start_server(answer, "127.0.1.1", 0)  # stands for the REST API
+    print(server.web_port, api.sockets[0].getsockname()[1], flush=True)
+    await asyncio.sleep(20)
+
+asyncio.run(main())
+"""
+
+
+async def api_reachable_while_slow_clients_hold_http(mode: str) -> bool:
+    """A server process with 256 descriptors; 400 slow HTTP clients from 25 addresses; then
+    the process's other listener (the REST API's stand-in) must still answer."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _DESCRIPTOR_SERVER,
+        mode,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    try:
+        web_port, api_port = map(
+            int, (await asyncio.wait_for(process.stdout.readline(), 20)).split()
+        )
+        held = []
+
+        async def slow_client(address: str) -> None:
+            with contextlib.suppress(OSError, TimeoutError):
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(SERVER, web_port, local_addr=(address, 0)), 1
+                )
+                writer.write(b"GET /alice.xml HTTP/1.1\r\n")  # and never more
+                held.append(writer)
+
+        await asyncio.gather(*(slow_client(f"127.0.1.{10 + i % 25}") for i in range(400)))
+        await asyncio.sleep(0.3)
+        try:
+            reader, writer = await asyncio.open_connection(SERVER, api_port)
+            answered = await asyncio.wait_for(reader.readline(), 2) == b"api ok\n"
+            writer.close()
+        except (OSError, TimeoutError):
+            answered = False
+        for writer in held:
+            writer.close()
+        return answered
+    finally:
+        process.kill()
+        await process.wait()
+
+
+async def test_slow_http_clients_leave_descriptors_for_the_rest_api():
+    assert await api_reachable_while_slow_clients_hold_http("capped")
+    print("\nwith 256 descriptors and 400 slow HTTP clients: the API answers (capped)")
+
+
+async def test_without_caps_slow_http_clients_starve_the_rest_api():
+    """The issue's finding, reproduced: the figure the test above improves on."""
+    assert not await api_reachable_while_slow_clients_hold_http("uncapped")

@@ -110,6 +110,11 @@ class ApiClient:
                 last_error = exc
             except OSError as exc:
                 raise ClientError(f"the node did not answer: {exc}") from None
+            except http.client.HTTPException as exc:  # something else listens there
+                raise ClientError(
+                    f"{connection.host}:{connection.port} did not answer as a bitdust node: "
+                    f"{type(exc).__name__}"
+                ) from None
             finally:
                 connection.close()
         raise NotRunning(

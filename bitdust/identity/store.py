@@ -43,6 +43,7 @@ NEW_NAMES_PER_KEY_PER_HOUR = 3  # one key is one account; a few names allow a re
 NEW_NAMES_PER_ADDRESS_PER_HOUR = 30  # many users may share one address (NAT)
 QUOTA_WINDOW = 3600.0
 BLOCK_SIZE = 4096
+ACCEPTED_LINES_PER_MINUTE = 60
 FILE_SUFFIX = ".xml"
 
 
@@ -94,7 +95,9 @@ class IdentityStore:
         self.max_bytes = max_bytes
         self.key_quota = NewNameQuota(new_names_per_key, QUOTA_WINDOW)
         self.address_quota = NewNameQuota(new_names_per_address, QUOTA_WINDOW)
-        self._refusals = RateLimitedLog(log)  # refusals are caused from outside: bounded
+        # what clients cause is logged bounded: a flood of refusals or re-sends is a few lines
+        self._refusals = RateLimitedLog(log)
+        self._acceptances = RateLimitedLog(log, burst=ACCEPTED_LINES_PER_MINUTE)
         self._lock = threading.Lock()  # the index is read on the event loop, changed in a worker
         self.directory.mkdir(parents=True, exist_ok=True)
         self._index = self._scan()
@@ -175,7 +178,7 @@ class IdentityStore:
         except IdentityRefused as refusal:
             self._refusals.warning("identity refused from %s: %s", source, refusal.reason)
             raise
-        log.info(
+        self._acceptances.info(
             "identity %s from %s: %s revision %d",
             verdict.value,
             source,

@@ -260,3 +260,12 @@ def test_store_is_bounded_in_bytes(tmp_path, key, other_key, caplog):
         store, make_identity(other_key, name="bob").to_xml(), "full \\(4096 bytes", caplog
     )
     store.submit(make_identity(key, revision=2).to_xml(), NOW)  # same size: an update fits
+
+
+def test_a_flood_of_resends_is_logged_as_a_bounded_number_of_lines(stored, key, caplog):
+    data = make_identity(key, revision=2).to_xml()
+    with caplog.at_level(logging.INFO, logger="bitdust.identity.store"):
+        for _ in range(500):
+            stored.submit(data, NOW + 1, peer="127.0.1.3")
+    touched = [r for r in caplog.records if "touched" in r.getMessage()]
+    assert len(touched) == 60  # ACCEPTED_LINES_PER_MINUTE; the rest are counted

@@ -146,8 +146,9 @@ class IdentityPolicy:
 class NewNameQuota:
     """At most ``limit`` new names per subject (a key id, an address) in any ``window`` seconds.
 
-    Memory is bounded: at most ``max_subjects`` subjects are tracked; past that the one idle the
-    longest is forgotten (it had used the least of its quota recently).
+    Memory is bounded: at most ``max_subjects`` subjects are tracked; past that the least
+    recently active one is forgotten (an attacker rotating through more subjects than that gains
+    nothing a fresh subject would not have).
     """
 
     def __init__(self, limit: int, window: float = 3600.0, max_subjects: int = 10_000) -> None:

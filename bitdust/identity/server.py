@@ -244,18 +244,14 @@ async def start_identity_server(
 def _make_app(store: IdentityStore) -> web.Application:
     app = web.Application(client_max_size=1024)
 
+    index_page: tuple[int, str] = (-1, "")  # (store.names_generation, page): built on change
+
     async def index(request: web.Request) -> web.Response:
-        host = html.escape(store.host)
-        items = "\n".join(
-            f'    <li><a href="/{html.escape(name)}.xml">{html.escape(name)}</a></li>'
-            for name in store.names()
-        )
-        body = (
-            '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n'
-            f"<title>Identities on {host}</title>\n</head>\n<body>\n"
-            f"<h1>Identities on {host}</h1>\n<ul>\n{items}\n</ul>\n</body>\n</html>\n"
-        )
-        return web.Response(text=body, content_type="text/html", charset="utf-8")
+        nonlocal index_page
+        generation = store.names_generation
+        if index_page[0] != generation:  # 100,000 names take ~0.1 s to list: not per request
+            index_page = (generation, _index_page(store.host, store.names()))
+        return web.Response(text=index_page[1], content_type="text/html", charset="utf-8")
 
     async def identity(request: web.Request) -> web.StreamResponse:
         filename = request.match_info["filename"]
@@ -281,6 +277,18 @@ def _make_app(store: IdentityStore) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/{filename}", identity)
     return app
+
+
+def _index_page(host: str, names: list[str]) -> str:
+    host = html.escape(host)
+    items = "\n".join(
+        f'    <li><a href="/{html.escape(name)}.xml">{html.escape(name)}</a></li>' for name in names
+    )
+    return (
+        '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n'
+        f"<title>Identities on {host}</title>\n</head>\n<body>\n"
+        f"<h1>Identities on {host}</h1>\n<ul>\n{items}\n</ul>\n</body>\n</html>\n"
+    )
 
 
 def _not_modified(request: web.Request, etag: str, mtime: float) -> bool:

@@ -101,6 +101,7 @@ class IdentityStore:
         self._lock = threading.Lock()  # the index is read on the event loop, changed in a worker
         self.directory.mkdir(parents=True, exist_ok=True)
         self._index = self._scan()
+        self.names_generation = 0  # changes whenever a name is added or removed
         self._bytes = sum(entry.disk_bytes for entry in self._index.values())
 
     # -- settings the policy holds ---------------------------------------------------------------
@@ -226,6 +227,8 @@ class IdentityStore:
             self.key_quota.record(admission.key_id, now)
             self.address_quota.record(source, now)
         with self._lock:
+            if name not in self._index:
+                self.names_generation += 1
             self._index[name] = _Entry(size, now)
             self._bytes += size - previous_size
         self._touch(name, path, now)
@@ -249,6 +252,7 @@ class IdentityStore:
             with self._lock:
                 entry = self._index.pop(name)
                 self._bytes -= entry.disk_bytes
+                self.names_generation += 1
             removed.append(name)
             log.info("identity %s expired (untouched for %.0f s)", name, now - entry.mtime)
         return removed

@@ -9,6 +9,7 @@ import time
 import aiohttp
 import pytest
 
+from bitdust.identity import server as server_module
 from bitdust.identity.client import fetch_identity, send_identity
 from bitdust.identity.errors import IdentityNotFound, IdentityRefused, IdentityServerError
 from bitdust.identity.server import ServerLimits, start_identity_server
@@ -130,19 +131,34 @@ async def test_http_serves_xml_with_etag_and_304(server, key):
             assert response.status == 404
 
 
-async def test_index_page_lists_identities(server, key, other_key):
+async def test_index_page_lists_identities_and_is_built_only_when_names_change(
+    server, key, other_key, monkeypatch
+):
+    built = []
+    real = server_module._index_page
+    monkeypatch.setattr(server_module, "_index_page", lambda *a: built.append(1) or real(*a))
+
+    async def index() -> str:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.1.1:{server.web_port}/") as response,
+        ):
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/html")
+            return await response.text()
+
     await send_identity("127.0.1.1", server.tcp_port, _alice(key, server).to_xml())
+    assert '<a href="/alice.xml">alice</a>' in await index()
+    await index()
+    await send_identity("127.0.1.1", server.tcp_port, _alice(key, server).to_xml())  # a touch
+    await index()
+    assert len(built) == 1  # the same names: the page is not built again
     bob = make_identity(other_key, sources=(f"http://host-a.com:{server.web_port}/bob.xml",))
     await send_identity("127.0.1.1", server.tcp_port, bob.to_xml())
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"http://127.0.1.1:{server.web_port}/") as response,
-    ):
-        assert response.status == 200
-        assert response.headers["Content-Type"].startswith("text/html")
-        page = await response.text()
+    page = await index()
     assert "<title>Identities on host-a.com</title>" in page
     assert '<a href="/alice.xml">alice</a>' in page and '<a href="/bob.xml">bob</a>' in page
+    assert len(built) == 2
 
 
 async def test_untouched_identity_expires(server, key, clock):

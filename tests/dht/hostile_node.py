@@ -1,7 +1,7 @@
 """A DHT node in its own process for the hostile-input measurements: its CPU time is its own.
 
 Protocol on stdin/stdout, one line each: it prints its UDP port; ``go`` starts the CPU clock,
-``stop`` prints the CPU seconds spent since ``go`` and the node's counters as JSON, then exits.
+``stop`` prints the CPU seconds spent since ``go`` and the node's figures as JSON, then exits.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ async def main() -> None:
         if line == "go":
             started = _cpu()
         elif line == "stop":
-            out = {"cpu": _cpu() - started, "counters": endpoint.node.counters}
+            out = {"cpu": _cpu() - started, **endpoint.node.stats()}
             print(json.dumps(out), flush=True)
             break
     await endpoint.close()

@@ -17,15 +17,16 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bitdust.dht.records import Record, dht_key
-from bitdust.dht.schemes import RSA_PSS
+from bitdust.dht.records import Record, dht_key, sign_record
+from bitdust.dht.schemes import RSA_PSS, Ed25519Signer
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.transport import start_dht
-from bitdust.dht.wire import Message, MsgType, encode
+from bitdust.dht.wire import Message, MsgType, decode, encode
 
 NODE_HOST = "127.0.0.1"
 ATTACKERS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 CLIENT = "127.0.9.1"
+ROUNDS = 150
 
 
 @contextmanager
@@ -116,3 +117,97 @@ async def test_costly_keys_do_not_exhaust_the_cpu_and_a_client_is_served() -> No
     )
     assert answered >= 0.95 * asked and asked >= 50
     assert cpu < 0.25
+
+
+def signed(signer: Ed25519Signer, name: str, value: bytes) -> Record:
+    return sign_record(signer, dht_key(name), value, int(time.time()), 600)
+
+
+def exchange(sock: socket.socket, addr: tuple[str, int], msg: Message) -> tuple[int, Message]:
+    """Send ``msg`` and wait for the reply with its request id: (reply size, reply)."""
+    sock.sendto(encode(msg), addr)
+    while True:
+        data, _ = sock.recvfrom(65536)
+        reply = decode(data)
+        if reply.rid == msg.rid:
+            return len(data), reply
+
+
+@contextmanager
+def udp(host: str) -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.settimeout(5.0)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("networks", [12, 20])
+def test_networks_filling_the_store_leave_room_for_a_legitimate_client(networks: int) -> None:
+    """Issue 10.5: source networks STORE ~3.6 KB records as fast as the node takes them (from
+    four addresses and signers each); then a legitimate client stores 20 records. Twelve can no
+    longer fill the store (2 MiB each); twenty fill it, and the client's records evict theirs."""
+    attackers = [f"127.0.{100 + n}.{i}" for n in range(networks) for i in range(1, 5)]
+    signers = [Ed25519Signer.generate() for _ in attackers]  # throwaway signers
+    with node_process() as (proc, addr):
+        sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in attackers]
+        try:
+            for sock, host in zip(sockets, attackers, strict=True):
+                sock.bind((host, 0))
+            started = time.monotonic()
+            for i in range(ROUNDS):  # x 4 addresses per network, paced at what the node takes
+                for j, sock in enumerate(sockets):
+                    record = signed(signers[j], f"fill-{j}-{i}", os.urandom(3500))
+                    sock.sendto(encode(Message(MsgType.STORE, os.urandom(20), b"a" * 20,
+                                               records=(record,))), addr)  # fmt: skip
+                time.sleep(0.03 * networks / 12)
+            filling = time.monotonic() - started
+        finally:
+            for sock in sockets:
+                sock.close()
+        time.sleep(0.5)
+        accepted = 0
+        with udp(CLIENT) as sock:
+            legit = Ed25519Signer.generate()
+            for i in range(20):
+                store = Message(MsgType.STORE, os.urandom(20), b"b" * 20,
+                                records=(signed(legit, f"bob-{i}", b"hello"),))  # fmt: skip
+                accepted += exchange(sock, addr, store)[1].ok
+        command(proc, "go")
+        report = command(proc, "stop")
+    assert report is not None
+    counters = report["counters"]
+    assert isinstance(counters, dict)
+    print(
+        f"\n10.5 store filling: {ROUNDS * len(attackers)} STOREs from {networks} networks in "
+        f"{filling:.1f} s, "
+        f"{counters['stored']} taken ({report['items']} records, {report['bytes']} bytes held); "
+        f"legitimate STOREs accepted afterwards {accepted}/20"
+    )
+    assert accepted == 20
+
+
+@pytest.mark.timeout(60)
+def test_an_unproven_address_gets_at_most_three_times_its_request() -> None:
+    """Issue 10.6 on real UDP: a FIND_VALUE for a key holding two 4,000-byte records."""
+    with node_process() as (proc, addr), udp(ATTACKERS[0]) as sock:
+        for _ in range(2):
+            record = signed(Ed25519Signer.generate(), "big", os.urandom(4000))
+            store = Message(MsgType.STORE, os.urandom(20), b"a" * 20, records=(record,))
+            assert exchange(sock, addr, store)[1].ok
+        ask = Message(MsgType.FIND_VALUE, os.urandom(20), b"c" * 20, target=dht_key("big"))
+        unproven, reply = exchange(sock, addr, ask)
+        proven, full = exchange(sock, addr, Message(
+            MsgType.FIND_VALUE, os.urandom(20), b"c" * 20, target=dht_key("big"),
+            token=reply.token))  # fmt: skip
+        command(proc, "go")
+        command(proc, "stop")
+    sent = len(encode(ask))
+    print(
+        f"\n10.6 amplification: a {sent}-byte FIND_VALUE drew {unproven} bytes "
+        f"(x{unproven / sent:.1f}) unproven; {proven} bytes once the address echoed its token"
+    )
+    assert unproven <= 3 * sent and reply.truncated and full.records

@@ -538,24 +538,19 @@ class DHTNode:
         elif isinstance(op, _Store):
             self._store_answered(op, ok=msg.kind is MsgType.STORED and msg.ok)
         elif isinstance(op, Lookup):
-            if msg.truncated and not pending.retried:
-                # Cut to the amplification limit: ask once more, now with this peer's token.
+            if op.mode is LookupMode.VALUE:
                 for record in msg.records:
                     self._collect(op, record, now)
-                if not self._request(
-                    pending.kind, pending.addr, pending.node_id, op, now,
-                    target=op.target, retried=True,
-                ):  # fmt: skip
-                    op.failed(msg.sender)
-                    self._advance(op, now)
-                return
-            if msg.kind is MsgType.ERROR:
+            if msg.truncated and not pending.retried:
+                # Cut to the amplification limit: ask once more, now with this peer's token.
+                again = (pending.kind, pending.addr, pending.node_id, op, now)
+                if self._request(*again, target=op.target, retried=True):
+                    return
+                op.failed(msg.sender)
+            elif msg.kind is MsgType.ERROR:
                 op.failed(msg.sender)
             else:
                 op.answered(msg.sender, self._usable_contacts(msg.contacts, pending.addr))
-                if op.mode is LookupMode.VALUE:
-                    for record in msg.records:
-                        self._collect(op, record, now)
             self._advance(op, now)
 
     def _on_timeout(self, pending: _Pending, now: float) -> None:

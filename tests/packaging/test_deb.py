@@ -79,7 +79,7 @@ def test_package_fields(deb: Path) -> None:
     assert field(deb, "Architecture") == "amd64"
     depends = [item.split()[0] for item in field(deb, "Depends").split(", ")]
     assert depends[0] == "adduser"
-    assert set(depends) <= {"adduser", "libc6", "zlib1g"}, depends
+    assert set(depends) <= {"adduser", "debconf", "libc6", "zlib1g"}, depends
     assert field(deb, "Suggests") == "nginx"
 
 
@@ -175,9 +175,18 @@ def test_maintainer_scripts(deb: Path) -> None:
     assert "deb-systemd-invoke stop $units bitdust.service" in prerm
     postrm = control_file(deb, "postrm")
     purge = postrm[postrm.index('if [ "$1" = "purge" ]; then\n    # /etc/bitdust') :]
-    assert "rm -rf /etc/bitdust /var/lib/bitdust /run/bitdust" in purge
-    assert "deluser --system --quiet bitdust" in purge
-    assert postrm.index("purge") < postrm.index("rm -rf /etc/bitdust")
+    assert "rm -rf /etc/bitdust /run/bitdust" in purge
+    # Keys, data and their owner go only when the admin answered yes (debconf, default keep),
+    # asked before debhelper's part purges the debconf answers.
+    delete = purge[purge.index('if [ "$delete_data" != "true" ]') :]
+    assert "rm -rf /var/lib/bitdust" not in purge.replace(delete, "")
+    answered_yes = delete[delete.index("    else\n        rm -rf /var/lib/bitdust\n") :]
+    assert "deluser --system --quiet bitdust" in answered_yes
+    assert "deluser" not in delete.replace(answered_yes, "").replace("deluser --system bitdust", "")
+    asked = postrm.index("db_get bitdust/purge-data")
+    assert asked < postrm.index("db_purge") < postrm.index("rm -rf /etc/bitdust")
+    templates = control_file(deb, "templates")
+    assert "Template: bitdust/purge-data\nType: boolean\nDefault: false\n" in templates
 
 
 @pytest.mark.parametrize("role", ROLES)

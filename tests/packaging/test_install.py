@@ -471,10 +471,14 @@ def test_upgrade_with_changed_comments_keeps_settings_asks_nothing_and_restarts(
     assert "start" not in recorded.replace("try-restart", "")
 
 
-def test_purge_stops_instances_and_removes_everything(debian_root: DebianRoot) -> None:
+def test_purge_stops_instances_and_keeps_the_keys_unless_told(debian_root: DebianRoot) -> None:
+    """A non-interactive purge takes the debconf default, keep: the identity keys, stored data
+    and the user bitdust (their owner) stay; configuration, units and program go."""
     root = debian_root.path
     (root / "tmp" / "systemd-calls.log").unlink(missing_ok=True)
-    (root / "var" / "lib" / "bitdust" / "dht-seed").mkdir(parents=True, exist_ok=True)
+    key = root / "var" / "lib" / "bitdust" / "dht-seed" / "identity" / "key.pem"
+    key.parent.mkdir(parents=True, exist_ok=True)
+    key.write_bytes(b"an identity key, a user's only way back to their backups\n")
     debian_root.run("bitdust", "--instance", "home", "set", "logs/level", "warning")
     assert (root / "etc" / "bitdust" / "home.conf").is_file()  # made by `bitdust set`
     enabled = root / "etc/systemd/system/bitdust.service.wants/bitdust@supplier.service"
@@ -484,7 +488,7 @@ def test_purge_stops_instances_and_removes_everything(debian_root: DebianRoot) -
 
     (root / "run" / "bitdust" / "supplier").mkdir(parents=True, exist_ok=True)  # "running"
     with fake_systemd(root) as calls:
-        debian_root.run("dpkg", "--purge", "bitdust")
+        purged = debian_root.run("dpkg", "--purge", "bitdust")
         recorded = calls.read_text() if calls.exists() else ""
     stops = [
         line.split()[2:]
@@ -493,20 +497,41 @@ def test_purge_stops_instances_and_removes_everything(debian_root: DebianRoot) -
     ]
     assert len(stops) == 1 and {"bitdust@supplier.service", "bitdust.service"} <= set(stops[0])
 
+    assert key.read_bytes() == b"an identity key, a user's only way back to their backups\n"
+    assert "kept /var/lib/bitdust" in purged.stderr
+    assert debian_root.run("getent", "passwd", "bitdust", check=False).returncode == 0
+    assert_purged(debian_root, "etc/bitdust", "etc/systemd/system/bitdust.service.wants")
+    selections = debian_root.run("debconf-get-selections", check=False).stdout
+    assert "bitdust/" not in selections, "the package's debconf answers outlive it"
+
+
+def test_purge_deletes_keys_data_and_user_when_told(debian_root: DebianRoot, deb: Path) -> None:
+    """Answered yes (preseeded with debconf-set-selections, as an admin's automation would):
+    purge leaves nothing of bitdust."""
+    root = debian_root.path
+    debian_root.apt_install(deb)
+    assert (root / "var" / "lib" / "bitdust" / "dht-seed" / "identity" / "key.pem").is_file()
+    debian_root.run(
+        "sh", "-c", "echo 'bitdust bitdust/purge-data boolean true' | debconf-set-selections"
+    )
+    debian_root.run("dpkg", "--purge", "bitdust")
+    assert_purged(debian_root, "etc/bitdust", "var/lib/bitdust", "run/bitdust")
+    assert debian_root.run("getent", "passwd", "bitdust", check=False).returncode == 2
+    assert debian_root.run("getent", "group", "bitdust", check=False).returncode == 2
+
+
+def assert_purged(debian_root: DebianRoot, *paths: str) -> None:
+    """The package is gone with its program, units and links, and so are ``paths``."""
+    root = debian_root.path
     for path in (
-        "etc/bitdust",
-        "var/lib/bitdust",
-        "run/bitdust",
+        *paths,
         "usr/bin/bitdust",
         "usr/share/bitdust",
         "lib/systemd/system/bitdust@.service",
         "lib/systemd/system/bitdust.service",
         "etc/systemd/system/multi-user.target.wants/bitdust.service",
-        "etc/systemd/system/bitdust.service.wants",
         "var/lib/dpkg/info/bitdust.postinst",
     ):
         assert not os.path.lexists(root / path), f"/{path} is left after purge"
-    assert debian_root.run("getent", "passwd", "bitdust", check=False).returncode == 2
-    assert debian_root.run("getent", "group", "bitdust", check=False).returncode == 2
     status = debian_root.run("dpkg-query", "-W", "-f=${Status}", "bitdust", check=False)
     assert status.returncode != 0 or "not-installed" in status.stdout

@@ -6,15 +6,18 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements/*.txt pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
 .PHONY: all venv deps lint format test test-fast demo bench clean
 all: venv
 
-$(STAMP): requirements/runtime.txt requirements/dev.txt
+# The pinned requirements, then bitdust itself, editable: .venv/bin/bitdust runs the source tree
+# (as dist/bitdust runs its frozen copy), with no reinstall after an edit.
+$(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --editable .
 	@rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)

@@ -26,15 +26,22 @@ from typing import Any
 from bitdust import __version__
 from bitdust.api.client import ApiClient, ClientError
 from bitdust.config import (
+    COMMAND_LINE,
     DEFAULT_INSTANCE,
+    ENVIRONMENT,
     OPTIONS,
+    ConffileEdit,
     Config,
     ConfigError,
+    Overridden,
     Paths,
     api_host,
+    check_in_force,
     get_option,
+    how_to_clear,
     load_config,
     plan_edit,
+    plan_unset,
 )
 from bitdust.errors import ExitStatus
 from bitdust.files import atomic_write, read_bounded
@@ -265,31 +272,96 @@ def cmd_set(args: argparse.Namespace, paths: Paths) -> int:
     if not args.value:
         return cmd_get(args, paths)
     edit = plan_edit(paths.conffile, args.key, " ".join(args.value))
-    try:
-        config = load_config(paths, edit=edit)
-    except ConfigError as exc:
-        raise ConfigError(f"{paths.conffile} not changed: with it, {exc}") from None
+    check_in_force(_config_with(paths, edit), edit.key, paths.conffile)
+    node_view = _node_setting(paths, edit.key)
+    if node_view is not None and node_view["layer"] in (ENVIRONMENT, COMMAND_LINE):
+        raise Overridden(
+            f"{edit.key} not changed: the running node takes it from its {node_view['layer']} "
+            f"({node_view['value']!r}); {how_to_clear(paths, edit.key, node_view['layer'])}"
+        )
     edit.write()
-    key = edit.key
-    print(f"{key} = {edit.value}    (written to {paths.conffile})")
-    if config.layer(key) != str(paths.conffile):
-        print(f"bitdust: note: {key} is overridden by {config.layer(key)}")
+    print(f"{edit.key} = {edit.value}    (written to {paths.conffile})")
+    _apply_to_running_node(paths, edit.key, edit.value)
+    return 0
+
+
+def cmd_unset(args: argparse.Namespace, paths: Paths) -> int:
+    """Take the key out of the layer its value comes from (the conffile, or the API's
+    settings), so the layer below decides."""
+    key = get_option(args.key).key
+    config = _config(paths)
+    layer = config.layer(key)
+    node_view = _node_setting(paths, key)
+    if node_view is not None and node_view["layer"] in (ENVIRONMENT, COMMAND_LINE):
+        layer = node_view["layer"]
+    if layer in (ENVIRONMENT, COMMAND_LINE):
+        raise Overridden(f"{key} not changed: {layer} sets it; {how_to_clear(paths, key, layer)}")
+    if layer not in (str(paths.conffile), str(paths.api_settings)):
+        print(f"{key} = {OPTIONS[key].format(config[key])}    (not set here: from {layer})")
+        return 0
+    edit = plan_unset(Path(layer), key)
+    assert edit is not None  # the layer read the key from this file
+    after = _config_with(paths, edit)
+    edit.write()
+    value = OPTIONS[key].format(after[key])
+    print(f"{key} = {value}    (removed from {layer}; now from {after.layer(key)})")
+    _apply_to_running_node(paths, key, value)
+    return 0
+
+
+def _config_with(paths: Paths, edit: ConffileEdit) -> Config:
+    """The configuration as ``edit`` would leave it; refused with every reason otherwise."""
+    try:
+        return load_config(paths, edit=edit)
+    except ConfigError as exc:
+        raise ConfigError(f"{edit.path} not changed: with it, {exc}") from None
+
+
+def _node_setting(paths: Paths, key: str) -> dict[str, Any] | None:
+    """The running node's row for ``key`` (value and layer), None when it cannot be asked: its
+    environment and command line are not the CLI's."""
+    if running_pid(paths) is None:
+        return None
+    try:
+        return client_for(paths).call("GET", f"config/get/{key}")
+    except ClientError:
+        return None
+
+
+APPLY_TIMEOUT = 5.0
+
+
+def _apply_to_running_node(paths: Paths, key: str, value: str) -> None:
+    """Ask a running node to reload (SIGHUP), then check that it took ``value``; a key that
+    does not apply live says a restart is needed."""
     running = running_pid(paths)
     if running is None:
-        return 0
+        return
+    restart = f"bitdust --instance {paths.instance} restart"
     try:
         os.kill(running[0], signal.SIGHUP)
     except OSError:
-        print(
-            f"bitdust: the node is running; run 'sudo bitdust --instance {paths.instance} "
-            f"restart' to apply"
-        )
-        return 0
-    if OPTIONS[key].live:
+        print(f"bitdust: the node is running; run 'sudo {restart}' to apply")
+        return
+    if not OPTIONS[key].live:
+        print(f"bitdust: restart needed to apply: {restart}")
+        return
+    deadline = time.monotonic() + APPLY_TIMEOUT
+    seen = None
+    while time.monotonic() < deadline:
+        seen = _node_setting(paths, key)
+        if seen is None or seen["value"] == value:
+            break
+        time.sleep(0.1)
+    if seen is None:
+        print("bitdust: the running node was asked to reload")
+    elif seen["value"] == value:
         print("bitdust: applied to the running node")
     else:
-        print(f"bitdust: restart needed to apply: bitdust --instance {paths.instance} restart")
-    return 0
+        raise CliError(
+            f"{key}: the running node still has {seen['value']!r} (from {seen['layer']}) after "
+            f"{APPLY_TIMEOUT:.0f} s; its log says why"
+        )
 
 
 def cmd_get(args: argparse.Namespace, paths: Paths) -> int:
@@ -516,6 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key", help="settings key, e.g. services/supplier/donated-space, or 'list'")
     p.add_argument("value", nargs="*", help="new value (words are joined: set KEY 50 GB)")
     command("get", cmd_get, "print a setting's value").add_argument("key")
+    p = command("unset", cmd_unset, "remove a setting from the layer it comes from")
+    p.add_argument("key", help="settings key; the layer below (role preset, default) decides")
     p = command("config", cmd_config_list, "settings: 'config list'")
     p.add_argument("action", choices=["list"])
 

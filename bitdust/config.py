@@ -4,8 +4,8 @@ Keys are BitDust's settings paths (``services/supplier/donated-space``) so its u
 over. Layers, later wins (DESIGN §3): defaults → role preset → ``network.json`` → the instance's
 conffile → ``api-settings.conf`` in the state dir → ``BITDUST_*`` environment → command-line flags.
 
-This module never writes a file except through :func:`edit_conffile`, which changes one line
-atomically and leaves the file byte-for-byte unchanged when the new value is refused.
+This module never writes a file except through :meth:`ConffileEdit.write`, which changes one
+line atomically and leaves the file byte-for-byte unchanged when the new value is refused.
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ class UnknownKey(ConfigError):
 
 class BadValue(ConfigError):
     pass
+
+
+class Overridden(ConfigError):
+    """A value written to one layer would not be the one in force: a higher layer sets the key.
+    The message names that layer and how to clear it."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -862,9 +867,9 @@ def load_config(
     for key, option in OPTIONS.items():
         if env_var(key) in env:
             env_values[key] = (option, env[env_var(key)])
-    apply("environment", lambda: _parse_pairs(env_values, "environment"))
+    apply(ENVIRONMENT, lambda: _parse_pairs(env_values, ENVIRONMENT))
     flag_values = {key: (get_option(key), raw) for key, raw in (flags or {}).items()}
-    apply("command line", lambda: _parse_pairs(flag_values, "command line"))
+    apply(COMMAND_LINE, lambda: _parse_pairs(flag_values, COMMAND_LINE))
     if not errors:
         errors = _order_problems(config)
     if errors:
@@ -920,15 +925,10 @@ def plan_edit(path: Path, key: str, raw_value: str) -> ConffileEdit:
     and then writes it, so a refused value leaves the old file byte-for-byte unchanged.
     """
     option = get_option(key)
+    key = option.key
     formatted = option.format(option.parse(raw_value))
-    _check_writable(path)
-    text = _read_text(path)
+    lines = _editable_lines(path)
     new_line = f"{key} = {_quoted_if_needed(formatted)}"
-    lines = _split_keeping_ends(text or "")
-    if text is not None:
-        broken = parse_conf_lines(text, str(path))[1]
-        if broken:  # refuse to edit a file we could not read back
-            raise ConfigError("\n".join(broken))
     target = _find_key_line(lines, key, commented=False)
     if target is not None:
         ending = "\n" if lines[target].endswith("\n") else ""
@@ -940,6 +940,64 @@ def plan_edit(path: Path, key: str, raw_value: str) -> ConffileEdit:
         position = len(lines) if commented is None else commented + 1
         lines.insert(position, new_line + "\n")
     return ConffileEdit(path, option.key, formatted, "".join(lines))
+
+
+def plan_unset(path: Path, key: str) -> ConffileEdit | None:
+    """Remove every ``key = ...`` line of ``path`` (comments kept), so the layer below decides;
+    None when the file sets no such key. Nothing touches the disk, as with :func:`plan_edit`."""
+    key = get_option(key).key
+    lines = _editable_lines(path)
+    kept = list(lines)
+    while (index := _find_key_line(kept, key, commented=False)) is not None:
+        del kept[index]
+    if kept == lines:
+        return None
+    return ConffileEdit(path, key, "", "".join(kept))
+
+
+def _editable_lines(path: Path) -> list[str]:
+    """The lines of a conffile about to be edited; refused when it cannot be written, or read
+    back (a broken line)."""
+    _check_writable(path)
+    text = _read_text(path)
+    if text is None:
+        return []
+    broken = parse_conf_lines(text, str(path))[1]
+    if broken:
+        raise ConfigError("\n".join(broken))
+    return _split_keeping_ends(text)
+
+
+ENVIRONMENT = "environment"
+COMMAND_LINE = "command line"
+
+
+def check_in_force(config: Config, key: str, written_to: Path) -> None:
+    """Refuse (:class:`Overridden`) when ``key``'s value in ``config`` does not come from
+    ``written_to``: a value written there would not be the one in force."""
+    layer = config.layer(key)
+    if layer == str(written_to):
+        return
+    value = OPTIONS[key].format(config[key])
+    raise Overridden(
+        f"{key} not changed: {layer} sets it ({value!r}), and it overrides {written_to}; "
+        f"{how_to_clear(config.paths, key, layer)}"
+    )
+
+
+def how_to_clear(paths: Paths, key: str, layer: str) -> str:
+    """What the operator does to take ``key`` out of ``layer``."""
+    instance = "" if paths.instance == DEFAULT_INSTANCE else f"--instance {paths.instance} "
+    if layer in (str(paths.conffile), str(paths.api_settings)):
+        return f"clear it there with 'bitdust {instance}unset {key}'"
+    if layer == ENVIRONMENT:
+        return (
+            f"remove {env_var(key)} from the environment (for the systemd unit: "
+            f"'systemctl edit bitdust@{paths.instance}')"
+        )
+    if layer == COMMAND_LINE:
+        return f"restart the node without '-o {key}=...'"
+    return f"edit {layer}"
 
 
 def _check_writable(path: Path) -> None:

@@ -29,7 +29,16 @@ from aiohttp import web
 from bitdust import __version__
 from bitdust.api import routes as api_routes
 from bitdust.api.server import build_app
-from bitdust.config import ConffileEdit, Config, ConfigError, Paths, load_config, plan_edit
+from bitdust.config import (
+    ConffileEdit,
+    Config,
+    ConfigError,
+    Paths,
+    check_in_force,
+    load_config,
+    plan_edit,
+    plan_unset,
+)
 from bitdust.errors import DataFormatError, ExitStatus
 from bitdust.files import atomic_write
 from bitdust.node.catalog import CATALOG, ServiceSpec
@@ -224,15 +233,31 @@ class Daemon:
 
     def set_option(self, key: str, raw: str) -> tuple[str, list[str], list[str]]:
         """The API's config/set: checked with the whole configuration, written to
-        api-settings.conf in the state dir only when accepted, then reloaded."""
+        api-settings.conf in the state dir only when accepted and in force (not overridden by
+        the environment or the command line), then reloaded."""
         edit = plan_edit(self.paths.api_settings, key, raw)
-        try:
-            load_checked_config(self.paths, self.flags, edit)
-        except StartError as exc:
-            raise ConfigError(f"{edit.key} not changed: with it, {exc}") from None
+        config = self._checked(edit)
+        check_in_force(config, edit.key, edit.path)
         edit.write()
         applied, pending = self.reload()
         return edit.value, applied, pending
+
+    def unset_option(self, key: str) -> tuple[bool, list[str], list[str]]:
+        """The API's config/unset: the key's line leaves api-settings.conf, so the layer below
+        decides; (whether there was one, applied, pending)."""
+        edit = plan_unset(self.paths.api_settings, key)
+        if edit is None:
+            return False, [], []
+        self._checked(edit)
+        edit.write()
+        applied, pending = self.reload()
+        return True, applied, pending
+
+    def _checked(self, edit: ConffileEdit) -> Config:
+        try:
+            return load_checked_config(self.paths, self.flags, edit)
+        except StartError as exc:
+            raise ConfigError(f"{edit.key} not changed: with it, {exc}") from None
 
     async def restart_services(self) -> None:
         """Stop every service, re-read the config and start again, in this process.

@@ -86,6 +86,18 @@ async def config_set(call: Call) -> dict[str, Any]:
     return row
 
 
+@route("POST", "config/unset/{key:.+}")
+async def config_unset(call: Call) -> dict[str, Any]:
+    """Remove the key from the API's settings, so the layer below decides."""
+    key = get_option(call.path("key")).key
+    removed, applied, pending = call.process.unset_option(key)
+    row = _option_row(call, key)
+    row["removed"] = removed
+    row["applied"] = key in applied
+    row["restart_needed"] = key in pending
+    return row
+
+
 @route("GET", "service/list")
 async def service_list(call: Call) -> list[dict[str, Any]]:
     return [call.node.service_info(name) for name in call.node.slots]
@@ -113,6 +125,7 @@ ROUTES: list[Route] = [
     config_list,
     config_get,
     config_set,
+    config_unset,
     service_list,
     service_info,
     state_list,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 
-from bitdust.config import BadValue, Config, ConfigError, UnknownKey
+from bitdust.config import BadValue, Config, ConfigError, Overridden, UnknownKey
 from bitdust.node.service import Service, ServiceError
 
 if TYPE_CHECKING:
@@ -69,6 +69,10 @@ class Process(Protocol):
 
     def set_option(self, key: str, raw: str) -> tuple[str, list[str], list[str]]:
         """Check, write to api-settings.conf and reload; (value as written, applied, pending)."""
+        ...
+
+    def unset_option(self, key: str) -> tuple[bool, list[str], list[str]]:
+        """Remove from api-settings.conf and reload; (whether it was there, applied, pending)."""
         ...
 
 
@@ -240,6 +244,8 @@ def envelope_error(status: int, *errors: str) -> web.Response:
 def _error_status(exc: Exception) -> int:
     if isinstance(exc, ApiError):
         return exc.status
+    if isinstance(exc, Overridden):
+        return 409
     if isinstance(exc, UnknownKey):
         return 404
     if isinstance(exc, BadValue | ConfigError):

@@ -175,7 +175,8 @@ class Database:
         origin = "origin_ip" if table is Table.HELD else "''"
         out: list[tuple[Record, str]] = []
         query = f"SELECT key, public_key, CAST(data AS BLOB), {origin} FROM {table.value}"
-        for key, public_key, data, origin_ip in self._db.execute(query).fetchall():
+        # Row by row, not fetchall(): a full store read at once would sit in memory twice.
+        for key, public_key, data, origin_ip in self._db.execute(query):
             try:
                 record = record_from_map(msgpack.unpackb(data, raw=False))
             except (MalformedRecord, ValueError, TypeError, msgpack.UnpackException):

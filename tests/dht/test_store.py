@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -97,3 +100,44 @@ def test_database_writes_wait_for_flush_and_commit_together(tmp_path: Path) -> N
     assert not db.dirty
     raw.close()
     db.close()
+
+
+_LOAD_AND_MEASURE = """
+import sys
+from bitdust.dht.database import Database
+from bitdust.dht.records import RecordChecker
+from bitdust.dht.schemes import STANDARD_VERIFIERS
+from bitdust.dht.settings import DHTSettings
+from bitdust.dht.store import RecordStore
+import time
+def rss():
+    return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) * 1024
+before = rss()
+settings = DHTSettings()
+store = RecordStore(settings, Database(sys.argv[1]), bytes(20))
+checker = RecordChecker(STANDARD_VERIFIERS, settings.max_age, settings.clock_skew)
+loaded = store.load(checker, time.time(), 0.0)
+print(loaded, store.total_bytes, rss() - before)
+"""
+
+
+def test_reading_a_full_store_back_costs_little_more_memory_than_its_records(
+    tmp_path: Path,
+) -> None:
+    """Issue 10.5 saw 132 MB RSS after a restart with a full store: rows were fetched all at
+    once and decoded beside them. Read row by row, memory stays near the records' own size."""
+    signers = [Ed25519Signer.generate() for _ in range(16)]
+    now = int(time.time())
+    db = Database(tmp_path / "dht.db")
+    for i in range(4000):
+        record = sign_record(signers[i % 16], dht_key(f"k{i}"), os.urandom(4000), now, 3600)
+        db.put_record(Table.HELD, record, f"10.{i % 16}.0.1")
+    db.close()
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    out = subprocess.run(
+        [sys.executable, "-c", _LOAD_AND_MEASURE, str(tmp_path / "dht.db")],
+        capture_output=True, text=True, env=env, check=True, timeout=60,
+    ).stdout.split()  # fmt: skip
+    loaded, held, grown = (int(x) for x in out)
+    assert loaded == 4000
+    assert grown < 1.6 * held, f"{grown / 2**20:.0f} MiB of RSS for {held / 2**20:.0f} MiB held"

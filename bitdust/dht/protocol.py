@@ -390,17 +390,11 @@ class DHTNode:
             reply = self._values_reply(msg, found) if found else self._nodes_reply(msg)
         else:
             refusal = self._accept_store(msg.records[0], addr[0], now)
-            reply = Message(MsgType.STORED, msg.rid, self.node_id, ok=refusal is None)
-            if refusal is not None:
-                reply = Message(
-                    MsgType.STORED, msg.rid, self.node_id, ok=False, reason=refusal.value
-                )
+            reason = refusal.value if refusal is not None else ""
+            reply = Message(MsgType.STORED, msg.rid, self.node_id, ok=not reason, reason=reason)
         reply = dataclasses.replace(reply, token=self.tokens.token(addr[0], now))
         proven = msg.token is not None and self.tokens.valid(addr[0], msg.token, now)
-        self._out.append(
-            (encode(reply) if proven else self._within(reply, AMPLIFICATION * size), addr)
-        )
-        self.counters["datagrams_out"] += 1
+        self._emit(encode(reply) if proven else self._within(reply, AMPLIFICATION * size), addr)
 
     def _within(self, reply: Message, limit: int) -> bytes:
         """``reply`` encoded in at most ``limit`` bytes: an address that has not shown it
@@ -476,8 +470,8 @@ class DHTNode:
 
     # Sending requests -------------------------------------------------------------------------
 
-    def _send(self, msg: Message, addr: Addr) -> None:
-        self._out.append((encode(msg), addr))
+    def _emit(self, data: bytes, addr: Addr) -> None:
+        self._out.append((data, addr))
         self.counters["datagrams_out"] += 1
 
     def _request(
@@ -506,7 +500,7 @@ class DHTNode:
             # No token for this address yet: pad the request so that a full NODES reply is
             # within the amplification limit (a VALUES reply may still be cut, then re-asked).
             message = dataclasses.replace(message, padding=self._lookup_padding)
-        self._send(message, addr)
+        self._emit(encode(message), addr)
         return True
 
     def _heard(self, contact: Contact, now: float) -> None:

@@ -41,6 +41,7 @@ from bitdust.config import (
 )
 from bitdust.errors import DataFormatError, ExitStatus
 from bitdust.files import atomic_write
+from bitdust.log_file import LogFileRotation, RotatingStreamHandler
 from bitdust.node.catalog import CATALOG, ServiceSpec
 from bitdust.node.checks import check_config, pid_of_running
 from bitdust.node.node import EXPECTED_FAILURES, Node, ServiceStartFailed, failure_reason
@@ -98,7 +99,13 @@ def syslog_priority(level: int) -> int:
 
 
 def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    """Records to stderr; when stderr is a log file (`bitdust daemon`), that file is rotated."""
+    rotation = LogFileRotation.of_stderr()
+    handler = (
+        logging.StreamHandler(sys.stderr)
+        if rotation is None
+        else RotatingStreamHandler(sys.stderr, rotation)
+    )
     handler.setFormatter(LogFormatter(journal=bool(os.environ.get("JOURNAL_STREAM"))))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -1,0 +1,483 @@
+"""One p2p session as a sans-IO state machine (shaped like aioquic's connection).
+
+Inputs: ``receive_data(bytes, now)``, ``connection_lost(now)``, ``handle_timer(now)``, the
+shell's answer ``peer_identity(identity, now)`` and the application's calls (requests, events,
+streams, ``close``). Outputs: ``data_to_send()``, ``get_timer()`` and ``next_event()``.
+
+The record layer is Noise's: each record is a 2-byte big-endian length and one Noise message
+(handshake message, then transport messages of at most 65,535 bytes), each transport message one
+msgpack frame (:mod:`bitdust.p2p.wire`). Noise's nonces make a replayed, reordered or altered
+record fail authentication, and anything wrong — a failed record, a malformed frame, a broken
+rule, credit overrun, a stalled handshake — ends the session with a :class:`CloseReason` and
+delivers nothing more. Nothing is delivered before the peer's identity is verified. Bounded: the
+input held while the shell fetches an identity, requests and streams in flight per direction,
+and each stream's unread bytes (one credit window).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from bitdust.p2p.errors import PeerBusy, SessionEnded
+from bitdust.p2p.events import (
+    CloseReason,
+    Established,
+    Event,
+    EventReceived,
+    PeerIdentityNeeded,
+    RequestFailed,
+    RequestReceived,
+    ResponseReceived,
+    SessionClosed,
+    StreamClosed,
+    StreamData,
+    StreamEnded,
+    StreamOpened,
+    StreamReset,
+    StreamWritable,
+)
+from bitdust.p2p.handshake import Handshake, HandshakeRefused, LocalPeer, PeerIdentity
+from bitdust.p2p.streams import MAX_STREAMS, ReceivingStream, SendingStream
+from bitdust.p2p.wire import (
+    MAX_PAYLOAD,
+    Frame,
+    FrameType,
+    MalformedFrame,
+    decode_frame,
+    encode_frame,
+)
+
+LENGTH_SIZE = 2
+#: Requests awaiting an answer, per direction (a protocol constant both ends keep).
+MAX_PENDING_REQUESTS = 32
+#: Input kept unprocessed while the shell fetches the peer's identity (the shell also stops
+#: reading meanwhile; this bounds what was already on its way).
+MAX_HELD_INPUT = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SessionTimeouts:
+    handshake: float = 10.0  # from the first byte to a verified peer, identity fetch included
+    idle: float = 300.0  # nothing heard from the peer for this long ends the session
+
+
+class Session:
+    """One side of a session. ``expected_idurl``: the identity an initiator dialled."""
+
+    def __init__(
+        self,
+        *,
+        initiator: bool,
+        local: LocalPeer,
+        now: float,
+        expected_idurl: str | None = None,
+        timeouts: SessionTimeouts = SessionTimeouts(),
+    ) -> None:
+        self.initiator = initiator
+        self.timeouts = timeouts
+        self.handshake = Handshake(initiator, local, expected_idurl)
+        self.peer_idurl: str | None = None
+        self.closed: SessionClosed | None = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._input = bytearray()
+        self._output: list[bytes] = []
+        self._events: deque[Event] = deque()
+        self._handshake_deadline = now + timeouts.handshake
+        self._last_activity = now
+        # requests: ids we issued and await, ids the peer issued and we owe an answer
+        self._next_request = 1
+        self._awaited: set[int] = set()
+        self._owed: set[int] = set()
+        self._last_peer_request = 0
+        # streams: odd ids are the initiator's, even the responder's; never reused
+        self._next_stream = 1 if initiator else 2
+        self._last_peer_stream = 0
+        self._sending: dict[int, SendingStream] = {}
+        self._receiving: dict[int, ReceivingStream] = {}
+        if initiator:
+            self._send_record(self.handshake.start())
+
+    # -- outputs --------------------------------------------------------------------------------
+
+    @property
+    def established(self) -> bool:
+        return self.handshake.done and self.closed is None
+
+    @property
+    def awaiting_identity(self) -> bool:
+        """The shell is fetching the peer's identity: it should stop reading meanwhile."""
+        return self.handshake.awaiting_identity and self.closed is None
+
+    def data_to_send(self) -> bytes:
+        data = b"".join(self._output)
+        self._output.clear()
+        return data
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        if self.closed is not None:
+            return None
+        if not self.handshake.done:
+            return self._handshake_deadline
+        return self._last_activity + self.timeouts.idle
+
+    def unread_bytes(self) -> int:
+        """What the application was given and has not consumed (bounded by the windows)."""
+        return sum(stream.unread for stream in self._receiving.values())
+
+    # -- inputs ---------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        if self.closed is not None:
+            return
+        self.bytes_in += len(data)
+        self._input += data
+        self._process(now)
+
+    def connection_lost(self, now: float) -> None:
+        if self.closed is None:
+            reason = CloseReason.TRUNCATED if self._input else CloseReason.CONNECTION_LOST
+            self._end(reason, send=False)
+
+    def handle_timer(self, now: float) -> None:
+        if self.closed is not None:
+            return
+        if not self.handshake.done:
+            if now >= self._handshake_deadline:
+                self._end(CloseReason.HANDSHAKE_TIMEOUT, send=False)
+        elif now >= self._last_activity + self.timeouts.idle:
+            self.close(CloseReason.IDLE)
+
+    def peer_identity(self, identity: PeerIdentity | None, now: float) -> None:
+        """The shell's answer to :class:`PeerIdentityNeeded`."""
+        if not self.awaiting_identity:
+            return
+        try:
+            last = self.handshake.verify(identity)
+        except HandshakeRefused as exc:
+            self._end(exc.reason, exc.detail, send=False)
+            return
+        if last:
+            self._send_record(last)
+        claim = self.handshake.claim
+        assert claim is not None
+        self.peer_idurl = claim.idurl
+        self._last_activity = now
+        self._events.append(Established(claim.idurl, claim.revision))
+        self._process(now)
+
+    # -- the application's calls ----------------------------------------------------------------
+
+    def send_request(self, kind: str, data: bytes) -> int:
+        """Send a request; its answer comes as ResponseReceived or RequestFailed with the id."""
+        self._require_open()
+        if len(self._awaited) >= MAX_PENDING_REQUESTS:
+            raise PeerBusy(f"{MAX_PENDING_REQUESTS} requests to {self.peer_idurl} await answers")
+        _check_size(data)
+        request_id = self._next_request
+        self._send_frame(Frame(FrameType.REQUEST, ident=request_id, kind=kind, data=data))
+        self._next_request += 1
+        self._awaited.add(request_id)
+        return request_id
+
+    def send_response(self, request_id: int, data: bytes) -> None:
+        self._answer(Frame(FrameType.RESPONSE, ident=request_id, data=data))
+
+    def send_request_error(self, request_id: int, reason: str) -> None:
+        self._answer(Frame(FrameType.REQUEST_ERROR, ident=request_id, reason=reason[:200]))
+
+    def send_event(self, kind: str, data: bytes) -> None:
+        self._require_open()
+        _check_size(data)
+        self._send_frame(Frame(FrameType.EVENT, kind=kind, data=data))
+
+    def open_stream(self, kind: str, header: bytes = b"") -> int:
+        self._require_open()
+        if len(self._sending) >= MAX_STREAMS:
+            raise PeerBusy(f"{MAX_STREAMS} streams to {self.peer_idurl} are open")
+        _check_size(header)
+        stream_id = self._next_stream
+        self._send_frame(Frame(FrameType.STREAM_OPEN, ident=stream_id, kind=kind, data=header))
+        self._next_stream += 2
+        self._sending[stream_id] = SendingStream(stream_id)
+        return stream_id
+
+    def stream_send(self, stream_id: int, data: bytes) -> int:
+        """Send what the peer's credit allows of ``data``; returns how many bytes went. When
+        fewer than offered, wait for StreamWritable before sending the rest."""
+        self._require_open()
+        stream = self._sending_stream(stream_id)
+        if stream.ended:
+            raise ValueError(f"stream {stream_id} was ended")
+        allowed = stream.take(len(data))
+        view = memoryview(data)
+        for start in range(0, allowed, MAX_PAYLOAD):
+            chunk = bytes(view[start : min(allowed, start + MAX_PAYLOAD)])
+            self._send_frame(Frame(FrameType.STREAM_DATA, ident=stream_id, data=chunk))
+        return allowed
+
+    def stream_end(self, stream_id: int) -> None:
+        """Everything was sent; StreamClosed follows once the peer read it all."""
+        self._require_open()
+        stream = self._sending_stream(stream_id)
+        if not stream.ended:
+            stream.ended = True
+            self._send_frame(Frame(FrameType.STREAM_END, ident=stream_id))
+
+    def stream_reset(self, stream_id: int, reason: str) -> None:
+        """Give up sending on one of our streams."""
+        self._require_open()
+        if self._sending.pop(stream_id, None) is not None:
+            self._send_frame(Frame(FrameType.STREAM_RESET, ident=stream_id, reason=reason[:200]))
+
+    def stream_consumed(self, stream_id: int, size: int) -> None:
+        """The application used ``size`` bytes of an incoming stream: grant credit, and free the
+        stream once it ended and was read whole."""
+        stream = self._receiving.get(stream_id)
+        if stream is None or self.closed is not None:
+            return
+        limit = stream.consume(size)
+        if limit is not None:
+            self._send_frame(Frame(FrameType.STREAM_CREDIT, ident=stream_id, limit=limit))
+        if stream.drained:
+            del self._receiving[stream_id]
+            self._send_frame(Frame(FrameType.STREAM_CLOSE, ident=stream_id, reason=""))
+
+    def stream_refuse(self, stream_id: int, reason: str) -> None:
+        """Stop reading an incoming stream (the sender gets StreamClosed with ``reason``)."""
+        if self._receiving.pop(stream_id, None) is not None and self.closed is None:
+            reason = reason[:200] or "refused"
+            self._send_frame(Frame(FrameType.STREAM_CLOSE, ident=stream_id, reason=reason))
+
+    def close(self, reason: CloseReason = CloseReason.LOCAL, detail: str = "") -> None:
+        """End the session, telling the peer why when the handshake is done."""
+        if self.closed is None:
+            self._end(reason, detail, send=self.handshake.done)
+
+    # -- records --------------------------------------------------------------------------------
+
+    def _process(self, now: float) -> None:
+        while self.closed is None and not self.handshake.awaiting_identity:
+            if len(self._input) < LENGTH_SIZE:
+                return
+            size = int.from_bytes(self._input[:LENGTH_SIZE], "big")
+            if len(self._input) < LENGTH_SIZE + size:
+                return
+            message = bytes(self._input[LENGTH_SIZE : LENGTH_SIZE + size])
+            del self._input[: LENGTH_SIZE + size]
+            if self.handshake.done:
+                self._receive_transport(message, now)
+            else:
+                self._receive_handshake(message)
+        if self.closed is None and len(self._input) > MAX_HELD_INPUT:
+            self._end(CloseReason.INPUT_LIMIT, send=False)
+
+    def _receive_handshake(self, message: bytes) -> None:
+        try:
+            reply, claim = self.handshake.read(message)
+        except HandshakeRefused as exc:
+            self._end(exc.reason, exc.detail, send=False)
+            return
+        if reply:
+            self._send_record(reply)
+        if claim is not None:
+            self._events.append(PeerIdentityNeeded(claim.idurl, claim.revision))
+
+    def _receive_transport(self, message: bytes, now: float) -> None:
+        try:
+            plaintext = self.handshake.noise.decrypt(message)
+        except Exception:  # noiseprotocol raises several types for a record that fails
+            self._end(CloseReason.DECRYPT_FAILED, send=False)
+            return
+        try:
+            frame = decode_frame(plaintext)
+        except MalformedFrame as exc:
+            self._end(CloseReason.MALFORMED, str(exc))
+            return
+        self._last_activity = now
+        self._dispatch(frame)
+
+    def _send_record(self, message: bytes) -> None:
+        record = len(message).to_bytes(LENGTH_SIZE, "big") + message
+        self.bytes_out += len(record)
+        self._output.append(record)
+
+    def _send_frame(self, frame: Frame) -> None:
+        self._send_record(self.handshake.noise.encrypt(encode_frame(frame)))
+
+    # -- frames ---------------------------------------------------------------------------------
+
+    def _dispatch(self, frame: Frame) -> None:
+        handler = _HANDLERS[frame.type]
+        violation = handler(self, frame)
+        if violation:
+            reason = CloseReason.FLOW_CONTROL if violation is _OVERRUN else CloseReason.PROTOCOL
+            self._end(reason, f"{frame.type.name}: {violation}")
+
+    def _on_request(self, frame: Frame) -> str:
+        if frame.ident <= self._last_peer_request:
+            return "request id reused"
+        if len(self._owed) >= MAX_PENDING_REQUESTS:
+            return f"more than {MAX_PENDING_REQUESTS} requests await answers"
+        self._last_peer_request = frame.ident
+        self._owed.add(frame.ident)
+        self._events.append(RequestReceived(frame.ident, frame.kind, frame.data))
+        return ""
+
+    def _on_answer(self, frame: Frame) -> str:
+        if frame.ident not in self._awaited:
+            return "answer to no pending request"
+        self._awaited.discard(frame.ident)
+        if frame.type is FrameType.RESPONSE:
+            self._events.append(ResponseReceived(frame.ident, frame.data))
+        else:
+            self._events.append(RequestFailed(frame.ident, frame.reason))
+        return ""
+
+    def _on_event(self, frame: Frame) -> str:
+        self._events.append(EventReceived(frame.kind, frame.data))
+        return ""
+
+    def _on_stream_open(self, frame: Frame) -> str:
+        if frame.ident % 2 != (0 if self.initiator else 1) or frame.ident <= self._last_peer_stream:
+            return "stream id not the peer's next"
+        if len(self._receiving) >= MAX_STREAMS:
+            return f"more than {MAX_STREAMS} streams"
+        self._last_peer_stream = frame.ident
+        self._receiving[frame.ident] = ReceivingStream(frame.ident)
+        self._events.append(StreamOpened(frame.ident, frame.kind, frame.data))
+        return ""
+
+    def _incoming(self, frame: Frame) -> ReceivingStream | str | None:
+        """The peer's open stream, None for one we stopped reading, or the violation."""
+        stream = self._receiving.get(frame.ident)
+        if stream is not None:
+            return "data after the end" if stream.ended else stream
+        peers = frame.ident % 2 == (0 if self.initiator else 1)
+        if not peers or frame.ident > self._last_peer_stream:
+            return "stream never opened"
+        return None
+
+    def _on_stream_data(self, frame: Frame) -> str:
+        stream = self._incoming(frame)
+        if isinstance(stream, str):
+            return stream
+        if stream is None:
+            return ""  # we refused it; what was in flight is dropped
+        if not stream.accept(len(frame.data)):
+            return _OVERRUN
+        self._events.append(StreamData(frame.ident, frame.data))
+        return ""
+
+    def _on_stream_end(self, frame: Frame) -> str:
+        stream = self._incoming(frame)
+        if isinstance(stream, str):
+            return stream
+        if stream is not None:
+            stream.ended = True
+            self._events.append(StreamEnded(frame.ident))
+            self.stream_consumed(frame.ident, 0)  # an empty or fully read stream closes now
+        return ""
+
+    def _on_stream_reset(self, frame: Frame) -> str:
+        stream = self._incoming(frame)
+        if isinstance(stream, str):
+            return stream
+        if stream is not None:
+            del self._receiving[frame.ident]
+            self._events.append(StreamReset(frame.ident, frame.reason))
+        return ""
+
+    def _outgoing(self, frame: Frame) -> SendingStream | str | None:
+        """Our open stream, None for one we already reset, or the violation."""
+        stream = self._sending.get(frame.ident)
+        if stream is not None:
+            return stream
+        ours = frame.ident % 2 == (1 if self.initiator else 0)
+        if not ours or frame.ident >= self._next_stream:
+            return "stream never opened"
+        return None
+
+    def _on_stream_credit(self, frame: Frame) -> str:
+        stream = self._outgoing(frame)
+        if isinstance(stream, str):
+            return stream
+        if stream is not None and stream.grant(frame.limit):
+            self._events.append(StreamWritable(frame.ident))
+        return ""
+
+    def _on_stream_close(self, frame: Frame) -> str:
+        stream = self._outgoing(frame)
+        if isinstance(stream, str):
+            return stream
+        if stream is None:
+            return ""
+        if not frame.reason and not stream.ended:
+            return "read to the end of a stream that has not ended"
+        del self._sending[frame.ident]
+        self._events.append(StreamClosed(frame.ident, frame.reason))
+        return ""
+
+    def _on_close(self, frame: Frame) -> str:
+        self._end(CloseReason.PEER, frame.reason, send=False)
+        return ""
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if self.closed is not None:
+            raise SessionEnded(self.closed.reason, self.closed.detail)
+        if not self.handshake.done:
+            raise SessionEnded(CloseReason.PROTOCOL, "the session is not established yet")
+
+    def _answer(self, frame: Frame) -> None:
+        self._require_open()
+        _check_size(frame.data)
+        if frame.ident not in self._owed:
+            raise ValueError(f"request {frame.ident} is not awaiting an answer")
+        self._owed.discard(frame.ident)
+        self._send_frame(frame)
+
+    def _sending_stream(self, stream_id: int) -> SendingStream:
+        stream = self._sending.get(stream_id)
+        if stream is None:
+            raise SessionEnded(CloseReason.LOCAL, f"stream {stream_id} is closed")
+        return stream
+
+    def _end(self, reason: CloseReason, detail: str = "", *, send: bool = True) -> None:
+        if send:
+            self._send_frame(Frame(FrameType.CLOSE, reason=(detail or reason.value)[:200]))
+        self.closed = SessionClosed(reason, detail)
+        self._input.clear()
+        self._receiving.clear()
+        self._sending.clear()
+        self._events.append(self.closed)
+
+
+_OVERRUN = "beyond the granted credit"
+
+
+def _check_size(data: bytes) -> None:
+    if len(data) > MAX_PAYLOAD:
+        raise ValueError(
+            f"{len(data)} bytes do not fit one frame (at most {MAX_PAYLOAD}): use a stream"
+        )
+
+
+_HANDLERS = {
+    FrameType.REQUEST: Session._on_request,
+    FrameType.RESPONSE: Session._on_answer,
+    FrameType.REQUEST_ERROR: Session._on_answer,
+    FrameType.EVENT: Session._on_event,
+    FrameType.STREAM_OPEN: Session._on_stream_open,
+    FrameType.STREAM_DATA: Session._on_stream_data,
+    FrameType.STREAM_END: Session._on_stream_end,
+    FrameType.STREAM_RESET: Session._on_stream_reset,
+    FrameType.STREAM_CREDIT: Session._on_stream_credit,
+    FrameType.STREAM_CLOSE: Session._on_stream_close,
+    FrameType.CLOSE: Session._on_close,
+}

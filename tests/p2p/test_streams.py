@@ -1,0 +1,145 @@
+"""Streams between two session cores: credit-based flow control and its violations."""
+
+from __future__ import annotations
+
+import pytest
+
+from bitdust.p2p.errors import PeerBusy
+from bitdust.p2p.events import (
+    CloseReason,
+    SessionClosed,
+    StreamClosed,
+    StreamData,
+    StreamEnded,
+    StreamOpened,
+    StreamReset,
+    StreamWritable,
+)
+from bitdust.p2p.streams import MAX_STREAMS, STREAM_WINDOW
+from bitdust.p2p.wire import MAX_PAYLOAD, Frame, FrameType, encode_frame
+from tests.p2p.peers import Wire
+
+
+def established() -> Wire:
+    wire = Wire()
+    wire.pump()
+    return wire
+
+
+def received(wire: Wire, stream_id: int) -> bytes:
+    return b"".join(e.data for e in wire.of(wire.b, StreamData) if e.stream_id == stream_id)
+
+
+def test_stream_delivers_everything_in_order_with_a_consuming_receiver():
+    wire = established()
+    payload = bytes(range(256)) * (5 * STREAM_WINDOW // 256 + 7)
+    sid = wire.a.open_stream("backup", b"file-1")
+    offset, got = 0, bytearray()
+    for _ in range(100):
+        offset += wire.a.stream_send(sid, payload[offset:])
+        wire.pump()
+        for event in wire.of(wire.b, StreamData):
+            got += event.data
+            wire.b.stream_consumed(sid, len(event.data))
+        wire.events[wire.b] = [e for e in wire.events[wire.b] if not isinstance(e, StreamData)]
+        if offset == len(payload):
+            break
+    wire.a.stream_end(sid)
+    wire.pump()
+    assert got == payload
+    assert StreamOpened(sid, "backup", b"file-1") in wire.events[wire.b]
+    assert StreamEnded(sid) in wire.events[wire.b]
+    assert wire.of(wire.a, StreamClosed) == [StreamClosed(sid, "")]
+    assert wire.of(wire.a, StreamWritable)  # it ran out of credit and got more
+
+
+def test_slow_receiver_stops_the_sender_and_unread_bytes_never_exceed_the_window():
+    wire = established()
+    sid = wire.a.open_stream("backup")
+    sent = 0
+    for _ in range(20):
+        sent += wire.a.stream_send(sid, b"z" * (STREAM_WINDOW // 3))
+        wire.pump()
+        assert wire.b.unread_bytes() <= STREAM_WINDOW
+    assert sent == STREAM_WINDOW  # the sender stopped at the credit it was given
+    assert wire.b.unread_bytes() == STREAM_WINDOW
+    assert not wire.of(wire.a, StreamWritable)
+    # the application reads half: credit goes back and the sender resumes
+    wire.b.stream_consumed(sid, STREAM_WINDOW // 2 + 1)
+    wire.pump()
+    assert wire.of(wire.a, StreamWritable) == [StreamWritable(sid)]
+    assert wire.a.stream_send(sid, b"z" * STREAM_WINDOW) == STREAM_WINDOW // 2 + 1
+    wire.pump()
+    assert wire.b.unread_bytes() == STREAM_WINDOW
+    assert received(wire, sid) == b"z" * (STREAM_WINDOW + STREAM_WINDOW // 2 + 1)
+
+
+def test_sender_beyond_its_credit_is_cut_off_and_the_excess_never_delivered():
+    wire = established()
+    sid = wire.a.open_stream("backup")
+    assert wire.a.stream_send(sid, b"a" * STREAM_WINDOW) == STREAM_WINDOW
+    wire.pump()
+    extra = wire.a.handshake.noise.encrypt(
+        encode_frame(Frame(FrameType.STREAM_DATA, ident=sid, data=b"EXCESS"))
+    )
+    wire.b.receive_data(len(extra).to_bytes(2, "big") + extra, wire.now)
+    wire.drain_events(wire.b)
+    assert b"EXCESS" not in received(wire, sid)
+    end = wire.of(wire.b, SessionClosed)[0]
+    assert end.reason is CloseReason.FLOW_CONTROL
+
+
+def test_streams_per_direction_are_bounded():
+    wire = established()
+    opened = [wire.a.open_stream("s") for _ in range(MAX_STREAMS)]
+    with pytest.raises(PeerBusy, match="streams"):
+        wire.a.open_stream("s")
+    wire.pump()
+    assert len(wire.of(wire.b, StreamOpened)) == MAX_STREAMS
+    # one ends and is read: its slot is free on both sides
+    wire.a.stream_end(opened[0])
+    wire.pump()
+    assert wire.of(wire.a, StreamClosed) == [StreamClosed(opened[0], "")]
+    wire.a.open_stream("s")
+    wire.pump()
+    assert wire.b.closed is None
+
+
+def test_peer_opening_more_streams_than_allowed_is_cut_off():
+    wire = established()
+    for _ in range(MAX_STREAMS):
+        wire.a.open_stream("s")
+    wire.pump()
+    rogue = wire.a.handshake.noise.encrypt(
+        encode_frame(Frame(FrameType.STREAM_OPEN, ident=99, kind="s", data=b""))
+    )
+    wire.b.receive_data(len(rogue).to_bytes(2, "big") + rogue, wire.now)
+    wire.drain_events(wire.b)
+    assert StreamOpened(99, "s", b"") not in wire.events[wire.b]
+    end = wire.of(wire.b, SessionClosed)[0]
+    assert end.reason is CloseReason.PROTOCOL and "streams" in end.detail
+
+
+def test_receiver_refusal_and_sender_reset_reach_the_other_side():
+    wire = established()
+    refused = wire.a.open_stream("s")
+    abandoned = wire.a.open_stream("s")
+    wire.a.stream_send(refused, b"x" * 1000)
+    wire.pump()
+    wire.b.stream_refuse(refused, "disk full")
+    wire.a.stream_reset(abandoned, "file vanished")
+    wire.a.stream_send(refused, b"in flight")  # crosses the refusal: dropped, not an error
+    wire.pump()
+    assert StreamClosed(refused, "disk full") in wire.events[wire.a]
+    assert StreamReset(abandoned, "file vanished") in wire.events[wire.b]
+    assert b"in flight" not in received(wire, refused)
+    assert wire.a.closed is None and wire.b.closed is None
+
+
+def test_big_writes_are_cut_into_frames_that_fit():
+    wire = established()
+    sid = wire.a.open_stream("s")
+    wire.a.stream_send(sid, b"y" * (3 * MAX_PAYLOAD + 5))
+    wire.pump()
+    sizes = [len(e.data) for e in wire.of(wire.b, StreamData)]
+    assert sizes == [MAX_PAYLOAD, MAX_PAYLOAD, MAX_PAYLOAD, 5]

@@ -20,7 +20,7 @@ import functools
 import heapq
 import ipaddress
 import random
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -206,7 +206,7 @@ class DHTNode:
         self.tokens = AddressTokens(now)
         # NODES of k IPv6 contacts is at most ~64 + 70k bytes; an unpadded lookup is ~80.
         self._lookup_padding = max(0, -(-(64 + 70 * settings.k) // AMPLIFICATION) - 80)
-        self._peer_tokens: OrderedDict[Addr, bytes] = OrderedDict()  # tokens peers gave us
+        self._peer_tokens: dict[str, bytes] = {}  # the token each peer address gave us
 
     # Outputs ----------------------------------------------------------------------------------
 
@@ -355,7 +355,7 @@ class DHTNode:
             return
         del self._pending[msg.rid]
         if msg.token is not None:
-            self._remember_token(addr, msg.token)
+            self._remember_token(addr[0], msg.token)
         self._heard(Contact(msg.sender, addr[0], addr[1]), now)
         self._on_reply(pending, msg, now)
 
@@ -410,11 +410,11 @@ class DHTNode:
             self.counters["cut_replies"] += 1
         return data
 
-    def _remember_token(self, addr: Addr, token: bytes) -> None:
-        self._peer_tokens[addr] = token
-        self._peer_tokens.move_to_end(addr)
-        if len(self._peer_tokens) > MAX_PEER_TOKENS:
-            self._peer_tokens.popitem(last=False)
+    def _remember_token(self, host: str, token: bytes) -> None:
+        """Tokens are per IP address; the oldest goes first when the table is full."""
+        if host not in self._peer_tokens and len(self._peer_tokens) >= MAX_PEER_TOKENS:
+            del self._peer_tokens[next(iter(self._peer_tokens))]
+        self._peer_tokens[host] = token
 
     def _nodes_reply(self, msg: Message) -> Message:
         assert msg.target is not None
@@ -494,7 +494,7 @@ class DHTNode:
         self._pending[rid] = _Pending(rid, addr, node_id, kind, op, deadline, retried)
         heapq.heappush(self._deadlines, (deadline, rid))
         records = (record,) if record is not None else ()
-        token = self._peer_tokens.get(addr)
+        token = self._peer_tokens.get(addr[0])
         message = Message(kind, rid, self.node_id, target=target, records=records, token=token)
         if token is None and kind in (MsgType.FIND_NODE, MsgType.FIND_VALUE):
             # No token for this address yet: pad the request so that a full NODES reply is

@@ -30,6 +30,8 @@ from bitdust.config import (
     DEFAULT_INSTANCE,
     ENVIRONMENT,
     OPTIONS,
+    ROLE_KEY,
+    ROLES,
     ConffileEdit,
     Config,
     ConfigError,
@@ -118,27 +120,57 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=False))
 
 
+def show(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> None:
+    """Print a command's data: as JSON with the global ``--json``, else as ``human(data)``."""
+    if args.json:
+        print_json(data)
+    else:
+        print(human(data))
+
+
 # ---------------------------------------------------------------------------------------------
 # Lifecycle
+
+
+def run_options(args: argparse.Namespace) -> list[str]:
+    """The ``-o KEY=VALUE`` options of a run, ``--role`` being one of them."""
+    role = [f"{ROLE_KEY}={args.role}"] if args.role else []
+    return [*(args.option or []), *role]
 
 
 def cmd_run(args: argparse.Namespace, paths: Paths) -> int:
     from bitdust.daemon import run
 
-    return run(paths, parse_flags(args.option))
+    return run(paths, parse_flags(run_options(args)))
 
 
 def cmd_check_config(args: argparse.Namespace, paths: Paths) -> int:
     from bitdust.daemon import StartError, load_checked_config
+    from bitdust.node.checks import active_services
 
     try:
-        load_checked_config(paths, parse_flags(args.option))
+        config = load_checked_config(paths, parse_flags(run_options(args)))
     except StartError as exc:
         for line in str(exc).splitlines():
             print(f"bitdust: {line}", file=sys.stderr)
         return ExitStatus.CONFIG
-    print(f"configuration of instance {paths.instance!r} is valid")
+    data = {
+        "instance": paths.instance,
+        "valid": True,
+        "role": config.role,
+        "role_reason": config.role_reason,
+        "services": sorted(active_services(config)),
+    }
+    show(args, data, _check_text)
     return 0
+
+
+def _check_text(data: dict[str, Any]) -> str:
+    return (
+        f"configuration of instance {data['instance']!r} is valid\n"
+        f"role: {data['role']} ({data['role_reason']})\n"
+        f"services: {', '.join(data['services']) or 'none'}"
+    )
 
 
 def start_daemon(paths: Paths, option: list[str] | None, timeout: float) -> int:
@@ -200,7 +232,7 @@ def start_daemon(paths: Paths, option: list[str] | None, timeout: float) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace, paths: Paths) -> int:
-    return start_daemon(paths, args.option, args.timeout)
+    return start_daemon(paths, run_options(args), args.timeout)
 
 
 def _systemctl(action: str, paths: Paths) -> int:
@@ -250,7 +282,7 @@ def cmd_restart(args: argparse.Namespace, paths: Paths) -> int:
             raise CliError(f"systemctl restart bitdust@{paths.instance} failed")
         return 0
     stop_node(paths)
-    return start_daemon(paths, args.option, args.timeout)
+    return start_daemon(paths, run_options(args), args.timeout)
 
 
 def cmd_version(args: argparse.Namespace, paths: Paths) -> int:
@@ -546,6 +578,12 @@ def _add_run_options(parser: argparse.ArgumentParser, wait: bool = False) -> Non
         metavar="KEY=VALUE",
         help="set an option for this run only (the highest layer)",
     )
+    parser.add_argument(
+        "--role",
+        choices=ROLES,
+        help=f"the role to run (as -o {ROLE_KEY}=ROLE; default: the instance's name when it is "
+        "a role's, else default)",
+    )
     if wait:
         parser.add_argument(
             "--timeout",
@@ -563,6 +601,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bitdust", description="BitDust node: private, decentralised, encrypted backups."
     )
     parser.add_argument("--version", action="version", version=f"bitdust {__version__}")
+    parser.add_argument(
+        "--json", action="store_true", help="print data as JSON (for scripts) instead of text"
+    )
     parser.add_argument(
         "--instance",
         default=os.environ.get("BITDUST_INSTANCE", DEFAULT_INSTANCE),

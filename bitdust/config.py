@@ -331,6 +331,18 @@ HOST = OptionType(
 )
 
 
+def _parse_role(text: str) -> str:
+    if text and text.lower() not in ROLES:
+        raise ValueError("not a role")
+    return text.lower()
+
+
+ROLE = OptionType(
+    "role", "one of " + ", ".join(ROLES) + ", or empty (by the instance's name)", _parse_role,
+    choices=ROLES,
+)  # fmt: skip
+
+
 INT = OptionType("int", "a whole number", _int_parser(-(2**63), 2**63 - 1), str, (int,))
 
 
@@ -536,6 +548,13 @@ _declare(
     live=True,
 )
 
+_declare(
+    "node/role",
+    ROLE,
+    "",
+    "The role this instance runs (its preset of services and ports); empty: the instance's "
+    "name when that is a role's, else default. Lets 'supplier2' run as a second supplier.",
+)
 _declare("interface/api/rest-http-port", PORT, 8180, "Port of the local REST API.")
 _declare(
     "interface/api/auth-secret-enabled", BOOL, True, "Require the API secret on every request."
@@ -633,10 +652,6 @@ class Paths:
     def api_socket(self) -> Path:
         return self.runtime_dir / "api.sock"
 
-    @property
-    def role(self) -> str:
-        return role_of(self.instance)
-
     def make_dirs(self) -> None:
         """Create the state (0750) and runtime (0755) dirs, or say why they cannot be used."""
         for directory, mode in ((self.state_dir, 0o750), (self.runtime_dir, 0o755)):
@@ -657,9 +672,19 @@ def check_instance_name(instance: str) -> None:
         )
 
 
-def role_of(instance: str) -> str:
-    """An instance named after a role runs that role; any other runs the all-in-one default."""
-    return instance if instance in ROLES else "default"
+ROLE_KEY = "node/role"
+
+
+def role_of(instance: str, setting: Setting | None = None) -> tuple[str, str]:
+    """The role an instance runs and why: ``node/role`` when a layer sets it, else the
+    instance's name when that is a role's, else the all-in-one default."""
+    if setting is not None and setting.value:
+        return setting.value, f"{ROLE_KEY} = {setting.value} in {setting.layer}"
+    if instance in ROLES:
+        return instance, "the instance's name"
+    return "default", (
+        f"the instance's name {instance!r} is not a role's and {ROLE_KEY} is not set"
+    )
 
 
 def roles_dir() -> Path:
@@ -685,10 +710,12 @@ class Setting:
 
 @dataclass
 class Config:
-    """Every option's value and the layer it came from."""
+    """Every option's value and the layer it came from; the role the instance runs and why."""
 
     paths: Paths
     settings: dict[str, Setting] = field(default_factory=dict)
+    role: str = "default"
+    role_reason: str = ""
 
     def __getitem__(self, key: str) -> Any:
         return self.settings[key].value
@@ -845,31 +872,39 @@ def load_config(
         config.settings[key] = Setting(option.default, "default")
     errors: list[str] = []
 
-    def apply(layer: str, read: Callable[[], dict[str, Any]]) -> None:
+    def read(layer: str, reader: Callable[[], dict[str, Any]]) -> tuple[str, dict[str, Any]]:
         try:
-            values = read()
+            return layer, reader()
         except ConfigError as exc:
             errors.append(str(exc))
-            return
-        for key, value in values.items():
-            config.settings[key] = Setting(value, layer)
+            return layer, {}
 
-    role_file = roles_dir() / f"{paths.role}.conf"
-    if role_file.is_file():
-        apply(f"role {paths.role}", lambda: read_conffile(role_file))
-    else:
-        errors.append(f"the preset of role {paths.role!r} is missing: {role_file} (reinstall)")
-    apply(str(paths.network_json), lambda: read_network_json(paths.network_json))
+    layers = [read(str(paths.network_json), lambda: read_network_json(paths.network_json))]
     for path in (paths.conffile, paths.api_settings):
         text = edit.text if edit is not None and edit.path == path else None
-        apply(str(path), lambda path=path, text=text: read_conffile(path, text))
+        layers.append(read(str(path), lambda path=path, text=text: read_conffile(path, text)))
     env_values = {}
     for key, option in OPTIONS.items():
         if env_var(key) in env:
             env_values[key] = (option, env[env_var(key)])
-    apply(ENVIRONMENT, lambda: _parse_pairs(env_values, ENVIRONMENT))
+    layers.append(read(ENVIRONMENT, lambda: _parse_pairs(env_values, ENVIRONMENT)))
     flag_values = {key: (get_option(key), raw) for key, raw in (flags or {}).items()}
-    apply(COMMAND_LINE, lambda: _parse_pairs(flag_values, COMMAND_LINE))
+    layers.append(read(COMMAND_LINE, lambda: _parse_pairs(flag_values, COMMAND_LINE)))
+
+    # The role picks the preset, the layer just above the defaults: it is read first.
+    role_setting = None
+    for layer, values in layers:
+        if ROLE_KEY in values:
+            role_setting = Setting(values[ROLE_KEY], layer)
+    config.role, config.role_reason = role_of(paths.instance, role_setting)
+    role_file = roles_dir() / f"{config.role}.conf"
+    if role_file.is_file():
+        layers.insert(0, read(f"role {config.role}", lambda: read_conffile(role_file)))
+    else:
+        errors.append(f"the preset of role {config.role!r} is missing: {role_file} (reinstall)")
+    for layer, values in layers:
+        for key, value in values.items():
+            config.settings[key] = Setting(value, layer)
     if not errors:
         errors = _order_problems(config)
     if errors:

@@ -410,7 +410,8 @@ class Daemon:
         return {
             "version": self.version,
             "instance": self.paths.instance,
-            "role": self.paths.role,
+            "role": self.config.role,
+            "role_reason": self.config.role_reason,
             "pid": os.getpid(),
             "started": self.started,
             "uptime": round(time.time() - self.started, 3),

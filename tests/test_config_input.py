@@ -92,10 +92,8 @@ def test_set_90d_reads_back_for_get_and_check_config(env: dict[str, str], tmp_pa
     assert written.startswith(f"{key} = 90 d    (written to ")
     assert f"{key} = 90 d\n" in (tmp_path / "etc" / "default.conf").read_text()
     assert cli(env, "get", key, check=True).stdout == "90 d\n"
-    assert (
-        cli(env, "check-config", check=True).stdout
-        == "configuration of instance 'default' is valid\n"
-    )
+    checked = cli(env, "check-config", check=True).stdout
+    assert checked.startswith("configuration of instance 'default' is valid\n")
 
 
 # -- item 16: bounds live in the registry ----------------------------------------------------------

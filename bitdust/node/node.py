@@ -245,7 +245,7 @@ class Node:
         """BitDust's `network/status`: the node, then each section asked for, from its owner."""
         result: dict[str, Any] = {
             "instance": self.paths.instance,
-            "role": self.paths.role,
+            "role": self.config.role,
             "ready": self.ready,
             "services_on": [s.spec.name for s in self.slots.values() if s.service is not None],
         }

@@ -1,4 +1,5 @@
-"""DHT figures: lookup hops and messages (simulator), lookup latency (loopback UDP), memory.
+"""DHT figures: lookup hops and messages (simulator), lookup latency (loopback UDP), memory,
+and the amplification of a reply to an unproven address.
 
 Each limit is derived in the same run:
 - hops per lookup below log2(N), the bound of a binary search over N nodes;
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import random
 import resource
 import statistics
@@ -37,8 +39,14 @@ import msgpack
 
 import bitdust.dht as dht_package
 from bitdust.dht.events import LookupDone
+from bitdust.dht.persistence import MemoryPersistence
+from bitdust.dht.protocol import DHTNode
+from bitdust.dht.records import dht_key, sign_record
+from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer
 from bitdust.dht.settings import DHTSettings
+from bitdust.dht.tokens import AMPLIFICATION
 from bitdust.dht.transport import DHTEndpoint, start_dht
+from bitdust.dht.wire import Message, MsgType, encode
 from tests.dht.sim import SIM_SETTINGS, Simulation
 
 
@@ -176,15 +184,43 @@ async def _loopback(count: int, lookups: int, seed: int) -> list[dict[str, Any]]
     ]
 
 
+def _amplification() -> dict[str, Any]:
+    """Reply bytes per request byte for a FIND_VALUE from an address that has not echoed its
+    token, on a key holding two 4,000-byte records (issue 10.6 saw x53); the limit is the
+    rule's 3x."""
+    node = DHTNode(
+        os.urandom(20), DHTSettings(), MemoryPersistence(), Ed25519Signer.generate(),
+        verifiers=STANDARD_VERIFIERS, now=0.0, wall_offset=time.time(),
+    )  # fmt: skip
+    key = dht_key("bench:big")
+    for i in range(2):
+        record = sign_record(Ed25519Signer.generate(), key, b"z" * 4000, int(time.time()), 600)
+        store = Message(MsgType.STORE, os.urandom(20), os.urandom(20), records=(record,))
+        node.receive_datagram(encode(store), (f"10.6.{i}.1", 14441), 0.0)
+    node.datagrams_to_send()
+    ask = encode(Message(MsgType.FIND_VALUE, os.urandom(20), os.urandom(20), target=key))
+    node.receive_datagram(ask, ("10.9.9.9", 14441), 0.0)
+    [(reply, _)] = node.datagrams_to_send()
+    return {
+        "name": "dht reply bytes per request byte to an unproven address",
+        "figure": len(reply) / len(ask),
+        "unit": "x",
+        "limit": float(AMPLIFICATION),
+        "target": "below",
+    }
+
+
 def run(smoke: bool) -> list[dict[str, Any]]:
     if smoke:
         rows = _sim_lookups(50, 20, seed=1)
         rows.append(_memory(50, seed=2))
         rows += asyncio.run(_loopback(20, 10, seed=3))
+        rows.append(_amplification())
         return rows
     rows = _sim_lookups(100, 200, seed=1) + _sim_lookups(1000, 200, seed=2)
     rows.append(_memory(200, seed=3))
     rows += asyncio.run(_loopback(100, 100, seed=4))
+    rows.append(_amplification())
     return rows
 
 

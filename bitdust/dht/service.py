@@ -5,6 +5,10 @@ network alone. Records signed with users' identity keys (RSA, with the owner's I
 accepted besides the nodes' own Ed25519 ones. The node is ready as soon as its socket is bound:
 joining goes on in the background with back-off, and STATUS says how it goes. The API calls one
 method per route; what to sign with and the record rules are decided here and in the core.
+
+This shell, not the core, may use the identity package: it signs with the node's identity key
+when identity-propagate has one, and it fetches identities (``identity.client``) to show a
+record's owner IDURL only when that identity's key signed it, and to find an owner's owned keys.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ def settings_from_config(config: Any) -> DHTSettings:
 
 
 class DHTService(Service):
+    """The node's DHT: ``find_node``, ``get_value`` and ``set_value`` serve the API's routes."""
+
     dht: DHTEndpoint
     owners: OwnerKeys
 

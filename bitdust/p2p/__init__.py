@@ -12,3 +12,8 @@ Layout, one concern per module (sans-IO cores first, then the asyncio shell):
 - ``session``: one session as a state machine fed bytes and ``now``: records, frames, limits,
   timers, typed close reasons (``events.CloseReason``). No sockets, no clock.
 - ``events`` / ``errors``: what the core reports, what callers catch.
+- ``directory``: peers' identity documents, fetched, verified and cached.
+- ``transport``: the asyncio shell: TCP listener and dialler, sessions reused by IDURL,
+  requests, events and streams for services; caps per address and in total.
+- ``service``: the ``p2p`` service: listens, publishes its contact, offers the API above.
+"""

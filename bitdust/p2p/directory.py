@@ -1,0 +1,134 @@
+"""Peers' identities as p2p needs them: fetched from their identity servers, verified, cached.
+
+A session trusts a peer only as far as its identity document: the document must verify, name the
+IDURL asked for among its sources, and carry an acceptable RSA key. Documents are cached by every
+IDURL they name; a newer revision than the cached one (a peer says so in its handshake) or a
+failed connection makes the next lookup fetch again. Failures are remembered for a short while,
+so a peer that claims IDURLs nobody serves cannot make this node fetch in a loop, and fetches run
+a few at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bitdust import rsakeys
+from bitdust.identity.document import Identity, parse_identity
+from bitdust.identity.errors import IdentityError
+from bitdust.identity.signing import verify
+from bitdust.p2p.handshake import PeerIdentity
+
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[str], Awaitable[bytes]]
+
+MAX_CACHED = 4096
+FAILURE_MEMORY = 30.0  # seconds a failed fetch is not retried
+MAX_CONCURRENT_FETCHES = 8
+
+
+class PeerUnknown(Exception):
+    """The identity cannot be fetched or does not verify; the message says why."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A verified identity document and what sessions need of it."""
+
+    document: Identity
+    identity: PeerIdentity
+
+    @property
+    def idurl(self) -> str:
+        return self.document.idurl
+
+    def tcp_contacts(self) -> list[tuple[str, int]]:
+        """``(host, port)`` of each ``tcp://host:port`` contact, in the document's order."""
+        found = []
+        for contact in self.document.contacts:
+            scheme, _, rest = contact.partition("://")
+            host, _, port = rest.rpartition(":")
+            valid_port = port.isascii() and port.isdigit() and 0 < int(port) < 65536
+            if scheme == "tcp" and host and valid_port:
+                found.append((host.strip("[]"), int(port)))
+        return found
+
+
+class Directory:
+    """Verified peer identities by IDURL; ``fetch(idurl)`` returns a document's bytes."""
+
+    def __init__(self, fetch: Fetch, accept_legacy: bool = False) -> None:
+        self.fetch = fetch
+        self.accept_legacy = accept_legacy
+        self._cache: OrderedDict[str, Peer] = OrderedDict()
+        self._failed: dict[str, tuple[float, str]] = {}
+        self._inflight: dict[str, asyncio.Task[Peer]] = {}
+        self._fetching = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
+
+    async def peer(self, idurl: str, min_revision: int = 0) -> Peer:
+        """The peer at ``idurl``, fetched when not cached or cached older than ``min_revision``."""
+        cached = self._cache.get(idurl)
+        if cached is not None and cached.document.revision >= min_revision:
+            self._cache.move_to_end(idurl)
+            return cached
+        failed = self._failed.get(idurl)
+        if failed is not None and time.monotonic() - failed[0] < FAILURE_MEMORY:
+            raise PeerUnknown(failed[1])
+        task = self._inflight.get(idurl)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._fetch(idurl))
+            self._inflight[idurl] = task
+            task.add_done_callback(lambda _: self._inflight.pop(idurl, None))
+        return await asyncio.shield(task)
+
+    async def peer_identity(self, idurl: str, min_revision: int) -> PeerIdentity | None:
+        """What a session checks a handshake claim against; None when it cannot be had."""
+        try:
+            return (await self.peer(idurl, min_revision)).identity
+        except PeerUnknown as exc:
+            log.info("p2p: %s", exc)
+            return None
+
+    def forget(self, idurl: str) -> None:
+        """Fetch again next time (a connection to the cached contacts failed)."""
+        peer = self._cache.pop(idurl, None)
+        if peer is not None:
+            for source in peer.document.sources:
+                self._cache.pop(source, None)
+
+    async def _fetch(self, idurl: str) -> Peer:
+        async with self._fetching:
+            try:
+                document = parse_identity(await self.fetch(idurl))
+                verify(document, self.accept_legacy)
+                if idurl not in document.sources:
+                    raise PeerUnknown(f"{idurl}: the identity found there does not name it")
+                key = rsakeys.check_public_key(document.public_key)
+            except (IdentityError, rsakeys.KeyRefused) as exc:
+                reason = f"{idurl}: {exc}"
+                self._failed[idurl] = (time.monotonic(), reason)
+                self._trim_failures()
+                raise PeerUnknown(reason) from None
+            except PeerUnknown as exc:
+                self._failed[idurl] = (time.monotonic(), str(exc))
+                raise
+        self._failed.pop(idurl, None)
+        peer = Peer(document, PeerIdentity(document.sources, document.revision, key))
+        for source in document.sources:
+            self._cache[source] = peer
+            self._cache.move_to_end(source)
+        while len(self._cache) > MAX_CACHED:
+            self._cache.popitem(last=False)
+        return peer
+
+    def _trim_failures(self) -> None:
+        if len(self._failed) > MAX_CACHED:
+            cutoff = time.monotonic() - FAILURE_MEMORY
+            self._failed = {k: v for k, v in self._failed.items() if v[0] >= cutoff}
+            while len(self._failed) > MAX_CACHED:
+                self._failed.pop(next(iter(self._failed)))

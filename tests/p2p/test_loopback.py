@@ -1,0 +1,265 @@
+"""Two p2p endpoints on real sockets on 127.0.0.1: requests, streams both ways, bad peers.
+
+Identities come from an in-memory "identity server" (signed documents, verified by the
+directory as fetched ones are); contacts are the endpoints' real listening ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import time
+
+import pytest
+
+from bitdust.identity.document import Identity, format_date
+from bitdust.identity.errors import IdentityNotFound
+from bitdust.identity.keys import public_key_to_openssh
+from bitdust.identity.signing import sign
+from bitdust.p2p.directory import Directory
+from bitdust.p2p.errors import P2PError, PeerUnreachable, RequestRefused
+from bitdust.p2p.handshake import LocalPeer
+from bitdust.p2p.session import SessionTimeouts
+from bitdust.p2p.streams import STREAM_WINDOW
+from bitdust.p2p.transport import EndpointLimits, IncomingStream, P2PEndpoint
+from tests.p2p.peers import ALICE, BOB, identity_key
+
+HOST = "127.0.0.1"
+
+
+def document(idurl: str, key_name: str, port: int, revision: int = 1) -> Identity:
+    key = identity_key(key_name)
+    unsigned = Identity(
+        sources=(idurl,),
+        contacts=(f"tcp://{HOST}:{port}",),
+        date=format_date(datetime.date(2026, 11, 25)),
+        revision=revision,
+        publickey=public_key_to_openssh(key),
+    )
+    return sign(unsigned, key)
+
+
+class Net:
+    """Identity documents served from memory, and the endpoints that use them."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, bytes] = {}
+        self.fetches: list[str] = []
+        self.endpoints: list[P2PEndpoint] = []
+
+    async def fetch(self, idurl: str) -> bytes:
+        self.fetches.append(idurl)
+        if idurl not in self.documents:
+            raise IdentityNotFound(f"{idurl}: no such identity")
+        return self.documents[idurl]
+
+    async def endpoint(
+        self, idurl: str, key_name: str, limits: EndpointLimits | None = None
+    ) -> P2PEndpoint:
+        local = LocalPeer.from_identity_key(identity_key(key_name), idurl, 1)
+
+        async def resolve(host: str) -> str:
+            return host
+
+        directory = Directory(self.fetch)
+        endpoint = P2PEndpoint(lambda: local, directory, resolve, limits or EndpointLimits())
+        _, port = await endpoint.listen(HOST, 0)
+        self.documents[idurl] = document(idurl, key_name, port).to_xml()
+        self.endpoints.append(endpoint)
+        return endpoint
+
+
+@pytest.fixture
+async def net():
+    net = Net()
+    yield net
+    for endpoint in net.endpoints:
+        await endpoint.close()
+
+
+async def echo(peer: str, data: bytes) -> bytes:
+    return peer.encode() + b" said " + data
+
+
+async def test_requests_both_ways_over_one_reused_session(net: Net):
+    alice = await net.endpoint(ALICE, "alice")
+    bob = await net.endpoint(BOB, "bob")
+    alice.on_request("echo", echo)
+    bob.on_request("echo", echo)
+    assert await alice.request(BOB, "echo", b"hi") == ALICE.encode() + b" said hi"
+    assert await bob.request(ALICE, "echo", b"yo") == BOB.encode() + b" said yo"
+    assert await alice.request(BOB, "echo", b"again") == ALICE.encode() + b" said again"
+    [session] = alice.sessions()
+    assert session["idurl"] == BOB and session["direction"] == "outgoing"
+    assert session["bytes_out"] > 0 and session["bytes_in"] > 0
+    assert [s["direction"] for s in bob.sessions()] == ["incoming"]
+
+
+async def test_handler_errors_reach_the_requester_as_its_reason(net: Net):
+    alice = await net.endpoint(ALICE, "alice")
+    bob = await net.endpoint(BOB, "bob")
+
+    async def refuse(peer: str, data: bytes) -> bytes:
+        raise P2PError("quota exceeded for " + peer)
+
+    bob.on_request("store", refuse)
+    with pytest.raises(RequestRefused, match=f"quota exceeded for {ALICE}"):
+        await alice.request(BOB, "store", b"x")
+    with pytest.raises(RequestRefused, match="does not serve 'nothing' requests"):
+        await alice.request(BOB, "nothing", b"x")
+
+
+async def test_events_reach_their_handler(net: Net):
+    alice = await net.endpoint(ALICE, "alice")
+    bob = await net.endpoint(BOB, "bob")
+    got = asyncio.get_running_loop().create_future()
+    bob.on_event("hello", lambda peer, data: got.set_result((peer, data)))
+    await alice.send_event(BOB, "hello", b"there")
+    assert await asyncio.wait_for(got, 5) == (ALICE, b"there")
+
+
+async def receive_all(stream: IncomingStream, sink: dict) -> None:
+    digest = hashlib.sha256()
+    size = 0
+    async for chunk in stream:
+        digest.update(chunk)
+        size += len(chunk)
+    sink[stream.header] = (size, digest.hexdigest())
+
+
+async def send_all(endpoint: P2PEndpoint, idurl: str, payload: bytes, name: bytes) -> None:
+    stream = await endpoint.open_stream(idurl, "blob", name)
+    view = memoryview(payload)
+    for start in range(0, len(payload), 4 * 1024 * 1024):
+        await stream.write(view[start : start + 4 * 1024 * 1024])
+    await stream.finish()
+
+
+async def test_large_streams_both_ways_arrive_whole(net: Net):
+    alice = await net.endpoint(ALICE, "alice")
+    bob = await net.endpoint(BOB, "bob")
+    received: dict[bytes, tuple[int, str]] = {}
+    alice.on_stream("blob", lambda peer, stream: receive_all(stream, received))
+    bob.on_stream("blob", lambda peer, stream: receive_all(stream, received))
+    size = 32 * 1024 * 1024
+    to_bob = bytes(range(256)) * (size // 256)
+    to_alice = hashlib.sha256(b"seed").digest() * (size // 32)
+    await alice.connect(BOB)
+    started = time.perf_counter()
+    async with asyncio.timeout(60):
+        await asyncio.gather(
+            send_all(alice, BOB, to_bob, b"to-bob"), send_all(bob, ALICE, to_alice, b"to-alice")
+        )
+    elapsed = time.perf_counter() - started
+    assert received[b"to-bob"] == (size, hashlib.sha256(to_bob).hexdigest())
+    assert received[b"to-alice"] == (size, hashlib.sha256(to_alice).hexdigest())
+    print(f"2 x 32 MiB both ways in {elapsed:.2f} s: {2 * size / elapsed / 1e6:.0f} MB/s")
+
+
+async def test_refused_stream_fails_the_writer_with_the_reason(net: Net):
+    alice = await net.endpoint(ALICE, "alice")
+    await net.endpoint(BOB, "bob")  # takes no streams at all
+    stream = await alice.open_stream(BOB, "blob", b"x")
+    with pytest.raises(RequestRefused, match="takes no 'blob' streams"):
+        await stream.write(b"y" * 10)
+        await stream.finish()
+
+
+async def test_a_peer_whose_key_is_not_its_identitys_is_refused(net: Net):
+    alice = await net.endpoint(ALICE, "alice")
+    bob = await net.endpoint(BOB, "bob")
+    bob.on_request("echo", echo)
+    port = bob.address[1]
+    net.documents[BOB] = document(BOB, "mallory", port).to_xml()  # bob's key changed
+    with pytest.raises(PeerUnreachable, match="not signed by its identity key"):
+        await alice.request(BOB, "echo", b"secret")
+    assert alice.sessions() == [] or all(s["state"] != "open" for s in alice.sessions())
+
+
+async def test_contacts_are_fetched_again_when_the_cached_ones_fail(net: Net):
+    alice = await net.endpoint(ALICE, "alice")
+    bob = await net.endpoint(BOB, "bob")
+    bob.on_request("echo", echo)
+    await alice.directory.peer(BOB)  # cached with bob's first port
+    await bob.close()
+    bob = await net.endpoint(BOB, "bob")  # bob moved to another port, published it
+    bob.on_request("echo", echo)
+    assert await alice.request(BOB, "echo", b"found you") == ALICE.encode() + b" said found you"
+    assert net.fetches.count(BOB) == 2
+
+
+async def test_unreachable_peer_names_each_contact_that_failed(net: Net):
+    alice = await net.endpoint(ALICE, "alice")
+    bob = await net.endpoint(BOB, "bob")
+    port = bob.address[1]
+    await bob.close()
+    with pytest.raises(PeerUnreachable, match=f"tcp://{HOST}:{port}: .*refused"):
+        await alice.request(BOB, "echo", b"x")
+    with pytest.raises(PeerUnreachable, match="no such identity"):
+        await alice.request("http://host-z.com/nobody.xml", "echo", b"x")
+
+
+async def test_stalled_handshake_is_cut_and_other_sessions_carry_on(net: Net):
+    limits = EndpointLimits(timeouts=SessionTimeouts(handshake=0.3))
+    alice = await net.endpoint(ALICE, "alice")
+    bob = await net.endpoint(BOB, "bob", limits)
+    bob.on_request("echo", echo)
+    reader, writer = await asyncio.open_connection(HOST, bob.address[1])
+    started = time.monotonic()
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by bob, nothing sent
+    assert time.monotonic() - started < 2
+    writer.close()
+    assert await alice.request(BOB, "echo", b"ok") == ALICE.encode() + b" said ok"
+
+
+async def test_sessions_from_one_address_are_capped(net: Net):
+    limits = EndpointLimits(sessions_per_address=3)
+    bob = await net.endpoint(BOB, "bob", limits)
+    held = [await asyncio.open_connection(HOST, bob.address[1]) for _ in range(3)]
+    reader, writer = await asyncio.open_connection(HOST, bob.address[1])
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # the fourth is dropped at once
+    writer.close()
+    assert len(bob.sessions()) == 3
+    for _, held_writer in held:
+        held_writer.close()
+
+
+async def test_a_reader_that_stops_stops_the_writer_within_one_window(net: Net):
+    alice = await net.endpoint(ALICE, "alice")
+    bob = await net.endpoint(BOB, "bob")
+    size = 8 * 1024 * 1024
+    opened: asyncio.Future[IncomingStream] = asyncio.get_running_loop().create_future()
+    gate, read = asyncio.Event(), []
+
+    async def slow_reader(peer: str, stream: IncomingStream) -> None:
+        opened.set_result(stream)
+        await gate.wait()
+        read.extend([chunk async for chunk in stream])
+
+    bob.on_stream("blob", slow_reader)
+    stream = await alice.open_stream(BOB, "blob")
+    writing = asyncio.create_task(stream.write(b"w" * size))
+    incoming = await asyncio.wait_for(opened, 5)
+    await asyncio.sleep(0.3)
+    assert not writing.done()
+    assert incoming.connection.session.unread_bytes() == STREAM_WINDOW
+    gate.set()
+    await asyncio.wait_for(writing, 5)
+    await asyncio.wait_for(stream.finish(), 5)
+    assert sum(map(len, read)) == size
+
+
+async def test_a_stream_its_handler_leaves_unread_is_refused(net: Net):
+    alice = await net.endpoint(ALICE, "alice")
+    bob = await net.endpoint(BOB, "bob")
+
+    async def ignore(peer: str, stream: IncomingStream) -> None:
+        return None
+
+    bob.on_stream("blob", ignore)
+    stream = await alice.open_stream(BOB, "blob")
+    with pytest.raises(RequestRefused, match="stopped reading"):
+        async with asyncio.timeout(5):
+            await stream.write(b"w" * (4 * STREAM_WINDOW))
+            await stream.finish()

@@ -22,9 +22,9 @@ $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 
 venv: $(STAMP)
 
-# Debian tools the tests and the package build use; nginx is kept from starting on install.
+# Debian tools the tests, the package build and `make repo` (apt-ftparchive, gpg) use; nginx is kept from starting on install.
 APT_PACKAGES := debhelper devscripts dpkg-dev fakeroot lintian debootstrap nginx-light systemd \
-	iproute2 util-linux curl strace zstd
+	iproute2 util-linux curl strace zstd apt-utils gnupg
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
@@ -51,7 +51,7 @@ include mk/packaging.mk
 
 # The whole suite: unit, integration (real processes on 127.0.1.x), packaging (the frozen binary,
 # the .deb installed into a fresh Debian root), and the benchmarks in smoke mode.
-test: venv deps lint binary deb
+test: venv deps lint binary deb repo
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Everything but the frozen binary and the package: the quick loop while developing.

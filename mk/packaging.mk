@@ -2,9 +2,10 @@
 #
 #   make binary    dist/bitdust, rebuilt only when the sources, the spec or the pins change
 #   make deb       dist/bitdust_<version>_amd64.deb from debian/, reusing dist/bitdust
+#   make repo      dist/apt: a signed APT repository of that .deb, to publish as static files
 #   make test-deb  the packaging tests (frozen binary, units, lintian, install into Debian 12)
 
-.PHONY: binary deb test-deb
+.PHONY: binary deb repo test-deb
 
 PYINSTALLER := $(VENV)/bin/pyinstaller
 # Everything that ends up in the binary: code and data of the package, the entry point, the spec.
@@ -29,5 +30,17 @@ $(DEB_FILE): dist/bitdust $(DEB_INPUTS)
 
 deb: $(DEB_FILE)
 
-test-deb: venv deps binary deb
+# The signing key is made in REPO_GNUPGHOME on first use and never leaves it (dist/apt carries the
+# public key only); an operator points REPO_GNUPGHOME/REPO_KEY at their own key, and REPO_DEBS at
+# every version to publish.
+REPO_GNUPGHOME ?= build/apt-signing
+REPO_KEY ?=
+REPO_DEBS ?= $(DEB_FILE)
+dist/apt/dists/stable/InRelease: $(REPO_DEBS) packaging/build-repo.sh
+	packaging/build-repo.sh --out dist/apt --gnupghome $(REPO_GNUPGHOME) \
+		$(if $(REPO_KEY),--key $(REPO_KEY)) $(REPO_DEBS)
+
+repo: dist/apt/dists/stable/InRelease
+
+test-deb: venv deps binary deb repo
 	$(PY) -m pytest -m packaging tests/packaging $(PYTEST_ARGS)

@@ -1,8 +1,9 @@
 """Fixtures of the packaging tests: the built artefacts and the tools that inspect them.
 
 These tests prove the product as shipped: the frozen binary `dist/bitdust` and the package
-`dist/bitdust_<version>_amd64.deb`, both built by `make binary deb` (which `make test` and
-`make test-deb` run first). They never build anything themselves except the rebuilt package of
+`dist/bitdust_<version>_amd64.deb`, both built by `make binary deb`, and the signed APT
+repository `dist/apt` of that package (`make repo`); `make test` and `make test-deb` build them
+first. They never build anything themselves except the rebuilt package of
 the upgrade test; when an artefact is missing they fail and say which make target makes it.
 """
 
@@ -22,7 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DIST = REPO / "dist"
 BINARY = DIST / "bitdust"
-MAKE_HINT = "run 'make binary deb' first (pytest alone does not build them)"
+MAKE_HINT = "run 'make binary deb repo' first (pytest alone does not build them)"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -63,6 +64,18 @@ def deb() -> Path:
     path = DIST / f"bitdust_{debian_version()}_amd64.deb"
     if not path.is_file():
         pytest.fail(f"{path} is missing: {MAKE_HINT}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def apt_repo(deb: Path) -> Path:
+    """dist/apt as `make repo` built it, holding the package under test."""
+    path = DIST / "apt"
+    if not (path / "dists" / "stable" / "InRelease").is_file():
+        pytest.fail(f"{path} is missing: run 'make repo'")
+    published = path / "pool" / "main" / "b" / "bitdust" / deb.name
+    if not published.is_file() or published.read_bytes() != deb.read_bytes():
+        pytest.fail(f"{path} does not carry {deb.name} as built: run 'make repo'")
     return path
 
 

@@ -1,12 +1,15 @@
-"""Install test: the .deb in a fresh Debian 12 root, as `apt install ./bitdust_*.deb` does it.
+"""Install test: the package in a fresh Debian 12 root, as an operator installs it: `make
+repo`'s signed APT repository added as a source with signed-by=, then `apt install bitdust`.
 
 A minimal bookworm (`debootstrap --variant=minbase`, kept as a tarball in a cache outside the
 clone and reused) gets /proc and /dev bind-mounted and the package installed with apt inside
-`chroot`. Then, inside that root: the binary runs (there is no Python there), the user, units and
-settings files are where Debian puts them, an enabled instance hangs off the parent unit,
-`bitdust set` edits a settings file, a dht-seed runs as user bitdust and answers its API, an
-upgrade to a rebuilt higher version whose shipped comments changed keeps the edited settings
-(without a prompt) and restarts running instances, and `dpkg --purge` removes everything.
+`chroot`; apt refuses the repository under another key. Then, inside that root: the binary
+runs (there is no Python there), the user, units and settings files are where Debian puts them,
+an enabled instance hangs off the parent unit, `bitdust set` edits a settings file, a dht-seed
+runs as user bitdust and answers its API, an `apt-get upgrade` to a rebuilt higher version,
+published in the repository, whose shipped comments changed keeps the edited settings (without a
+prompt) and restarts running instances, and `dpkg --purge` keeps the identity keys unless told
+otherwise through debconf.
 
 Needs root, mounts and chroot; where the machine refuses them the tests skip and say why. Where
 they are permitted, every failure fails.
@@ -41,6 +44,9 @@ CACHE = Path(os.environ.get("BITDUST_TEST_CACHE", "/var/cache/bitdust-tests"))
 TARBALL = CACHE / "bookworm-minbase.tar.zst"
 MIRROR = os.environ.get("BITDUST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+APT_REPO = "/srv/bitdust-apt"
+APT_KEYRING = "/usr/share/keyrings/bitdust-archive-keyring.gpg"
+APT_SOURCE = "/etc/apt/sources.list.d/bitdust.list"
 SETTINGS_FILES = [f"{role}.conf" for role in ROLES] + ["network.json"]
 
 
@@ -155,6 +161,29 @@ class DebianRoot:
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
         return result
 
+    def publish(self, repository: Path) -> None:
+        """Serve ``repository`` (as `make repo` builds it) to the root's apt at APT_REPO, which
+        its bitdust source names (a file: URL stands in for the operator's web server)."""
+        target = self.path / APT_REPO.lstrip("/")
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(repository, target)
+
+    def apt_update(self, source_list: str = APT_SOURCE) -> subprocess.CompletedProcess[str]:
+        """`apt-get update` of one source list only: the root stays offline (Debian's lists
+        come with the cached root, and every dependency of bitdust is in minbase)."""
+        return self.run(
+            "apt-get",
+            "update",
+            "-q",
+            "-o",
+            f"Dir::Etc::SourceList={source_list}",
+            "-o",
+            "Dir::Etc::SourceParts=-",
+            "-o",
+            "APT::Get::List-Cleanup=0",
+            check=False,
+        )
+
     def ids(self, name: str) -> tuple[int, int]:
         for line in (self.path / "etc" / "passwd").read_text().splitlines():
             fields = line.split(":")
@@ -164,7 +193,12 @@ class DebianRoot:
 
 
 @pytest.fixture(scope="module")
-def debian_root(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DebianRoot]:
+def debian_root(
+    deb: Path, apt_repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DebianRoot]:
+    """A fresh Debian 12 root with bitdust installed as the README tells an operator: the
+    repository's key under /usr/share/keyrings, a source with signed-by=, `apt-get install
+    bitdust`."""
     problem = privilege_problem()
     if problem:
         pytest.skip(problem)
@@ -188,7 +222,14 @@ def debian_root(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             subprocess.run(["mount", "--bind", f"/{name}", str(root / name)], check=True)
             mounted.append(root / name)
         debian = DebianRoot(root)
-        debian.apt_install(deb)
+        debian.publish(apt_repo)
+        shutil.copy2(apt_repo / "bitdust-archive-keyring.gpg", root / APT_KEYRING.lstrip("/"))
+        (root / APT_SOURCE.lstrip("/")).write_text(
+            f"deb [signed-by={APT_KEYRING}] file:{APT_REPO} stable main\n"
+        )
+        updated = debian.apt_update()
+        assert updated.returncode == 0, updated.stdout + updated.stderr
+        debian.run("apt-get", "install", "-y", "-q", "--no-install-recommends", "bitdust")
         took = time.monotonic() - started
         print(f"\ninstall test: root ready and package installed in {took:.1f} s")
         yield debian
@@ -244,6 +285,26 @@ def test_package_installs_into_fresh_debian_12(debian_root: DebianRoot, deb: Pat
     # Every instance's configuration is valid as shipped (check-config on each role).
     for role in ROLES:
         debian_root.run("bitdust", "--instance", role, "check-config")
+
+
+def test_installed_from_the_signed_repository(debian_root: DebianRoot) -> None:
+    policy = debian_root.run("apt-cache", "policy", "bitdust").stdout
+    installed = policy[policy.index("*** ") :].splitlines()
+    assert f"file:{APT_REPO} stable/main amd64 Packages" in installed[1], policy
+
+
+def test_apt_refuses_the_repository_signed_by_another_key(debian_root: DebianRoot) -> None:
+    """signed-by= pins the repository's own key: with Debian's keyring in its place, apt
+    refuses the repository instead of trusting it."""
+    wrong = "/etc/apt/bitdust-wrong-key.list"
+    (debian_root.path / wrong.lstrip("/")).write_text(
+        "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+        f"file:{APT_REPO} stable main\n"
+    )
+    refused = debian_root.apt_update(wrong)
+    output = refused.stdout + refused.stderr
+    assert "NO_PUBKEY" in output and "The repository is not updated" in output, output
+    assert debian_root.apt_update().returncode == 0  # the right key: accepted again
 
 
 def test_an_enabled_instance_is_wanted_by_the_parent(debian_root: DebianRoot) -> None:
@@ -436,24 +497,45 @@ def fake_systemd(root: Path) -> Iterator[Path]:
         shutil.rmtree(root / "run" / "systemd", ignore_errors=True)
 
 
-def test_upgrade_with_changed_comments_keeps_settings_asks_nothing_and_restarts(
-    debian_root: DebianRoot, newer_deb: Path
+def test_apt_upgrade_with_changed_comments_keeps_settings_asks_nothing_and_restarts(
+    debian_root: DebianRoot, deb: Path, newer_deb: Path, tmp_path: Path
 ) -> None:
-    """The operator's values survive a release whose documented comments changed, and dpkg asks
-    nothing (stdin is /dev/null: a conffile prompt would fail the install); the new comments
-    reach /usr/share/bitdust/conf. Running instances are try-restarted."""
+    """`apt-get upgrade` from the signed repository to a newer build whose documented comments
+    changed: the operator's values survive, and dpkg asks nothing (stdin is /dev/null: a
+    conffile prompt would fail it); the new comments reach /usr/share/bitdust/conf. Running
+    instances are try-restarted."""
     root = debian_root.path
     debian_root.run("bitdust", "--instance", "default", "set", "logs/level", "debug")
     default_conf = root / "etc" / "bitdust" / "default.conf"
     edited = default_conf.read_bytes()
     assert b"\nlogs/level = debug\n" in edited
     untouched = (root / "etc" / "bitdust" / "dht-seed.conf").read_bytes()
-    upgrade = newer_deb
+    # The operator publishes the newer build, signed with the same key (`make repo`'s).
+    upgraded = tmp_path / "apt"
+    built = subprocess.run(
+        [
+            str(REPO / "packaging" / "build-repo.sh"),
+            "--out",
+            str(upgraded),
+            "--gnupghome",
+            str(REPO / "build" / "apt-signing"),
+            str(deb),
+            str(newer_deb),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    debian_root.publish(upgraded)
+    updated = debian_root.apt_update()
+    assert updated.returncode == 0, updated.stdout + updated.stderr
 
     running = root / "run" / "bitdust" / "dht-seed"  # as if bitdust@dht-seed were running
     running.mkdir(parents=True, exist_ok=True)
     with fake_systemd(root) as calls:
-        result = debian_root.apt_install(upgrade)
+        result = debian_root.run("apt-get", "upgrade", "-y", "-q")
         recorded = calls.read_text() if calls.exists() else ""
     assert "Configuration file" not in result.stdout, "dpkg asked about a conffile"
     assert default_conf.read_bytes() == edited

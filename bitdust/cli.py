@@ -48,13 +48,20 @@ from bitdust.config import (
 from bitdust.errors import ExitStatus
 from bitdust.files import atomic_write, read_bounded
 from bitdust.identity.errors import IdentityError
-from bitdust.node.checks import pid_of_running
+from bitdust.node.checks import SYSTEMD_UNIT_DIR, pid_of_running, systemd_enabled_instances
 from bitdust.node.service import StatusSection
-from bitdust.rsakeys import ALLOWED_KEY_BITS, DEFAULT_KEY_BITS, KeyRefused, check_key_size
+from bitdust.rsakeys import (
+    ALLOWED_KEY_BITS,
+    DEFAULT_KEY_BITS,
+    KeyRefused,
+    allowed_key_sizes_text,
+    check_key_size,
+)
 
 DAEMON_TIMEOUT = 90.0
 MAX_PASSPHRASE_BYTES = 4096
 STOP_TIMEOUT = 15.0
+JSON_HELP = "print data as JSON (for scripts) instead of text"
 
 
 class CliError(Exception):
@@ -94,7 +101,15 @@ def client_for(paths: Paths) -> ApiClient:
         host = config["services/network/listen-host"]
     except ConfigError:
         port, host = OPTIONS["interface/api/rest-http-port"].default, ""
-    return ApiClient(paths, api_host(host), port)
+    return ApiClient(paths, api_host(host), port, start_command(paths))
+
+
+def start_command(paths: Paths, unit_dir: Path = SYSTEMD_UNIT_DIR) -> str:
+    """How this instance is started: through systemd when its unit is enabled, else with
+    `bitdust daemon`."""
+    if paths.instance in systemd_enabled_instances(unit_dir):
+        return f"sudo systemctl start bitdust@{paths.instance}"
+    return f"bitdust --instance {paths.instance} daemon"
 
 
 def running_pid(paths: Paths) -> tuple[int, str] | None:
@@ -126,6 +141,33 @@ def show(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> No
         print_json(data)
     else:
         print(human(data))
+
+
+def as_text(data: Any, indent: str = "") -> str:
+    """Nested data as indented ``name: value`` lines and ``- item`` lists, for a person."""
+    lines = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, dict | list) and value:
+                lines += [f"{indent}{key}:", as_text(value, indent + "  ")]
+            else:
+                lines.append(f"{indent}{key}: {_scalar_text(value)}")
+    elif isinstance(data, list):
+        for item in data:
+            nested = isinstance(item, dict | list) and item
+            text = as_text(item, indent + "  ").lstrip() if nested else _scalar_text(item)
+            lines.append(f"{indent}- {text}")
+    else:
+        lines.append(indent + _scalar_text(data))
+    return "\n".join(lines)
+
+
+def _scalar_text(value: Any) -> str:
+    if value is None or value in ([], {}):
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,7 +328,7 @@ def cmd_restart(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def cmd_version(args: argparse.Namespace, paths: Paths) -> int:
-    print(f"bitdust {__version__}")
+    show(args, {"version": __version__}, lambda data: f"bitdust {data['version']}")
     return 0
 
 
@@ -396,20 +438,25 @@ def _apply_to_running_node(paths: Paths, key: str, value: str) -> None:
         )
 
 
+def _setting_row(config: Config, key: str) -> dict[str, str]:
+    return {"key": key, "value": OPTIONS[key].format(config[key]), "layer": config.layer(key)}
+
+
 def cmd_get(args: argparse.Namespace, paths: Paths) -> int:
-    option = get_option(args.key)
-    config = _config(paths)
-    print(option.format(config[option.key]))
+    row = _setting_row(_config(paths), get_option(args.key).key)
+    show(args, row, lambda data: data["value"])
     return 0
 
 
 def cmd_config_list(args: argparse.Namespace, paths: Paths) -> int:
     config = _config(paths)
-    width = max(map(len, OPTIONS))
-    for key in sorted(OPTIONS):
-        value = OPTIONS[key].format(config[key])
-        print(f"{key:<{width}}  {value!s:<30}  [{config.layer(key)}]")
+    show(args, [_setting_row(config, key) for key in sorted(OPTIONS)], _settings_text)
     return 0
+
+
+def _settings_text(rows: list[dict[str, str]]) -> str:
+    width = max(len(row["key"]) for row in rows)
+    return "\n".join(f"{r['key']:<{width}}  {r['value']!s:<30}  [{r['layer']}]" for r in rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,26 +464,39 @@ def cmd_config_list(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def cmd_states(args: argparse.Namespace, paths: Paths) -> int:
-    for row in client_for(paths).call("GET", "state/list"):
-        reason = f"  {row['reason']}" if row.get("reason") else ""
-        print(f"{row['index']}: {row['name']}({row['state']}){reason}")
+    show(args, client_for(paths).call("GET", "state/list"), _states_text)
     return 0
+
+
+def _states_text(rows: list[dict[str, Any]]) -> str:
+    """BitDust's form: ``6: service_proxy_server(ON)``."""
+    return "\n".join(
+        f"{row['index']}: {row['name']}({row['state']})"
+        + (f"  {row['reason']}" if row.get("reason") else "")
+        for row in rows
+    )
 
 
 def cmd_service(args: argparse.Namespace, paths: Paths) -> int:
     client = client_for(paths)
     if args.name in (None, "list"):
-        for info in client.call("GET", "service/list"):
-            reason = f"  ({info['reason']})" if info.get("reason") else ""
-            print(f"{info['name']:<20} {info['state']:<12}{reason}")
-        return 0
-    print_json(client.call("GET", f"service/info/{args.name}"))
+        show(args, client.call("GET", "service/list"), _services_text)
+    else:
+        show(args, client.call("GET", f"service/info/{args.name}"), as_text)
     return 0
+
+
+def _services_text(rows: list[dict[str, Any]]) -> str:
+    return "\n".join(
+        f"{row['name']:<20} {row['state']:<12}"
+        + (f"  ({row['reason']})" if row.get("reason") else "")
+        for row in rows
+    )
 
 
 def cmd_network_status(args: argparse.Namespace, paths: Paths) -> int:
     flags = {section.value: 1 for section in StatusSection if getattr(args, section.value)}
-    print_json(client_for(paths).call("GET", "network/status", **flags))
+    show(args, client_for(paths).call("GET", "network/status", **flags), as_text)
     return 0
 
 
@@ -463,10 +523,12 @@ def cmd_api(args: argparse.Namespace, paths: Paths) -> int:
 
 def cmd_dht(args: argparse.Namespace, paths: Paths) -> int:
     client = client_for(paths)
-    if args.action == "find":
+    if args.action == "find" and len(args.args) <= 1:
         result = client.call("GET", "dht/node/find", node_id=args.args[0] if args.args else None)
     elif args.action == "get" and len(args.args) == 1:
         result = client.call("GET", "dht/value/get", key=args.args[0])
+        if not result["values"]:
+            raise CliError(f"no value under key {args.args[0]!r} in the DHT")
     elif args.action == "set" and len(args.args) == 2:
         body = {"key": args.args[0], "value": args.args[1]}
         if args.expire is not None:
@@ -474,7 +536,7 @@ def cmd_dht(args: argparse.Namespace, paths: Paths) -> int:
         result = client.call("POST", "dht/value/set", body)
     else:
         raise UsageError("usage: bitdust dht find [NODE_ID] | get KEY | set KEY VALUE [--expire S]")
-    print_json(result)
+    show(args, result, as_text)
     return 0
 
 
@@ -508,9 +570,9 @@ def cmd_identity(args: argparse.Namespace, paths: Paths) -> int:
         except KeyRefused as exc:
             raise UsageError(str(exc)) from None
         body = {"username": name, "key_size": bits}
-        print_json(_brief(client.call("POST", "identity/create", body)))
+        show(args, _brief(client.call("POST", "identity/create", body)), as_text)
     elif args.action == "show":
-        print_json(_brief(client.call("GET", "identity/get")))
+        show(args, _brief(client.call("GET", "identity/get")), as_text)
     elif args.action == "backup":
         destination = Path(str(_positional(args, "identity backup FILE")[0])).absolute()
         if destination.exists():
@@ -532,7 +594,7 @@ def cmd_identity(args: argparse.Namespace, paths: Paths) -> int:
             "passphrase": _passphrase(args, False),
             "known_idurl": idurl or args.idurl,
         }
-        print_json(_brief(client.call("POST", "identity/recover", body)))
+        show(args, _brief(client.call("POST", "identity/recover", body)), as_text)
     return 0
 
 
@@ -601,9 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bitdust", description="BitDust node: private, decentralised, encrypted backups."
     )
     parser.add_argument("--version", action="version", version=f"bitdust {__version__}")
-    parser.add_argument(
-        "--json", action="store_true", help="print data as JSON (for scripts) instead of text"
-    )
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
     parser.add_argument(
         "--instance",
         default=os.environ.get("BITDUST_INSTANCE", DEFAULT_INSTANCE),
@@ -612,8 +672,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, func: Command, help_: str, aliases: tuple[str, ...] = ()) -> Any:
-        p = sub.add_parser(name, help=help_, aliases=list(aliases))
+        p = sub.add_parser(name, help=help_, description=help_, aliases=list(aliases))
         p.set_defaults(func=func)
+        # also after the command ('states --json'); SUPPRESS keeps the global one's value
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=JSON_HELP)
         return p
 
     _add_run_options(command("run", cmd_run, "run the node in the foreground", ("start",)))
@@ -628,43 +690,74 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("set", cmd_set, "change a setting in the instance's conffile ('set list' lists)")
     p.add_argument("key", help="settings key, e.g. services/supplier/donated-space, or 'list'")
     p.add_argument("value", nargs="*", help="new value (words are joined: set KEY 50 GB)")
-    command("get", cmd_get, "print a setting's value").add_argument("key")
+    p = command("get", cmd_get, "print a setting's value (with --json: and its layer)")
+    p.add_argument("key", help="settings key, e.g. logs/level")
     p = command("unset", cmd_unset, "remove a setting from the layer it comes from")
     p.add_argument("key", help="settings key; the layer below (role preset, default) decides")
-    p = command("config", cmd_config_list, "settings: 'config list'")
-    p.add_argument("action", choices=["list"])
+    p = command("config", cmd_config_list, "every setting, its value and layer: 'config list'")
+    p.add_argument("action", choices=["list"], help="list: the same as 'set list'")
 
     command("states", cmd_states, "print the state of every service")
     p = command("automat", cmd_states, "BitDust's name for 'states': 'automat list'")
-    p.add_argument("action", choices=["list"])
+    p.add_argument("action", choices=["list"], help="list: the same as 'states'")
     p = command("service", cmd_service, "'service list' or 'service NAME'", ("services",))
-    p.add_argument("name", nargs="?")
+    p.add_argument("name", nargs="?", help="a service's name, e.g. entangled-dht; or 'list'")
     p = command("network", cmd_network_status, "'network status [--dht] ...'")
-    p.add_argument("action", choices=["status"])
+    p.add_argument("action", choices=["status"], help="status: the node and the asked sections")
     for section in StatusSection:
         p.add_argument(f"--{section}", action="store_true", help=f"include the {section} section")
     p = command("api", cmd_api, "call any REST route: 'api GET network/status dht=1'")
-    p.add_argument("method", type=str.upper, choices=["GET", "POST", "DELETE", "PUT"])
+    p.add_argument(
+        "method", type=str.upper, choices=["GET", "POST", "DELETE", "PUT"], help="HTTP method"
+    )
     p.add_argument("path", help="e.g. network/status or /v1/network/status")
-    p.add_argument("fields", nargs="*", metavar="NAME=VALUE")
+    p.add_argument(
+        "fields",
+        nargs="*",
+        metavar="NAME=VALUE",
+        help="arguments: the query of a GET, else the JSON body",
+    )
 
     p = command("dht", cmd_dht, "'dht find [NODE_ID]', 'dht get KEY', 'dht set KEY VALUE'")
-    p.add_argument("action", choices=["find", "get", "set"])
-    p.add_argument("args", nargs="*")
+    p.add_argument(
+        "action",
+        choices=["find", "get", "set"],
+        help="find nodes, get a key's values (exit 1 when none), or set one",
+    )
+    p.add_argument("args", nargs="*", metavar="ARG", help="NODE_ID, KEY or KEY VALUE")
     p.add_argument("--expire", type=int, help="seconds the value lives (default 12 h)")
 
     p = command(
         "identity", cmd_identity, "'identity create NAME', 'show', 'backup FILE', 'restore FILE'"
     )
-    p.add_argument("action", choices=["create", "show", "backup", "restore", "recover"])
-    p.add_argument("args", nargs="*")
-    p.add_argument("--key-size", type=int, default=DEFAULT_KEY_BITS, choices=ALLOWED_KEY_BITS)
+    p.add_argument(
+        "action",
+        choices=["create", "show", "backup", "restore", "recover"],
+        help="what to do with this node's identity (recover: the same as restore)",
+    )
+    p.add_argument(
+        "args",
+        nargs="*",
+        metavar="ARG",
+        help="create: NAME [KEY_SIZE]; backup: FILE; restore: FILE [IDURL]",
+    )
+    p.add_argument(
+        "--key-size",
+        type=int,
+        default=DEFAULT_KEY_BITS,
+        choices=ALLOWED_KEY_BITS,
+        help=f"RSA key size in bits: {allowed_key_sizes_text()} (default {DEFAULT_KEY_BITS})",
+    )
     p.add_argument("--passphrase-file", help="read the key backup's passphrase from this file")
     p.add_argument("--ask-passphrase", action="store_true", help="ask for a passphrase")
     p.add_argument("--idurl", help="restore: the identity's IDURL, when not the backup's")
 
     p = command("identity-server", cmd_nginx_config, "'identity-server nginx-config'")
-    p.add_argument("action", choices=["nginx-config"])
+    p.add_argument(
+        "action",
+        choices=["nginx-config"],
+        help="nginx-config: print the nginx site for this identity server",
+    )
     p.add_argument("--listen", help="nginx listen address (default: <listen-host>:80 or 80)")
     p.add_argument("--server-name", help="default: services/identity-server/host")
     return parser
@@ -679,8 +772,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return ExitStatus.FAILURE
+        parser.print_help(sys.stderr)
+        return ExitStatus.CONFIG
     try:
         paths = Paths.for_instance(args.instance)
         return args.func(args, paths)

@@ -65,10 +65,16 @@ def read_secret(path: Path) -> str | None:
 
 
 class ApiClient:
-    def __init__(self, paths: Paths, host: str, port: int, timeout: float = TIMEOUT) -> None:
+    """``start_command`` is how the operator starts this instance (systemctl or `bitdust
+    daemon`): the advice given when the node is not running."""
+
+    def __init__(
+        self, paths: Paths, host: str, port: int, start_command: str, timeout: float = TIMEOUT
+    ) -> None:
         self.paths = paths
         self.host = host
         self.port = port
+        self.start_command = start_command
         self.timeout = timeout
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None, **query: Any) -> Any:
@@ -119,5 +125,5 @@ class ApiClient:
                 connection.close()
         raise NotRunning(
             f"the node (instance {self.paths.instance}) is not running "
-            f"({last_error}); start it with 'bitdust --instance {self.paths.instance} daemon'"
+            f"({last_error}); start it with '{self.start_command}'"
         )

@@ -119,7 +119,11 @@ def running_instances(runtime_base: Path) -> set[str]:
     return names
 
 
-def systemd_enabled_instances(unit_dir: Path = Path("/etc/systemd/system")) -> set[str]:
+#: Where `systemctl enable` puts its links.
+SYSTEMD_UNIT_DIR = Path("/etc/systemd/system")
+
+
+def systemd_enabled_instances(unit_dir: Path = SYSTEMD_UNIT_DIR) -> set[str]:
     names = set()
     for link in unit_dir.glob("*.wants/bitdust@*.service"):
         names.add(link.name[len("bitdust@") : -len(".service")])

@@ -1,0 +1,37 @@
+"""Write bitdust's shell completion from the CLI's own parser, with shtab, at package build time.
+
+Usage: .venv/bin/python packaging/completion.py [bash|zsh] > bitdust
+
+The commands, options and choices come from :func:`bitdust.cli.build_parser`, so completion
+cannot drift from the CLI. Run it in the build virtualenv (shtab is a build dependency, pinned
+in requirements/dev.txt); the bash script is installed as
+/usr/share/bash-completion/completions/bitdust.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import shtab
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the source tree's bitdust
+
+from bitdust.cli import build_parser
+
+
+def render(shell: str = "bash") -> str:
+    """The completion script for ``shell``."""
+    return shtab.complete(build_parser(), shell=shell)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1 or (argv and argv[0] not in shtab.SUPPORTED_SHELLS):
+        print(f"usage: completion.py [{'|'.join(shtab.SUPPORTED_SHELLS)}]", file=sys.stderr)
+        return 2
+    sys.stdout.write(render(*argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

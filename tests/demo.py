@@ -111,7 +111,7 @@ def demo(base: Path) -> None:
     pid = a.pid()
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not alive(pid), 10, "host-a to die")
-    found = json.loads(d.bitdust("dht", "get", "demo:greeting"))["values"]
+    found = d.data("dht", "get", "demo:greeting")["values"]
     print(f"[host-d.com] dht get demo:greeting -> {[v['value'] for v in found]}")
     if [v["value"] for v in found] != ["hello from host-b"]:
         raise SystemExit("the value was lost")
@@ -120,7 +120,7 @@ def demo(base: Path) -> None:
     fresh = GuideHost(base / "fresh", "host-a.com")
     fresh.configure("host-b.com:14441", **{"services/identity-propagate/known-servers": servers})
     fresh.bitdust("daemon")
-    restored = json.loads(fresh.bitdust("identity", "restore", str(backup)))
+    restored = fresh.data("identity", "restore", str(backup))
     show(fresh, f"identity restore {backup} -> {restored['idurl']}")
     if restored["idurl"] != status["idurl"]:
         raise SystemExit("the restored identity differs")

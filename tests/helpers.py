@@ -289,6 +289,10 @@ class GuideHost:
     def bitdust(self, *args: str) -> str:
         return cli(self.env, *args, check=True).stdout
 
+    def data(self, *args: str) -> Any:
+        """What a command prints with --json, decoded."""
+        return json.loads(cli(self.env, "--json", *args, check=True).stdout)
+
     def configure(self, known_nodes: str, **settings: Any) -> None:
         """The guide's commands, plus the two settings that make one machine play this host."""
         self.bitdust("set", "services/network/listen-host", self.address)
@@ -302,7 +306,7 @@ class GuideHost:
             self.bitdust("set", key, str(value))
 
     def contacts(self) -> int:
-        status = json.loads(self.bitdust("network", "status", "--dht"))
+        status = self.data("network", "status", "--dht")
         assert status["dht"]["layers"][0]["contacts"] == status["dht"]["contacts"]
         return status["dht"]["contacts"]
 
@@ -315,7 +319,7 @@ class GuideHost:
 
     def api(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
         """The guide's curl: REST on this host's address, with the API secret."""
-        port = json.loads(self.bitdust("get", "interface/api/rest-http-port"))
+        port = self.data("get", "interface/api/rest-http-port")["value"]
         secret = (self.runtime / "api.secret").read_text().strip()
         request = urllib.request.Request(
             f"http://{self.address}:{port}{path}",

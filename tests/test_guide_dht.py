@@ -7,13 +7,12 @@ own address.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 
 import pytest
 
-from tests.helpers import HOSTS, GuideHost, alive, wait_for
+from tests.helpers import HOSTS, GuideHost, alive, cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -34,21 +33,22 @@ def test_guide_part_2_four_seed_nodes(guide_hosts: dict[str, GuideHost]) -> None
         host.bitdust("daemon")
     wait_for(lambda: all(h.contacts() == 3 for h in (a, b, c, d)), what="3 contacts everywhere")
 
-    stored = json.loads(b.bitdust("dht", "set", "guide:greeting", "hello from host-b"))
+    stored = b.data("dht", "set", "guide:greeting", "hello from host-b")
     assert stored["stored"] >= 3
-    found = json.loads(d.bitdust("dht", "get", "guide:greeting"))
+    found = d.data("dht", "get", "guide:greeting")
     assert [v["value"] for v in found["values"]] == ["hello from host-b"]
-    nodes = json.loads(c.bitdust("dht", "find"))["nodes"]
+    nodes = c.data("dht", "find")["nodes"]
     assert {n["host"] for n in nodes} >= {b.address, d.address}
 
     genesis = a.pid()
     os.kill(genesis, signal.SIGKILL)
     wait_for(lambda: not alive(genesis), 10, "the genesis node to die")
     for host in (b, c, d):
-        found = json.loads(host.bitdust("dht", "get", "guide:greeting"))
+        found = host.data("dht", "get", "guide:greeting")
         assert [v["value"] for v in found["values"]] == ["hello from host-b"], host.name
-    missing = json.loads(c.bitdust("dht", "get", "guide:nothing-here"))
-    assert missing["values"] == []
+    missing = cli(c.env, "dht", "get", "guide:nothing-here")
+    assert missing.returncode == 1
+    assert missing.stderr == "bitdust: no value under key 'guide:nothing-here' in the DHT\n"
 
 
 @pytest.mark.timeout(120)
@@ -58,12 +58,11 @@ def test_a_node_whose_known_nodes_are_down_is_ready_and_keeps_trying(
     b = guide_hosts["host-b.com"]
     b.configure("host-a.com:14441")
     b.bitdust("daemon")
-    status = json.loads(b.bitdust("network", "status", "--dht"))
+    status = b.data("network", "status", "--dht")
     assert status["ready"] is True
     assert status["dht"]["contacts"] == 0
     wait_for(
-        lambda: "no known node answered" in json.loads(
-            b.bitdust("network", "status", "--dht"))["dht"]["status"],
+        lambda: "no known node answered" in b.data("network", "status", "--dht")["dht"]["status"],
         20, "the join status",
     )  # fmt: skip
     a = guide_hosts["host-a.com"]

@@ -4,7 +4,6 @@ on port 80, as the guide does with Apache."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -77,32 +76,33 @@ def test_guide_parts_3_and_4_identities(guide_hosts: dict[str, GuideHost], tmp_p
     assert network["identity_revision"] == 1
     assert network["identity_sources"] == alice["sources"]
     assert network["dht"]["contacts"] == 1
-    # p2p is not provided by this version: nothing listens for peers, so no contact is
-    # published (the service that owns a listener sets the contacts: identity-propagate's
-    # set_contacts, tested in tests/identity/test_propagate_service.py)
-    assert network["identity_contacts"] == []
+    # The p2p listener is the node's contact (the service that owns a listener sets the
+    # contacts: identity-propagate's set_contacts), on the listen host, never elsewhere.
+    assert network["identity_contacts"] == ["tcp://127.0.1.1:7771"]
 
     # With an identity, DHT values are signed by it and carry its IDURL; b (no identity yet)
     # stores and serves them, and its own values carry its node key.
     a.bitdust("dht", "set", "alice:status", "online")
-    found = json.loads(b.bitdust("dht", "get", "alice:status"))["values"]
+    found = b.data("dht", "get", "alice:status")["values"]
     assert [(v["value"], v["owner"], v["scheme"]) for v in found] == [
         ("online", "http://host-a.com:8084/alice.xml", "rsa-pss-sha256")
     ]
     b.bitdust("dht", "set", "b:status", "up")
-    found = json.loads(a.bitdust("dht", "get", "b:status"))["values"]
+    found = a.data("dht", "get", "b:status")["values"]
     assert [(v["value"], v["owner"], v["scheme"]) for v in found] == [("up", None, "ed25519")]
 
     status, envelope = b.api("POST", "/identity/create/v1", {"username": "alice"})
     assert status == 409
     assert "already taken" in envelope["errors"][0]
 
-    # Another p2p port changes nothing published while no p2p listener runs: same revision.
+    # The p2p listener moves: the new contact is signed as revision 2 and sent to both servers.
     a.bitdust("set", "services/tcp-connections/tcp-port", "7775")
     a.bitdust("restart")
     for address in ("127.0.1.1", "127.0.1.2"):
-        published = fetch(f"http://{address}:8084/alice.xml")[1]
-        assert b"<revision>1</revision>" in published and b"7775" not in published
+        url = f"http://{address}:8084/alice.xml"
+        wait_for(lambda url=url: b"tcp://127.0.1.1:7775" in fetch(url)[1], 30, url)
+        published = fetch(url)[1]
+        assert b"<revision>2</revision>" in published and b"7771" not in published
 
     # A path the node cannot write: the answer names the CLI command that can.
     unreachable = "/nonexistent-dir/backup.txt"
@@ -128,14 +128,14 @@ def test_guide_parts_3_and_4_identities(guide_hosts: dict[str, GuideHost], tmp_p
         "services/identity-propagate/known-servers": "host-a.com:8084:6661,host-b.com:8084:6661"
     })  # fmt: skip
     c.bitdust("daemon")
-    restored = json.loads(c.bitdust("identity", "restore", str(by_cli)))
+    restored = c.data("identity", "restore", str(by_cli))
     assert restored["idurl"] == alice["idurl"]
     assert restored["publickey"] == alice["publickey"]
     key_a = (a.base / "state/default/identity/private_key.pem").read_bytes()
     key_c = (c.base / "state/default/identity/private_key.pem").read_bytes()
     assert key_a == key_c
     assert (c.base / "state/default/identity/private_key.pem").stat().st_mode & 0o777 == 0o600
-    shown = json.loads(c.bitdust("identity", "show"))
+    shown = c.data("identity", "show")
     assert shown["global_id"] == "alice@host-a.com_8084"
 
 
@@ -153,7 +153,7 @@ def test_restore_refuses_a_foreign_or_broken_backup(guide_hosts: dict[str, Guide
     wrong = cli(a.env, "identity", "create", "carol", "512")
     assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
     assert "key size 512 is not supported (expected 1024, 2048, 3072 or 4096)" in wrong.stderr
-    created = json.loads(a.bitdust("identity", "create", "carol", "1024"))
+    created = a.data("identity", "create", "carol", "1024")
     assert created["idurl"] == "http://host-a.com:8084/carol.xml"
 
 

@@ -117,9 +117,10 @@ class Lookup:
         return tuple(c.contact for c in done), max((c.depth for c in done), default=0)
 
     def offer(self, record: Record, max_signers: int) -> None:
-        """Keep a verified record for this key: the newest per signer, at most ``max_signers``."""
+        """Keep a verified record for this key: the newest per signer, at most ``max_signers``
+        of them, except the owner's record of an owned key, which others cannot crowd out."""
         known = self.records.get(record.public_key)
-        if known is None and len(self.records) >= max_signers:
+        if known is None and len(self.records) >= max_signers and record.name is None:
             return
         if known is None or record.created > known.created:
             self.records[record.public_key] = record

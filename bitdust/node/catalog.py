@@ -62,7 +62,12 @@ CATALOG: tuple[ServiceSpec, ...] = (
         "identity-propagate",
         implementation="bitdust.identity.propagate_service:IdentityPropagateService",
     ),
-    ServiceSpec("p2p", needs=("identity-propagate",), listeners=(TCP_CONNECTIONS,)),
+    ServiceSpec(
+        "p2p",
+        needs=("identity-propagate",),
+        implementation="bitdust.p2p.service:P2PService",
+        listeners=(TCP_CONNECTIONS,),
+    ),
     ServiceSpec("nodes-lookup", needs=("entangled-dht", "p2p")),
     ServiceSpec(
         "proxy-server",

@@ -53,6 +53,12 @@ StreamHandler = Callable[[str, "IncomingStream"], Awaitable[None]]
 Resolve = Callable[[str], Awaitable[str]]
 
 
+NO_IDENTITY = (
+    "this node has no identity yet: create one (bitdust identity create NAME) or restore a key "
+    "backup (bitdust identity restore FILE)"
+)
+
+
 @dataclass(frozen=True)
 class EndpointLimits:
     max_sessions: int = 1000
@@ -296,6 +302,7 @@ class Connection(asyncio.Protocol):
         return {
             "idurl": self.peer,
             "direction": "outgoing" if self.outgoing else "incoming",
+            "route": "direct",
             "address": f"{self.address[0]}:{self.address[1]}",
             "state": "open" if self.session.established else "handshake",
             "bytes_in": self.session.bytes_in,
@@ -420,13 +427,14 @@ class P2PEndpoint:
     """Sessions to peers by IDURL over TCP: listen, dial, reuse, serve handlers.
 
     ``local()`` gives this node's current handshake identity (a new identity revision shows in
-    the next session); ``directory`` fetches and verifies peers' identities; ``resolve`` turns a
-    contact's host into an address (the node's host map, then DNS).
+    the next session; None while the node has none: sessions are refused); ``directory``
+    fetches and verifies peers' identities; ``resolve`` turns a contact's host into an address
+    (the node's host map, then DNS).
     """
 
     def __init__(
         self,
-        local: Callable[[], LocalPeer],
+        local: Callable[[], LocalPeer | None],
         directory: Directory,
         resolve: Resolve,
         limits: EndpointLimits = EndpointLimits(),
@@ -470,10 +478,13 @@ class P2PEndpoint:
         assert self.server is not None and self.server.sockets
         return normalize_addr(self.server.sockets[0].getsockname())
 
-    def _incoming(self) -> Connection:
+    def _incoming(self) -> asyncio.Protocol:
+        local = self.local()
+        if local is None:
+            return _Refused()
         session = Session(
             initiator=False,
-            local=self.local(),
+            local=local,
             now=asyncio.get_running_loop().time(),
             timeouts=self.limits.timeouts,
         )
@@ -532,11 +543,14 @@ class P2PEndpoint:
     async def _dial_contact(self, idurl: str, host: str, port: int) -> Connection:
         if len(self._connections) >= self.limits.max_sessions:
             raise P2PError(f"{len(self._connections)} sessions are open already")
+        local = self.local()
+        if local is None:
+            raise P2PError(NO_IDENTITY)
         loop = asyncio.get_running_loop()
         address = await self.resolve(host)
         session = Session(
             initiator=True,
-            local=self.local(),
+            local=local,
             now=loop.time(),
             expected_idurl=idurl,
             timeouts=self.limits.timeouts,
@@ -605,6 +619,13 @@ class P2PEndpoint:
         if self.server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 1.0)
+
+
+class _Refused(asyncio.Protocol):
+    """An incoming connection while this node has no identity to answer with."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.abort()
 
 
 def _settle(future: asyncio.Future[Any] | None, outcome: Any) -> None:

@@ -1,0 +1,34 @@
+"""``network/connected`` against a real node process (run under the shared test lock)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import running_node
+
+ONLY_P2P = {
+    "services/network/listen-host": "127.0.0.1",
+    "services/entangled-dht/enabled": "false",
+    "services/nodes-lookup/enabled": "false",
+    "services/proxy-transport/enabled": "false",
+    "services/customer/enabled": "false",
+}
+
+
+@pytest.mark.timeout(60)
+def test_network_connected_lists_sessions_and_the_service_its_contact(tmp_path: Path) -> None:
+    with running_node(tmp_path, settings=ONLY_P2P) as node:
+        assert node.ok("GET", "/network/connected/v1") == []
+        info = node.ok("GET", "/service/info/p2p/v1")
+        assert info["state"] == "ON"
+        port = info["tcp_port"]
+        assert info["contact"] == f"tcp://127.0.0.1:{port}"
+        # no identity yet: a peer is turned away, and the node says so
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as peer:
+            assert peer.recv(1) == b""
+        assert node.ok("GET", "/network/connected/v1") == []
+        states = {row["name"]: row["state"] for row in node.ok("GET", "/state/list/v1")}
+        assert states["service_p2p"] == "ON"

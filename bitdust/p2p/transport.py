@@ -17,7 +17,7 @@ import os
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from bitdust.dht.transport import normalize_addr
 from bitdust.logs import RateLimitedLog
@@ -91,8 +91,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio's classes: no isinstance check here
+        self.transport = cast(asyncio.Transport, transport)
         self.address = normalize_addr(transport.get_extra_info("peername") or ("", 0))
         if not self.outgoing and not self.endpoint._admit(self):
             transport.abort()

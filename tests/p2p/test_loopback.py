@@ -263,3 +263,30 @@ async def test_a_stream_its_handler_leaves_unread_is_refused(net: Net):
         async with asyncio.timeout(5):
             await stream.write(b"w" * (4 * STREAM_WINDOW))
             await stream.finish()
+
+
+def test_sessions_and_streams_work_on_uvloop_too():
+    """The node runs on uvloop, whose transports are not asyncio's classes."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> tuple[bytes, dict]:
+        net = Net()
+        try:
+            alice = await net.endpoint(ALICE, "alice")
+            bob = await net.endpoint(BOB, "bob")
+            bob.on_request("echo", echo)
+            received: dict[bytes, tuple[int, str]] = {}
+            bob.on_stream("blob", lambda peer, stream: receive_all(stream, received))
+            reply = await alice.request(BOB, "echo", b"uv")
+            await send_all(alice, BOB, b"u" * (3 * STREAM_WINDOW), b"uv-blob")
+            return reply, received
+        finally:
+            for endpoint in net.endpoints:
+                await endpoint.close()
+
+    reply, received = uvloop.run(asyncio.wait_for(scenario(), 30))
+    assert reply == ALICE.encode() + b" said uv"
+    assert received[b"uv-blob"] == (
+        3 * STREAM_WINDOW,
+        hashlib.sha256(b"u" * (3 * STREAM_WINDOW)).hexdigest(),
+    )

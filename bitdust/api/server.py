@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 
+from bitdust.api.meta import OPENAPI_URL, openapi, url_forms
 from bitdust.config import BadValue, Config, ConfigError, Overridden, UnknownKey
 from bitdust.node.service import Service, ServiceError
 
@@ -349,6 +350,12 @@ def build_app(
         handler = wrap(route_)
         for path in route_.paths:
             for method in route_.methods:
-                app.router.add_route(method, f"/{path}/v1", handler)
-                app.router.add_route(method, f"/v1/{path}", handler)
+                for url in url_forms(path):
+                    app.router.add_route(method, url, handler)
+    document = openapi(routes)
+
+    async def describe(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app.router.add_route("GET", OPENAPI_URL, describe)
     return app

@@ -22,6 +22,7 @@ from bitdust.identity.local import LocalIdentity
 from bitdust.identity.propagate_service import IdentityPropagateService
 from bitdust.node.service import Service, ServiceError
 from bitdust.p2p.directory import Directory
+from bitdust.p2p.errors import P2PError
 from bitdust.p2p.handshake import LocalPeer
 from bitdust.p2p.transport import (
     NO_IDENTITY,
@@ -35,6 +36,7 @@ from bitdust.p2p.transport import (
 log = logging.getLogger(__name__)
 
 PORT_KEY = "services/tcp-connections/tcp-port"
+PING = "p2p/ping"
 IDENTITY_FETCH_TIMEOUT = 10.0
 
 
@@ -70,6 +72,7 @@ class P2PService(Service):
         else:
             self.contact = f"tcp://{_url_host(host)}:{bound}"
             self.propagate.set_contacts(self.name, [self.contact])
+        self.endpoint.on_request(PING, _pong)
         log.info("p2p listening on TCP %s:%d", self.node.bind_host, bound)
 
     async def stop(self) -> None:
@@ -121,6 +124,21 @@ class P2PService(Service):
         self._require_identity()
         return await self.endpoint.open_stream(idurl, kind, header)
 
+    async def ping(self, idurl: str, timeout: float) -> dict[str, Any]:
+        """Open (or reuse) a session with ``idurl`` and time one request over it: BitDust's
+        ``user/ping``. ServiceError says why the peer cannot be reached."""
+        self._require_identity()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.endpoint.request(idurl, PING, b"", timeout)
+        except TimeoutError:
+            raise ServiceError(f"{idurl} did not answer in {timeout:g} s") from None
+        except P2PError as exc:
+            raise ServiceError(str(exc)) from None
+        return {"idurl": idurl, "rtt_ms": round((loop.time() - started) * 1000, 3)}
+
     def on_request(self, kind: str, handler: RequestHandler) -> None:
         self.endpoint.on_request(kind, handler)
 
@@ -165,6 +183,10 @@ async def published_host(listen_host: str) -> str | None:
         if not ipaddress.ip_address(address).is_loopback:
             return address
     return None
+
+
+async def _pong(peer: str, data: bytes) -> bytes:
+    return b""
 
 
 def _url_host(host: str) -> str:

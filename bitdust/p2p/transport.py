@@ -200,6 +200,8 @@ class Connection(asyncio.Protocol):
         self._requests.clear()
         self._sending.clear()
         self._receiving.clear()
+        for task in self._tasks:  # handlers whose answers can no longer be sent
+            task.cancel()
         self._writable.set()
         self.endpoint._unregister(self)
         if self.transport is not None:
@@ -262,13 +264,14 @@ class Connection(asyncio.Protocol):
         try:
             await handler(self.peer, incoming)
         except SessionEnded:
-            return
+            pass
         except Exception:
             log.exception("p2p: handler of %r streams failed", incoming.kind)
             incoming.refuse("internal error")
-            return
-        if not incoming.finished:  # a stream nobody reads would hold its sender for ever
-            incoming.refuse("the receiving service stopped reading")
+        else:
+            if not incoming.finished:  # a stream nobody reads would hold its sender for ever
+                incoming.refuse("the receiving service stopped reading")
+        self._receiving.pop(incoming.stream_id, None)
 
     # -- our side -----------------------------------------------------------------------------
 

@@ -290,3 +290,21 @@ def test_sessions_and_streams_work_on_uvloop_too():
         3 * STREAM_WINDOW,
         hashlib.sha256(b"u" * (3 * STREAM_WINDOW)).hexdigest(),
     )
+
+
+async def test_finished_streams_and_requests_leave_nothing_behind(net: Net):
+    alice = await net.endpoint(ALICE, "alice")
+    bob = await net.endpoint(BOB, "bob")
+    received: dict[bytes, tuple[int, str]] = {}
+    bob.on_stream("blob", lambda peer, stream: receive_all(stream, received))
+    bob.on_request("echo", echo)
+    for number in range(20):
+        await send_all(alice, BOB, b"s" * 1000, b"%d" % number)
+        await alice.request(BOB, "echo", b"x")
+    await asyncio.sleep(0.05)  # the last handler returns after its stream's end
+    assert len(received) == 20
+    [bob_side] = bob._connections
+    [alice_side] = alice._connections
+    assert bob_side._receiving == {} and bob_side._tasks == set()
+    assert alice_side._sending == {} and alice_side._requests == {}
+    assert bob_side.session.unread_bytes() == 0

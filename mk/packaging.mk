@@ -1,7 +1,8 @@
 # Packaging: the onefile binary, the Debian package and their tests (issue 4, docs/packaging.md).
 #
 #   make binary    dist/bitdust, rebuilt only when the sources, the spec or the pins change
-#   make deb       dist/bitdust_<version>_amd64.deb from debian/, reusing dist/bitdust
+#   make deb       dist/bitdust_<version>_amd64.deb from debian/, reusing dist/bitdust and its
+#                  bash completion
 #   make repo      dist/apt: a signed APT repository of that .deb, to publish as static files
 #   make test-deb  the packaging tests (frozen binary, units, lintian, install into Debian 12)
 
@@ -20,12 +21,19 @@ dist/bitdust: $(STAMP) $(BINARY_INPUTS)
 
 binary: dist/bitdust
 
+# Bash completion, written by shtab from the CLI's own parser (packaging/completion.py) in the
+# virtualenv, where shtab is; the package ships it beside the binary.
+COMPLETION := dist/bitdust.bash-completion
+$(COMPLETION): $(STAMP) $(BINARY_INPUTS) packaging/completion.py
+	@mkdir -p dist
+	$(PY) packaging/completion.py bash > $@.tmp && mv $@.tmp $@
+
 DEB_VERSION := $(shell dpkg-parsechangelog -l debian/changelog -S Version 2>/dev/null)
 DEB_FILE := dist/bitdust_$(DEB_VERSION)_amd64.deb
 DEB_INPUTS := $(shell find debian systemd packaging bitdust/roles -type f -not -name '*.pyc' \
 	-not -path 'debian/bitdust/*' -not -path 'debian/.debhelper/*' -not -path 'debian/generated/*')
 
-$(DEB_FILE): dist/bitdust $(DEB_INPUTS)
+$(DEB_FILE): dist/bitdust $(COMPLETION) $(DEB_INPUTS)
 	packaging/build-deb.sh
 
 deb: $(DEB_FILE)

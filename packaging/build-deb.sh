@@ -1,6 +1,7 @@
 #!/bin/sh
 # Build dist/bitdust_<version>_amd64.deb from a clean copy of the packaging files, reusing the
-# onefile binary dist/bitdust (debian/rules would run PyInstaller only if it were missing).
+# onefile binary dist/bitdust (debian/rules would run PyInstaller only if it were missing) and
+# its bash completion dist/bitdust.bash-completion (written by `make deb` with shtab).
 #
 # usage: packaging/build-deb.sh [--version DEBIAN_VERSION] [--out DIR]
 #   --version  build with a changelog entry for this version on top (the upgrade test uses it)
@@ -26,6 +27,11 @@ if [ ! -x "$binary" ]; then
     echo "build-deb.sh: $binary is missing; run 'make binary' first" >&2
     exit 1
 fi
+completion="$root/dist/bitdust.bash-completion"
+if [ ! -f "$completion" ]; then
+    echo "build-deb.sh: $completion is missing; run 'make deb' (it writes it with shtab)" >&2
+    exit 1
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/bitdust-deb.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -39,6 +45,7 @@ rm -rf "$src/debian/bitdust" "$src/debian/.debhelper" "$src/debian/generated" \
 # A hard link when possible (same file system), else a copy: never a symlink, which dh would copy
 # as a link.
 ln "$binary" "$src/dist/bitdust" 2>/dev/null || cp -p "$binary" "$src/dist/bitdust"
+cp -p "$completion" "$src/dist/"
 
 if [ -n "$version" ]; then
     changelog="$src/debian/changelog"

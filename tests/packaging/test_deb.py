@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,31 @@ def test_package_contents(deb: Path, contents: dict[str, str], binary: Path) -> 
             check=True,
         ).stdout
     assert packaged == binary.read_bytes(), "the .deb does not carry dist/bitdust as built"
+
+
+def test_bash_completion_is_shtabs_of_the_current_parser(
+    deb: Path, contents: dict[str, str]
+) -> None:
+    """The package's completion is what packaging/completion.py writes from the CLI's parser
+    now: a command added since the last build would be missing from it."""
+    path = "/usr/share/bash-completion/completions/bitdust"
+    assert contents[path].startswith("-rw-r--r-- root/root")
+    with subprocess.Popen(
+        ["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE
+    ) as tar_stream:
+        shipped = subprocess.run(
+            ["tar", "-xOf", "-", f".{path}"],
+            stdin=tar_stream.stdout,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+    current = subprocess.run(
+        [sys.executable, str(REPO / "packaging" / "completion.py"), "bash"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert shipped == current, "the packaged completion is stale: run 'make deb'"
 
 
 def test_no_conffiles_so_no_upgrade_can_prompt(deb: Path) -> None:

@@ -328,6 +328,19 @@ def test_an_enabled_instance_is_wanted_by_the_parent(debian_root: DebianRoot) ->
     assert (systemd / "multi-user.target.wants" / "bitdust.service").is_symlink()
 
 
+def test_bash_completes_bitdust_commands(debian_root: DebianRoot) -> None:
+    """The shipped completion works in the root's bash (no bash-completion package needed):
+    `bitdust se<TAB>` offers set among the commands."""
+    script = (
+        ". /usr/share/bash-completion/completions/bitdust; "
+        "COMP_WORDS=(bitdust --instance supplier se); COMP_CWORD=3; "
+        'COMP_LINE="${COMP_WORDS[*]}"; COMP_POINT=${#COMP_LINE}; '
+        '_shtab_bitdust bitdust se supplier; printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    offered = debian_root.run("bash", "-c", script).stdout.split()
+    assert "set" in offered and all(word.startswith("se") for word in offered), offered
+
+
 def test_set_edits_the_supplier_conffile(debian_root: DebianRoot) -> None:
     conffile = debian_root.path / "etc" / "bitdust" / "supplier.conf"
     before = conffile.read_text().splitlines()
@@ -453,6 +466,7 @@ def newer_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.link(REPO / "dist" / "bitdust", source / "dist" / "bitdust")
     except OSError:  # another file system
         shutil.copy2(REPO / "dist" / "bitdust", source / "dist" / "bitdust")
+    shutil.copy2(REPO / "dist" / "bitdust.bash-completion", source / "dist")
     for template in (source / "packaging" / "etc").glob("*.conf"):
         with open(template, "a") as text:
             text.write(f"#\n{CHANGED_COMMENT}\n")

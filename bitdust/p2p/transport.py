@@ -550,7 +550,10 @@ class P2PEndpoint:
         if local is None:
             raise P2PError(NO_IDENTITY)
         loop = asyncio.get_running_loop()
-        address = await self.resolve(host)
+        try:
+            address = await self.resolve(host)
+        except Exception as exc:  # the node's resolver says why in its own error types
+            raise P2PError(str(exc) or f"cannot resolve {host}") from None
         session = Session(
             initiator=True,
             local=local,

@@ -308,3 +308,32 @@ async def test_finished_streams_and_requests_leave_nothing_behind(net: Net):
     assert bob_side._receiving == {} and bob_side._tasks == set()
     assert alice_side._sending == {} and alice_side._requests == {}
     assert bob_side.session.unread_bytes() == 0
+
+
+async def test_a_contact_that_does_not_resolve_is_skipped_for_the_next_one(net: Net):
+    alice = await net.endpoint(ALICE, "alice")
+    bob = await net.endpoint(BOB, "bob")
+    bob.on_request("echo", echo)
+    port = bob.address[1]
+    unsigned = Identity(
+        sources=(BOB,),
+        contacts=("tcp://nowhere.invalid:7771", f"tcp://{HOST}:{port}"),
+        date=format_date(datetime.date(2026, 11, 25)),
+        publickey=public_key_to_openssh(identity_key("bob")),
+    )
+    net.documents[BOB] = sign(unsigned, identity_key("bob")).to_xml()
+
+    async def resolve(host: str) -> str:
+        if host == "nowhere.invalid":
+            raise LookupError("cannot resolve host 'nowhere.invalid'")
+        return host
+
+    alice.resolve = resolve
+    assert await alice.request(BOB, "echo", b"hi") == ALICE.encode() + b" said hi"
+    bob_only = await net.endpoint("http://host-c.com/carol.xml", "carol")
+    net.documents[BOB] = sign(
+        unsigned.replace(contacts=unsigned.contacts[:1]), identity_key("bob")
+    ).to_xml()
+    bob_only.resolve = resolve
+    with pytest.raises(PeerUnreachable, match=r"cannot resolve host 'nowhere\.invalid'"):
+        await bob_only.request(BOB, "echo", b"hi")

@@ -4,9 +4,11 @@ calls other services use to talk to peers by IDURL.
 It listens on ``services/tcp-connections/tcp-port`` at the node's bind address and tells
 identity-propagate the contact to publish (``tcp://<host>:<port>``): the listen host when one is
 set, else this host's own address when its name resolves to one that is not loopback; nothing
-otherwise (DESIGN §2). It starts without an identity too, so that a fresh node can run and
-create one: until then it listens, refuses sessions, and its calls say to create an identity;
-the first session after ``identity create`` uses the new identity, no restart needed.
+otherwise (DESIGN §2). A new port or host is a new contact, published at the next start.
+
+It starts without an identity too, so that a fresh node can run and create one: until then it
+listens, refuses sessions, and its calls say to create an identity; the first session after
+``identity create`` uses the new identity, no restart needed.
 """
 
 from __future__ import annotations
@@ -76,8 +78,9 @@ class P2PService(Service):
         log.info("p2p listening on TCP %s:%d", self.node.bind_host, bound)
 
     async def stop(self) -> None:
-        if self.contact is not None:
-            self.propagate.set_contacts(self.name, [])
+        """Close the listener and the sessions. The contact stays declared: the node stops
+        only to shut down or restart, and withdrawing it would sign a revision without it (that
+        peers could not even try) and another one with it at the next start."""
         await self.endpoint.close()
 
     # -- this node in handshakes ------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bitdust.config import Paths, load_config
-from bitdust.identity.local import LocalIdentity
+from bitdust.identity.local import LocalIdentity, load_local_identity, save_local_identity
 from bitdust.node.catalog import SPECS
 from bitdust.node.node import Node, ServiceStartFailed
 from bitdust.node.service import ServiceError
@@ -48,15 +48,6 @@ async def test_without_an_identity_it_listens_publishes_and_says_what_to_do(tmp_
     assert node.slots["identity-propagate"].service is None
 
 
-async def test_stopping_withdraws_the_contact(tmp_path: Path):
-    node = node_for(tmp_path)
-    await node.start()
-    propagate = node.service("identity-propagate")
-    assert len(propagate.contacts()) == 1
-    await node.stop()
-    assert propagate.contacts() == []
-
-
 async def test_a_port_in_use_fails_the_start_with_the_setting_to_change(tmp_path: Path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -92,3 +83,22 @@ async def test_the_published_host_is_never_loopback_unless_listen_host_is():
     assert await published_host("127.0.1.1") == "127.0.1.1"
     found = await published_host("")
     assert found is None or not found.startswith("127.")
+
+
+async def test_a_restart_keeps_the_published_contact_and_revision(tmp_path: Path):
+    """Stopping is a shutdown or a restart: withdrawing the contact would sign a revision
+    without it (peers could not even try) and another one with it at the next start."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    key = identity_key("alice")
+    contact = f"tcp://127.0.0.1:{port}"
+    identity_dir = tmp_path / "s" / "default" / "identity"
+    save_local_identity(identity_dir, key, make_identity(key, revision=7, contacts=(contact,)))
+    for _ in range(2):
+        node = node_for(tmp_path, **{"services/tcp-connections/tcp-port": str(port)})
+        await node.start()
+        await asyncio.sleep(0.3)  # the publisher runs once the node is ready
+        await node.stop()
+        kept = load_local_identity(identity_dir).identity
+        assert (kept.revision, kept.contacts) == (7, (contact,))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import resource
 import socket
 from typing import Any
 
@@ -28,6 +29,7 @@ from bitdust.p2p.errors import P2PError
 from bitdust.p2p.handshake import LocalPeer
 from bitdust.p2p.transport import (
     NO_IDENTITY,
+    EndpointLimits,
     EventHandler,
     OutgoingStream,
     P2PEndpoint,
@@ -56,7 +58,9 @@ class P2PService(Service):
         directory = Directory(
             self._fetch, accept_legacy=self.config["services/network/accept-legacy-identities"]
         )
-        self.endpoint = P2PEndpoint(self.local_peer, directory, self.node.resolve)
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        limits = EndpointLimits.within_descriptors(nofile)
+        self.endpoint = P2PEndpoint(self.local_peer, directory, self.node.resolve, limits)
         port = self.config[PORT_KEY]
         try:
             _, bound = await self.endpoint.listen(self.node.bind_host, port)
@@ -161,6 +165,8 @@ class P2PService(Service):
             "tcp_port": self.endpoint.address[1],
             "contact": self.contact,
             "sessions": len(self.endpoint.sessions()),
+            "max_sessions": self.endpoint.limits.max_sessions,
+            "sessions_per_address": self.endpoint.limits.sessions_per_address,
         }
 
     def status_text(self) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from collections import deque
@@ -66,6 +67,15 @@ class EndpointLimits:
     connect_timeout: float = 10.0  # TCP connect and handshake, per contact
     request_timeout: float = 60.0
     timeouts: SessionTimeouts = field(default_factory=SessionTimeouts)
+
+    @classmethod
+    def within_descriptors(cls, nofile: int) -> EndpointLimits:
+        """The defaults, shrunk so that sessions hold at most a third of ``nofile`` descriptors
+        (the process's soft ``RLIMIT_NOFILE``): the API and the other services keep the rest."""
+        limits = cls()
+        total = max(1, min(limits.max_sessions, nofile // 3))
+        per_address = min(limits.sessions_per_address, total)
+        return dataclasses.replace(limits, max_sessions=total, sessions_per_address=per_address)
 
 
 class Connection(asyncio.Protocol):

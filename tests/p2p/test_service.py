@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import resource
 import socket
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from bitdust.node.catalog import SPECS
 from bitdust.node.node import Node, ServiceStartFailed
 from bitdust.node.service import ServiceError
 from bitdust.p2p.service import P2PService, published_host
+from bitdust.p2p.transport import EndpointLimits
 from tests.identity.conftest import make_identity
 from tests.p2p.peers import identity_key
 
@@ -102,3 +104,21 @@ async def test_a_restart_keeps_the_published_contact_and_revision(tmp_path: Path
         await node.stop()
         kept = load_local_identity(identity_dir).identity
         assert (kept.revision, kept.contacts) == (7, (contact,))
+
+
+def test_session_caps_fit_the_descriptor_limit():
+    assert EndpointLimits.within_descriptors(65536) == EndpointLimits()
+    small = EndpointLimits.within_descriptors(256)
+    assert (small.max_sessions, small.sessions_per_address) == (85, 16)
+    assert EndpointLimits.within_descriptors(30).sessions_per_address == 10
+
+
+async def test_the_running_service_shows_its_caps(tmp_path: Path):
+    node = node_for(tmp_path)
+    await node.start()
+    try:
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        info = node.service("p2p").info()
+        assert info["max_sessions"] == min(1000, nofile // 3)
+    finally:
+        await node.stop()

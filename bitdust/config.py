@@ -298,6 +298,9 @@ BOOL = OptionType("bool", "true or false", _parse_bool, lambda v: "true" if v el
 PORT = OptionType(
     "port", "a port number 0-65535 (0 = any free port)", _int_parser(0, 65535), str, (int,)
 )
+PORT_OR_OFF = OptionType(
+    "port", "a port number 1-65535, or 0 for off", _int_parser(0, 65535), str, (int,)
+)
 SIZE = OptionType("size", "a size like '50 GB' or '256 MB'", _parse_size, format_size, (int,))
 DURATION = OptionType(
     "duration",
@@ -558,6 +561,13 @@ _declare(
 _declare("interface/api/rest-http-port", PORT, 8180, "Port of the local REST API.")
 _declare(
     "interface/api/auth-secret-enabled", BOOL, True, "Require the API secret on every request."
+)
+_declare(
+    "interface/metrics/port",
+    PORT_OR_OFF,
+    0,
+    "Port of a listener serving only GET /metrics, without the secret, on the API's loopback "
+    "host, for a Prometheus server (0: off; /metrics on the API needs the secret).",
 )
 _declare(
     "logs/level",

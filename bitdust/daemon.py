@@ -28,6 +28,7 @@ from aiohttp import web
 
 from bitdust import __version__
 from bitdust.api import routes as api_routes
+from bitdust.api.metrics import Exporter, metrics_app
 from bitdust.api.server import build_app
 from bitdust.config import (
     ConffileEdit,
@@ -42,6 +43,7 @@ from bitdust.config import (
 from bitdust.errors import DataFormatError, ExitStatus
 from bitdust.files import atomic_write
 from bitdust.log_file import LogFileRotation, RotatingStreamHandler
+from bitdust.metrics import Family, node_families
 from bitdust.node.catalog import CATALOG, ServiceSpec
 from bitdust.node.checks import check_config, pid_of_running
 from bitdust.node.node import EXPECTED_FAILURES, Node, ServiceStartFailed, failure_reason
@@ -214,6 +216,8 @@ class Daemon:
         self.secret: str | None = None
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._metrics_runner: web.AppRunner | None = None
+        self.exporter = Exporter(self.metric_families)
 
     # -- what the API may ask ----------------------------------------------------------------
 
@@ -373,9 +377,13 @@ class Daemon:
     def _api_secret(self) -> str | None:
         return self.secret if self.config["interface/api/auth-secret-enabled"] else None
 
+    def metric_families(self) -> list[Family]:
+        """The figures `GET /metrics` serves, read from the node as it is now."""
+        return node_families(self.node, self.paths.instance, self.version)
+
     async def _start_api(self) -> None:
         allowed = {self.node.api_host}
-        app = build_app(api_routes.all_routes(), self._api_secret, allowed, self)
+        app = build_app(api_routes.all_routes(), self._api_secret, allowed, self, self.exporter)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         port = self.config["interface/api/rest-http-port"]
@@ -392,6 +400,18 @@ class Daemon:
             with contextlib.suppress(PermissionError):
                 os.chown(socket_path, -1, gid)
         log.info("REST API on http://%s:%d and %s", self.node.api_host, self.api_port, socket_path)
+        metrics_port = self.config["interface/metrics/port"]
+        if metrics_port:
+            self._metrics_runner = web.AppRunner(
+                metrics_app(self.exporter, allowed), access_log=None, handle_signals=False
+            )
+            await self._metrics_runner.setup()
+            site = web.TCPSite(self._metrics_runner, self.node.api_host, metrics_port)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise StartError(f"cannot start the metrics listener: {exc}") from None
+            log.info("metrics on http://%s:%d/metrics", self.node.api_host, metrics_port)
 
     @property
     def api_port(self) -> int:
@@ -401,9 +421,10 @@ class Daemon:
         return next((a[1] for a in self._runner.addresses if isinstance(a, tuple)), 0)
 
     async def _stop_api(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        for runner in (self._runner, self._metrics_runner):
+            if runner is not None:
+                await runner.cleanup()
+        self._runner = self._metrics_runner = None
         self.paths.api_socket.unlink(missing_ok=True)
 
     def info(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bitdust.api.metrics import Exporter
 from bitdust.api.routes import all_routes
 from bitdust.api.server import build_app
 from tests.helpers import Node, running_node
@@ -31,12 +32,13 @@ def describe(node: Node) -> dict[str, Any]:
 
 def test_every_registered_route_is_described(node: Node) -> None:
     document = describe(node)
-    app = build_app(all_routes(), lambda: "secret", set(), process=None)  # type: ignore[arg-type]
+    app = build_app(all_routes(), lambda: "secret", set(), None, Exporter(list))  # type: ignore[arg-type]
     registered = {(r.method.lower(), r.resource.canonical) for r in app.router.routes()}
     described = {(m, path) for path, item in document["paths"].items() for m in item}
     assert registered == described
     assert ("post", "/v1/config/set/{key}") in described
     assert ("get", "/dht/value/get/v1") in described
+    assert ("get", "/metrics") in described
 
 
 def test_declared_parameters_are_the_schema(node: Node) -> None:

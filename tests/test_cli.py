@@ -130,7 +130,7 @@ def test_bash_completion_names_every_command() -> None:
     completion = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(completion)
     script = completion.render("bash")
-    assert "complete -o filenames -F _shtab_bitdust bitdust" in script
+    assert script.rstrip().endswith("-F _shtab_bitdust bitdust")
     for command in commands():
         assert command in script, command
     assert all(str(bits) in script for bits in ALLOWED_KEY_BITS)

@@ -26,11 +26,14 @@ def url_forms(path: str) -> tuple[str, str]:
 
 
 OPENAPI_URL = "/openapi.json"
+METRICS_URL = "/metrics"
 
 
-def openapi(routes: Iterable[Route]) -> dict[str, Any]:
-    """The OpenAPI document of ``routes``, and of itself."""
+def openapi(routes: Iterable[Route], metrics: bool = False) -> dict[str, Any]:
+    """The OpenAPI document of ``routes``, of itself and, when served, of ``/metrics``."""
     paths: dict[str, Any] = {OPENAPI_URL: {"get": SELF}}
+    if metrics:
+        paths[METRICS_URL] = {"get": METRICS}
     for route in routes:
         for path in route.paths:
             for url in url_forms(path):
@@ -155,6 +158,15 @@ SELF = {
     "summary": "This document.",
     "responses": {
         "200": {"description": "the OpenAPI document", "content": {"application/json": {}}},
+        "401": RESPONSES["401"],
+    },
+}
+
+METRICS = {
+    "operationId": "metrics_get",
+    "summary": "The node's figures in Prometheus' text format (docs/metrics.md lists them).",
+    "responses": {
+        "200": {"description": "Prometheus text exposition", "content": {"text/plain": {}}},
         "401": RESPONSES["401"],
     },
 }

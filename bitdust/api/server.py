@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 
-from bitdust.api.meta import OPENAPI_URL, openapi, url_forms
+from bitdust.api.meta import METRICS_URL, OPENAPI_URL, openapi, url_forms
 from bitdust.config import BadValue, Config, ConfigError, Overridden, UnknownKey
 from bitdust.node.service import Service, ServiceError
 
 if TYPE_CHECKING:
+    from bitdust.api.metrics import Exporter
     from bitdust.node.node import Node
 
 log = logging.getLogger(__name__)
@@ -303,8 +304,10 @@ def build_app(
     secret: Callable[[], str | None],
     allowed_hosts: set[str],
     process: Process,
+    metrics: Exporter | None = None,
 ) -> web.Application:
-    """The aiohttp application; ``secret()`` returns None when auth is turned off."""
+    """The aiohttp application; ``secret()`` returns None when auth is turned off. With
+    ``metrics``, ``GET /metrics`` serves its figures (behind the secret, as every route)."""
 
     def wrap(route_: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
@@ -352,10 +355,12 @@ def build_app(
             for method in route_.methods:
                 for url in url_forms(path):
                     app.router.add_route(method, url, handler)
-    document = openapi(routes)
+    document = openapi(routes, metrics=metrics is not None)
 
     async def describe(request: web.Request) -> web.Response:
         return web.json_response(document)
 
     app.router.add_route("GET", OPENAPI_URL, describe)
+    if metrics is not None:
+        app.router.add_route("GET", METRICS_URL, metrics.handle)
     return app

@@ -18,6 +18,8 @@ from bitdust.node.catalog import CATALOG, Listener, ServiceSpec, start_order
 
 #: The REST API's port: the process binds it, whatever services run.
 API_LISTENER = Listener("tcp", "interface/api/rest-http-port")
+#: The metrics listener's port, bound when it is not 0 (off).
+METRICS_LISTENER = Listener("tcp", "interface/metrics/port")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ def bindings(config: Config, catalog: Sequence[ServiceSpec] = CATALOG) -> Iterat
     """Every port this configuration would bind, from the listeners of the services that run."""
     active = active_services(config, catalog)
     declared = [API_LISTENER]
+    if config[METRICS_LISTENER.port_key]:
+        declared.append(METRICS_LISTENER)
     for spec in start_order(catalog):
         if spec.name in active:
             declared += spec.listeners

@@ -50,6 +50,9 @@ class Service:
 
     #: keys this service applies on SIGHUP without a restart
     live_keys: frozenset[str] = frozenset()
+    #: fields of :meth:`info` exported as gauges at ``GET /metrics``; ``info()["counters"]``
+    #: are exported as counters (see :mod:`bitdust.metrics`)
+    metric_gauges: tuple[str, ...] = ()
 
     def __init__(self, node: Node) -> None:
         self.node = node

@@ -23,7 +23,13 @@ from typing import Any, cast
 from bitdust.dht.transport import normalize_addr
 from bitdust.logs import RateLimitedLog
 from bitdust.p2p.directory import Directory, PeerUnknown
-from bitdust.p2p.errors import P2PError, PeerUnreachable, RequestRefused, SessionEnded
+from bitdust.p2p.errors import (
+    P2PError,
+    PeerBusy,
+    PeerUnreachable,
+    RequestRefused,
+    SessionEnded,
+)
 from bitdust.p2p.events import (
     CloseReason,
     Established,
@@ -93,6 +99,7 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._writable = asyncio.Event()
         self._writable.set()
+        self._slot_freed = asyncio.Event()  # an answer came or a stream ended
         self._requests: dict[int, asyncio.Future[bytes]] = {}
         self._sending: dict[int, OutgoingStream] = {}
         self._receiving: dict[int, IncomingStream] = {}
@@ -168,8 +175,10 @@ class Connection(asyncio.Protocol):
                 self._spawn(self._serve_request(request_id, kind, data))
             case ResponseReceived(request_id, data):
                 _settle(self._requests.pop(request_id, None), data)
+                self._slot_freed.set()
             case RequestFailed(request_id, reason):
                 _settle(self._requests.pop(request_id, None), RequestRefused(reason))
+                self._slot_freed.set()
             case EventReceived(kind, data):
                 self.endpoint._deliver_event(self.peer, kind, data)
             case StreamOpened(stream_id, kind, header):
@@ -185,6 +194,7 @@ class Connection(asyncio.Protocol):
                 self._sending[stream_id]._credit.set()
             case StreamClosed(stream_id, reason):
                 self._sending.pop(stream_id)._closed(reason)
+                self._slot_freed.set()
             case SessionClosed(reason, detail):
                 self._closed(reason, detail)
 
@@ -213,6 +223,7 @@ class Connection(asyncio.Protocol):
         for task in self._tasks:  # handlers whose answers can no longer be sent
             task.cancel()
         self._writable.set()
+        self._slot_freed.set()  # waiters see the session ended
         self.endpoint._unregister(self)
         if self.transport is not None:
             self._loop.call_soon(self.transport.close)  # after the CLOSE frame is written
@@ -286,26 +297,40 @@ class Connection(asyncio.Protocol):
     # -- our side -----------------------------------------------------------------------------
 
     async def request(self, kind: str, data: bytes, timeout: float) -> bytes:
-        request_id = self.session.send_request(kind, data)
-        future = self._loop.create_future()
-        self._requests[request_id] = future
-        self.pump()
+        """Send a request and await its answer; waits first, within ``timeout``, while as many
+        requests as the wire allows await answers."""
         try:
             async with asyncio.timeout(timeout):
-                return await future
+                request_id = await self._when_free(lambda: self.session.send_request(kind, data))
+                future = self._loop.create_future()
+                self._requests[request_id] = future
+                self.pump()
+                try:
+                    return await future
+                finally:
+                    self._requests.pop(request_id, None)
         except TimeoutError:
             raise P2PError(
                 f"{self.peer} did not answer a {kind!r} request in {timeout:g} s"
             ) from None
-        finally:
-            self._requests.pop(request_id, None)
 
-    def open_stream(self, kind: str, header: bytes) -> OutgoingStream:
-        stream_id = self.session.open_stream(kind, header)
+    async def open_stream(self, kind: str, header: bytes) -> OutgoingStream:
+        """Open a stream; waits while as many streams as the wire allows are open."""
+        stream_id = await self._when_free(lambda: self.session.open_stream(kind, header))
         outgoing = OutgoingStream(self, stream_id)
         self._sending[stream_id] = outgoing
         self.pump()
         return outgoing
+
+    async def _when_free(self, start: Callable[[], int]) -> int:
+        """``start()`` as soon as the wire's per-direction limit lets it (PeerBusy: wait until
+        an answer arrives or a stream ends)."""
+        while True:
+            try:
+                return start()
+            except PeerBusy:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
 
     def close(self) -> None:
         self.session.close()
@@ -358,6 +383,7 @@ class OutgoingStream:
         if not self._done.done():
             self.connection.session.stream_reset(self.stream_id, reason)
             self.connection._sending.pop(self.stream_id, None)
+            self.connection._slot_freed.set()
             self._fail(SessionEnded(CloseReason.LOCAL, f"stream reset: {reason}"))
             self.connection.pump()
 
@@ -599,7 +625,7 @@ class P2PEndpoint:
 
     async def open_stream(self, idurl: str, kind: str, header: bytes = b"") -> OutgoingStream:
         connection = await self.connect(idurl)
-        return connection.open_stream(kind, header)
+        return await connection.open_stream(kind, header)
 
     def _register(self, connection: Connection) -> None:
         assert connection.peer is not None

@@ -20,8 +20,8 @@ from bitdust.identity.signing import sign
 from bitdust.p2p.directory import Directory
 from bitdust.p2p.errors import P2PError, PeerUnreachable, RequestRefused
 from bitdust.p2p.handshake import LocalPeer
-from bitdust.p2p.session import SessionTimeouts
-from bitdust.p2p.streams import STREAM_WINDOW
+from bitdust.p2p.session import MAX_PENDING_REQUESTS, SessionTimeouts
+from bitdust.p2p.streams import MAX_STREAMS, STREAM_WINDOW
 from bitdust.p2p.transport import EndpointLimits, IncomingStream, P2PEndpoint
 from tests.p2p.peers import ALICE, BOB, identity_key
 
@@ -337,3 +337,33 @@ async def test_a_contact_that_does_not_resolve_is_skipped_for_the_next_one(net: 
     bob_only.resolve = resolve
     with pytest.raises(PeerUnreachable, match=r"cannot resolve host 'nowhere\.invalid'"):
         await bob_only.request(BOB, "echo", b"hi")
+
+
+async def test_calls_beyond_the_wire_limits_wait_for_a_slot_instead_of_failing(net: Net):
+    alice = await net.endpoint(ALICE, "alice")
+    bob = await net.endpoint(BOB, "bob")
+    gate = asyncio.Event()
+
+    async def slow(peer: str, data: bytes) -> bytes:
+        await gate.wait()
+        return data
+
+    bob.on_request("slow", slow)
+    received: dict[bytes, tuple[int, str]] = {}
+    bob.on_stream("blob", lambda peer, stream: receive_all(stream, received))
+    calls = [
+        asyncio.create_task(alice.request(BOB, "slow", b"%d" % n, timeout=10))
+        for n in range(MAX_PENDING_REQUESTS + 3)
+    ]
+    streams = [await alice.open_stream(BOB, "blob", b"%d" % n) for n in range(MAX_STREAMS)]
+    ninth = asyncio.create_task(alice.open_stream(BOB, "blob", b"ninth"))
+    await asyncio.sleep(0.2)
+    assert not any(call.done() for call in calls) and not ninth.done()
+    gate.set()
+    answers = await asyncio.wait_for(asyncio.gather(*calls), 5)
+    assert answers == [b"%d" % n for n in range(MAX_PENDING_REQUESTS + 3)]
+    await asyncio.wait_for(streams[0].finish(), 5)
+    stream = await asyncio.wait_for(ninth, 5)
+    await stream.write(b"late")
+    await asyncio.wait_for(stream.finish(), 5)
+    assert received[b"ninth"][0] == 4

@@ -76,6 +76,10 @@ FILES = [
         "prints it filled in.",
     ),
     (
+        "/usr/share/bash\\-completion/completions/bitdust",
+        "Bash completion of commands, options and choices, generated from the program's parser.",
+    ),
+    (
         "/lib/systemd/system/bitdust@.service, bitdust.service",
         "The instance template unit and the parent unit that reloads, restarts and stops every "
         "instance.",
@@ -127,8 +131,22 @@ sudo systemctl enable \\-\\-now bitdust@supplier
 sudo bitdust \\-\\-instance supplier set services/supplier/donated\\-space "50 GB"
 sudo systemctl reload bitdust@supplier
 bitdust \\-\\-instance supplier states
-bitdust \\-\\-instance dht\\-seed network status \\-\\-dht
+bitdust \\-\\-instance dht\\-seed \\-\\-json network status \\-\\-dht
+sudo bitdust unset logs/level
+sudo bitdust \\-\\-instance supplier2 set node/role supplier
+bitdust \\-\\-instance supplier2 check\\-config
 .EE
+.PP
+A second instance of a role (here a second supplier) also needs its own ports.
+What
+.B bitdust set
+writes is the value in force, or nothing is written and the overriding layer is named.
+The REST API describes itself at
+.B /openapi.json
+and serves Prometheus metrics at
+.BR /metrics ;
+.B interface/metrics/port
+opens a listener serving only the metrics.
 """
 
 

@@ -62,6 +62,9 @@ DAEMON_TIMEOUT = 90.0
 MAX_PASSPHRASE_BYTES = 4096
 STOP_TIMEOUT = 15.0
 JSON_HELP = "print data as JSON (for scripts) instead of text"
+#: shtab's hook on a settings-key argument: the shell function (packaging/completion.py writes
+#: it) that offers every key of the registry
+SETTING_KEYS_COMPLETION = {"bash": "_bitdust_setting_keys"}
 
 
 class CliError(Exception):
@@ -688,12 +691,17 @@ def build_parser() -> argparse.ArgumentParser:
     command("version", cmd_version, "print the version")
 
     p = command("set", cmd_set, "change a setting in the instance's conffile ('set list' lists)")
-    p.add_argument("key", help="settings key, e.g. services/supplier/donated-space, or 'list'")
+    key = p.add_argument(
+        "key", help="settings key, e.g. services/supplier/donated-space, or 'list'"
+    )
+    key.complete = SETTING_KEYS_COMPLETION  # type: ignore[attr-defined]
     p.add_argument("value", nargs="*", help="new value (words are joined: set KEY 50 GB)")
     p = command("get", cmd_get, "print a setting's value (with --json: and its layer)")
-    p.add_argument("key", help="settings key, e.g. logs/level")
+    key = p.add_argument("key", help="settings key, e.g. logs/level")
+    key.complete = SETTING_KEYS_COMPLETION  # type: ignore[attr-defined]
     p = command("unset", cmd_unset, "remove a setting from the layer it comes from")
-    p.add_argument("key", help="settings key; the layer below (role preset, default) decides")
+    key = p.add_argument("key", help="settings key; the layer below (role preset, default) decides")
+    key.complete = SETTING_KEYS_COMPLETION  # type: ignore[attr-defined]
     p = command("config", cmd_config_list, "every setting, its value and layer: 'config list'")
     p.add_argument("action", choices=["list"], help="list: the same as 'set list'")
 

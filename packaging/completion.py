@@ -17,12 +17,16 @@ import shtab
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the source tree's bitdust
 
-from bitdust.cli import build_parser
+from bitdust.cli import SETTING_KEYS_COMPLETION, build_parser
+from bitdust.config import OPTIONS
 
 
 def render(shell: str = "bash") -> str:
-    """The completion script for ``shell``."""
-    return shtab.complete(build_parser(), shell=shell)
+    """The completion script for ``shell``; settings keys complete from the registry."""
+    keys = " ".join(sorted(OPTIONS))
+    function = SETTING_KEYS_COMPLETION["bash"]
+    preamble = {"bash": f'{function}() {{\n  compgen -W "{keys}" -- "$1"\n}}\n'}
+    return shtab.complete(build_parser(), shell=shell, preamble=preamble)
 
 
 def main(argv: list[str]) -> int:

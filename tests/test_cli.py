@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bitdust.cli import as_text, build_parser, main, start_command
-from bitdust.config import Paths
+from bitdust.config import OPTIONS, Paths
 from bitdust.errors import ExitStatus
 from bitdust.rsakeys import ALLOWED_KEY_BITS
 from tests.helpers import REPO, cli, node_env, running_node
@@ -63,6 +65,32 @@ def test_a_usage_error_of_any_command_exits_2(
 def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert capsys.readouterr().err.startswith("usage: bitdust")
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "err"),
+    [
+        (
+            RuntimeError("boom"),
+            ExitStatus.INTERNAL,
+            "bitdust: internal error: RuntimeError: boom\n",
+        ),
+        (KeyboardInterrupt(), ExitStatus.INTERRUPTED, ""),
+    ],
+)
+def test_a_bug_is_70_and_ctrl_c_is_130_as_the_man_page_says(
+    raised: BaseException,
+    status: ExitStatus,
+    err: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def fail(*_: object) -> int:
+        raise raised
+
+    monkeypatch.setattr("bitdust.cli.cmd_version", fail)
+    assert main(["version"]) == status
+    assert capsys.readouterr().err == err
 
 
 def test_start_advice_follows_how_the_instance_is_managed(tmp_path: Path) -> None:
@@ -123,14 +151,30 @@ def test_text_for_people_json_for_scripts_and_a_missing_key_fails(tmp_path: Path
         assert [v["value"] for v in json.loads(found.stdout)["values"]] == ["v"]
 
 
-def test_bash_completion_names_every_command() -> None:
-    pytest.importorskip("shtab")
+def load_completion() -> Any:
     spec = importlib.util.spec_from_file_location("completion", REPO / "packaging/completion.py")
     assert spec is not None and spec.loader is not None
     completion = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(completion)
-    script = completion.render("bash")
+    return completion
+
+
+def test_bash_completion_names_every_command() -> None:
+    script = load_completion().render("bash")
     assert script.rstrip().endswith("-F _shtab_bitdust bitdust")
     for command in commands():
         assert command in script, command
     assert all(str(bits) in script for bits in ALLOWED_KEY_BITS)
+
+
+def test_bash_completes_settings_keys(tmp_path: Path) -> None:
+    script = tmp_path / "bitdust.bash"
+    script.write_text(load_completion().render("bash"))
+    line = "bitdust set services/supp"
+    words = f"COMP_WORDS=({line}); COMP_CWORD=2; COMP_LINE='{line}'"
+    result = subprocess.run(
+        ["bash", "-c", f"source {script}; {words}; COMP_POINT=${{#COMP_LINE}}; "
+         '_shtab_bitdust; printf "%s\\n" "${COMPREPLY[@]}"'],
+        capture_output=True, text=True, timeout=10, check=True,
+    )  # fmt: skip
+    assert result.stdout.split() == sorted(k for k in OPTIONS if k.startswith("services/supp"))

@@ -8,7 +8,6 @@ queued, resolves futures from the core's events and re-arms the single ``call_la
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import time
@@ -32,28 +31,13 @@ from bitdust.dht.records import Record
 from bitdust.dht.schemes import STANDARD_VERIFIERS, Ed25519Signer, Signer
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.wire import ID_SIZE, Contact
+from bitdust.netaddr import Addr, normalize_addr
 
 log = logging.getLogger(__name__)
-
-Addr = tuple[str, int]
 
 # Seconds between a change and its commit to the database: writes are batched, and the core
 # never waits on the disk while it handles a datagram.
 FLUSH_DELAY = 0.5
-
-
-def normalize_addr(addr: tuple) -> Addr:  # type: ignore[type-arg]
-    """(host, port) from a socket address; IPv4-mapped IPv6 becomes plain IPv4."""
-    host, port = addr[0], addr[1]
-    if ":" not in host:
-        return (host, port)  # IPv4 as the kernel writes it: canonical already
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return (host, port)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return (str(ip.ipv4_mapped), port)
-    return (str(ip), port)
 
 
 class _Datagrams(asyncio.DatagramProtocol):

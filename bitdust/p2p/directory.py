@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from bitdust import rsakeys
 from bitdust.identity.document import Identity, parse_identity
@@ -47,16 +48,27 @@ class Peer:
     def idurl(self) -> str:
         return self.document.idurl
 
-    def tcp_contacts(self) -> list[tuple[str, int]]:
-        """``(host, port)`` of each ``tcp://host:port`` contact, in the document's order."""
+    def tcp_contacts(self) -> list[Contact]:
+        """Each ``tcp://host:port`` contact (direct) or ``tcp://host:port/<route>`` (through
+        the proxy router at host:port), in the document's order; anything else is skipped."""
         found = []
         for contact in self.document.contacts:
             scheme, _, rest = contact.partition("://")
-            host, _, port = rest.rpartition(":")
+            address, _, route = rest.partition("/")
+            host, _, port = address.rpartition(":")
             valid_port = port.isascii() and port.isdigit() and 0 < int(port) < 65536
-            if scheme == "tcp" and host and valid_port:
-                found.append((host.strip("[]"), int(port)))
+            valid_route = not route or (
+                route.isascii() and route.replace("-", "").replace("_", "").isalnum()
+            )
+            if scheme == "tcp" and host and valid_port and valid_route and len(route) <= 64:
+                found.append(Contact(host.strip("[]"), int(port), route))
         return found
+
+
+class Contact(NamedTuple):
+    host: str
+    port: int
+    route: str = ""  # non-empty: the node is reached through the router at host:port
 
 
 class Directory:

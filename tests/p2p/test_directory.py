@@ -87,6 +87,7 @@ async def test_a_tampered_document_is_refused():
 )
 def test_tcp_contacts_are_host_and_port_pairs_or_skipped(contacts: list[str]):
     peer = Peer(signed(BOB, 1, tuple(contacts)), None)  # type: ignore[arg-type]
-    for host, port in peer.tcp_contacts():
+    for host, port, route in peer.tcp_contacts():
         assert host and 0 < port < 65536
-        assert any(c.startswith("tcp://") and c.endswith(f":{port}") for c in contacts)
+        tail = f":{port}/{route}" if route else f":{port}"
+        assert any(c.startswith("tcp://") and c.endswith(tail) for c in contacts)

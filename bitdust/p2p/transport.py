@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from bitdust.logs import RateLimitedLog
 from bitdust.netaddr import normalize_addr
+from bitdust.p2p import preamble
 from bitdust.p2p.directory import Directory, PeerUnknown
 from bitdust.p2p.errors import (
     P2PError,
@@ -48,6 +49,7 @@ from bitdust.p2p.events import (
     StreamWritable,
 )
 from bitdust.p2p.handshake import LocalPeer
+from bitdust.p2p.preamble import Kind, Preamble
 from bitdust.p2p.session import Session, SessionTimeouts
 from bitdust.p2p.streams import STREAM_WINDOW
 
@@ -84,13 +86,31 @@ class EndpointLimits:
         return dataclasses.replace(limits, max_sessions=total, sessions_per_address=per_address)
 
 
-class Connection(asyncio.Protocol):
-    """One TCP connection and its session core."""
+@dataclass(frozen=True)
+class Divert:
+    """Where the listener hands a connection that opens with a relay preamble (the proxy
+    router, sharing p2p's port): ``take(transport, first_bytes)`` owns the socket from then."""
 
-    def __init__(self, endpoint: P2PEndpoint, session: Session, outgoing: bool) -> None:
+    take: Callable[[asyncio.Transport, bytes], None]
+
+
+class Connection(asyncio.Protocol):
+    """One TCP connection and its session core.
+
+    ``preamble`` is written before the session's first byte: a relay preamble when the session
+    runs through a proxy router (``routed``), either as the peer dialling a routed node or as
+    the routed node taking the connection the router announced."""
+
+    def __init__(
+        self, endpoint: P2PEndpoint, session: Session, outgoing: bool, preamble: bytes = b""
+    ) -> None:
         self.endpoint = endpoint
         self.session = session
         self.outgoing = outgoing
+        self.preamble = preamble
+        self.routed = bool(preamble)
+        # an incoming direct connection may still turn out relayed: its first bytes, held
+        self._first: bytes | None = b"" if not (outgoing or preamble) else None
         self.address: tuple[str, int] = ("", 0)
         self.transport: asyncio.Transport | None = None
         loop = asyncio.get_running_loop()
@@ -115,11 +135,36 @@ class Connection(asyncio.Protocol):
             transport.abort()
             return
         self.endpoint._connections.add(self)
+        if self.preamble:
+            self.transport.write(self.preamble)
         self.pump()
 
     def data_received(self, data: bytes) -> None:
+        if self._first is not None:
+            data = self._sniff(self._first + data)
+            if not data:
+                return
         self.session.receive_data(data, self._loop.time())
         self.pump()
+
+    def _sniff(self, data: bytes) -> bytes:
+        """``data`` for the session once it cannot be a relay preamble; b"" while it may be
+        one, or once it was one and the socket went to the router (DESIGN §9: one port)."""
+        divert = self.endpoint.divert
+        if divert is None or not preamble.could_be_relayed(data):
+            self._first = None
+            return data
+        if len(data) < len(preamble.MAGIC):
+            self._first = data
+            return b""
+        self._first = None
+        self.endpoint._connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        assert self.transport is not None
+        divert.take(self.transport, data)  # sets its own protocol: nothing more reaches us
+        return b""
 
     def eof_received(self) -> bool:
         return False
@@ -340,7 +385,7 @@ class Connection(asyncio.Protocol):
         return {
             "idurl": self.peer,
             "direction": "outgoing" if self.outgoing else "incoming",
-            "route": "direct",
+            "route": "routed" if self.routed else "direct",
             "address": f"{self.address[0]}:{self.address[1]}",
             "state": "open" if self.session.established else "handshake",
             "bytes_in": self.session.bytes_in,
@@ -489,6 +534,7 @@ class P2PEndpoint:
         self._request_handlers: dict[str, RequestHandler] = {}
         self._event_handlers: dict[str, EventHandler] = {}
         self._stream_handlers: dict[str, StreamHandler] = {}
+        self.divert: Divert | None = None  # set by the proxy router sharing the listener
 
     # -- handlers -----------------------------------------------------------------------------
 
@@ -534,7 +580,11 @@ class P2PEndpoint:
             _peer_log.warning("p2p: %d sessions open: refusing more", len(self._connections))
             return False
         host = connection.address[0]
-        same = sum(1 for c in self._connections if not c.outgoing and c.address[0] == host)
+        if connection.routed:  # through a router, whose own limits hold per routed node
+            return True
+        same = sum(
+            1 for c in self._connections if not (c.outgoing or c.routed) and c.address[0] == host
+        )
         if same >= self.limits.sessions_per_address:
             _peer_log.warning("p2p: %s has %d sessions open: refusing more", host, same)
             return False
@@ -549,15 +599,23 @@ class P2PEndpoint:
             peer = await self.directory.peer(idurl)
         except PeerUnknown as exc:
             raise PeerUnreachable(str(exc)) from None
-        for connection in self._by_peer.get(peer.idurl, ()):
-            if connection.session.established:
-                return connection
+        connection = self.established(peer.idurl)
+        if connection is not None:
+            return connection
         task = self._dialing.get(peer.idurl)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._dial(peer.idurl))
             self._dialing[peer.idurl] = task
             task.add_done_callback(lambda _: self._dialing.pop(peer.idurl, None))
         return await asyncio.shield(task)
+
+    def established(self, idurl: str) -> Connection | None:
+        """An open session with ``idurl``, never a new one (a router must not dial a routed
+        node: its contact is the router itself)."""
+        for connection in self._by_peer.get(idurl, ()):
+            if connection.session.established:
+                return connection
+        return None
 
     async def _dial(self, idurl: str) -> Connection:
         failures: list[str] = []
@@ -572,14 +630,18 @@ class P2PEndpoint:
             contacts = peer.tcp_contacts()
             if not contacts:
                 failures.append("its identity lists no tcp:// contact")
-            for host, port in contacts:
+            for host, port, route in contacts:
+                relay = Preamble(Kind.CONNECT, route).encode() if route else b""
                 try:
-                    return await self._dial_contact(peer.idurl, host, port)
+                    return await self._dial_contact(peer.idurl, host, port, relay)
                 except (OSError, TimeoutError, P2PError) as exc:
-                    failures.append(f"tcp://{host}:{port}: {_why(exc)}")
+                    where = f"tcp://{host}:{port}" + (f"/{route}" if route else "")
+                    failures.append(f"{where}: {_why(exc)}")
         raise PeerUnreachable(f"cannot reach {idurl}: " + "; ".join(dict.fromkeys(failures)))
 
-    async def _dial_contact(self, idurl: str, host: str, port: int) -> Connection:
+    async def _dial_contact(
+        self, idurl: str, host: str, port: int, relay: bytes = b""
+    ) -> Connection:
         if len(self._connections) >= self.limits.max_sessions:
             raise P2PError(f"{len(self._connections)} sessions are open already")
         local = self.local()
@@ -599,7 +661,7 @@ class P2PEndpoint:
         )
         async with asyncio.timeout(self.limits.connect_timeout):
             _, connection = await loop.create_connection(
-                lambda: Connection(self, session, outgoing=True), address, port
+                lambda: Connection(self, session, outgoing=True, preamble=relay), address, port
             )
             try:
                 await connection.established
@@ -607,6 +669,24 @@ class P2PEndpoint:
                 connection.close()
                 raise
         return connection
+
+    async def accept_relayed(self, host: str, port: int, token: str) -> None:
+        """Take a connection a peer made to this node through the router at host:port (the
+        router announced it under ``token``): this node dials out, then answers the peer's
+        handshake as if the peer had dialled it, so a node with no listener is reachable."""
+        local = self.local()
+        if local is None:
+            raise P2PError(NO_IDENTITY)
+        loop = asyncio.get_running_loop()
+        address = await self.resolve(host)
+        session = Session(
+            initiator=False, local=local, now=loop.time(), timeouts=self.limits.timeouts
+        )
+        accept = Preamble(Kind.ACCEPT, token).encode()
+        async with asyncio.timeout(self.limits.connect_timeout):
+            await loop.create_connection(
+                lambda: Connection(self, session, outgoing=False, preamble=accept), address, port
+            )
 
     async def request(
         self, idurl: str, kind: str, data: bytes, timeout: float | None = None

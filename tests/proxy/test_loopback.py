@@ -1,0 +1,104 @@
+"""A routed node (no listening socket) and a direct node talk through a router on real loopback
+sockets: requests and streams both ways, opaque to the router, and a lost router replaced."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from bitdust.p2p.transport import IncomingStream, P2PEndpoint
+from tests.proxy.network import Network, until
+
+ROUTER = "http://host-c.com/router.xml"
+ROUTER2 = "http://host-d.com/router2.xml"
+ALICE = "http://host-a.com/alice.xml"  # routed
+BOB = "http://host-b.com/bob.xml"  # direct
+MARKER = b"PLAINTEXT-MARKER-the-router-must-never-see-this"
+STREAM_SIZE = 8 * 1024 * 1024
+
+
+@pytest.fixture
+async def net():
+    network = Network()
+    yield network
+    await network.close()
+
+
+async def echo(peer: str, data: bytes) -> bytes:
+    return peer.encode() + b" said " + data
+
+
+def serve(endpoint: P2PEndpoint, received: dict[bytes, tuple[str, int, str]]) -> None:
+    async def take(peer: str, stream: IncomingStream) -> None:
+        digest, size = hashlib.sha256(), 0
+        async for chunk in stream:
+            digest.update(chunk)
+            size += len(chunk)
+        received[stream.header] = (peer, size, digest.hexdigest())
+
+    endpoint.on_request("echo", echo)
+    endpoint.on_stream("blob", take)
+
+
+async def send(endpoint: P2PEndpoint, idurl: str, name: bytes, payload: bytes) -> None:
+    stream = await endpoint.open_stream(idurl, "blob", name)
+    await stream.write(payload)
+    await stream.finish()
+
+
+def payload() -> bytes:
+    return (MARKER + os.urandom(1000)) * (STREAM_SIZE // (len(MARKER) + 1000))
+
+
+async def test_routed_and_direct_nodes_talk_through_a_router_that_sees_only_ciphertext(
+    net: Network,
+):
+    _, router = await net.router(ROUTER, tee=True)
+    alice, client = await net.routed(ALICE, [ROUTER])
+    bob = await net.direct(BOB)
+    received: dict[bytes, tuple[str, int, str]] = {}
+    serve(alice, received)
+    serve(bob, received)
+    assert client.registration is not None
+    assert client.registration.contact.startswith(router.contact + "/")
+    assert alice.server is None  # no listening socket: reachable only through the router
+
+    assert await bob.request(ALICE, "echo", MARKER) == BOB.encode() + b" said " + MARKER
+    assert await alice.request(BOB, "echo", MARKER) == ALICE.encode() + b" said " + MARKER
+    to_alice, to_bob = payload(), payload()
+    await send(bob, ALICE, b"to-alice", to_alice)
+    await send(alice, BOB, b"to-bob", to_bob)
+    await until(lambda: len(received) == 2)
+
+    assert received[b"to-alice"] == (BOB, len(to_alice), hashlib.sha256(to_alice).hexdigest())
+    assert received[b"to-bob"] == (ALICE, len(to_bob), hashlib.sha256(to_bob).hexdigest())
+    [session] = [s for s in bob.sessions() if s["idurl"] == ALICE]
+    assert session["route"] == "routed"
+    [through] = net.tees[0:1]
+    assert len(through.recorded) > len(to_alice) + len(to_bob)  # it all went through the tee
+    assert MARKER not in through.recorded
+    assert MARKER[:16] not in through.recorded
+    [route] = router.relay.stats()
+    assert route["idurl"] == ALICE and route["bytes_relayed"] > len(to_alice) + len(to_bob)
+
+
+async def test_a_lost_router_is_replaced_and_the_new_contact_published(net: Network):
+    endpoint1, router1 = await net.router(ROUTER)
+    _, router2 = await net.router(ROUTER2)
+    alice, client = await net.routed(ALICE, [ROUTER, ROUTER2])
+    bob = await net.direct(BOB)
+    serve(alice, {})
+    assert client.router == ROUTER
+    assert await bob.request(ALICE, "echo", b"one") == BOB.encode() + b" said one"
+
+    router1.close()  # the router dies: its listener and every session go at once
+    await endpoint1.close()
+    await until(lambda: client.router == ROUTER2)
+
+    assert router2.contact.encode() in net.documents[ALICE]
+    assert await bob.request(ALICE, "echo", b"two") == BOB.encode() + b" said two"
+    assert client.changes == 2
+    [route] = router2.relay.stats()
+    assert route["idurl"] == ALICE

@@ -118,6 +118,10 @@ def test_metrics_on_the_api_need_the_secret_and_the_own_listener_serves_only_the
         assert (status, json.loads(body)["errors"]) == (404, ["only GET /metrics is served here"])
         status, _, body = get(own + "/metrics", {"Origin": "http://evil.example"})
         assert status == 403
+        status, _, body = get(own + "/metrics", {"Host": f"rebound.example:{port}"})
+        assert (status, json.loads(body)["errors"]) == (
+            403, [f"access denied: Host 'rebound.example:{port}' is not local"]
+        )  # fmt: skip
         listed = node.ok("GET", "/v1/process/info")
         assert listed["role"] == "dht-seed"
         with_secret = get(f"http://127.0.0.1:{node.api_port}/metrics", {"api_secret": node.secret})

@@ -4,7 +4,8 @@ Prometheus' text format written by prometheus-client.
 Served on the API, behind its secret, and — when ``interface/metrics/port`` is set — on a
 listener of its own for a Prometheus server: that one serves nothing else, only GET, no secret
 (the figures are counts, never keys or names), bound to the API's loopback host, and refuses
-what a web page sends, as the API does. prometheus-client is imported at the first scrape, so
+what a web page sends and a Host that is not local (DNS rebinding), as the API does without its
+secret. prometheus-client is imported at the first scrape, so
 a node nobody scrapes does not load it.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from bitdust.api.meta import METRICS_URL
-from bitdust.api.server import cross_site_refusal, envelope_error
+from bitdust.api.server import cross_site_refusal, envelope_error, is_loopback_host
 from bitdust.metrics import Family, Kind
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -79,6 +80,8 @@ def metrics_app(exporter: Exporter, allowed_hosts: set[str]) -> web.Application:
         refusal = cross_site_refusal(request, allowed_hosts)
         if refusal is not None:
             return envelope_error(403, refusal)
+        if not is_loopback_host(request.host or "", allowed_hosts):  # DNS rebinding
+            return envelope_error(403, f"access denied: Host {request.host!r} is not local")
         try:
             return await handler(request)
         except web.HTTPNotFound:

@@ -64,5 +64,7 @@ demo: venv deps binary
 bench: venv
 	$(PY) -m tests.bench.run
 
+# Keeps build/apt-signing: hosts that added dist/apt as a source trust only that key.
 clean:
-	rm -rf build dist .pytest_cache .ruff_cache
+	rm -rf dist .pytest_cache .ruff_cache
+	@if [ -d build ]; then find build -mindepth 1 -maxdepth 1 ! -name apt-signing -exec rm -rf {} +; fi

@@ -162,9 +162,16 @@ async def test_network_status_asks_each_section_of_its_owner_only(tmp_path: Path
     await node.stop()
 
 
-def test_every_status_section_has_exactly_one_owner_in_the_catalog() -> None:
-    owners = [section for spec in CATALOG for section in spec.status_sections]
+def test_every_status_section_has_one_running_owner_at_most() -> None:
+    """A section has one owner, or owners that conflict (the router and the routed node both
+    answer `?proxy=1`; only one of them runs)."""
+    owners: dict[StatusSection, list[ServiceSpec]] = {}
+    for row in CATALOG:
+        for section in row.status_sections:
+            owners.setdefault(section, []).append(row)
     assert sorted(owners) == sorted(StatusSection)
+    for specs in owners.values():
+        assert all(b.name in a.conflicts for a in specs for b in specs if a is not b)
     assert section_owners() == {
         StatusSection.DHT: "entangled-dht",
         StatusSection.SUPPLIERS: "customer",

@@ -71,14 +71,17 @@ CATALOG: tuple[ServiceSpec, ...] = (
     ServiceSpec("nodes-lookup", needs=("entangled-dht", "p2p")),
     ServiceSpec(
         "proxy-server",
-        needs=("p2p",),
+        needs=("p2p", "entangled-dht"),  # a router advertises itself in the DHT for finders
         conflicts=("proxy-transport",),
+        implementation="bitdust.proxy.server_service:ProxyServerService",
         listeners=(TCP_CONNECTIONS,),
+        status_sections=(StatusSection.PROXY,),  # shared with proxy-transport: they conflict
     ),
     ServiceSpec(
         "proxy-transport",
         needs=("p2p", "nodes-lookup"),
         conflicts=("proxy-server",),
+        implementation="bitdust.proxy.transport_service:ProxyTransportService",
         status_sections=(StatusSection.PROXY,),
     ),
     ServiceSpec(

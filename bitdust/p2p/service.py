@@ -81,6 +81,12 @@ class P2PService(Service):
         self.endpoint.on_request(PING, _pong)
         log.info("p2p listening on TCP %s:%d", self.node.bind_host, bound)
 
+    def publish_direct(self, publish: bool) -> None:
+        """Publish this node's own contact, or not while a proxy router carries its traffic
+        (proxy-transport says which: behind NAT the listener is not reachable from outside)."""
+        if self.contact is not None:
+            self.propagate.set_contacts(self.name, [self.contact] if publish else [])
+
     async def stop(self) -> None:
         """Close the listener and the sessions. The contact stays declared: the node stops
         only to shut down or restart, and withdrawing it would sign a revision without it (that

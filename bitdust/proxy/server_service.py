@@ -1,0 +1,104 @@
+"""The ``proxy-server`` service: a router for nodes that cannot accept connections.
+
+It shares p2p's listener (the p2p endpoint diverts connections opening with a relay preamble
+to :class:`~bitdust.proxy.router.Router`), routes the nodes that register over an authenticated
+p2p session, and advertises itself in the DHT (role ``proxy-router``) so that proxy-transport
+finds it through nodes-lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from typing import Any
+
+from bitdust.dht.service import DHTService
+from bitdust.lookup import adverts
+from bitdust.node.service import Service, ServiceError, StatusSection
+from bitdust.p2p.service import P2PService
+from bitdust.proxy.relay import Relay, RelayLimits
+from bitdust.proxy.router import Router
+
+log = logging.getLogger(__name__)
+
+ADVERTISE_RETRY = 30.0  # seconds before a failed advert is tried again
+
+
+class RouterState(enum.StrEnum):
+    """``proxy_router`` as `bitdust states` shows it (BitDust's names)."""
+
+    AT_STARTUP = "AT_STARTUP"
+    LISTEN = "LISTEN"  # routing, and advertised when it has a contact
+    CLOSED = "CLOSED"
+
+
+class ProxyServerService(Service):
+    name = "proxy-server"
+    metric_gauges = ("routes", "relayed_connections")
+
+    def __init__(self, node: Any) -> None:
+        super().__init__(node)
+        self.p2p: P2PService = node.service("p2p")
+        self.dht: DHTService = node.service("entangled-dht")
+        self.state = RouterState.AT_STARTUP
+        self._advertising: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.p2p.contact is None:
+            raise ServiceError(
+                "a router needs a contact peers can reach: set services/network/listen-host "
+                "to this host's public address"
+            )
+        limits = RelayLimits(routes=self.config["services/proxy-server/routes-limit"])
+        self.relay = Relay(limits)
+        self.router = Router(self.relay, self.p2p.endpoint, self.p2p.contact)
+        self.state = RouterState.LISTEN
+        self._advertising = asyncio.get_running_loop().create_task(self._advertise())
+
+    async def stop(self) -> None:
+        self.state = RouterState.CLOSED
+        if self._advertising is not None:
+            self._advertising.cancel()
+        with contextlib.suppress(ServiceError, OSError, TimeoutError):
+            async with asyncio.timeout(1.0):
+                await adverts.withdraw(self.dht, adverts.Role.ROUTER)
+        self.router.close()
+
+    async def _advertise(self) -> None:
+        """Keep the advert fresh while routing (it outlives a missed refresh or two)."""
+        while True:
+            try:
+                await adverts.advertise(
+                    self.dht, adverts.Role.ROUTER, {"contact": self.p2p.contact}
+                )
+            except Exception as exc:  # the DHT or the identity not ready yet: try again soon
+                log.warning("proxy: cannot advertise this router yet: %s", exc)
+                await asyncio.sleep(ADVERTISE_RETRY)
+            else:
+                await asyncio.sleep(adverts.REFRESH_INTERVAL)
+
+    # -- reporting ------------------------------------------------------------------------------
+
+    def automats(self) -> list[tuple[str, str]]:
+        return [("proxy_router", self.state.value)]
+
+    def info(self) -> dict[str, Any]:
+        routes = self.relay.stats()
+        return {
+            "state": self.state.value,
+            "routes": len(routes),
+            "routes_limit": self.relay.limits.routes,
+            "relayed_connections": self.router.connections,
+            "bytes_relayed": sum(int(route["bytes_relayed"]) for route in routes),  # type: ignore[call-overload]
+            "routed": routes,
+        }
+
+    def network_status(self, sections: list[StatusSection]) -> dict[str, Any]:
+        if StatusSection.PROXY not in sections:
+            return {}
+        return {StatusSection.PROXY.value: {"role": "router", **self.info()}}
+
+    def status_text(self) -> str:
+        return f"routing {len(self.relay.routes)} nodes"

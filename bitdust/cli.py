@@ -9,6 +9,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import enum
 import getpass
 import json
 import os
@@ -357,8 +358,14 @@ def cmd_set(args: argparse.Namespace, paths: Paths) -> int:
             f"({node_view['value']!r}); {how_to_clear(paths, edit.key, node_view['layer'])}"
         )
     edit.write()
-    print(f"{edit.key} = {edit.value}    (written to {paths.conffile})")
-    _apply_to_running_node(paths, edit.key, edit.value)
+    change = {
+        "key": edit.key,
+        "value": edit.value,
+        "layer": str(paths.conffile),
+        "written_to": str(paths.conffile),
+        "node": _apply_to_running_node(paths, edit.key, edit.value),
+    }
+    show(args, change, lambda data: _change_text(data, paths))
     return 0
 
 
@@ -373,17 +380,34 @@ def cmd_unset(args: argparse.Namespace, paths: Paths) -> int:
         layer = node_view["layer"]
     if layer in (ENVIRONMENT, COMMAND_LINE):
         raise Overridden(f"{key} not changed: {layer} sets it; {how_to_clear(paths, key, layer)}")
-    if layer not in (str(paths.conffile), str(paths.api_settings)):
-        print(f"{key} = {OPTIONS[key].format(config[key])}    (not set here: from {layer})")
-        return 0
-    edit = plan_unset(Path(layer), key)
-    assert edit is not None  # the layer read the key from this file
-    after = _config_with(paths, edit)
-    edit.write()
-    value = OPTIONS[key].format(after[key])
-    print(f"{key} = {value}    (removed from {layer}; now from {after.layer(key)})")
-    _apply_to_running_node(paths, key, value)
+    change: dict[str, Any] = {"key": key, "value": OPTIONS[key].format(config[key]), "layer": layer}
+    if layer in (str(paths.conffile), str(paths.api_settings)):
+        edit = plan_unset(Path(layer), key)
+        assert edit is not None  # the layer read the key from this file
+        after = _config_with(paths, edit)
+        edit.write()
+        change["value"] = OPTIONS[key].format(after[key])
+        change["layer"] = after.layer(key)
+        change["removed_from"] = layer
+        change["node"] = _apply_to_running_node(paths, key, change["value"])
+    show(args, change, lambda data: _change_text(data, paths))
     return 0
+
+
+def _change_text(change: dict[str, Any], paths: Paths) -> str:
+    """``key = value    (written to FILE)`` and what the running node did, for `set`/`unset`."""
+    if "written_to" in change:
+        where = f"written to {change['written_to']}"
+    elif "removed_from" in change:
+        where = f"removed from {change['removed_from']}; now from {change['layer']}"
+    else:
+        where = f"not set here: from {change['layer']}"
+    lines = [f"{change['key']} = {change['value']}    ({where})"]
+    node = change.get("node")
+    if node is not None and node is not NodeApply.NOT_RUNNING:
+        restart = f"bitdust --instance {paths.instance} restart"
+        lines.append(f"bitdust: {NodeApply(node).text(restart)}")
+    return "\n".join(lines)
 
 
 def _config_with(paths: Paths, edit: ConffileEdit) -> Config:
@@ -408,21 +432,36 @@ def _node_setting(paths: Paths, key: str) -> dict[str, Any] | None:
 APPLY_TIMEOUT = 5.0
 
 
-def _apply_to_running_node(paths: Paths, key: str, value: str) -> None:
+class NodeApply(enum.StrEnum):
+    """What became of a change on the running node (``node`` in `set`/`unset --json`)."""
+
+    NOT_RUNNING = "not running"
+    APPLIED = "applied"
+    RESTART_NEEDED = "restart needed"
+    RELOAD_ASKED = "reload asked"  # its API could not be read to check
+    NOT_SIGNALLED = "not signalled"  # SIGHUP not permitted
+
+    def text(self, restart: str) -> str:
+        return {
+            NodeApply.APPLIED: "applied to the running node",
+            NodeApply.RESTART_NEEDED: f"restart needed to apply: {restart}",
+            NodeApply.RELOAD_ASKED: "the running node was asked to reload",
+            NodeApply.NOT_SIGNALLED: f"the node is running; run 'sudo {restart}' to apply",
+        }[self]
+
+
+def _apply_to_running_node(paths: Paths, key: str, value: str) -> NodeApply:
     """Ask a running node to reload (SIGHUP), then check that it took ``value``; a key that
-    does not apply live says a restart is needed."""
+    does not apply live needs a restart."""
     running = running_pid(paths)
     if running is None:
-        return
-    restart = f"bitdust --instance {paths.instance} restart"
+        return NodeApply.NOT_RUNNING
     try:
         os.kill(running[0], signal.SIGHUP)
     except OSError:
-        print(f"bitdust: the node is running; run 'sudo {restart}' to apply")
-        return
+        return NodeApply.NOT_SIGNALLED
     if not OPTIONS[key].live:
-        print(f"bitdust: restart needed to apply: {restart}")
-        return
+        return NodeApply.RESTART_NEEDED
     deadline = time.monotonic() + APPLY_TIMEOUT
     seen = None
     while time.monotonic() < deadline:
@@ -431,14 +470,13 @@ def _apply_to_running_node(paths: Paths, key: str, value: str) -> None:
             break
         time.sleep(0.1)
     if seen is None:
-        print("bitdust: the running node was asked to reload")
-    elif seen["value"] == value:
-        print("bitdust: applied to the running node")
-    else:
+        return NodeApply.RELOAD_ASKED
+    if seen["value"] != value:
         raise CliError(
             f"{key}: the running node still has {seen['value']!r} (from {seen['layer']}) after "
             f"{APPLY_TIMEOUT:.0f} s; its log says why"
         )
+    return NodeApply.APPLIED
 
 
 def _setting_row(config: Config, key: str) -> dict[str, str]:

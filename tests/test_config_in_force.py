@@ -4,6 +4,7 @@ the layer below."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,18 @@ def test_a_running_node_answers_what_was_set(tmp_path: Path) -> None:
         row = node.ok("GET", "/config/get/logs/level/v1")
         assert (row["value"], row["layer"]) == ("warning", str(tmp_path / "etc/dht-seed.conf"))
         assert cli(node.env, *words, "get", "logs/level").stdout == "warning\n"
+        result = cli(node.env, *words, "--json", "set", "logs/level", "error", check=True)
+        assert json.loads(result.stdout) == {
+            "key": "logs/level",
+            "value": "error",
+            "layer": str(tmp_path / "etc/dht-seed.conf"),
+            "written_to": str(tmp_path / "etc/dht-seed.conf"),
+            "node": "applied",
+        }
+        result = cli(node.env, *words, "unset", "--json", "services/entangled-dht/bucket-size")
+        assert json.loads(result.stdout) == {
+            "key": "services/entangled-dht/bucket-size", "value": "8", "layer": "default",
+        }  # fmt: skip
 
 
 def test_the_node_command_line_overrides_are_refused_by_set_and_the_api(tmp_path: Path) -> None:

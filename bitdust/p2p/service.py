@@ -122,12 +122,18 @@ class P2PService(Service):
             raise ServiceError(NO_IDENTITY)
 
     async def request(
-        self, idurl: str, kind: str, data: bytes, timeout: float | None = None
+        self,
+        idurl: str,
+        kind: str,
+        data: bytes,
+        timeout: float | None = None,
+        idempotent: bool = False,
     ) -> bytes:
         """Send a ``kind`` request to ``idurl`` over a session (opened when needed) and return
-        the answer. Raises :class:`bitdust.p2p.errors.P2PError` subclasses."""
+        the answer; ``idempotent`` ones are sent again when the connection is lost. Raises
+        :class:`bitdust.p2p.errors.P2PError` subclasses."""
         self._require_identity()
-        return await self.endpoint.request(idurl, kind, data, timeout)
+        return await self.endpoint.request(idurl, kind, data, timeout, idempotent)
 
     async def send_event(self, idurl: str, kind: str, data: bytes) -> None:
         self._require_identity()

@@ -62,6 +62,9 @@ StreamHandler = Callable[[str, "IncomingStream"], Awaitable[None]]
 Resolve = Callable[[str], Awaitable[str]]
 
 
+RETRY_PAUSE = 0.5  # seconds between attempts of an idempotent request whose session was lost
+CONNECTION_ENDED = frozenset({CloseReason.CONNECTION_LOST, CloseReason.TRUNCATED})
+
 NO_IDENTITY = (
     "this node has no identity yet: create one (bitdust identity create NAME) or restore a key "
     "backup (bitdust identity restore FILE)"
@@ -689,14 +692,33 @@ class P2PEndpoint:
             )
 
     async def request(
-        self, idurl: str, kind: str, data: bytes, timeout: float | None = None
+        self,
+        idurl: str,
+        kind: str,
+        data: bytes,
+        timeout: float | None = None,
+        idempotent: bool = False,
     ) -> bytes:
         """Send a ``kind`` request to ``idurl`` and return its answer.
 
+        An ``idempotent`` request whose connection is lost before the answer is sent again
+        over a new session within ``timeout``: a routed peer whose router died is reachable
+        again once it has moved to another router and republished its contact.
+
         Raises :class:`PeerUnreachable`, :class:`RequestRefused` (the peer's error),
         :class:`SessionEnded` or :class:`P2PError` (no answer in time)."""
-        connection = await self.connect(idurl)
-        return await connection.request(kind, data, timeout or self.limits.request_timeout)
+        timeout = timeout or self.limits.request_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                connection = await self.connect(idurl)
+                return await connection.request(kind, data, deadline - loop.time())
+            except (SessionEnded, PeerUnreachable) as exc:
+                lost = isinstance(exc, PeerUnreachable) or exc.reason in CONNECTION_ENDED
+                if not (idempotent and lost) or loop.time() + RETRY_PAUSE >= deadline:
+                    raise
+                await asyncio.sleep(RETRY_PAUSE)
 
     async def send_event(self, idurl: str, kind: str, data: bytes) -> None:
         connection = await self.connect(idurl)

@@ -34,6 +34,7 @@ Candidates = Callable[[Collection[str]], Awaitable[list[str]]]
 Publish = Callable[[list[str]], None]
 
 AVOID_LOST_ROUTER = 120.0  # seconds a router that failed is not tried again
+WATCH_INTERVAL = 0.5  # seconds between looks at the session with the router
 
 
 class ClientState(enum.StrEnum):
@@ -107,10 +108,16 @@ class ProxyClient:
         return registration
 
     async def _keep(self) -> None:
-        """Renew the route at a third of its lease until that fails."""
+        """Renew the route at a third of its lease, or at once when the session with the
+        router is gone (it died, or closed the idle session), until renewing fails."""
         assert self.router is not None and self.registration is not None
+        loop = asyncio.get_running_loop()
+        renew_at = loop.time() + self.registration.lease / 3
         while True:
-            await asyncio.sleep(self.registration.lease / 3)
+            await asyncio.sleep(max(0.0, min(WATCH_INTERVAL, renew_at - loop.time())))
+            if loop.time() < renew_at and self.endpoint.established(self.router) is not None:
+                continue
+            renew_at = loop.time() + self.registration.lease / 3
             try:
                 self.registration = await self._register(self.router)
             except (P2PError, BadMessage) as exc:

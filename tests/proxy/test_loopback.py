@@ -3,12 +3,15 @@ sockets: requests and streams both ways, opaque to the router, and a lost router
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 
 import pytest
 
+from bitdust.p2p.errors import SessionEnded
 from bitdust.p2p.transport import IncomingStream, P2PEndpoint
+from bitdust.proxy.relay import RelayLimits
 from tests.proxy.network import Network, until
 
 ROUTER = "http://host-c.com/router.xml"
@@ -102,3 +105,34 @@ async def test_a_lost_router_is_replaced_and_the_new_contact_published(net: Netw
     assert client.changes == 2
     [route] = router2.relay.stats()
     assert route["idurl"] == ALICE
+
+
+async def test_an_idempotent_request_in_flight_when_the_router_dies_is_answered_after_the_move(
+    net: Network,
+):
+    endpoint1, router1 = await net.router(ROUTER, RelayLimits(lease=60))  # found by watching
+    await net.router(ROUTER2)
+    alice, client = await net.routed(ALICE, [ROUTER, ROUTER2])
+    bob = await net.direct(BOB)
+    calls: list[bytes] = []
+    entered = asyncio.Event()
+
+    async def slow_once(peer: str, data: bytes) -> bytes:
+        calls.append(data)
+        if calls.count(data) == 1:  # the first time, it is still working when the router dies
+            if len(calls) == 2:
+                entered.set()
+            await asyncio.sleep(30)
+        return b"done " + data
+
+    alice.on_request("slow", slow_once)
+    retried = asyncio.create_task(bob.request(ALICE, "slow", b"a", timeout=15, idempotent=True))
+    once = asyncio.create_task(bob.request(ALICE, "slow", b"b", timeout=15))
+    await entered.wait()
+    router1.close()
+    await endpoint1.close()
+
+    assert await asyncio.wait_for(retried, 15) == b"done a"
+    with pytest.raises(SessionEnded, match="connection lost"):
+        await once  # not idempotent: the caller decides
+    assert client.router == ROUTER2 and calls.count(b"a") == 2 and calls.count(b"b") == 1

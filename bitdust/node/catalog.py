@@ -68,7 +68,11 @@ CATALOG: tuple[ServiceSpec, ...] = (
         implementation="bitdust.p2p.service:P2PService",
         listeners=(TCP_CONNECTIONS,),
     ),
-    ServiceSpec("nodes-lookup", needs=("entangled-dht", "p2p")),
+    ServiceSpec(
+        "nodes-lookup",
+        needs=("entangled-dht", "p2p"),
+        implementation="bitdust.lookup.service:NodesLookupService",
+    ),
     ServiceSpec(
         "proxy-server",
         needs=("p2p", "entangled-dht"),  # a router advertises itself in the DHT for finders

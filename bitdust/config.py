@@ -341,9 +341,11 @@ def _parse_role(text: str) -> str:
 
 
 ROLE = OptionType(
-    "role", "one of " + ", ".join(ROLES) + ", or empty (by the instance's name)", _parse_role,
+    "role",
+    "one of " + ", ".join(ROLES) + ", or empty (by the instance's name)",
+    _parse_role,
     choices=ROLES,
-)  # fmt: skip
+)
 
 
 INT = OptionType("int", "a whole number", _int_parser(-(2**63), 2**63 - 1), str, (int,))

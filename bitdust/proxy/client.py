@@ -34,6 +34,7 @@ Candidates = Callable[[Collection[str]], Awaitable[list[str]]]
 Publish = Callable[[list[str]], None]
 
 AVOID_LOST_ROUTER = 120.0  # seconds a router that failed is not tried again
+MAX_RETRY_AFTER = 300.0  # seconds between lookups at most while no router takes the node
 WATCH_INTERVAL = 0.5  # seconds between looks at the session with the router
 
 
@@ -61,29 +62,39 @@ class ProxyClient:
         self.router: str | None = None
         self.registration: Registration | None = None
         self.changes = 0  # routers registered with, for status
+        self.published: list[str] = []
         self._lost: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         endpoint.on_event(INCOMING, self._incoming)
 
     async def run(self) -> None:
-        """Stay routed until cancelled."""
+        """Stay routed until cancelled. While no router takes the node, it asks again after
+        ``retry_after`` seconds, doubled each time up to ``MAX_RETRY_AFTER`` (a network with
+        no router yet is not asked every few seconds)."""
+        pause = self.retry_after
         try:
             while True:
-                if not await self._find():
-                    await asyncio.sleep(self.retry_after)
+                if not await self._find(quiet=pause > self.retry_after):
+                    if self.published:  # its router is gone and none other takes it
+                        self._publish([])
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, max(MAX_RETRY_AFTER, self.retry_after))
                     continue
+                pause = self.retry_after
                 await self._keep()
         finally:
             self.state = ClientState.STOPPED
 
-    async def _find(self) -> bool:
+    async def _find(self, quiet: bool) -> bool:
+        """Register with the first candidate that takes the node; ``quiet``: failures were
+        logged already."""
         self.state = ClientState.FINDING
         now = time.monotonic()
         self._lost = {r: t for r, t in self._lost.items() if now - t < AVOID_LOST_ROUTER}
         try:
             candidates = await self.candidates(set(self._lost))
         except Exception as exc:  # a lookup that fails is one more reason to retry later
-            log.warning("proxy: cannot list routers: %s", exc)
+            (log.debug if quiet else log.warning)("proxy: cannot list routers: %s", exc)
             return False
         for router in candidates:
             try:
@@ -95,11 +106,19 @@ class ProxyClient:
             self.router, self.registration = router, registration
             self.changes += 1
             self.state = ClientState.ROUTED
-            self.publish([registration.contact])
+            self._publish([registration.contact])
             log.info("proxy: routed through %s as %s", router, registration.contact)
             return True
-        log.warning("proxy: no router takes this node (%d tried)", len(candidates))
+        (log.debug if quiet else log.warning)(
+            "proxy: no router takes this node (%d tried); its own contact stays published",
+            len(candidates),
+        )
         return False
+
+    def _publish(self, contacts: list[str]) -> None:
+        if contacts != self.published:
+            self.published = contacts
+            self.publish(contacts)
 
     async def _register(self, router: str) -> Registration:
         answer = await self.endpoint.request(router, REGISTER, b"", timeout=self.retry_after)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
+from collections.abc import Collection
 
 import pytest
 
 from bitdust.p2p.errors import SessionEnded
 from bitdust.p2p.transport import IncomingStream, P2PEndpoint
-from bitdust.proxy.relay import RelayLimits
+from bitdust.proxy.client import ClientState, ProxyClient
+from bitdust.proxy.relay import RelayLimits, route_id
 from tests.proxy.network import Network, until
 
 ROUTER = "http://host-c.com/router.xml"
@@ -136,3 +139,30 @@ async def test_an_idempotent_request_in_flight_when_the_router_dies_is_answered_
     with pytest.raises(SessionEnded, match="connection lost"):
         await once  # not idempotent: the caller decides
     assert client.router == ROUTER2 and calls.count(b"a") == 2 and calls.count(b"b") == 1
+
+
+async def test_without_routers_it_asks_less_and_less_often_and_withdraws_a_lost_routers_contact(
+    net: Network,
+):
+    endpoint1, router1 = await net.router(ROUTER)
+    net.publish(ALICE, [])
+    alice = net.endpoint(ALICE)
+    asked: list[float] = []
+    published: list[list[str]] = []
+
+    async def only_the_first_router(exclude: Collection[str]) -> list[str]:
+        asked.append(asyncio.get_running_loop().time())
+        return [ROUTER] if ROUTER not in exclude else []
+
+    client = ProxyClient(alice, only_the_first_router, published.append, retry_after=0.05)
+    net.tasks.append(asyncio.create_task(client.run()))
+    await until(lambda: client.router == ROUTER)
+    router1.close()
+    await endpoint1.close()
+    await until(lambda: published[-1:] == [[]])
+    assert published == [[router1.contact + "/" + route_id(ALICE)], []]
+    asked.clear()
+    await asyncio.sleep(0.8)
+    pauses = [later - earlier for earlier, later in itertools.pairwise(asked)]
+    assert len(asked) <= 5 and pauses == sorted(pauses)  # 0.1, 0.2, 0.4...: not every 0.05 s
+    assert client.state is ClientState.FINDING and client.router is None

@@ -64,6 +64,11 @@ class Defect(enum.StrEnum):
     BAD_WITHDRAWN = "bad withdrawn flag"
 
 
+class NotPublished(ServiceError):
+    """No DHT node took the advert (this node has not joined, or a record of the same second
+    is already there): try again shortly."""
+
+
 class MalformedAdvert(ValueError):
     """An advert from outside breaks the format; ``defect`` says how."""
 
@@ -177,18 +182,24 @@ def own_idurl(dht: DHTService) -> str:
 
 async def advertise(dht: DHTService, role: Role, info: Mapping[str, Any]) -> None:
     """Publish (or refresh) this node's advert of ``role`` and its index entry. Call it again
-    every ``REFRESH_INTERVAL``; ServiceError or MalformedAdvert say what stops it."""
+    every ``REFRESH_INTERVAL``, and sooner after NotPublished; ServiceError (NotPublished is
+    one) or MalformedAdvert say what stops it."""
     await _publish(dht, role, Advert(role, check_info(info), int(time.time())), ADVERT_AGE)
 
 
 async def withdraw(dht: DHTService, role: Role) -> None:
     """Replace this node's advert of ``role`` with a short-lived withdrawal notice, which
-    finders skip; the index entry ages out with it."""
+    finders skip; the index entry ages out with it. Raises as ``advertise`` does."""
     await _publish(dht, role, Advert(role, {}, int(time.time()), withdrawn=True), WITHDRAWN_AGE)
 
 
 async def _publish(dht: DHTService, role: Role, advert: Advert, age: int) -> None:
+    """Both records, each on at least one other node (records carry whole seconds: a second
+    publication within the same second conflicts with the first and is refused)."""
     idurl = own_idurl(dht)
     age = min(age, dht.dht.node.settings.max_age)
-    await dht.set_value(advert_name(role), encode_advert(advert), age=age, owned=True)
-    await dht.set_value(index_name(role, bucket_of(idurl)), b"", age=age)
+    taken = await dht.set_value(advert_name(role), encode_advert(advert), age=age, owned=True)
+    if taken:
+        taken = await dht.set_value(index_name(role, bucket_of(idurl)), b"", age=age)
+    if not taken:
+        raise NotPublished(f"no DHT node took this node's {role.value} advert yet: retry shortly")

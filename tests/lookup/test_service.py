@@ -29,6 +29,7 @@ from bitdust.identity.signing import sign
 from bitdust.lookup.adverts import (
     Advert,
     Defect,
+    NotPublished,
     Role,
     advert_name,
     advertise,
@@ -133,6 +134,27 @@ class Net:
         return service
 
 
+async def start_node(base: Path, n: int, known: str) -> Node:
+    """A node on its own 127.0.<20+n>.1 (its own /24), known to the DHT through ``known``."""
+    config = base_config(
+        base,
+        **{
+            "services/network/listen-host": f"127.0.{20 + n}.1",
+            "services/network/host-map": f"ids.test={IDENTITY_HOST}",
+            "services/entangled-dht/udp-port": "0",
+            "services/entangled-dht/rpc-timeout": "0.5 s",  # dave stops: don't wait 5 s
+            "services/entangled-dht/known-nodes": known,
+            "services/tcp-connections/tcp-port": "0",
+            "services/identity-propagate/enabled": "true",
+            "services/p2p/enabled": "true",
+            "services/nodes-lookup/enabled": "true",
+        },
+    )
+    node = Node(config, catalog=CATALOG)
+    await node.start()
+    return node
+
+
 @pytest.fixture
 async def net(tmp_path: Path) -> AsyncIterator[Net]:
     runner = await SERVER.start()
@@ -140,26 +162,10 @@ async def net(tmp_path: Path) -> AsyncIterator[Net]:
     try:
         known = "genesis"
         for n, name in enumerate(NAMES):
-            host = f"127.0.{20 + n}.1"
-            config = base_config(
-                tmp_path / name,
-                **{
-                    "services/network/listen-host": host,
-                    "services/network/host-map": f"ids.test={IDENTITY_HOST}",
-                    "services/entangled-dht/udp-port": "0",
-                    "services/entangled-dht/rpc-timeout": "0.5 s",  # dave stops: don't wait 5 s
-                    "services/entangled-dht/known-nodes": known,
-                    "services/tcp-connections/tcp-port": "0",
-                    "services/identity-propagate/enabled": "true",
-                    "services/p2p/enabled": "true",
-                    "services/nodes-lookup/enabled": "true",
-                },
-            )
-            nodes[name] = Node(config, catalog=CATALOG)
-            await nodes[name].start()
+            nodes[name] = await start_node(tmp_path / name, n, known)
             if known == "genesis":
                 port = nodes[name].service("entangled-dht").info()["udp_port"]
-                known = f"{host}:{port}"
+                known = f"127.0.20.1:{port}"
         net = Net(nodes)
         for name in NAMES:  # every node knows the others before anything is stored
             await net.dht(name).dht.bootstrap([net.dht(NAMES[0]).dht.address])
@@ -171,10 +177,10 @@ async def net(tmp_path: Path) -> AsyncIterator[Net]:
 
 
 async def forge(net: Net) -> None:
-    """mallory's attempts: carol's name on records mallory signs, and a broken advert."""
+    """mallory's attempts: carol's name on records signed by another key, and a broken advert."""
     mallory = net.dht("mallory")
     carol = SERVER.idurl("carol")
-    signer = RsaSigner(key_of("mallory"))
+    signer = RsaSigner(key_of("forger"))  # not mallory's: her own entry may share the bucket
     entry = dht_key(index_name(Role.ROUTER, bucket_of(carol)))
     await mallory.dht.set_value(entry, b"", owner=carol, signer=signer)
     shared = dht_key(advert_name(Role.ROUTER))  # the advert's name, but a shared key
@@ -225,3 +231,17 @@ async def test_a_withdrawn_advert_is_not_returned_and_the_finder_skips_itself(ne
     found = await net.lookup("frank").find(Role.ROUTER, 5)
     assert [c.idurl for c in found] == [SERVER.idurl("alice")]
     assert net.lookup("frank").skipped[Skip.WITHDRAWN] == 1
+
+
+@pytest.mark.timeout(30)
+async def test_an_advert_no_node_took_says_so(tmp_path: Path) -> None:
+    runner = await SERVER.start()
+    alone = await start_node(tmp_path / "alice", 0, "genesis")
+    try:
+        dht = alone.service("entangled-dht")
+        assert isinstance(dht, DHTService)
+        with pytest.raises(NotPublished, match="no DHT node took this node's proxy-router advert"):
+            await advertise(dht, Role.ROUTER, {"contact": "tcp://alice.example:7771"})
+    finally:
+        await alone.stop()
+        await runner.cleanup()

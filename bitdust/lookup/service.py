@@ -82,7 +82,8 @@ class NodesLookupService(Service):
 
     async def find(self, role: Role, count: int, exclude: Collection[str] = ()) -> list[Candidate]:
         """Up to ``count`` live nodes that advertise ``role``, in random order, none of them in
-        ``exclude`` nor this node. Fewer (or none) when the network has no more to offer."""
+        ``exclude`` nor this node. Fewer (or none) when the network has no more to offer.
+        ServiceError without an identity; the DHT's DHTBusy when it runs too much already."""
         current = self.p2p.propagate.current
         if current is None:
             raise ServiceError(
@@ -93,8 +94,9 @@ class NodesLookupService(Service):
             return []
         idurls = await self._indexed(role, {*exclude, str(current.identity.idurl)})
         random.shuffle(idurls)
+        del idurls[MAX_CANDIDATES:]
         found: list[Candidate] = []
-        for start in range(0, min(len(idurls), MAX_CANDIDATES), PROBES_AT_ONCE):
+        for start in range(0, len(idurls), PROBES_AT_ONCE):
             batch = idurls[start : start + PROBES_AT_ONCE]
             checked = await asyncio.gather(*(self._check(role, idurl) for idurl in batch))
             found.extend(candidate for candidate in checked if candidate is not None)
@@ -106,16 +108,10 @@ class NodesLookupService(Service):
     async def _indexed(self, role: Role, exclude: set[str]) -> list[str]:
         """The proven owners of every index bucket's entries, each once, minus ``exclude``."""
         buckets = await asyncio.gather(
-            *(self.dht.get_value(index_name(role, b)) for b in range(INDEX_BUCKETS)),
-            return_exceptions=True,
+            *(self.dht.get_value(index_name(role, b)) for b in range(INDEX_BUCKETS))
         )
         owners: dict[str, None] = {}
         for bucket in buckets:
-            if isinstance(bucket, BaseException):
-                if not isinstance(bucket, ServiceError | OSError):
-                    raise bucket
-                log.info("nodes-lookup: an index bucket of %s is unreadable: %s", role, bucket)
-                continue
             for found in bucket:
                 if found.owner is None:
                     self._skip(Skip.UNPROVEN_ENTRY)

@@ -92,7 +92,8 @@ class ProxyClient:
         now = time.monotonic()
         self._lost = {r: t for r, t in self._lost.items() if now - t < AVOID_LOST_ROUTER}
         try:
-            candidates = await self.candidates(set(self._lost))
+            # routers lost lately come last: tried again when no other one is left
+            candidates = await self.candidates(set(self._lost)) or list(self._lost)
         except Exception as exc:  # a lookup that fails is one more reason to retry later
             (log.debug if quiet else log.warning)("proxy: cannot list routers: %s", exc)
             return False

@@ -4,19 +4,23 @@ and the one TCP port p2p and the router share."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from pathlib import Path
 
 from bitdust.config import Paths, load_config
 from bitdust.identity.local import save_local_identity
-from bitdust.node.catalog import SPECS
+from bitdust.lookup.adverts import Role
+from bitdust.node.catalog import SPECS, ServiceSpec
 from bitdust.node.node import Node
-from bitdust.node.service import StatusSection
+from bitdust.node.service import Service, StatusSection
 from bitdust.p2p.handshake import LocalPeer
 from bitdust.p2p.preamble import MAGIC, Kind, Preamble
 from bitdust.p2p.session import Session
+from bitdust.proxy.relay import route_id
 from bitdust.proxy.transport_service import preferred_routers
 from tests.identity.conftest import make_identity
 from tests.p2p.peers import ALICE, identity_key
+from tests.proxy.network import until
 
 CATALOG = tuple(
     SPECS[name]
@@ -98,3 +102,80 @@ def test_preferred_routers_are_idurls_in_the_settings_order():
         "http://host-c.com/r1.xml",
         "http://host-d.com/r2.xml",
     ]
+
+
+class NoRoutersFound(Service):
+    """nodes-lookup in a network without routers in the DHT: the preferred one must do."""
+
+    async def find(self, role: Role, count: int, exclude: Collection[str] = ()) -> list:
+        return []
+
+
+def node_of(tmp_path: Path, name: str, **settings: str) -> Node:
+    env = {"BITDUST_CONFIG_DIR": str(tmp_path / name / "etc"),
+           "BITDUST_STATE_DIR": str(tmp_path / name / "s"),
+           "BITDUST_RUNTIME_DIR": str(tmp_path / name / "r")}  # fmt: skip
+    flags = {
+        "services/network/listen-host": "127.0.0.1",
+        "services/tcp-connections/tcp-port": "0",
+        "services/entangled-dht/udp-port": "0",
+        "services/entangled-dht/known-nodes": "genesis",
+        **settings,
+    }
+    key = identity_key(name)
+    identity = make_identity(key, name=name, contacts=())
+    save_local_identity(tmp_path / name / "s" / "default" / "identity", key, identity)
+    catalog = tuple(
+        ServiceSpec("nodes-lookup", needs=("entangled-dht", "p2p"), implementation=NO_LOOKUP)
+        if spec.name == "nodes-lookup"
+        else spec
+        for spec in CATALOG
+    )
+    return Node(load_config(Paths.for_instance("default", env), env={}, flags=flags), catalog)
+
+
+NO_LOOKUP = f"{__name__}:NoRoutersFound"
+
+
+async def test_a_routed_node_publishes_its_routers_contact_instead_of_its_own(tmp_path: Path):
+    router = node_of(
+        tmp_path,
+        "router",
+        **{
+            "services/proxy-server/enabled": "true",
+            "services/proxy-transport/enabled": "false",
+            "services/nodes-lookup/enabled": "false",
+        },
+    )
+    routed = node_of(
+        tmp_path,
+        "alice",
+        **{"services/proxy-transport/enabled": "true",
+           "services/proxy-transport/preferred-routers": "http://host-a.com/router.xml"},
+    )  # fmt: skip
+    nodes = {"http://host-a.com/router.xml": router, ALICE: routed}
+
+    async def served(idurl: str) -> bytes:  # what each node's identity servers would serve
+        return nodes[idurl].service("identity-propagate").current.identity.to_xml()
+
+    await router.start()
+    await routed.start()
+    try:
+        for node in nodes.values():
+            node.service("p2p").endpoint.directory.fetch = served
+        client = routed.service("proxy-transport")
+        await until(lambda: client.client.router is not None)
+
+        router_contact = router.service("p2p").contact
+        declared = routed.service("identity-propagate").contacts()
+        assert declared == [f"{router_contact}/{route_id(ALICE)}"]  # p2p's own is withdrawn
+        status = routed.network_status([StatusSection.PROXY])["proxy"]
+        assert (status["role"], status["state"]) == ("client", "ROUTED")
+        assert status["router"] == "http://host-a.com/router.xml"
+        states = {row["name"]: row["state"] for row in routed.states()}
+        assert states["service_proxy_transport"] == "ON"
+        [route] = router.network_status([StatusSection.PROXY])["proxy"]["routed"]
+        assert route["idurl"] == ALICE
+    finally:
+        await routed.stop()
+        await router.stop()

@@ -32,9 +32,8 @@ from bitdust.node.service import ServiceError, ServiceUnavailable
 NAMESPACE = "bitdust/lookup/v1"
 FORMAT_VERSION = 1
 INDEX_BUCKETS = 8
-ADVERT_AGE = 30 * 60  # seconds a published advert lives unless refreshed
+ADVERT_AGE = 30 * 60  # seconds an advert (or a withdrawal notice) lives unless refreshed
 REFRESH_INTERVAL = 10 * 60  # how often an advertiser should call advertise() again
-WITHDRAWN_AGE = 60  # a withdrawal notice outlives the advert it replaces in caches briefly
 MAX_ADVERT = 2048
 MAX_INFO_ENTRIES = 16
 MAX_INFO_KEY = 32
@@ -184,22 +183,24 @@ async def advertise(dht: DHTService, role: Role, info: Mapping[str, Any]) -> Non
     """Publish (or refresh) this node's advert of ``role`` and its index entry. Call it again
     every ``REFRESH_INTERVAL``, and sooner after NotPublished; ServiceError (NotPublished is
     one) or MalformedAdvert say what stops it."""
-    await _publish(dht, role, Advert(role, check_info(info), int(time.time())), ADVERT_AGE)
+    idurl = own_idurl(dht)
+    advert = Advert(role, check_info(info), int(time.time()))
+    await _put(dht, role, advert_name(role), encode_advert(advert), owned=True)
+    await _put(dht, role, index_name(role, bucket_of(idurl)), b"", owned=False)
 
 
 async def withdraw(dht: DHTService, role: Role) -> None:
-    """Replace this node's advert of ``role`` with a short-lived withdrawal notice, which
-    finders skip; the index entry ages out with it. Raises as ``advertise`` does."""
-    await _publish(dht, role, Advert(role, {}, int(time.time()), withdrawn=True), WITHDRAWN_AGE)
+    """Replace this node's advert of ``role`` with a withdrawal notice, which finders skip. It
+    lives as long as an advert, so no older copy a node still holds can outlive it; the index
+    entry ages out meanwhile. Raises as ``advertise`` does."""
+    own_idurl(dht)
+    notice = Advert(role, {}, int(time.time()), withdrawn=True)
+    await _put(dht, role, advert_name(role), encode_advert(notice), owned=True)
 
 
-async def _publish(dht: DHTService, role: Role, advert: Advert, age: int) -> None:
-    """Both records, each on at least one other node (records carry whole seconds: a second
-    publication within the same second conflicts with the first and is refused)."""
-    idurl = own_idurl(dht)
-    age = min(age, dht.dht.node.settings.max_age)
-    taken = await dht.set_value(advert_name(role), encode_advert(advert), age=age, owned=True)
-    if taken:
-        taken = await dht.set_value(index_name(role, bucket_of(idurl)), b"", age=age)
-    if not taken:
+async def _put(dht: DHTService, role: Role, name: str, value: bytes, owned: bool) -> None:
+    """One record on at least one other node. Records carry whole seconds: a second one within
+    the same second conflicts with the first and is refused."""
+    age = min(ADVERT_AGE, dht.dht.node.settings.max_age)
+    if not await dht.set_value(name, value, age=age, owned=owned):
         raise NotPublished(f"no DHT node took this node's {role.value} advert yet: retry shortly")

@@ -27,6 +27,7 @@ from bitdust.identity.keys import public_key_to_openssh
 from bitdust.identity.local import LocalIdentity
 from bitdust.identity.signing import sign
 from bitdust.lookup.adverts import (
+    ADVERT_AGE,
     Advert,
     Defect,
     NotPublished,
@@ -226,6 +227,9 @@ async def test_a_withdrawn_advert_is_not_returned_and_the_finder_skips_itself(ne
         await advertise(net.dht(name), Role.ROUTER, {"contact": f"tcp://{name}.example:7771"})
     await asyncio.sleep(1.05)  # a record's time is in whole seconds: the next one must be newer
     await withdraw(net.dht("bob"), Role.ROUTER)
+    [notice] = await net.dht("frank").get_value(advert_name(Role.ROUTER), SERVER.idurl("bob"))
+    # as long-lived as the advert it replaces: no older copy held somewhere can reappear
+    assert notice.record.expires - notice.record.created == ADVERT_AGE
     found = await net.lookup("alice").find(Role.ROUTER, 5)
     assert found == []  # bob withdrew, alice is the finder
     found = await net.lookup("frank").find(Role.ROUTER, 5)

@@ -31,6 +31,7 @@ from bitdust.proxy.relay import (
 log = logging.getLogger(__name__)
 _peer_log = RateLimitedLog(log)
 
+PREAMBLE_TIMEOUT = 10.0  # seconds a diverted socket has to finish its preamble
 MAX_EARLY_BYTES = 2 + 65535  # what a peer may send before its pair exists: one Noise record
 
 
@@ -46,6 +47,8 @@ class _Side(asyncio.Protocol):
         self.opened = False
         self.flow_paused = False  # the partner cannot take more yet
         self.rate_paused = False  # the route is over its rate
+        # a preamble cut short would hold the socket for ever
+        self._preamble_timer = router._loop.call_later(router.preamble_timeout, transport.abort)
 
     def data_received(self, data: bytes) -> None:
         if self.partner is not None:
@@ -70,6 +73,7 @@ class _Side(asyncio.Protocol):
         found, size = decoded
         self.early = self.early[size:]
         self.opened = True
+        self._preamble_timer.cancel()
         self.router._opened(self, found)
 
     @property
@@ -81,6 +85,7 @@ class _Side(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._preamble_timer.cancel()
         self.router._lost(self)
 
     def pause_writing(self) -> None:
@@ -111,8 +116,15 @@ class Router:
     (``proxy/register``), peers reach them at ``contact/<route>``, and a routed node hears of
     a waiting peer over its existing session — never a new one, as its contact is this router."""
 
-    def __init__(self, relay: Relay, endpoint: P2PEndpoint, contact: str) -> None:
+    def __init__(
+        self,
+        relay: Relay,
+        endpoint: P2PEndpoint,
+        contact: str,
+        preamble_timeout: float = PREAMBLE_TIMEOUT,
+    ) -> None:
         self.relay = relay
+        self.preamble_timeout = preamble_timeout
         self.endpoint = endpoint
         self.contact = contact
         self._loop = asyncio.get_running_loop()

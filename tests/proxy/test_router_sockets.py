@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from bitdust.p2p.preamble import Kind, Preamble
+from bitdust.p2p.preamble import MAGIC, Kind, Preamble
 from bitdust.proxy.relay import RelayLimits, route_id
 from tests.proxy.network import HOST, Network, until
 
@@ -78,3 +78,16 @@ async def test_a_routed_node_that_stops_reading_loses_its_pair_and_the_other_pai
     assert await carol_r.readexactly(10) == b"still here"
     for writer in (deaf, carol_peer_w, carol_w):
         writer.close()
+
+
+async def test_a_preamble_cut_short_is_closed_at_the_preamble_timeout(net: Network):
+    endpoint, router = await net.router(ROUTER)
+    router.preamble_timeout = 0.3
+    reader, writer = await asyncio.open_connection(HOST, endpoint.address[1])
+    writer.write(MAGIC + bytes((Kind.CONNECT,)))  # the id never comes
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    assert 0.25 <= loop.time() - started < 2
+    writer.close()
+    await until(lambda: router.connections == 0)

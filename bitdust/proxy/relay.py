@@ -48,6 +48,8 @@ class RelayLimits:
     accept_timeout: float = 10.0
     stall_timeout: float = 30.0
     lease: float = 90.0  # a route not registered again within this long is dropped
+    connections: int = 1000  # relayed sockets in all (the shell refuses more)
+    connections_per_address: int = 128  # relayed sockets from one source IP
 
 
 # -- actions the shell carries out ---------------------------------------------------------------

@@ -43,6 +43,7 @@ class _Side(asyncio.Protocol):
         self.conn = conn
         self.transport = transport
         self.partner: _Side | None = None
+        self.host = (transport.get_extra_info("peername") or ("?",))[0]
         self.early = b""  # the preamble, then what arrives before the pair exists
         self.opened = False
         self.flow_paused = False  # the partner cannot take more yet
@@ -154,7 +155,15 @@ class Router:
         return self._loop.time()
 
     def take(self, transport: asyncio.Transport, first: bytes) -> None:
-        """The p2p listener's divert: this socket opened with a relay preamble."""
+        """The p2p listener's divert: this socket opened with a relay preamble. Refused past
+        the limits on relayed sockets, in all and from its address."""
+        host = (transport.get_extra_info("peername") or ("?",))[0]
+        limits = self.relay.limits
+        same = sum(1 for side in self._sides.values() if side.host == host)
+        if len(self._sides) >= limits.connections or same >= limits.connections_per_address:
+            _peer_log.warning("proxy: %s: too many relayed connections, refusing more", host)
+            transport.abort()
+            return
         self._next += 1
         side = _Side(self, self._next, transport)
         self._sides[side.conn] = side

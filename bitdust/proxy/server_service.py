@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import resource
 from typing import Any
 
 from bitdust.dht.service import DHTService
@@ -51,7 +52,11 @@ class ProxyServerService(Service):
                 "a router needs a contact peers can reach: set services/network/listen-host "
                 "to this host's public address"
             )
-        limits = RelayLimits(routes=self.config["services/proxy-server/routes-limit"])
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        limits = RelayLimits(
+            routes=self.config["services/proxy-server/routes-limit"],
+            connections=max(2, min(RelayLimits.connections, nofile // 3)),  # p2p has a third
+        )
         self.relay = Relay(limits)
         self.router = Router(self.relay, self.p2p.endpoint, self.p2p.contact)
         self.state = RouterState.LISTEN
@@ -90,6 +95,7 @@ class ProxyServerService(Service):
             "state": self.state.value,
             "routes": len(routes),
             "routes_limit": self.relay.limits.routes,
+            "connections_limit": self.relay.limits.connections,
             "relayed_connections": self.router.connections,
             "bytes_relayed": sum(int(route["bytes_relayed"]) for route in routes),  # type: ignore[call-overload]
             "routed": routes,

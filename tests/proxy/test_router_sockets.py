@@ -91,3 +91,21 @@ async def test_a_preamble_cut_short_is_closed_at_the_preamble_timeout(net: Netwo
     assert 0.25 <= loop.time() - started < 2
     writer.close()
     await until(lambda: router.connections == 0)
+
+
+async def test_relayed_sockets_from_one_address_are_capped(net: Network):
+    endpoint, router = await net.router(ROUTER, RelayLimits(connections_per_address=3))
+    port = endpoint.address[1]
+    held = []
+    for _ in range(3):  # preambles not finished yet: each holds a relayed socket
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(MAGIC)
+        held.append((reader, writer))
+    await until(lambda: router.connections == 3)
+    reader, writer = await asyncio.open_connection(HOST, port)
+    writer.write(MAGIC)
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # the fourth is refused at once
+    assert router.connections == 3
+    for _, held_writer in held:
+        held_writer.close()
+    writer.close()

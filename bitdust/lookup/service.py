@@ -92,7 +92,7 @@ class NodesLookupService(Service):
         self.finds += 1
         if count < 1:
             return []
-        idurls = await self._indexed(role, {*exclude, str(current.identity.idurl)})
+        idurls = await self.indexed(role, {*exclude, str(current.identity.idurl)})
         random.shuffle(idurls)
         del idurls[MAX_CANDIDATES:]
         found: list[Candidate] = []
@@ -105,8 +105,9 @@ class NodesLookupService(Service):
         self.returned += min(len(found), count)
         return found[:count]
 
-    async def _indexed(self, role: Role, exclude: set[str]) -> list[str]:
-        """The proven owners of every index bucket's entries, each once, minus ``exclude``."""
+    async def indexed(self, role: Role, exclude: Collection[str] = ()) -> list[str]:
+        """The IDURLs the index of ``role`` shows, each proven the signer of its entry (not yet
+        their adverts nor their liveness), minus ``exclude``."""
         buckets = await asyncio.gather(
             *(self.dht.get_value(index_name(role, b)) for b in range(INDEX_BUCKETS))
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import functools
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,16 +101,23 @@ class StandInIdentity(Service):
 
     def _publish(self) -> None:
         self.revision += 1
-        unsigned = Identity(
-            sources=(SERVER.idurl(self.name),),
-            contacts=self.declared,
-            date=format_date(datetime.date.today()),
-            revision=self.revision,
-            publickey=public_key_to_openssh(key_of(self.name)),
+        self.current = LocalIdentity(
+            key_of(self.name), self.publish_document(self.name, self.revision, self.declared)
         )
-        identity = sign(unsigned, key_of(self.name))
-        self.current = LocalIdentity(key_of(self.name), identity)
-        SERVER.documents[self.name] = identity.to_xml()
+
+    @staticmethod
+    def publish_document(name: str, revision: int = 1, contacts: tuple[str, ...] = ()) -> Identity:
+        """``name``'s signed identity, put on the test's identity server."""
+        unsigned = Identity(
+            sources=(SERVER.idurl(name),),
+            contacts=contacts,
+            date=format_date(datetime.date.today()),
+            revision=revision,
+            publickey=public_key_to_openssh(key_of(name)),
+        )
+        identity = sign(unsigned, key_of(name))
+        SERVER.documents[name] = identity.to_xml()
+        return identity
 
 
 CATALOG = (
@@ -249,3 +257,35 @@ async def test_an_advert_no_node_took_says_so(tmp_path: Path) -> None:
     finally:
         await alone.stop()
         await runner.cleanup()
+
+
+def spread_names(writer: str, per_writer: int) -> list[str]:
+    """``per_writer`` user names whose index entries put at most 2 in any bucket: the share of
+    a shared key that one /24 gets."""
+    names: list[str] = []
+    taken: Counter[int] = Counter()
+    for i in range(1000):
+        name = f"{writer}-user{i}"
+        bucket = bucket_of(SERVER.idurl(name))
+        if taken[bucket] < 2:
+            taken[bucket] += 1
+            names.append(name)
+            if len(names) == per_writer:
+                return names
+    raise AssertionError("unreachable: 8 buckets hold 16 names")
+
+
+@pytest.mark.timeout(60)
+async def test_the_index_shows_more_candidates_than_one_shared_key_holds(net: Net) -> None:
+    users: list[str] = []
+    for writer in ("alice", "bob", "erin"):  # three /24s, 8 entries each
+        for name in spread_names(writer, 8):
+            StandInIdentity.publish_document(name)
+            idurl = SERVER.idurl(name)
+            entry = dht_key(index_name(Role.ROUTER, bucket_of(idurl)))
+            await net.dht(writer).dht.set_value(
+                entry, b"", owner=idurl, signer=RsaSigner(key_of(name))
+            )
+            users.append(idurl)
+    shown = await net.lookup("frank").indexed(Role.ROUTER)
+    assert sorted(shown) == sorted(users)  # 24: more than the 16 records of one shared key

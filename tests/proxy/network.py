@@ -13,7 +13,7 @@ from bitdust.identity.keys import public_key_to_openssh
 from bitdust.identity.signing import sign
 from bitdust.p2p.directory import Directory
 from bitdust.p2p.handshake import LocalPeer
-from bitdust.p2p.transport import P2PEndpoint
+from bitdust.p2p.transport import EndpointLimits, P2PEndpoint
 from bitdust.proxy.client import ProxyClient
 from bitdust.proxy.relay import Relay, RelayLimits
 from bitdust.proxy.router import Router
@@ -21,6 +21,7 @@ from tests.p2p.peers import identity_key
 
 HOST = "127.0.0.1"
 SHORT_LEASE = RelayLimits(lease=1.5)  # routed nodes renew every half second
+DEFAULT_SESSIONS = EndpointLimits()
 
 
 class Network:
@@ -51,7 +52,7 @@ class Network:
         )
         self.documents[idurl] = sign(unsigned, key).to_xml()
 
-    def endpoint(self, idurl: str) -> P2PEndpoint:
+    def endpoint(self, idurl: str, limits: EndpointLimits = DEFAULT_SESSIONS) -> P2PEndpoint:
         base = LocalPeer.from_identity_key(identity_key(idurl), idurl, 1)
 
         async def resolve(host: str) -> str:
@@ -61,6 +62,7 @@ class Network:
             lambda: base.with_revision(self.revisions.get(idurl, 1)),
             Directory(self.fetch),
             resolve,
+            limits,
         )
         self.endpoints.append(endpoint)
         return endpoint
@@ -72,10 +74,14 @@ class Network:
         return endpoint
 
     async def router(
-        self, idurl: str, limits: RelayLimits = SHORT_LEASE, tee: bool = False
+        self,
+        idurl: str,
+        limits: RelayLimits = SHORT_LEASE,
+        tee: bool = False,
+        sessions: EndpointLimits = DEFAULT_SESSIONS,
     ) -> tuple[P2PEndpoint, Router]:
         """A router; with ``tee`` its published contact is a recording tee in front of it."""
-        endpoint = self.endpoint(idurl)
+        endpoint = self.endpoint(idurl, sessions)
         _, port = await endpoint.listen(HOST, 0)
         if tee:
             recorder = Tee(port)

@@ -76,3 +76,24 @@ def test_routed_node_reached_through_router_and_moved(guide_hosts: dict[str, Gui
     status, envelope = a.api("POST", "/user/ping/v1", {"id": dave, "timeout": 30})
     assert status == 200, envelope
     assert proxy(d)["router_changes"] == 2
+
+
+@pytest.mark.timeout(240)
+def test_routed_node_finds_a_router_through_nodes_lookup(
+    guide_hosts: dict[str, GuideHost],
+) -> None:
+    start_core(guide_hosts, SERVERS)
+    c, d = guide_hosts["host-c.com"], guide_hosts["host-d.com"]
+    c.configure("host-a.com:14441", **ROUTER)
+    c.bitdust("daemon")
+    router = create(c, "router1")
+    c.bitdust("restart")  # advertises at once now that it has an identity
+    d.configure(
+        "host-a.com:14441",
+        **NODE,
+        **{"services/nodes-lookup/enabled": "true", "services/proxy-transport/enabled": "true"},
+    )
+    d.bitdust("daemon")
+    create(d, "dave")
+    wait_for(lambda: proxy(d)["router"] == router, 120, "dave finds host-c.com in the DHT")
+    assert proxy(c)["routed"][0]["route"] == route_id(proxy(c)["routed"][0]["idurl"])

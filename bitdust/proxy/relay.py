@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import secrets
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from bitdust.p2p.preamble import Kind, Preamble
@@ -125,6 +125,8 @@ class Relay:
         self._sides: dict[int, _Side] = {}
         self._pending: dict[str, int] = {}  # token -> peer connection
         self._actions: deque[Action] = deque()
+        self.bytes_relayed = 0  # since the relay started, routes come and gone included
+        self.closed_by_reason: Counter[DropReason] = Counter()
 
     # -- routes ---------------------------------------------------------------------------------
 
@@ -161,11 +163,11 @@ class Relay:
     def _connect(self, conn: int, route_name: str, now: float) -> None:
         route = self.routes.get(route_name)
         if route is None:
-            self._actions.append(Close(conn, DropReason.UNKNOWN_ROUTE))
+            self._refuse(conn, DropReason.UNKNOWN_ROUTE)
             return
         if len(route.conns) >= self.limits.streams_per_route:
             route.dropped += 1
-            self._actions.append(Close(conn, DropReason.TOO_MANY_STREAMS))
+            self._refuse(conn, DropReason.TOO_MANY_STREAMS)
             return
         token = secrets.token_hex(16)
         self._sides[conn] = _Side(
@@ -178,13 +180,17 @@ class Relay:
     def _accept(self, conn: int, token: str) -> None:
         peer = self._pending.pop(token, None)
         if peer is None:
-            self._actions.append(Close(conn, DropReason.UNKNOWN_TOKEN))
+            self._refuse(conn, DropReason.UNKNOWN_TOKEN)
             return
         side = self._sides[peer]
         side.token = side.deadline = None
         side.partner = conn
         self._sides[conn] = _Side(side.route, partner=peer)
         self._actions.append(Pair(peer, conn))
+
+    def _refuse(self, conn: int, reason: DropReason) -> None:
+        self.closed_by_reason[reason] += 1
+        self._actions.append(Close(conn, reason))
 
     def relayed(self, conn: int, size: int, now: float) -> None:
         """``conn`` sent ``size`` bytes that were forwarded to its partner."""
@@ -193,6 +199,7 @@ class Relay:
         if side is None or route is None:
             return
         route.bytes_relayed += size
+        self.bytes_relayed += size
         if not self.limits.bytes_per_second:
             return
         self._refill(route, now)
@@ -249,6 +256,7 @@ class Relay:
             if member is None or dropped is None:
                 continue
             self._forget(member, dropped)
+            self.closed_by_reason[reason] += 1
             self._actions.append(Close(member, reason))
 
     def _forget(self, conn: int, side: _Side) -> None:

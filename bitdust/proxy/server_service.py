@@ -97,8 +97,15 @@ class ProxyServerService(Service):
             "routes_limit": self.relay.limits.routes,
             "connections_limit": self.relay.limits.connections,
             "relayed_connections": self.router.connections,
-            "bytes_relayed": sum(int(route["bytes_relayed"]) for route in routes),  # type: ignore[call-overload]
+            "bytes_relayed": self.relay.bytes_relayed,
             "routed": routes,
+            "counters": {
+                "bytes_relayed": self.relay.bytes_relayed,
+                "relayed_connections_closed": {
+                    reason.name.lower(): count
+                    for reason, count in self.relay.closed_by_reason.items()
+                },
+            },
         }
 
     def network_status(self, sections: list[StatusSection]) -> dict[str, Any]:

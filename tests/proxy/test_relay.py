@@ -170,3 +170,13 @@ def test_a_route_not_renewed_within_its_lease_ends_with_its_connections(relay: R
         Close(2, DropReason.ROUTE_CLOSED),
     }
     assert [r["idurl"] for r in relay.stats()] == [CAROL]
+
+
+def test_bytes_and_closes_are_counted_beyond_the_routes_that_made_them(relay: Relay):
+    pair(relay, 1, 2)
+    relay.relayed(1, 700, NOW)
+    relay.opened(3, Preamble(Kind.ACCEPT, "0" * 32), NOW)
+    relay.unregister(ALICE)
+    actions(relay)
+    assert relay.bytes_relayed == 700 and [r["idurl"] for r in relay.stats()] == [CAROL]
+    assert relay.closed_by_reason == {DropReason.UNKNOWN_TOKEN: 1, DropReason.ROUTE_CLOSED: 2}

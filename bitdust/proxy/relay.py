@@ -105,6 +105,7 @@ class Route:
     refilled: float = 0.0
     bytes_relayed: int = 0
     dropped: int = 0
+    buffered: int = 0  # in the send buffers of its relayed sockets
 
 
 @dataclass
@@ -125,6 +126,8 @@ class Relay:
         self._sides: dict[int, _Side] = {}
         self._pending: dict[str, int] = {}  # token -> peer connection
         self._actions: deque[Action] = deque()
+        self._timer: float | None = None
+        self._timer_changed = False  # a deadline came, went or moved: get_timer looks again
         self.bytes_relayed = 0  # since the relay started, routes come and gone included
         self.closed_by_reason: Counter[DropReason] = Counter()
 
@@ -139,10 +142,12 @@ class Relay:
                 raise RelayRefused(f"this router routes {len(self.routes)} nodes already")
             self.routes[route] = Route(idurl, route, tokens=self._burst, refilled=now)
         self.routes[route].expires = now + self.limits.lease
+        self._timer_changed = True
         return route
 
     def unregister(self, idurl: str) -> None:
         route = self.routes.pop(route_id(idurl), None)
+        self._timer_changed = True
         if route is not None:
             for conn in sorted(route.conns):
                 self._drop(conn, DropReason.ROUTE_CLOSED)
@@ -175,6 +180,7 @@ class Relay:
         )
         self._pending[token] = conn
         route.conns.add(conn)
+        self._timer_changed = True
         self._actions.append(Notify(route.idurl, token))
 
     def _accept(self, conn: int, token: str) -> None:
@@ -185,6 +191,7 @@ class Relay:
         side = self._sides[peer]
         side.token = side.deadline = None
         side.partner = conn
+        self._timer_changed = True
         self._sides[conn] = _Side(side.route, partner=peer)
         self._actions.append(Pair(peer, conn))
 
@@ -206,6 +213,7 @@ class Relay:
         route.tokens -= size
         if route.tokens < 0 and side.paused_until is None:
             side.paused_until = now - route.tokens / self.limits.bytes_per_second
+            self._timer_changed = True
             self._actions.append(Pause(conn))
 
     def _refill(self, route: Route, now: float) -> None:
@@ -218,9 +226,12 @@ class Relay:
         side = self._sides.get(conn)
         if side is None:
             return
+        route = self.routes.get(side.route)
+        if route is None:
+            return
+        route.buffered += size - side.buffered
         side.buffered = size
-        total = sum(self._sides[c].buffered for c in self._route_sides(side.route))
-        if total > self.limits.buffered_per_route:
+        if route.buffered > self.limits.buffered_per_route:
             self._drop(conn, DropReason.OVER_BUFFER)
 
     def blocked(self, conn: int, now: float) -> None:
@@ -228,11 +239,13 @@ class Relay:
         side = self._sides.get(conn)
         if side is not None and side.blocked_since is None:
             side.blocked_since = now
+            self._timer_changed = True
 
     def unblocked(self, conn: int) -> None:
         side = self._sides.get(conn)
-        if side is not None:
+        if side is not None and side.blocked_since is not None:
             side.blocked_since = None
+            self._timer_changed = True
 
     def closed(self, conn: int) -> None:
         """``conn``'s socket closed; its partner closes too."""
@@ -265,13 +278,20 @@ class Relay:
         route = self.routes.get(side.route)
         if route is not None:
             route.conns.discard(conn)
-
-    def _route_sides(self, route: str) -> list[int]:
-        return [conn for conn, side in self._sides.items() if side.route == route]
+            route.buffered -= side.buffered
+        self._timer_changed = True
 
     # -- time -----------------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
+        """The next deadline; recomputed only when one changed, since the shell asks after
+        every chunk it forwards."""
+        if self._timer_changed:
+            self._timer = self._next_deadline()
+            self._timer_changed = False
+        return self._timer
+
+    def _next_deadline(self) -> float | None:
         times = []
         for side in self._sides.values():
             if side.deadline is not None:
@@ -284,6 +304,7 @@ class Relay:
         return min(times, default=None)
 
     def handle_timer(self, now: float) -> None:
+        self._timer_changed = True
         for route in list(self.routes.values()):
             if now >= route.expires:
                 self.unregister(route.idurl)

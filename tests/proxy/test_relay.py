@@ -180,3 +180,26 @@ def test_bytes_and_closes_are_counted_beyond_the_routes_that_made_them(relay: Re
     actions(relay)
     assert relay.bytes_relayed == 700 and [r["idurl"] for r in relay.stats()] == [CAROL]
     assert relay.closed_by_reason == {DropReason.UNKNOWN_TOKEN: 1, DropReason.ROUTE_CLOSED: 2}
+
+
+def test_a_closed_pairs_buffered_bytes_no_longer_count_against_its_route(relay: Relay):
+    pair(relay, 1, 2)
+    relay.buffered(2, 900, NOW)
+    relay.closed(1)
+    actions(relay)
+    pair(relay, 3, 4)
+    relay.buffered(4, 900, NOW)  # 900 of 1000: the closed pair's 900 are gone with it
+    assert actions(relay) == []
+
+
+def test_the_timer_follows_deadlines_as_they_come_and_go(relay: Relay):
+    expiry = NOW + relay.limits.lease
+    assert relay.get_timer() == expiry
+    pair(relay, 1, 2)
+    relay.blocked(2, NOW + 1)
+    assert relay.get_timer() == NOW + 1 + relay.limits.stall_timeout
+    relay.unblocked(2)
+    assert relay.get_timer() == expiry
+    relay.unregister(ALICE)
+    relay.unregister(CAROL)
+    assert relay.get_timer() is None

@@ -18,6 +18,7 @@ from bitdust.p2p.directory import Contact
 REGISTER = "proxy/register"
 INCOMING = "proxy/incoming"
 MAX_MESSAGE = 1024
+MIN_LEASE, MAX_LEASE = 1.0, 86400.0  # a router's lease outside these is refused
 
 
 class BadMessage(ValueError):
@@ -36,8 +37,10 @@ class Registration:
     def decode(cls, data: bytes) -> Registration:
         obj = _unpack(data)
         contact, lease = obj.get("contact"), obj.get("lease")
-        if not isinstance(contact, str) or not isinstance(lease, int | float) or lease <= 0:
-            raise BadMessage("a registration needs a contact and a positive lease")
+        if not isinstance(contact, str) or type(lease) not in (int, float):
+            raise BadMessage("a registration needs a contact and a lease in seconds")
+        if not MIN_LEASE <= lease <= MAX_LEASE:  # NaN fails this too
+            raise BadMessage(f"a lease of {lease} s (from {MIN_LEASE:g} to {MAX_LEASE:g} s)")
         return cls(contact, float(lease))
 
     def router(self) -> Contact:

@@ -63,6 +63,7 @@ class ProxyClient:
         self.registration: Registration | None = None
         self.changes = 0  # routers registered with, for status
         self.published: list[str] = []
+        self.first_attempt = asyncio.Event()  # set once the first search for a router ended
         self._lost: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         endpoint.on_event(INCOMING, self._incoming)
@@ -74,7 +75,9 @@ class ProxyClient:
         pause = self.retry_after
         try:
             while True:
-                if not await self._find(quiet=pause > self.retry_after):
+                found = await self._find(quiet=pause > self.retry_after)
+                self.first_attempt.set()
+                if not found:
                     if self.published:  # its router is gone and none other takes it
                         self._publish([])
                     await asyncio.sleep(pause)

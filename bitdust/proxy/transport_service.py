@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from bitdust.lookup.service import NodesLookupService
 
 PREFERRED = "services/proxy-transport/preferred-routers"
+FIRST_ROUTER_WAIT = 5.0  # seconds start waits for the first router before the node is ready
 LOOKUP_COUNT = 4  # routers asked of nodes-lookup when no preferred one is left
 
 
@@ -42,8 +43,15 @@ class ProxyTransportService(Service):
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Start looking for a router; with an identity, wait a little for the first answer,
+        so that the first revision published at start names the router, not a contact that
+        is withdrawn a moment later."""
         self.client = ProxyClient(self.p2p.endpoint, self._candidates, self._publish)
         self._task = asyncio.get_running_loop().create_task(self.client.run())
+        if self.p2p.propagate.current is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FIRST_ROUTER_WAIT):
+                    await self.client.first_attempt.wait()
 
     async def stop(self) -> None:
         """Stop renewing the route. The contact stays declared, as p2p's does: the node stops

@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Collection
 from pathlib import Path
 
+import pytest
+
 from bitdust.config import Paths, load_config
 from bitdust.identity.local import save_local_identity
 from bitdust.lookup.adverts import Role
@@ -15,6 +17,7 @@ from bitdust.node.node import Node
 from bitdust.node.service import Service, StatusSection
 from bitdust.p2p.handshake import LocalPeer
 from bitdust.p2p.preamble import MAGIC, Kind, Preamble
+from bitdust.p2p.service import P2PService
 from bitdust.p2p.session import Session
 from bitdust.proxy.relay import route_id
 from bitdust.proxy.transport_service import preferred_routers
@@ -137,7 +140,9 @@ def node_of(tmp_path: Path, name: str, **settings: str) -> Node:
 NO_LOOKUP = f"{__name__}:NoRoutersFound"
 
 
-async def test_a_routed_node_publishes_its_routers_contact_instead_of_its_own(tmp_path: Path):
+async def test_a_routed_node_publishes_its_routers_contact_instead_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     router = node_of(
         tmp_path,
         "router",
@@ -155,17 +160,16 @@ async def test_a_routed_node_publishes_its_routers_contact_instead_of_its_own(tm
     )  # fmt: skip
     nodes = {"http://host-a.com/router.xml": router, ALICE: routed}
 
-    async def served(idurl: str) -> bytes:  # what each node's identity servers would serve
+    async def served(_: P2PService, idurl: str) -> bytes:  # as identity servers would serve
         return nodes[idurl].service("identity-propagate").current.identity.to_xml()
 
+    monkeypatch.setattr(P2PService, "_fetch", served)
     await router.start()
+    router_identity = router.service("identity-propagate")
+    await until(lambda: router_identity.current.identity.contacts)  # the router has published
     await routed.start()
     try:
-        for node in nodes.values():
-            node.service("p2p").endpoint.directory.fetch = served
-        client = routed.service("proxy-transport")
-        await until(lambda: client.client.router is not None)
-
+        # ready only once routed: the first revision it signs names the router alone
         router_contact = router.service("p2p").contact
         declared = routed.service("identity-propagate").contacts()
         assert declared == [f"{router_contact}/{route_id(ALICE)}"]  # p2p's own is withdrawn

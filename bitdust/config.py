@@ -234,9 +234,16 @@ def _format_known_nodes(value: Any) -> str:
     return value if isinstance(value, str) else _format_host_ports(value)
 
 
+#: More identity servers than an identity can name as sources serve no purpose, and each one is
+#: contacted when a name is checked: a bound on that work.
+MAX_KNOWN_SERVERS = 32
+
+
 def _parse_known_servers(text: str) -> tuple[tuple[str, int, int], ...]:
-    """BitDust's ``host:web_port[:tcp_port]`` list; the tcp port defaults to 6661."""
+    """BitDust's ``host:web_port[:tcp_port]`` list; the tcp port defaults to 6661. A server
+    (host and web port: the base of its IDURLs) is listed once."""
     entries = []
+    seen: set[tuple[str, int]] = set()
     for item in _split_list(text):
         parts = item.split(":")
         if len(parts) not in (2, 3):
@@ -244,7 +251,12 @@ def _parse_known_servers(text: str) -> tuple[tuple[str, int, int], ...]:
         host = _check_host(parts[0])
         http_port = _parse_port_text(parts[1], allow_zero=False)
         tcp_port = _parse_port_text(parts[2], allow_zero=False) if len(parts) == 3 else 6661
+        if (host, http_port) in seen:
+            raise ValueError(f"{host}:{http_port} is listed twice")
+        seen.add((host, http_port))
         entries.append((host, http_port, tcp_port))
+    if len(entries) > MAX_KNOWN_SERVERS:
+        raise ValueError(f"{len(entries)} servers listed (at most {MAX_KNOWN_SERVERS})")
     return tuple(entries)
 
 

@@ -91,6 +91,17 @@ def test_known_nodes_genesis_and_known_servers_default_tcp_port() -> None:
     )
 
 
+def test_known_servers_are_listed_once_and_bounded() -> None:
+    servers = get_option("services/identity-propagate/known-servers")
+    with pytest.raises(BadValue, match=r"host-a\.com:80 is listed twice"):
+        servers.parse("host-a.com:80:6661,HOST-A.com:80:7000")
+    assert len(servers.parse("host-a.com:80,host-a.com:8084")) == 2  # two servers, one host
+    many = ",".join(f"host-{n}.com:80" for n in range(33))
+    with pytest.raises(BadValue, match="33 servers listed"):
+        servers.parse(many)
+    assert len(servers.parse(many.rsplit(",", 1)[0])) == 32
+
+
 def test_bad_values_name_the_expected_form() -> None:
     with pytest.raises(BadValue, match=r"'banana'.*expected a size like '50 GB'"):
         get_option("services/supplier/donated-space").parse("banana")

@@ -62,6 +62,7 @@ def values_of(option: Option) -> st.SearchStrategy[Any]:
         "server list": st.lists(
             st.tuples(st.one_of(HOSTNAMES, st.ip_addresses(v=4).map(str)), PORTS, PORTS),
             max_size=4,
+            unique_by=lambda server: server[:2],
         ).map(tuple),
         "host map": st.dictionaries(HOSTNAMES, IPS, max_size=4),
         "address": st.one_of(st.just(""), IPS),

@@ -255,6 +255,9 @@ print("ok")
         "test_api.py",  # the REST API: secret, envelope, argument checks, the CLI as nobody
         "test_guide_dht.py",  # the guide's part 2 on four loopback hosts
         "test_guide_identity.py",  # parts 3 and 4: identity servers, nginx, backup and restore
+        "p2p/test_guide_p2p.py",  # p2p sessions by IDURL between two guide hosts
+        "proxy/test_guide_proxy.py",  # part 5: a router's states and status
+        "proxy/test_guide_routed.py",  # a routed node reached through a router that is killed
     ],
 )
 def test_integration_suite_passes_against_the_frozen_binary(binary: Path, suite_name: str) -> None:

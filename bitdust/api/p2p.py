@@ -1,5 +1,6 @@
-"""p2p routes: BitDust's ``network/connected`` (the node's sessions with peers) and
-``user/ping`` (open a session with a peer by IDURL and time one request over it)."""
+"""p2p routes: BitDust's ``network/connected`` (the node's sessions with peers), ``user/ping``
+(open a session with a peer by IDURL and time one request over it) and ``network/speedtest``
+(stream data to or from a peer and measure it)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from bitdust.api.server import ApiError, Call, Param, Route, route
 from bitdust.identity.errors import IdurlError
 from bitdust.identity.idurl import parse_idurl
 from bitdust.p2p.service import P2PService
+from bitdust.p2p.speedtest import MAX_BYTES, MAX_MARKER
 
 
 @route("GET", "network/connected")
@@ -25,15 +27,51 @@ MAX_PING_TIMEOUT = 60
 @route("GET POST", "user/ping", Param("id", str, required=True), Param("timeout", int, default=15))
 async def user_ping(call: Call) -> dict[str, Any]:
     """``id`` is the peer's IDURL; the answer has the round trip in milliseconds."""
-    idurl = call.args["id"]
-    try:
-        parse_idurl(idurl)
-    except IdurlError as exc:
-        raise ApiError(400, f"field 'id': {exc}") from None
+    idurl = _idurl(call.args["id"], "id")
     timeout = call.args["timeout"]
     if not 1 <= timeout <= MAX_PING_TIMEOUT:
         raise ApiError(400, f"field 'timeout': expected 1 to {MAX_PING_TIMEOUT} seconds")
     return await call.service("p2p", P2PService).ping(idurl, timeout)
 
 
-ROUTES: list[Route] = [network_connected, user_ping]
+MAX_SPEEDTEST_TIMEOUT = 600
+DIRECTIONS = ("up", "down")
+
+
+@route(
+    "POST",
+    "network/speedtest",
+    Param("idurl", str, required=True),
+    Param("bytes", int, default=10_000_000),
+    Param("direction", str, default="up"),
+    Param("timeout", int, default=120),
+    Param("marker", str, default=""),
+)
+async def network_speedtest(call: Call) -> dict[str, Any]:
+    """Stream ``bytes`` pseudo-random bytes to the peer ``idurl`` (``direction`` up) or from
+    it (down) over a p2p session, like iperf: bytes, seconds, MB/s, digests_match. ``marker``
+    (at most 64 bytes) starts every chunk, for tests that look for it on the wire."""
+    idurl = _idurl(call.args["idurl"], "idurl")
+    size, direction, timeout = call.args["bytes"], call.args["direction"], call.args["timeout"]
+    if not 1 <= size <= MAX_BYTES:
+        raise ApiError(400, f"field 'bytes': expected 1 to {MAX_BYTES}")
+    if direction not in DIRECTIONS:
+        raise ApiError(400, "field 'direction': expected up or down")
+    if not 1 <= timeout <= MAX_SPEEDTEST_TIMEOUT:
+        raise ApiError(400, f"field 'timeout': expected 1 to {MAX_SPEEDTEST_TIMEOUT} seconds")
+    marker = call.args["marker"].encode()
+    if len(marker) > MAX_MARKER:
+        raise ApiError(400, f"field 'marker': at most {MAX_MARKER} bytes")
+    p2p = call.service("p2p", P2PService)
+    return await p2p.run_speedtest(idurl, size, direction == "down", timeout, marker)
+
+
+def _idurl(value: str, field: str) -> str:
+    try:
+        parse_idurl(value)
+    except IdurlError as exc:
+        raise ApiError(400, f"field {field!r}: {exc}") from None
+    return value
+
+
+ROUTES: list[Route] = [network_connected, user_ping, network_speedtest]

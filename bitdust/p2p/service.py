@@ -27,6 +27,7 @@ from bitdust.node.service import Service, ServiceError
 from bitdust.p2p.directory import Directory
 from bitdust.p2p.errors import P2PError
 from bitdust.p2p.handshake import LocalPeer
+from bitdust.p2p.speedtest import Speedtest
 from bitdust.p2p.transport import (
     NO_IDENTITY,
     EndpointLimits,
@@ -47,6 +48,7 @@ IDENTITY_FETCH_TIMEOUT = 10.0
 class P2PService(Service):
     name = "p2p"  # the owner of the contact it declares to identity-propagate
     endpoint: P2PEndpoint
+    speedtest: Speedtest
 
     def __init__(self, node: Any) -> None:
         super().__init__(node)
@@ -79,6 +81,7 @@ class P2PService(Service):
             self.contact = f"tcp://{_url_host(host)}:{bound}"
             self.propagate.set_contacts(self.name, [self.contact])
         self.endpoint.on_request(PING, _pong)
+        self.speedtest = Speedtest(self.endpoint)
         log.info("p2p listening on TCP %s:%d", self.node.bind_host, bound)
 
     def publish_direct(self, publish: bool) -> None:
@@ -157,6 +160,23 @@ class P2PService(Service):
         except P2PError as exc:
             raise ServiceError(str(exc)) from None
         return {"idurl": idurl, "rtt_ms": round((loop.time() - started) * 1000, 3)}
+
+    async def run_speedtest(
+        self, idurl: str, size: int, download: bool, timeout: float, marker: bytes = b""
+    ) -> dict[str, Any]:
+        """Stream ``size`` bytes to ``idurl`` (from it, ``download``) and report bytes, seconds,
+        MB/s and whether both ends saw the same SHA-256. ServiceError says why it failed."""
+        self._require_identity()
+        try:
+            async with asyncio.timeout(timeout):
+                report = await self.speedtest.run(idurl, size, download, timeout, marker)
+        except TimeoutError:
+            raise ServiceError(
+                f"the speed test with {idurl} did not end in {timeout:g} s"
+            ) from None
+        except P2PError as exc:
+            raise ServiceError(str(exc)) from None
+        return report.to_dict()
 
     def on_request(self, kind: str, handler: RequestHandler) -> None:
         self.endpoint.on_request(kind, handler)

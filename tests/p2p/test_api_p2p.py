@@ -32,3 +32,23 @@ def test_network_connected_lists_sessions_and_the_service_its_contact(tmp_path: 
         assert node.ok("GET", "/network/connected/v1") == []
         states = {row["name"]: row["state"] for row in node.ok("GET", "/state/list/v1")}
         assert states["service_p2p"] == "ON"
+
+
+@pytest.mark.timeout(60)
+def test_speedtest_refuses_bad_fields_and_says_why(tmp_path: Path) -> None:
+    peer = "http://host-a.com:8084/alice.xml"
+    refusals = [
+        ({"idurl": peer, "bytes": 2**30 + 1}, 400, "field 'bytes': expected 1 to 1073741824"),
+        ({"idurl": peer, "direction": "sideways"}, 400, "field 'direction': expected up or down"),
+        ({"idurl": peer, "marker": "M" * 65}, 400, "field 'marker': at most 64 bytes"),
+        ({"idurl": "not an idurl"}, 400, "field 'idurl'"),
+        (
+            {"idurl": peer},
+            409,
+            "this node has no identity yet: create one",
+        ),  # no identity yet: nothing to open a session with
+    ]
+    with running_node(tmp_path, settings=ONLY_P2P) as node:
+        for body, status, reason in refusals:
+            got, envelope = node.api("POST", "/network/speedtest/v1", body)
+            assert (got, reason in str(envelope.get("errors"))) == (status, True), envelope

@@ -63,7 +63,7 @@ class Digest:
         return cls(size, sha256)
 
 
-def check_size(size: int) -> int:
+def check_size(size: object) -> int:
     """The number of bytes a test may move (SpeedtestRefused otherwise)."""
     if type(size) is not int or not 1 <= size <= MAX_BYTES:
         raise SpeedtestRefused(f"a speed test moves 1 to {MAX_BYTES} bytes, not {size!r}")
@@ -194,7 +194,7 @@ class Speedtest:
     async def _receive(self, peer: str, stream: IncomingStream) -> None:
         try:
             header = _decode(stream.header)
-            test, tally = _test_id(header), Tally(header.get("bytes"))  # type: ignore[arg-type]
+            test, tally = _test_id(header), Tally(check_size(header.get("bytes")))
         except SpeedtestRefused as exc:
             stream.refuse(str(exc))
             return
@@ -235,16 +235,15 @@ class Speedtest:
 
     async def _send_back(self, peer: str, data: bytes) -> bytes:
         fields = _decode(data)
-        test, size, seed, marker = (
-            _test_id(fields), fields.get("bytes"), fields.get("seed"), fields.get("marker", b"")
-        )  # fmt: skip
+        test, size = _test_id(fields), check_size(fields.get("bytes"))
+        seed, marker = fields.get("seed"), fields.get("marker", b"")
         if type(seed) is not int or not isinstance(marker, bytes):
             raise SpeedtestRefused("a speed test request needs an integer seed and bytes marker")
         if peer in self._serving:
             raise SpeedtestRefused("a speed test to you is already running")
         self._serving.add(peer)
         try:
-            return (await self._send(peer, test, size, seed, marker)).encode()  # type: ignore[arg-type]
+            return (await self._send(peer, test, size, seed, marker)).encode()
         finally:
             self._serving.discard(peer)
 

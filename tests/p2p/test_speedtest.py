@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import msgpack
@@ -14,6 +15,7 @@ from bitdust.p2p.speedtest import (
     RESULT,
     SEND,
     STREAM,
+    Report,
     Speedtest,
     SpeedtestRefused,
     Tally,
@@ -112,3 +114,15 @@ async def test_unknown_result_and_malformed_requests_refused(
         await alice.endpoint.request(BOB, SEND, b"\xc1", 5)
     with pytest.raises(RequestRefused, match="integer seed"):
         await alice.endpoint.request(BOB, SEND, msgpack.packb({"test": "t", "bytes": 5}), 5)
+
+
+async def test_one_download_served_per_peer_at_a_time(pair: tuple[Speedtest, Speedtest]) -> None:
+    alice, _ = pair
+    first, second = await asyncio.gather(
+        alice.run(BOB, 20_000_000, download=True, timeout=10),
+        alice.run(BOB, 1000, download=True, timeout=10),
+        return_exceptions=True,
+    )
+    assert isinstance(first, Report) and first.digests_match
+    assert isinstance(second, RequestRefused)
+    assert str(second) == "a speed test to you is already running"

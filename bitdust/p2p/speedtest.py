@@ -185,8 +185,9 @@ class Speedtest:
             future = asyncio.get_running_loop().create_future()
             self._results[key] = future
             while len(self._results) > MAX_PENDING:
-                _, oldest = self._results.popitem(last=False)
-                oldest.cancel()
+                (oldest_peer, oldest_test), oldest = self._results.popitem(last=False)
+                dropped = f"speed test {oldest_test} with {oldest_peer} dropped: "
+                _settle(oldest, SpeedtestRefused(dropped + f"{MAX_PENDING} more are waiting"))
         return future
 
     # -- the peer's side ------------------------------------------------------------------------

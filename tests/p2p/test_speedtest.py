@@ -12,6 +12,7 @@ import pytest
 from bitdust.p2p.errors import RequestRefused
 from bitdust.p2p.speedtest import (
     MAX_BYTES,
+    MAX_PENDING,
     RESULT,
     SEND,
     STREAM,
@@ -126,3 +127,16 @@ async def test_one_download_served_per_peer_at_a_time(pair: tuple[Speedtest, Spe
     assert isinstance(first, Report) and first.digests_match
     assert isinstance(second, RequestRefused)
     assert str(second) == "a speed test to you is already running"
+
+
+async def test_results_kept_are_bounded(pair: tuple[Speedtest, Speedtest]) -> None:
+    alice, bob = pair
+    for n in range(MAX_PENDING + 1):
+        await announced(alice.endpoint, f"t{n}", 10, b"x" * 10)
+    assert len(bob._results) == MAX_PENDING
+    with pytest.raises(RequestRefused, match="no speed test t0 from you is known here"):
+        await alice.endpoint.request(BOB, RESULT, msgpack.packb({"test": "t0"}), 5)
+    answer = await alice.endpoint.request(
+        BOB, RESULT, msgpack.packb({"test": f"t{MAX_PENDING}"}), 5
+    )
+    assert answer == msgpack.packb({"bytes": 10, "sha256": hashlib.sha256(b"x" * 10).digest()})

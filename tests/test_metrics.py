@@ -124,6 +124,7 @@ def test_metrics_on_the_api_need_the_secret_and_the_own_listener_serves_only_the
         )  # fmt: skip
         listed = node.ok("GET", "/v1/process/info")
         assert listed["role"] == "dht-seed"
+        node.ok("GET", "/v1/dht/value/get?key=metrics:probe")  # a lookup to count
         with_secret = get(f"http://127.0.0.1:{node.api_port}/metrics", {"api_secret": node.secret})
         plain = get(own + "/metrics")
         for status, content_type, body in (with_secret, plain):
@@ -131,6 +132,11 @@ def test_metrics_on_the_api_need_the_secret_and_the_own_listener_serves_only_the
             lines = body.decode().splitlines()
             assert "bitdust_ready 1.0" in lines
             assert 'bitdust_service_on{service="entangled-dht"} 1.0' in lines
+            assert "bitdust_entangled_dht_contacts 0.0" in lines
+            lookups = [
+                line for line in lines if line.startswith("bitdust_entangled_dht_lookups_total ")
+            ]
+            assert len(lookups) == 1 and float(lookups[0].split()[1]) >= 1  # the get's
             assert any(
                 line.startswith("bitdust_entangled_dht_datagrams_out_total") for line in lines
             )

@@ -73,6 +73,7 @@ _EXPECTED: dict[MsgType, frozenset[MsgType]] = {
 }
 
 COUNTERS = (
+    "lookups",
     "datagrams_in",
     "datagrams_out",
     "malformed",
@@ -640,6 +641,7 @@ class DHTNode:
         op = Lookup(self._new_op_id(), target, mode, s.k, s.alpha, report, record)
         op.bootstrap_op = bootstrap.op_id if bootstrap is not None else None
         self._ops[op.op_id] = op
+        self.counters["lookups"] += 1
         self.table.touch(target, now)
         op.add_seeds(self.table.closest(target, s.k))
         self._advance(op, now)

@@ -54,6 +54,8 @@ def settings_from_config(config: Any) -> DHTSettings:
 class DHTService(Service):
     """The node's DHT: ``find_node``, ``get_value`` and ``set_value`` serve the API's routes."""
 
+    #: figures of :meth:`info` exported at ``GET /metrics`` (its ``counters`` are, by the rule)
+    metric_gauges = ("contacts", "buckets", "items", "published", "bytes", "pending", "operations")
     dht: DHTEndpoint
     owners: OwnerKeys
 

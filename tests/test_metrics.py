@@ -140,3 +140,23 @@ def test_metrics_on_the_api_need_the_secret_and_the_own_listener_serves_only_the
             assert any(
                 line.startswith("bitdust_entangled_dht_datagrams_out_total") for line in lines
             )
+
+
+def test_the_identity_server_reports_what_it_stores(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    base = tmp_path_factory.mktemp("ids")  # short: the notify socket's path is bounded
+    settings = {
+        **SEED,
+        "services/identity-server/host": "127.0.0.1",
+        "services/identity-server/web-port": free_port(),
+        "services/identity-server/tcp-port": free_port(),
+    }
+    with running_node(base, instance="identity-server", settings=settings) as node:
+        status, _, body = get(
+            f"http://127.0.0.1:{node.api_port}/metrics", {"api_secret": node.secret}
+        )
+        lines = body.decode().splitlines()
+        assert status == 200
+        assert "bitdust_identity_server_identities 0.0" in lines
+        assert "bitdust_identity_server_stored_bytes 0.0" in lines

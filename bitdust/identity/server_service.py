@@ -25,6 +25,8 @@ from bitdust.node.service import Service, ServiceError
 class IdentityServerService(Service):
     server: IdentityServer
     live_keys = frozenset({"services/network/accept-legacy-identities"})
+    #: figures of :meth:`info` exported at ``GET /metrics``
+    metric_gauges = ("identities", "stored_bytes")
 
     async def start(self) -> None:
         host = self.config["services/identity-server/host"]

@@ -21,6 +21,7 @@ from bitdust.identity.errors import (
     IdentityNotFound,
     IdentityRefused,
     IdentityServerError,
+    Refusal,
 )
 from bitdust.identity.idurl import DEFAULT_HTTP_PORT, parse_idurl
 from bitdust.identity.intake import MAX_REPLY_LENGTH, encode_request, parse_reply
@@ -67,7 +68,7 @@ async def send_identity(
     except ValueError as exc:
         raise IdentityServerError(f"identity server {where}: {exc}") from None
     if not ok:
-        raise IdentityRefused(text)
+        raise IdentityRefused(Refusal.BY_REMOTE_SERVER, text)
     return text
 
 

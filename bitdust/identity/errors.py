@@ -7,6 +7,8 @@ material.
 
 from __future__ import annotations
 
+import enum
+
 
 class IdentityError(Exception):
     """Base of every error of the identity layer; ``str()`` is the user-facing message."""
@@ -39,11 +41,31 @@ class WrongPassphraseError(KeyFileError):
     """A passphrase-protected key backup could not be decrypted with the given passphrase."""
 
 
-class IdentityRefused(IdentityError):
-    """An identity server refused to store an identity; ``reason`` says why."""
+class Refusal(enum.StrEnum):
+    """Why an identity server refused an identity: the kind, without the values the reason text
+    carries, so that it can label a metric and a test can pin it."""
 
-    def __init__(self, reason: str) -> None:
+    MALFORMED = "malformed"
+    TOO_LARGE = "too_large"
+    BAD_SIGNATURE = "bad_signature"
+    NOT_A_SOURCE = "not_a_source"  # none of its sources is on this server
+    STORED_COPY_UNREADABLE = "stored_copy_unreadable"
+    KEY_TAKEOVER = "key_takeover"
+    OLDER_REVISION = "older_revision"
+    CHANGED_WITHOUT_REVISION = "changed_without_revision"
+    SERVER_FULL = "server_full"
+    QUOTA = "quota"  # new names per key or per address per hour
+    CANNOT_STORE = "cannot_store"
+    BY_REMOTE_SERVER = "by_remote_server"  # a server's answer, as its client sees it
+
+
+class IdentityRefused(IdentityError):
+    """An identity server refused to store an identity; ``reason`` says why, ``kind`` names
+    the rule."""
+
+    def __init__(self, kind: Refusal, reason: str) -> None:
         super().__init__(reason)
+        self.kind = kind
         self.reason = reason
 
 

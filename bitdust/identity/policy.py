@@ -32,7 +32,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from bitdust.identity.document import MAX_DOCUMENT_SIZE, Identity, parse_identity
-from bitdust.identity.errors import IdentityError, IdentityRefused
+from bitdust.identity.errors import IdentityError, IdentityRefused, Refusal
 from bitdust.identity.idurl import format_idurl, validate_host, validate_port
 from bitdust.identity.signing import verify
 
@@ -86,23 +86,25 @@ class IdentityPolicy:
     def parse(self, data: bytes) -> Identity:
         """Rules 1-4: a verified identity that names this server among its sources."""
         if not isinstance(data, bytes | bytearray | memoryview):
-            raise IdentityRefused("malformed identity: not bytes")
+            raise IdentityRefused(Refusal.MALFORMED, "malformed identity: not bytes")
         if len(data) > self.size_limit:
             raise IdentityRefused(
-                f"identity is {len(data)} bytes; this server accepts at most {self.size_limit}"
+                Refusal.TOO_LARGE,
+                f"identity is {len(data)} bytes; this server accepts at most {self.size_limit}",
             )
         try:
             identity = parse_identity(bytes(data))
         except IdentityError as exc:
-            raise IdentityRefused(f"malformed identity: {exc.message}") from None
+            raise IdentityRefused(Refusal.MALFORMED, f"malformed identity: {exc.message}") from None
         try:
             verify(identity, self.accept_legacy)
         except IdentityError as exc:
-            raise IdentityRefused(f"bad signature: {exc.message}") from None
+            raise IdentityRefused(Refusal.BAD_SIGNATURE, f"bad signature: {exc.message}") from None
         if not any(idurl.server == (self.host, self.public_port) for idurl in identity.idurls):
             raise IdentityRefused(
+                Refusal.NOT_A_SOURCE,
                 f"none of the identity's sources is on this server: expected "
-                f"{self.idurl_for(identity.name)} among {', '.join(identity.sources)}"
+                f"{self.idurl_for(identity.name)} among {', '.join(identity.sources)}",
             )
         return identity
 
@@ -111,8 +113,9 @@ class IdentityPolicy:
         canonical = identity.to_xml()
         if len(canonical) > self.size_limit:
             raise IdentityRefused(
+                Refusal.TOO_LARGE,
                 f"identity is {len(canonical)} bytes once normalised; this server accepts at "
-                f"most {self.size_limit}"
+                f"most {self.size_limit}",
             )
         name = identity.name
         if stored is None:
@@ -121,23 +124,27 @@ class IdentityPolicy:
             previous = parse_identity(stored)
         except IdentityError:
             raise IdentityRefused(
-                f"the stored copy of {name} is unreadable on this server; ask its operator"
+                Refusal.STORED_COPY_UNREADABLE,
+                f"the stored copy of {name} is unreadable on this server; ask its operator",
             ) from None
         if previous.public_key.public_numbers() != identity.public_key.public_numbers():
             raise IdentityRefused(
+                Refusal.KEY_TAKEOVER,
                 f"key takeover refused: {name} is already registered on this server with "
-                "another public key"
+                "another public key",
             )
         if identity.revision < previous.revision:
             raise IdentityRefused(
+                Refusal.OLDER_REVISION,
                 f"revision {identity.revision} of {name} is older than the stored revision "
-                f"{previous.revision}"
+                f"{previous.revision}",
             )
         if identity.revision == previous.revision:
             if identity.unsigned() != previous.unsigned():
                 raise IdentityRefused(
+                    Refusal.CHANGED_WITHOUT_REVISION,
                     f"revision {identity.revision} of {name} is already stored with different "
-                    "content: publish a higher revision"
+                    "content: publish a higher revision",
                 )
             return Admission(identity, canonical, Verdict.TOUCH)
         return Admission(identity, canonical, Verdict.UPDATE)

@@ -270,6 +270,7 @@ def _make_app(store: IdentityStore) -> web.Application:
             "Last-Modified": email.utils.formatdate(stored.mtime, usegmt=True),
             "Cache-Control": "no-cache",
         }
+        store.served += 1
         if _not_modified(request, stored.etag, stored.mtime):
             return web.Response(status=304, headers=headers)
         return web.Response(body=stored.data, content_type="application/xml", headers=headers)

@@ -85,6 +85,11 @@ class IdentityServerService(Service):
             "tcp_port": self.server.tcp_port,
             "identities": store.count(),
             "stored_bytes": store.stored_bytes(),
+            "counters": {
+                "served": store.served,
+                "accepted": dict(store.accepted),
+                "refused": dict(store.refused),
+            },
         }
 
     def automats(self) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ reason; a refusal leaves the directory exactly as it was.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import logging
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from bitdust.files import TEMP_SUFFIX, atomic_write
 from bitdust.identity.document import MAX_DOCUMENT_SIZE, Identity
-from bitdust.identity.errors import IdentityError, IdentityRefused
+from bitdust.identity.errors import IdentityError, IdentityRefused, Refusal
 from bitdust.identity.idurl import DEFAULT_HTTP_PORT, validate_name
 from bitdust.identity.policy import IdentityPolicy, NewNameQuota, Verdict
 from bitdust.logs import RateLimitedLog
@@ -99,6 +100,11 @@ class IdentityStore:
         self._refusals = RateLimitedLog(log)
         self._acceptances = RateLimitedLog(log, burst=ACCEPTED_LINES_PER_MINUTE)
         self._lock = threading.Lock()  # the index is read on the event loop, changed in a worker
+        #: what the server did, for `/metrics`: answers served over HTTP, identities accepted by
+        #: verdict and refused by rule (counted in the one worker thread, read on the loop)
+        self.served = 0
+        self.accepted: collections.Counter[str] = collections.Counter()
+        self.refused: collections.Counter[str] = collections.Counter()
         self.directory.mkdir(parents=True, exist_ok=True)
         self._index = self._scan()
         self.names_generation = 0  # changes whenever a name is added or removed
@@ -177,8 +183,10 @@ class IdentityStore:
         try:
             identity, verdict = self._accept(data, now, source)
         except IdentityRefused as refusal:
+            self.refused[refusal.kind.value] += 1
             self._refusals.warning("identity refused from %s: %s", source, refusal.reason)
             raise
+        self.accepted[verdict.value] += 1
         self._acceptances.info(
             "identity %s from %s: %s revision %d",
             verdict.value,
@@ -201,28 +209,34 @@ class IdentityStore:
         previous_size = self._index[name].disk_bytes if name in self._index else 0
         if self._bytes - previous_size + size > self.max_bytes:
             raise IdentityRefused(
-                f"this server is full ({self.max_bytes} bytes of identities); try another server"
+                Refusal.SERVER_FULL,
+                f"this server is full ({self.max_bytes} bytes of identities); try another server",
             )
         if admission.verdict is Verdict.STORE:
             if len(self._index) >= self.max_identities:
                 raise IdentityRefused(
-                    f"this server is full ({self.max_identities} identities); try another server"
+                    Refusal.SERVER_FULL,
+                    f"this server is full ({self.max_identities} identities); try another server",
                 )
             if not self.key_quota.allows(admission.key_id, now):
                 raise IdentityRefused(
+                    Refusal.QUOTA,
                     f"this key registered {self.key_quota.limit} new names in the last hour on "
-                    "this server; try again later"
+                    "this server; try again later",
                 )
             if not self.address_quota.allows(source, now):
                 raise IdentityRefused(
+                    Refusal.QUOTA,
                     f"{self.address_quota.limit} new names came from {source} in the last hour; "
-                    "try again later"
+                    "try again later",
                 )
         try:
             atomic_write(path, admission.canonical, mode=0o644, overwrite=True, error=IdentityError)
         except IdentityError as exc:
             log.error("cannot store identity %s: %s", name, exc.message)
-            raise IdentityRefused("this server cannot store identities right now") from None
+            raise IdentityRefused(
+                Refusal.CANNOT_STORE, "this server cannot store identities right now"
+            ) from None
         if admission.verdict is Verdict.STORE:
             self.key_quota.record(admission.key_id, now)
             self.address_quota.record(source, now)

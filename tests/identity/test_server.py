@@ -11,7 +11,12 @@ import pytest
 
 from bitdust.identity import server as server_module
 from bitdust.identity.client import fetch_identity, send_identity
-from bitdust.identity.errors import IdentityNotFound, IdentityRefused, IdentityServerError
+from bitdust.identity.errors import (
+    IdentityNotFound,
+    IdentityRefused,
+    IdentityServerError,
+    Refusal,
+)
 from bitdust.identity.server import ServerLimits, start_identity_server
 from bitdust.identity.store import IdentityStore
 from tests.identity.conftest import HOSTS, free_port, loop_ticks, make_identity, resolve
@@ -71,6 +76,30 @@ async def test_refusal_over_tcp_carries_the_reason(server, key, other_key):
     foreign = make_identity(key, sources=("http://host-b.com/alice.xml",))
     with pytest.raises(IdentityRefused, match="none of the identity's sources"):
         await send_identity("127.0.1.1", server.tcp_port, foreign.to_xml())
+
+
+async def test_the_server_counts_what_it_served_accepted_and_refused_by_rule(
+    server, key, other_key
+):
+    identity = _alice(key, server)
+    await send_identity("127.0.1.1", server.tcp_port, identity.to_xml())
+    await send_identity("127.0.1.1", server.tcp_port, identity.to_xml())
+    with pytest.raises(IdentityRefused) as refused:
+        await send_identity(
+            "127.0.1.1", server.tcp_port, _alice(other_key, server, revision=7).to_xml()
+        )
+    assert refused.value.kind is Refusal.BY_REMOTE_SERVER  # the client only sees the text
+    foreign = make_identity(key, sources=("http://host-b.com/alice.xml",))
+    with pytest.raises(IdentityRefused):
+        await send_identity("127.0.1.1", server.tcp_port, foreign.to_xml())
+    for _ in range(3):
+        await fetch_identity(identity.idurl, resolve)
+    with pytest.raises(IdentityNotFound):
+        await fetch_identity(identity.idurl.replace("alice", "bob"), resolve)
+    store = server.store
+    assert store.served == 3
+    assert store.accepted == {"stored": 1, "touched": 1}
+    assert store.refused == {Refusal.KEY_TAKEOVER: 1, Refusal.NOT_A_SOURCE: 1}
 
 
 async def _raw(server, payload: bytes, close_write: bool = True) -> bytes:

@@ -240,7 +240,7 @@ def start_daemon(paths: Paths, option: list[str] | None, timeout: float) -> int:
             # A fresh onefile unpack for the node: ours is deleted when this command exits.
             env["PYINSTALLER_RESET_ENVIRONMENT"] = "1"
         with open(log_path, "ab") as log:
-            offset = log.tell()
+            offset, inode = log.tell(), os.fstat(log.fileno()).st_ino
             process = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
@@ -263,18 +263,29 @@ def start_daemon(paths: Paths, option: list[str] | None, timeout: float) -> int:
                 return 0
             if process.poll() is not None:
                 with open(log_path, "rb") as log:
-                    log.seek(offset)
+                    # the node rotates a full log at its first line: then all of it is this start's
+                    if os.fstat(log.fileno()).st_ino == inode:
+                        log.seek(offset)
                     tail = log.read().decode("utf-8", "replace").strip().splitlines()[-15:]
                 for line in tail:
                     print(line, file=sys.stderr)
                 raise CliError(
                     f"instance {paths.instance!r} failed to start (exit {process.returncode}); "
-                    f"log: {log_path}"
+                    f"log: {log_path}",
+                    _passed_through(process.returncode),
                 )
         raise CliError(
             f"instance {paths.instance!r} did not become ready within {timeout:.0f} s "
             f"(pid {process.pid} still starting); log: {log_path}"
         )
+
+
+def _passed_through(returncode: int) -> ExitStatus:
+    """The node's own status when it says a restart cannot help (configuration, a kept file of a
+    newer format), so scripts tell those apart from a failure worth retrying."""
+    if returncode in (ExitStatus.CONFIG, ExitStatus.DATA_FORMAT):
+        return ExitStatus(returncode)
+    return ExitStatus.FAILURE
 
 
 def cmd_daemon(args: argparse.Namespace, paths: Paths) -> int:

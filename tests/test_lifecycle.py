@@ -123,6 +123,26 @@ def test_a_dht_database_of_a_newer_schema_ends_the_node_for_good(tmp_path: Path)
     node.notify.close()
 
 
+def test_daemon_passes_the_no_restart_status_through_and_shows_a_rotated_logs_tail(
+    tmp_path: Path,
+) -> None:
+    """`bitdust daemon` exits 65 as the node did (scripts can tell it from a retryable failure),
+    and prints the node's reason even when the node rotated a full log at its first line."""
+    env = node_env(tmp_path)
+    write_conf(tmp_path, "dht-seed", {**SEED, "interface/api/rest-http-port": free_port()})
+    database = tmp_path / "state" / "dht-seed" / "dht.sqlite3"
+    database.parent.mkdir(parents=True)
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        db.execute("PRAGMA user_version = 1000")
+    log = database.parent / "bitdust.log"
+    log.write_bytes(b"an old line\n" * (10 * 1024 * 1024 // 12 + 1))  # past the rotation size
+    result = cli(env, "--instance", "dht-seed", "daemon")
+    assert result.returncode == ExitStatus.DATA_FORMAT, result.stderr
+    assert "schema version 1000 is newer" in result.stderr
+    assert "failed to start (exit 65)" in result.stderr
+    assert (database.parent / "bitdust.log.1").stat().st_size > 10 * 1024 * 1024
+
+
 def test_daemon_states_restart_stop_through_the_cli(tmp_path: Path) -> None:
     env = node_env(tmp_path)
     write_conf(

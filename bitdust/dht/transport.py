@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bitdust.coretimer import CoreTimer
 from bitdust.dht.database import Database
 from bitdust.dht.events import (
     BootstrapDone,
@@ -64,8 +65,7 @@ class DHTEndpoint:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.DatagramTransport | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = CoreTimer(self._loop, self._on_timer, time.monotonic)
         self._futures: dict[int, asyncio.Future[Event]] = {}
         self._closed = False
 
@@ -147,8 +147,7 @@ class DHTEndpoint:
         if self._closed:
             return
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
         for future in self._futures.values():
             future.cancel()
         self._futures.clear()
@@ -200,13 +199,8 @@ class DHTEndpoint:
                 future.set_result(event)
         if self.database is not None and self.database.dirty and self._flush_handle is None:
             self._flush_handle = self._loop.call_later(FLUSH_DELAY, self._flush)
-        when = node.get_timer()
-        if when != self._timer_at and not self._closed:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = when
-            delay = max(0.0, when - time.monotonic())
-            self._timer = self._loop.call_later(delay, self._on_timer)
+        if not self._closed:
+            self._timer.arm(node.get_timer())
 
     def _flush(self) -> None:
         self._flush_handle = None
@@ -214,8 +208,6 @@ class DHTEndpoint:
             self.database.flush()
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
         self.node.wall_offset = time.time() - time.monotonic()
         self._feed(self.node.handle_timer)
 

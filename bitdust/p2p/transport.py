@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from bitdust.coretimer import CoreTimer
 from bitdust.logs import RateLimitedLog
 from bitdust.netaddr import normalize_addr
 from bitdust.p2p import preamble
@@ -119,7 +120,7 @@ class Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self.established: asyncio.Future[None] = loop.create_future()
         self._loop = loop
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = CoreTimer(loop, self._on_timer, loop.time)
         self._writable = asyncio.Event()
         self._writable.set()
         self._slot_freed = asyncio.Event()  # an answer came or a stream ended
@@ -162,9 +163,7 @@ class Connection(asyncio.Protocol):
             return b""
         self._first = None
         self.endpoint._connections.discard(self)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         assert self.transport is not None
         divert.take(self.transport, data)  # sets its own protocol: nothing more reaches us
         return b""
@@ -176,8 +175,7 @@ class Connection(asyncio.Protocol):
         self.session.connection_lost(self._loop.time())
         self.pump()
         self.endpoint._connections.discard(self)
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -197,15 +195,9 @@ class Connection(asyncio.Protocol):
             if event is None:
                 break
             self._handle(event)
-        timer = self.session.get_timer()
-        if self._timer is not None and (timer is None or self._timer.when() != timer):
-            self._timer.cancel()
-            self._timer = None
-        if timer is not None and self._timer is None:
-            self._timer = self._loop.call_at(timer, self._on_timer)
+        self._timer.arm(self.session.get_timer())
 
     def _on_timer(self) -> None:
-        self._timer = None
         self.session.handle_timer(self._loop.time())
         self.pump()
 

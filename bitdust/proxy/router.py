@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from bitdust.coretimer import CoreTimer
 from bitdust.logs import RateLimitedLog
 from bitdust.p2p import preamble
 from bitdust.p2p.errors import P2PError
@@ -131,7 +132,7 @@ class Router:
         self._loop = asyncio.get_running_loop()
         self._sides: dict[int, _Side] = {}
         self._next = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = CoreTimer(self._loop, self._on_timer, self.now)
         endpoint.divert = Divert(self.take)
         endpoint.on_request(REGISTER, self._register)
 
@@ -213,15 +214,9 @@ class Router:
                     side = self._sides[conn]
                     side.rate_paused = isinstance(action, Pause)
                     side._update_reading()
-        timer = self.relay.get_timer()
-        if self._timer is not None and (timer is None or self._timer.when() != timer):
-            self._timer.cancel()
-            self._timer = None
-        if timer is not None and self._timer is None:
-            self._timer = self._loop.call_at(timer, self._on_timer)
+        self._timer.arm(self.relay.get_timer())
 
     def _on_timer(self) -> None:
-        self._timer = None
         self.relay.handle_timer(self.now())
         self.pump()
 
@@ -235,8 +230,7 @@ class Router:
     def close(self) -> None:
         """Stop routing: the listener takes no more relayed connections; open ones end."""
         self.endpoint.divert = None
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
         for side in list(self._sides.values()):
             side.transport.abort()
         self._sides.clear()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bitdust import __version__
-from bitdust.api.client import ApiClient, ClientError
+from bitdust.api.client import TIMEOUT, ApiClient, ClientError
 from bitdust.config import (
     COMMAND_LINE,
     DEFAULT_INSTANCE,
@@ -97,7 +97,7 @@ def parse_flags(pairs: list[str] | None) -> dict[str, str]:
     return flags
 
 
-def client_for(paths: Paths) -> ApiClient:
+def client_for(paths: Paths, timeout: float = TIMEOUT) -> ApiClient:
     """A client pointed at the instance's API; the port comes from its configuration."""
     try:
         config = load_config(paths)
@@ -105,7 +105,7 @@ def client_for(paths: Paths) -> ApiClient:
         host = config["services/network/listen-host"]
     except ConfigError:
         port, host = OPTIONS["interface/api/rest-http-port"].default, ""
-    return ApiClient(paths, api_host(host), port, start_command(paths))
+    return ApiClient(paths, api_host(host), port, start_command(paths), timeout)
 
 
 def start_command(paths: Paths, unit_dir: Path = SYSTEMD_UNIT_DIR) -> str:
@@ -546,10 +546,40 @@ def _services_text(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def cmd_network_status(args: argparse.Namespace, paths: Paths) -> int:
+def cmd_network(args: argparse.Namespace, paths: Paths) -> int:
+    if args.action == "speedtest":
+        return _network_speedtest(args, paths)
+    if args.idurl is not None:
+        raise UsageError(f"network {args.action} takes no IDURL")
     flags = {section.value: 1 for section in StatusSection if getattr(args, section.value)}
     show(args, client_for(paths).call("GET", "network/status", **flags), as_text)
     return 0
+
+
+SPEEDTEST_SECONDS = 300
+
+
+def _network_speedtest(args: argparse.Namespace, paths: Paths) -> int:
+    """Stream ``--bytes`` to the peer (from it with ``--down``) and print the rate, like iperf."""
+    if args.idurl is None:
+        raise UsageError("network speedtest needs the peer's IDURL")
+    body = {
+        "idurl": args.idurl,
+        "bytes": args.bytes,
+        "direction": "down" if args.down else "up",
+        "timeout": SPEEDTEST_SECONDS,
+    }
+    client = client_for(paths, timeout=SPEEDTEST_SECONDS + 10)
+    show(args, client.call("POST", "network/speedtest", body), _speedtest_text)
+    return 0
+
+
+def _speedtest_text(report: dict[str, Any]) -> str:
+    verdict = "digests match" if report["digests_match"] else "DIGESTS DIFFER"
+    return (
+        f"{report['bytes']} bytes {report['direction']} in {report['seconds']} s: "
+        f"{report['mb_per_s']} MB/s, {verdict}"
+    )
 
 
 def cmd_api(args: argparse.Namespace, paths: Paths) -> int:
@@ -759,8 +789,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list"], help="list: the same as 'states'")
     p = command("service", cmd_service, "'service list' or 'service NAME'", ("services",))
     p.add_argument("name", nargs="?", help="a service's name, e.g. entangled-dht; or 'list'")
-    p = command("network", cmd_network_status, "'network status [--dht] ...'")
-    p.add_argument("action", choices=["status"], help="status: the node and the asked sections")
+    p = command("network", cmd_network, "'network status [--dht] ...', 'network speedtest IDURL'")
+    p.add_argument(
+        "action",
+        choices=["status", "speedtest"],
+        help="status: the node and the asked sections; speedtest: stream data to or from a peer",
+    )
+    p.add_argument("idurl", nargs="?", help="speedtest: the peer's IDURL")
+    p.add_argument(
+        "--bytes", type=int, default=10_000_000, help="speedtest: how many bytes (default 10 MB)"
+    )
+    p.add_argument("--down", action="store_true", help="speedtest: the peer sends, not this node")
     for section in StatusSection:
         p.add_argument(f"--{section}", action="store_true", help=f"include the {section} section")
     p = command("api", cmd_api, "call any REST route: 'api GET network/status dht=1'")

@@ -151,4 +151,6 @@ def test_routed_and_direct_nodes_stream_100_mb_both_ways_opaque_to_the_router(
         time.sleep(0.2)
         plain.sendall(MARKER[10:].encode())
         wait_for(lambda: tee.marker_seen, 5, "the tee spots the marker sent in the clear")
+    by_cli = d.data("network", "speedtest", alice, "--bytes", "1000000", "--down")
+    assert (by_cli["direction"], by_cli["digests_match"]) == ("down", True), by_cli
     print(f"through the router: up {up['mb_per_s']} MB/s, down {down['mb_per_s']} MB/s")

@@ -815,7 +815,8 @@ def network_json_settings(data: Any, source: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     dht = data.get("service_entangled_dht") or {}
     propagate = data.get("service_identity_propagate") or {}
-    if not isinstance(dht, dict) or not isinstance(propagate, dict):
+    proxy = data.get("service_proxy_transport") or {}
+    if not all(isinstance(section, dict) for section in (dht, propagate, proxy)):
         raise ConfigError(f"{source}: service sections must be JSON objects")
     numeric = {
         "bucket_size": "services/entangled-dht/bucket-size",
@@ -848,6 +849,14 @@ def network_json_settings(data: Any, source: str) -> dict[str, Any]:
             values["services/identity-propagate/known-servers"] = OPTIONS[
                 "services/identity-propagate/known-servers"
             ].parse(text)
+        if "preferred_routers" in proxy:  # the network's routers, as the setting of that name
+            routers = proxy["preferred_routers"]
+            if not isinstance(routers, list):
+                raise BadValue("service_proxy_transport.preferred_routers: expected a list")
+            text = ",".join(_field(router, "idurl") for router in routers)
+            values["services/proxy-transport/preferred-routers"] = OPTIONS[
+                "services/proxy-transport/preferred-routers"
+            ].parse(text)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return values
@@ -860,7 +869,7 @@ def _field(entry: Any, name: str) -> str:
         raise BadValue(f"entry {json.dumps(entry)[:80]} has no {name!r}")
     value = entry[name]
     if isinstance(value, bool) or not isinstance(value, str | int) or "," in str(value):
-        raise BadValue(f"entry {json.dumps(entry)[:80]}: {name!r} is not one host or port")
+        raise BadValue(f"entry {json.dumps(entry)[:80]}: {name!r} is not a single value (no ',')")
     return str(value)
 
 

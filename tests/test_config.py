@@ -169,10 +169,19 @@ def test_layers_apply_in_order_and_are_reported(paths: Paths) -> None:
                 "service_identity_propagate": {
                     "known_servers": [{"host": "host-a.com", "http_port": 80, "tcp_port": 6661}]
                 },
+                "service_proxy_transport": {
+                    "preferred_routers": [
+                        {"idurl": "http://host-a.com/router-a.xml"},
+                        {"idurl": "http://host-b.com/router-b.xml"},
+                    ]
+                },
             }
         )
     )
     config = load_config(paths, env={})
+    assert config["services/proxy-transport/preferred-routers"] == (
+        "http://host-a.com/router-a.xml,http://host-b.com/router-b.xml"
+    )
     assert config["services/entangled-dht/known-nodes"] == (("host-a.com", 14441),)
     assert config["services/entangled-dht/bucket-size"] == 4
     assert config.layer("services/entangled-dht/bucket-size") == str(paths.network_json)
@@ -201,6 +210,17 @@ def test_every_bad_line_is_reported_with_file_and_line(paths: Paths) -> None:
     message = str(error.value)
     assert f"{paths.conffile}:2: services/supplier/enabled: 'maybe'" in message
     assert f"{paths.conffile}:3: unknown setting 'not-a-key'" in message
+
+
+def test_network_json_routers_are_one_idurl_each(paths: Paths) -> None:
+    paths.network_json.write_text(
+        json.dumps({"service_proxy_transport": {"preferred_routers": [{"idurl": "a,b"}]}})
+    )
+    with pytest.raises(ConfigError, match="'idurl' is not a single value"):
+        load_config(paths, env={})
+    paths.network_json.write_text(json.dumps({"service_proxy_transport": {"preferred_routers": 1}}))
+    with pytest.raises(ConfigError, match="preferred_routers: expected a list"):
+        load_config(paths, env={})
 
 
 def test_bad_network_json_is_refused(paths: Paths) -> None:

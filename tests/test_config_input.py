@@ -267,5 +267,5 @@ def test_a_refusal_names_the_bad_part_and_quotes_a_long_value_briefly(paths: Pat
 )
 def test_a_network_json_entry_is_one_node(paths: Paths, entry: dict) -> None:
     paths.network_json.write_text(json.dumps({"service_entangled_dht": {"known_nodes": [entry]}}))
-    with pytest.raises(ConfigError, match="is not one host or port"):
+    with pytest.raises(ConfigError, match="is not a single value"):
         load_config(paths, env={})

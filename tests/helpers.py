@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -97,10 +99,12 @@ def cli(
 
 
 class NotifyListener:
-    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET, in a short directory of its
+    own: a socket path under a long pytest tmp_path can pass AF_UNIX's 107-byte limit."""
 
-    def __init__(self, directory: Path) -> None:
-        self.path = str(directory / "notify.sock")
+    def __init__(self) -> None:
+        self.directory = tempfile.mkdtemp(prefix="bd-notify-")
+        self.path = os.path.join(self.directory, "notify.sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
         self.messages: list[str] = []
@@ -138,6 +142,7 @@ class NotifyListener:
 
     def close(self) -> None:
         self.sock.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 @dataclass
@@ -223,9 +228,7 @@ def start_node(
     settings.setdefault("services/tcp-connections/tcp-port", 0)
     write_conf(base, instance, settings)
     env = node_env(base, **(env_extra or {}))
-    notify_dir = base / f"notify-{instance}-{time.monotonic_ns()}"
-    notify_dir.mkdir()
-    notify = NotifyListener(notify_dir)
+    notify = NotifyListener()
     env["NOTIFY_SOCKET"] = notify.path
     command = [*bitdust_command(), "--instance", instance, "run"]
     for key, value in (options or {}).items():

@@ -75,7 +75,7 @@ class StartedNode:
             "logs/level": "warning",
         })  # fmt: skip
         env = node_env(base)
-        self.notify = NotifyListener(base)
+        self.notify = NotifyListener()
         env["NOTIFY_SOCKET"] = self.notify.path
         started = time.perf_counter()
         self.process = subprocess.Popen([*bitdust_command(), "--instance", "dht-seed", "run"],

@@ -291,6 +291,21 @@ asyncio.run(main())
 """
 
 
+async def descriptors_settled(pid: int, timeout: float = 10.0) -> None:
+    """Wait until the server has accepted what it will: its descriptor count holds still for
+    half a second (accepting can lag the clients' connects on a busy machine)."""
+    fd_dir = Path(f"/proc/{pid}/fd")
+    deadline = time.monotonic() + timeout
+    last, still_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        count = len(os.listdir(fd_dir))
+        if count != last:
+            last, still_since = count, time.monotonic()
+        elif time.monotonic() - still_since >= 0.5:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def api_reachable_while_slow_clients_hold_http(mode: str) -> bool:
     """A server process with 256 descriptors; 400 slow HTTP clients from 25 addresses; then
     the process's other listener (the REST API's stand-in) must still answer."""
@@ -318,7 +333,7 @@ async def api_reachable_while_slow_clients_hold_http(mode: str) -> bool:
                 held.append(writer)
 
         await asyncio.gather(*(slow_client(f"127.0.1.{10 + i % 25}") for i in range(400)))
-        await asyncio.sleep(0.3)
+        await descriptors_settled(process.pid)
         try:
             reader, writer = await asyncio.open_connection(SERVER, api_port)
             answered = await asyncio.wait_for(reader.readline(), 2) == b"api ok\n"

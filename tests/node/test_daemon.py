@@ -32,7 +32,7 @@ def clean_journal() -> Iterator[None]:
 
 @pytest.fixture
 def notify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NotifyListener]:
-    listener = NotifyListener(tmp_path)
+    listener = NotifyListener()
     monkeypatch.setenv("NOTIFY_SOCKET", listener.path)
     monkeypatch.delenv("WATCHDOG_USEC", raising=False)
     yield listener

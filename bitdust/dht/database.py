@@ -1,18 +1,17 @@
 """SQLite persistence of one DHT node: its id, its Ed25519 key, records and routing table.
 
-WAL, versioned by ``PRAGMA user_version`` with forward migrations; a newer version is refused
-untouched. Writes from the core are queued and committed together by ``flush`` (one transaction),
-which the asyncio shell calls shortly after a change and on close: the core never waits on the
-disk while it handles a datagram. Rows read back are outside input: unparsable ones are deleted,
-and the caller checks the rest again. Holds a private key: the file is created 0600.
+Versioned and migrated as every kept SQLite file (:mod:`bitdust.sqlite_file`); a newer version is
+refused untouched. Writes from the core are queued and committed together by ``flush`` (one
+transaction), which the asyncio shell calls shortly after a change and on close: the core never
+waits on the disk while it handles a datagram. Rows read back are outside input: unparsable ones
+are deleted, and the caller checks the rest again. Holds a private key: the file is created 0600.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Iterable
 
 import msgpack
 
@@ -20,9 +19,7 @@ from bitdust.dht.persistence import Table
 from bitdust.dht.records import MalformedRecord, Record, record_from_map
 from bitdust.dht.schemes import Ed25519Signer
 from bitdust.dht.wire import ID_SIZE, Contact, valid_host
-from bitdust.errors import DataFormatError
-
-SCHEMA_VERSION = 1
+from bitdust.sqlite_file import open_versioned
 
 
 def _migrate_0_to_1(db: sqlite3.Connection) -> None:
@@ -39,36 +36,9 @@ def _migrate_0_to_1(db: sqlite3.Connection) -> None:
 
 
 # MIGRATIONS[n] upgrades a database from version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
-
-
-class DatabaseError(DataFormatError):
-    """The DHT database cannot be used as it is (newer schema, unreadable file): restarting
-    cannot help, so the process exits with the code systemd does not restart on."""
-
-
-def check_version(db: sqlite3.Connection, path: str = "DHT database") -> int:
-    """The file's schema version; DatabaseError when it is newer than this program's."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise DatabaseError(
-            f"{path}: DHT database schema version {version} is newer than this program "
-            f"understands ({SCHEMA_VERSION}); refusing to touch it (upgrade bitdust, or move "
-            "the file away to start with an empty DHT state)"
-        )
-    return version
-
-
-def migrate(db: sqlite3.Connection) -> int:
-    """Bring the schema to ``SCHEMA_VERSION``, one transaction per step; returns the version."""
-    version = check_version(db)
-    while version < SCHEMA_VERSION:
-        with db:
-            db.execute("BEGIN IMMEDIATE")
-            MIGRATIONS[version](db)
-            version += 1
-            db.execute(f"PRAGMA user_version = {version}")
-    return version
+MIGRATIONS = (_migrate_0_to_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+WHAT = "DHT database"
 
 
 # A queued row change: the encoded record and its origin, or None for a deletion.
@@ -80,21 +50,9 @@ class Database:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         self._changes: dict[tuple[Table, bytes, bytes], _Change] = {}
         self._contacts: list[Contact] | None = None
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-            check_version(
-                self._db, self.path
-            )  # before anything writes: a newer file stays byte for byte
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            migrate(self._db)
-        except sqlite3.DatabaseError as exc:
-            raise DatabaseError(f"{self.path}: not a usable DHT database ({exc})") from None
+        self._db = open_versioned(self.path, MIGRATIONS, WHAT)
 
     @property
     def dirty(self) -> bool:

@@ -543,6 +543,21 @@ _declare(
     "How many suppliers hold this node's data.",
 )
 _declare("services/customer/needed-space", SIZE, 256 * 1024**2, "Space to rent from suppliers.")
+_declare(
+    "services/customer/data-fragments",
+    INT,
+    0,
+    "k of the k-of-N erasure code: any k of the N suppliers restore a chunk, any N - k may "
+    "vanish (0: half of suppliers-number, BitDust's 2x overhead).",
+    bounds=(0, 64),
+)
+_declare(
+    "services/customer/versions-kept",
+    INT,
+    3,
+    "Versions of each remote path kept; older ones are pruned and their chunks freed.",
+    bounds=(1, 10000),
+)
 _declare("services/tcp-connections/tcp-port", PORT, 7771, "TCP port for p2p sessions and routing.")
 
 _declare(

@@ -32,7 +32,10 @@ HOSTS = {
     "host-c.com": "127.0.1.3",
     "host-d.com": "127.0.1.4",
 }
-HOST_MAP = ",".join(f"{name}={address}" for name, address in HOSTS.items())
+#: The guide's Part 7 customer: a fifth machine, not one of the network's four hosts.
+CUSTOMER_HOST = "host-e.com"
+ADDRESSES = {**HOSTS, CUSTOMER_HOST: "127.0.1.5"}
+HOST_MAP = ",".join(f"{name}={address}" for name, address in ADDRESSES.items())
 
 
 def bitdust_command() -> list[str]:
@@ -284,7 +287,7 @@ class GuideHost:
 
     def __init__(self, base: Path, name: str, instance: str = "default") -> None:
         self.name = name
-        self.address = HOSTS[name]
+        self.address = ADDRESSES[name]
         self.base = base / name
         self.env = node_env(self.base, BITDUST_INSTANCE=instance)
         self.instance = instance

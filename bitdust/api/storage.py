@@ -1,0 +1,208 @@
+"""The customer's routes: files backed up and restored through the node, and its suppliers
+(BitDust's ``file/*``, ``supplier/*`` and ``space/consumed``).
+
+Uploads stream the file's bytes in the request body and downloads stream them in the response:
+the daemon never reads or writes users' files itself (it cannot: ProtectHome), and nothing holds
+a whole file in memory. The node reads the body only as fast as suppliers take the chunks, which is
+the back-pressure the CLI's progress bar shows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from bitdust.api.server import ApiError, Call, Param, Route, route
+from bitdust.identity.errors import IdurlError
+from bitdust.identity.idurl import parse_idurl
+from bitdust.storage.backup import BackupError, normalize_remote
+from bitdust.storage.catalogue import FileVersion, NotInCatalogue
+from bitdust.storage.customer import CustomerService
+
+READ_PIECE = 1024 * 1024
+MAX_FILE = 2**50
+MODE_BITS = 0o7777
+
+
+def _customer(call: Call) -> CustomerService:
+    return call.service("customer", CustomerService)
+
+
+def _remote(call: Call, customer: CustomerService, name: str = "remote") -> str:
+    try:
+        return normalize_remote(call.args[name], customer.own_names())
+    except BackupError as exc:
+        raise ApiError(400, f"field {name!r}: {exc}") from None
+
+
+@route(
+    "POST",
+    "file/upload/start",
+    Param("remote", str, required=True),
+    Param("size", int, required=True),
+    Param("mode", int, default=0o644),
+    Param("mtime_ns", int, default=0),
+    stream_body=True,
+)
+async def file_upload_start(call: Call) -> dict[str, Any]:
+    """Back up the request body as a new version of ``remote``: ``size`` bytes (the body must
+    be exactly that long), the file's ``mode`` and ``mtime_ns``. The result counts the chunks
+    and how many were new (an unchanged file sends none)."""
+    customer = _customer(call)
+    remote = _remote(call, customer)
+    size, mode, mtime_ns = call.args["size"], call.args["mode"], call.args["mtime_ns"]
+    if not 0 <= size <= MAX_FILE:
+        raise ApiError(400, f"field 'size': expected 0 to {MAX_FILE} bytes")
+    if not 0 <= mode <= MODE_BITS:
+        raise ApiError(400, "field 'mode': expected permission bits (0 to 0o7777)")
+    if mtime_ns < 0:
+        raise ApiError(400, "field 'mtime_ns': expected a time after 1970")
+
+    async def pieces() -> Any:
+        while piece := await call.request.content.read(READ_PIECE):
+            yield piece
+
+    try:
+        result = await customer.upload(pieces(), remote, size, mode, mtime_ns)
+    except BackupError as exc:
+        raise ApiError(409, str(exc)) from None
+    return result.to_dict()
+
+
+@route(
+    "GET",
+    "file/download/start",
+    Param("remote", str, required=True),
+    Param("version", int, default=None),
+)
+async def file_download_start(call: Call) -> web.StreamResponse:
+    """The bytes of ``remote`` (its newest version, or ``version``) as the response body, with
+    its size, mode, mtime and SHA-256 in ``X-Bitdust-*`` headers. A failure after the first
+    byte ends the response short: the client never takes a partial file for a whole one."""
+    customer = _customer(call)
+    version = _version(customer, _remote(call, customer), call.args["version"])
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/octet-stream",
+            "X-Bitdust-Size": str(version.size),
+            "X-Bitdust-Mode": str(version.mode),
+            "X-Bitdust-Mtime-Ns": str(version.mtime_ns),
+            "X-Bitdust-Sha256": version.sha256.hex(),
+            "X-Bitdust-Version": str(version.version),
+        }
+    )
+    response.content_length = version.size
+    customer.data_keys()  # no identity: an error now, not a short body
+    await response.prepare(call.request)
+    await customer.download(version, response.write)
+    await response.write_eof()
+    return response
+
+
+def _version(customer: CustomerService, remote: str, version: int | None) -> FileVersion:
+    try:
+        return customer.catalogue.version(remote, version)
+    except NotInCatalogue as exc:
+        raise ApiError(404, str(exc)) from None
+
+
+def _file_row(version: FileVersion, versions: int) -> dict[str, Any]:
+    return {
+        "remote": version.path,
+        "size": version.size,
+        "mtime_ns": version.mtime_ns,
+        "mode": version.mode,
+        "version": version.version,
+        "versions": versions,
+        "created": version.created_at,
+    }
+
+
+@route("GET", "file/list", Param("path", str, default=""), alias="file/list/all")
+async def file_list(call: Call) -> list[dict[str, Any]]:
+    """The newest version of every backed-up file at or under ``path`` (all when empty)."""
+    customer = _customer(call)
+    prefix = _remote(call, customer, "path") if call.args["path"] else ""
+    return [
+        _file_row(summary.latest, summary.versions)
+        for summary in customer.catalogue.list_files(prefix)
+    ]
+
+
+@route("GET", "file/info", Param("remote", str, required=True))
+async def file_info(call: Call) -> dict[str, Any]:
+    """Every kept version of ``remote``, its chunks and which supplier holds each fragment."""
+    customer = _customer(call)
+    remote = _remote(call, customer)
+    versions = customer.catalogue.versions(remote)
+    if not versions:
+        raise ApiError(404, f"no file {remote!r} in the catalogue")
+    rows = []
+    for version in versions:
+        row = _file_row(version, len(versions))
+        row["sha256"] = version.sha256.hex()
+        row["chunks"] = [_chunk_row(customer, chunk_id) for chunk_id in version.chunk_ids]
+        rows.append(row)
+    return {"remote": remote, "versions": rows}
+
+
+def _chunk_row(customer: CustomerService, chunk_id: bytes) -> dict[str, Any]:
+    chunk = customer.catalogue.chunk(chunk_id)
+    return {
+        "id": chunk_id.hex(),
+        "size": chunk.size,
+        "k": chunk.k,
+        "n": chunk.n,
+        "fragments": [
+            {"index": p.index, "supplier": p.supplier, "state": p.state}
+            for p in customer.catalogue.placements(chunk_id)
+        ],
+    }
+
+
+@route("DELETE", "file/delete", Param("remote", str, required=True))
+async def file_delete(call: Call) -> dict[str, Any]:
+    """Forget ``remote`` (a file, or a directory and everything under it) and delete the
+    fragments of the chunks nothing else references."""
+    customer = _customer(call)
+    remote = _remote(call, customer)
+    if not customer.catalogue.list_files(remote):
+        raise ApiError(404, f"no file or directory {remote!r} in the catalogue")
+    return await customer.delete(remote)
+
+
+@route("GET", "supplier/list")
+async def supplier_list(call: Call) -> list[dict[str, Any]]:
+    """The hired suppliers by position, with the bytes of this node's fragments on each."""
+    return _customer(call).supplier_rows()
+
+
+@route("GET", "supplier/list/dht", Param("idurl", str, default=None))
+async def supplier_list_dht(call: Call) -> dict[str, Any]:
+    """The supplier list an identity (this node's by default) published in the DHT."""
+    idurl = call.args["idurl"]
+    if idurl is not None:
+        try:
+            parse_idurl(idurl)
+        except IdurlError as exc:
+            raise ApiError(400, f"field 'idurl': {exc}") from None
+    return await _customer(call).supplier_list_in_dht(idurl)
+
+
+@route("GET", "space/consumed")
+async def space_consumed(call: Call) -> dict[str, Any]:
+    """What this node stores on suppliers: suppliers hired, bytes of fragments, space asked."""
+    return _customer(call).consumed()
+
+
+ROUTES: list[Route] = [
+    file_upload_start,
+    file_download_start,
+    file_list,
+    file_info,
+    file_delete,
+    supplier_list,
+    supplier_list_dht,
+    space_consumed,
+]

@@ -1,0 +1,199 @@
+"""One file's bytes in, one catalogue version out; and a version's chunks back, in order.
+
+The customer service gives these functions a :class:`ChunkPlacer` (where chunks go and come from)
+and the catalogue; they own the shape of the pipeline: content-defined chunks, a bounded number
+of chunks in flight, the file's SHA-256 and size checked before a version is recorded. Memory stays
+bounded whatever the file size: the chunker holds at most two of its largest chunks, and at most
+``CHUNKS_IN_FLIGHT`` chunks are being encoded and sent (or fetched and decoded) at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import posixpath
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bitdust.storage.catalogue import Catalogue, FileVersion
+from bitdust.storage.chunker import Chunker
+
+#: Chunks encoded and sent at once (each up to 16 MiB of plaintext and its fragments).
+CHUNKS_IN_FLIGHT = 3
+MAX_REMOTE_PATH = 4096
+MAX_NAME = 255
+
+
+class BackupError(Exception):
+    """A backup or a restore cannot go on; the message says why, in words the user can act on."""
+
+
+class ChunkPlacer(Protocol):
+    """Where the chunks of a backup go (the customer service: encode and put on suppliers)."""
+
+    async def store_chunk(self, plaintext: bytes) -> tuple[bytes, int]:
+        """Store ``plaintext`` unless the account has it; (chunk id, bytes sent to suppliers)."""
+        ...
+
+    async def load_chunk(self, chunk_id: bytes) -> bytes:
+        """The plaintext of a stored chunk, from any k of its fragments."""
+        ...
+
+
+def normalize_remote(path: str, own_names: tuple[str, ...] = ()) -> str:
+    """A remote path as the catalogue keeps it: relative, '/'-separated, no '.' or '..'.
+
+    BitDust's form ``master$alice@host-a.com:docs/a.txt`` is accepted for this node's own
+    identity (``own_names`` are its ``alice@host-a.com`` forms); only the path part is kept."""
+    if "$" in path and ":" in path:
+        owner, _, rest = path.partition(":")
+        if owner.partition("$")[2] not in own_names:
+            raise BackupError(f"{path!r}: not a path of this node's own identity")
+        path = rest
+    if not path or len(path.encode("utf-8", "surrogatepass")) > MAX_REMOTE_PATH or "\0" in path:
+        raise BackupError(f"remote path {path[:80]!r}: expected 1 to {MAX_REMOTE_PATH} bytes")
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if not parts or ".." in parts:
+        raise BackupError(f"remote path {path[:80]!r}: '..' and empty paths are not allowed")
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME for part in parts):
+        raise BackupError(f"remote path {path[:80]!r}: a name is longer than {MAX_NAME} bytes")
+    return posixpath.join(*parts)
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    remote: str
+    version: int
+    size: int
+    chunks: int
+    new_chunks: int
+    sent_bytes: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote,
+            "version": self.version,
+            "size": self.size,
+            "chunks": self.chunks,
+            "new_chunks": self.new_chunks,
+            "sent_bytes": self.sent_bytes,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+async def back_up(
+    pieces: AsyncIterator[bytes],
+    placer: ChunkPlacer,
+    catalogue: Catalogue,
+    remote: str,
+    size: int,
+    mode: int,
+    mtime_ns: int,
+) -> UploadResult:
+    """Cut ``pieces`` (the file's bytes, in any pieces) into chunks, store the new ones and
+    record the version. BackupError when the bytes are not ``size`` long (the file changed while
+    it was read, or the sender stopped): then no version is recorded, and the chunks already
+    stored stay known, so a retry sends nothing twice."""
+    started = time.monotonic()
+    snapshot = await asyncio.to_thread(catalogue.begin_snapshot)
+    chunker = Chunker()
+    digest = hashlib.sha256()
+    received = 0
+    slots = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
+    stored: list[asyncio.Task[tuple[bytes, int]]] = []
+
+    async def place(chunk: bytes) -> tuple[bytes, int]:
+        try:
+            return await placer.store_chunk(chunk)
+        finally:
+            slots.release()
+
+    async def dispatch(chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            await slots.acquire()
+            if any(task.done() and task.exception() for task in stored):
+                slots.release()
+                break
+            stored.append(asyncio.create_task(place(chunk)))
+
+    try:
+        try:
+            async for piece in pieces:
+                received += len(piece)
+                if received > size:
+                    raise BackupError(
+                        f"{remote}: more than the announced {size} bytes arrived "
+                        "(the file grew while it was read); not backed up"
+                    )
+                digest.update(piece)
+                await dispatch(await asyncio.to_thread(chunker.feed, piece))
+            if received != size:
+                raise BackupError(
+                    f"{remote}: {received} of the announced {size} bytes arrived (the file "
+                    "changed while it was read, or the upload was stopped); not backed up"
+                )
+            await dispatch(chunker.finish())
+            results = await asyncio.gather(*stored)
+        except BaseException:
+            for task in stored:
+                task.cancel()
+            await asyncio.gather(*stored, return_exceptions=True)
+            raise
+        version = await asyncio.to_thread(
+            catalogue.add_version,
+            snapshot,
+            remote,
+            size,
+            mtime_ns / 1e9,
+            mode,
+            digest.digest(),
+            [chunk_id for chunk_id, _ in results],
+        )
+    except BaseException:
+        await asyncio.to_thread(catalogue.end_snapshot, snapshot, False)
+        raise
+    await asyncio.to_thread(catalogue.end_snapshot, snapshot, True)
+    sent = sum(sent_bytes for _, sent_bytes in results)
+    return UploadResult(
+        remote,
+        version.version,
+        size,
+        len(results),
+        sum(1 for _, sent_bytes in results if sent_bytes),
+        sent,
+        time.monotonic() - started,
+    )
+
+
+async def restore(
+    version: FileVersion, placer: ChunkPlacer, write: Callable[[bytes], Awaitable[None]]
+) -> None:
+    """Write the plaintext of ``version`` through ``write``, chunk by chunk in order, fetching
+    up to ``CHUNKS_IN_FLIGHT`` ahead; BackupError if the result is not what was backed up."""
+    digest = hashlib.sha256()
+    written = 0
+    queue: asyncio.Queue[asyncio.Task[bytes] | None] = asyncio.Queue(CHUNKS_IN_FLIGHT)
+
+    async def fetch_ahead() -> None:
+        for chunk_id in version.chunk_ids:
+            await queue.put(asyncio.create_task(placer.load_chunk(chunk_id)))
+        await queue.put(None)
+
+    feeder = asyncio.create_task(fetch_ahead())
+    try:
+        while (task := await queue.get()) is not None:
+            plaintext = await task
+            digest.update(plaintext)
+            written += len(plaintext)
+            await write(plaintext)
+    finally:
+        feeder.cancel()
+        while not queue.empty():
+            pending = queue.get_nowait()
+            if pending is not None:
+                pending.cancel()
+    if written != version.size or digest.digest() != version.sha256:
+        raise BackupError(f"{version.path}: the restored bytes differ from the backed-up file")

@@ -89,6 +89,13 @@ def test_versions_round_trip_with_their_chunk_lists(catalogue: Catalogue) -> Non
     assert second.sha256 == hashlib.sha256(b"docs/a.txt").digest()
 
 
+def test_an_empty_file_is_a_version_without_chunks(catalogue: Catalogue) -> None:
+    snapshot = catalogue.begin_snapshot()
+    empty = catalogue.add_version(snapshot, "empty", 0, 1.0, 0o600, hashlib.sha256().digest(), [])
+    assert catalogue.version("empty") == empty
+    assert empty.chunk_ids == ()
+
+
 def test_missing_paths_and_versions_are_named(catalogue: Catalogue) -> None:
     version = add_file(catalogue, "a.txt", "x")
     with pytest.raises(NotInCatalogue, match=r"b\.txt: not in the catalogue"):

@@ -71,12 +71,15 @@ def _operation(route: Route, method: str, url: str, template: str) -> dict[str, 
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in re.findall(r"\{(\w+)\}", template)
     ]
-    if method in ("GET", "DELETE"):
+    has_body = method not in ("GET", "DELETE")
+    if not has_body or route.stream_body:
         parameters += [
             {"name": p.name, "in": "query", "required": p.required, "schema": _schema(p)}
             for p in route.params
         ]
-    elif route.params:
+    if has_body and route.stream_body:
+        operation["requestBody"] = STREAMED_BODY
+    elif has_body and route.params:
         operation["requestBody"] = {
             "required": any(p.required for p in route.params),
             "content": {"application/json": {"schema": _body_schema(route.params)}},
@@ -125,6 +128,13 @@ SCHEMAS = {
             "errors": {"type": "array", "items": {"type": "string"}},
         },
     },
+}
+
+#: a route declared with ``stream_body``: its arguments are in the query, the body is the file
+STREAMED_BODY = {
+    "required": True,
+    "description": "the file's bytes, streamed (Content-Length: its size)",
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
 }
 
 SECURITY_SCHEMES = {

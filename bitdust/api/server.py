@@ -4,6 +4,10 @@ Every answer is ``{"status": "OK", "result": ...}`` or ``{"status": "ERROR", "er
 with a matching HTTP code. Arguments come from the query string or a JSON object body and are
 checked against the route's declared parameters: anything malformed, mistyped or unknown is a 400
 that names the field, and the handler never runs.
+
+File content never passes through memory whole: a route declared with ``stream_body`` takes its
+arguments from the query string only and reads the body itself, piece by piece; a handler that
+sends a file returns the :class:`~aiohttp.web.StreamResponse` it prepared and wrote.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
 BODY_SECONDS = 30.0  # for all of MAX_BODY; a local client sends it in milliseconds
 JSON_TYPE = "application/json"
+OCTET_TYPE = "application/octet-stream"  # a streamed body: a type no web form can send
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -122,16 +127,26 @@ class Route:
     paths: tuple[str, ...]  # BitDust's group paths, e.g. "network/status", "config/get/{key:.+}"
     handler: Handler
     params: tuple[Param, ...] = field(default_factory=tuple)
+    stream_body: bool = False  # the handler reads ``call.request.content`` itself
+
+    @property
+    def body_type(self) -> str:
+        """The Content-Type a write to this route carries."""
+        return OCTET_TYPE if self.stream_body else JSON_TYPE
 
 
 def route(
-    methods: str, path: str, *params: Param, alias: str | None = None
+    methods: str, path: str, *params: Param, alias: str | None = None, stream_body: bool = False
 ) -> Callable[[Handler], Route]:
-    """Declare a handler for ``methods`` (e.g. ``"GET POST"``) at ``path`` and its ``alias``."""
+    """Declare a handler for ``methods`` (e.g. ``"GET POST"``) at ``path`` and its ``alias``.
+
+    With ``stream_body`` the arguments come from the query string only and the server leaves the
+    body unread: the handler streams it from ``call.request.content`` (file content, GBs).
+    """
 
     def wrap(handler: Handler) -> Route:
         paths = (path,) if alias is None else (path, alias)
-        return Route(tuple(methods.split()), paths, handler, params)
+        return Route(tuple(methods.split()), paths, handler, params, stream_body)
 
     return wrap
 
@@ -177,15 +192,17 @@ _QUERY_BOOLS = {
 _TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false", float: "a number"}
 
 
-async def read_arguments(request: web.Request, params: tuple[Param, ...]) -> dict[str, Any]:
-    """The declared arguments from the query string and the JSON body, checked."""
+async def read_arguments(
+    request: web.Request, params: tuple[Param, ...], from_body: bool = True
+) -> dict[str, Any]:
+    """The declared arguments from the query string and (``from_body``) the JSON body, checked."""
     known = {param.name: param for param in params}
     values: dict[str, Any] = {}
     for name, raw in request.query.items():
         if name not in known:
             raise ApiError(400, f"unknown field {name!r}")
         values[name] = _parse_scalar(known[name], raw, from_query=True)
-    if request.can_read_body:
+    if from_body and request.can_read_body:
         body = await read_body(request, MAX_BODY)
         if body.strip():
             try:
@@ -299,6 +316,18 @@ def _secret_matches(request: web.Request, expected: str) -> bool:
     return bool(given) and given.isascii() and hmac.compare_digest(given, expected)
 
 
+#: the response a handler prepared itself, set as its headers go out
+_STREAMED = web.RequestKey("bitdust_streamed", web.StreamResponse)
+
+
+def _cut_short(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """A download that failed after its headers went out: close the connection, so the client
+    sees a short body (a failure) instead of a second response glued to the first."""
+    if request.transport is not None:
+        request.transport.close()
+    return response
+
+
 def build_app(
     routes: list[Route],
     secret: Callable[[], str | None],
@@ -308,17 +337,23 @@ def build_app(
 ) -> web.Application:
     """The aiohttp application; ``secret()`` returns None when auth is turned off. With
     ``metrics``, ``GET /metrics`` serves its figures (behind the secret, as every route)."""
+    body_types: dict[Callable[..., Any], str] = {}
 
-    def wrap(route_: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def handle(request: web.Request) -> web.Response:
+    def wrap(route_: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
             started = time.perf_counter()
             try:
-                arguments = await read_arguments(request, route_.params)
+                arguments = await read_arguments(request, route_.params, not route_.stream_body)
                 result = await route_.handler(Call(process, request, arguments))
             except (ApiError, ConfigError, ServiceError) as exc:
+                if _STREAMED in request:
+                    raise  # part of the file is sent: no envelope can follow it
                 return envelope_error(_error_status(exc), str(exc))
+            if isinstance(result, web.StreamResponse):
+                return result  # a download the handler wrote itself
             return envelope_ok(result, started)
 
+        body_types[handle] = route_.body_type
         return handle
 
     @web.middleware
@@ -332,9 +367,10 @@ def build_app(
             # browser can send without asking (another Host, a form's content type).
             if not is_loopback_host(request.host or "", allowed_hosts):
                 return envelope_error(403, f"access denied: Host {request.host!r} is not local")
-            if request.method not in SAFE_METHODS and request.content_type != JSON_TYPE:
+            body_type = body_types.get(request.match_info.handler, JSON_TYPE)
+            if request.method not in SAFE_METHODS and request.content_type != body_type:
                 return envelope_error(
-                    415, f"{request.method} requests must send Content-Type: {JSON_TYPE}"
+                    415, f"{request.method} requests must send Content-Type: {body_type}"
                 )
         elif not _secret_matches(request, expected):
             return envelope_error(401, "access denied")
@@ -345,10 +381,21 @@ def build_app(
         except web.HTTPMethodNotAllowed:
             return envelope_error(405, f"method {request.method} {request.path} is not allowed")
         except Exception:
+            if request.transport is None or request.transport.is_closing():
+                # e.g. an upload the CLI aborted before its last piece: nothing to answer
+                log.info("API request %s %s: the client went away", request.method, request.path)
+                return envelope_error(400, "the client went away")
             log.exception("API request %s %s failed", request.method, request.path)
+            streamed = request.get(_STREAMED)
+            if streamed is not None:
+                return _cut_short(request, streamed)
             return envelope_error(500, "internal error; see the node's log")
 
+    async def note_prepared(request: web.Request, response: web.StreamResponse) -> None:
+        request[_STREAMED] = response
+
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
+    app.on_response_prepare.append(note_prepared)
     for route_ in routes:
         handler = wrap(route_)
         for path in route_.paths:

@@ -51,7 +51,7 @@ def _migrate_0_to_1(db: sqlite3.Connection) -> None:
         " finished_at REAL, state TEXT NOT NULL)",
         "CREATE TABLE files (id INTEGER PRIMARY KEY, path TEXT NOT NULL,"
         " snapshot INTEGER NOT NULL REFERENCES snapshots(id), size INTEGER NOT NULL,"
-        " mtime REAL NOT NULL, mode INTEGER NOT NULL, sha256 BLOB NOT NULL,"
+        " mtime_ns INTEGER NOT NULL, mode INTEGER NOT NULL, sha256 BLOB NOT NULL,"
         " created_at REAL NOT NULL)",
         "CREATE INDEX files_by_path ON files (path, id)",
         "CREATE TABLE chunks (id BLOB PRIMARY KEY, size INTEGER NOT NULL,"
@@ -90,7 +90,7 @@ class SupplierRow:
 
 @dataclass(frozen=True)
 class ChunkRow:
-    chunk_id: bytes
+    id: bytes
     size: int  # of the plaintext
     stored_size: int  # of one fragment
     k: int
@@ -108,15 +108,21 @@ class Placement:
 
 
 @dataclass(frozen=True)
-class FileVersion:
+class VersionInfo:
+    """One version of a path without its chunk list (a listing would not need it)."""
+
     version: int
     path: str
     snapshot: int
     size: int
-    mtime: float
+    mtime_ns: int  # exact: a restored file gets back the very mtime it had
     mode: int
     sha256: bytes
     created_at: float
+
+
+@dataclass(frozen=True)
+class FileVersion(VersionInfo):
     chunk_ids: tuple[bytes, ...]
 
 
@@ -124,12 +130,7 @@ class FileVersion:
 class FileSummary:
     """The latest version of a path, and how many versions it has."""
 
-    path: str
-    version: int
-    size: int
-    mtime: float
-    mode: int
-    created_at: float
+    latest: VersionInfo
     versions: int
 
 
@@ -151,6 +152,7 @@ def _text(value: Any) -> bool:
 
 
 _COUNT = _int_in(0, 2**63 - 1)
+_INT64 = _int_in(-(2**63), 2**63 - 1)
 _COLUMN_CHECKS: dict[str, Callable[[Any], bool]] = {
     "position": _int_in(0, MAX_FRAGMENTS - 1),
     "idurl": _text,
@@ -158,7 +160,6 @@ _COLUMN_CHECKS: dict[str, Callable[[Any], bool]] = {
     "path": _text,
     "hired_at": _time,
     "created_at": _time,
-    "mtime": _time,
     "verified_at": lambda value: value is None or _time(value),
     "quota": _COUNT,
     "version": _COUNT,
@@ -166,21 +167,22 @@ _COLUMN_CHECKS: dict[str, Callable[[Any], bool]] = {
     "versions": _COUNT,
     "size": _COUNT,
     "mode": _COUNT,
+    "mtime_ns": _INT64,
     "refs": _COUNT,
     "stored_size": _COUNT,
     "k": _int_in(1, MAX_FRAGMENTS),
     "n": _int_in(1, MAX_FRAGMENTS),
     "index": _int_in(0, MAX_FRAGMENTS - 1),
-    "chunk_id": _blob(CHUNK_ID_SIZE),
+    "id": _blob(CHUNK_ID_SIZE),
     "fragment_id": _blob(FRAGMENT_ID_SIZE),
     "sha256": _blob(SHA256_SIZE),
     "state": lambda value: value in PLACEMENT_STATES,
 }
 
 _SUPPLIER = "position, idurl, hired_at, quota"
-_CHUNK = "id AS chunk_id, size, stored_size, k, n, refs"
+_CHUNK = "id, size, stored_size, k, n, refs"
 _PLACEMENT = 'fragment AS "index", supplier, fragment_id, state, verified_at'
-_VERSION = "id AS version, path, snapshot, size, mtime, mode, sha256, created_at"
+_VERSION = "id AS version, path, snapshot, size, mtime_ns, mode, sha256, created_at"
 _UNDER = "(path = :path OR (path >= :path || '/' AND path < :path || '0'))"  # '0' follows '/'
 
 
@@ -379,15 +381,18 @@ class Catalogue:
         snapshot: int,
         path: str,
         size: int,
-        mtime: float,
+        mtime_ns: int,
         mode: int,
         sha256: bytes,
         chunk_ids: Sequence[bytes],
     ) -> FileVersion:
         """Record a new version of ``path`` made of ``chunk_ids`` (known chunks, in order), in
         a running snapshot; each use of a chunk adds a reference to it."""
-        if not _text(path) or not _COUNT(size) or not _COUNT(mode) or not _time(mtime):
-            raise ValueError(f"{path!r}: path, size {size!r}, mode {mode!r}, mtime {mtime!r}")
+        if not (_text(path) and _COUNT(size) and _COUNT(mode) and _INT64(mtime_ns)):
+            raise ValueError(
+                f"{path!r}: expected a path and integers size, mode and mtime_ns, "
+                f"not {size!r}, {mode!r}, {mtime_ns!r}"
+            )
         if not _blob(SHA256_SIZE)(sha256):
             raise ValueError(f"{path}: the SHA-256 must be {SHA256_SIZE} bytes")
         with self._transaction() as db:
@@ -397,9 +402,9 @@ class Catalogue:
                 raise ValueError(f"{path}: {size} bytes, but its chunks hold {chunked}")
             created_at = self._clock()
             version = db.execute(
-                "INSERT INTO files (path, snapshot, size, mtime, mode, sha256, created_at)"
+                "INSERT INTO files (path, snapshot, size, mtime_ns, mode, sha256, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (path, snapshot, size, mtime, mode, sha256, created_at),
+                (path, snapshot, size, mtime_ns, mode, sha256, created_at),
             ).lastrowid
             db.executemany(
                 "INSERT INTO file_chunks VALUES (?, ?, ?)",
@@ -410,7 +415,7 @@ class Catalogue:
                 [(uses, chunk_id) for chunk_id, uses in Counter(chunk_ids).items()],
             )
         return FileVersion(
-            version, path, snapshot, size, mtime, mode, sha256, created_at, tuple(chunk_ids)
+            version, path, snapshot, size, mtime_ns, mode, sha256, created_at, tuple(chunk_ids)
         )
 
     def list_files(self, prefix: str = "") -> list[FileSummary]:
@@ -419,12 +424,11 @@ class Catalogue:
         prefix = prefix.rstrip("/")
         where = f"WHERE {_UNDER}" if prefix else ""
         query = (
-            "SELECT id AS version, files.path, size, mtime, mode, created_at, versions FROM files"
-            " JOIN (SELECT path, MAX(id) AS latest, COUNT(*) AS versions FROM files"
-            f" {where} GROUP BY path) ON id = latest ORDER BY files.path"
+            f"SELECT {_VERSION}, versions FROM files JOIN (SELECT MAX(id) AS latest,"
+            f" COUNT(*) AS versions FROM files {where} GROUP BY path) ON id = latest ORDER BY path"
         )
         with self._lock:
-            return [FileSummary(**row) for row in self._rows(query, {"path": prefix})]
+            return [_summary(row) for row in self._rows(query, {"path": prefix})]
 
     def versions(self, path: str) -> list[FileVersion]:
         """Every version of ``path``, newest first ([] for an unknown path)."""
@@ -569,9 +573,9 @@ class Catalogue:
         return released
 
     def _file_version(self, row: sqlite3.Row) -> FileVersion:
-        query = "SELECT chunk AS chunk_id FROM file_chunks WHERE file = ? ORDER BY seq"
+        query = "SELECT chunk AS id FROM file_chunks WHERE file = ? ORDER BY seq"
         chunks = self._rows(query, (row["version"],))
-        return FileVersion(**row, chunk_ids=tuple(chunk["chunk_id"] for chunk in chunks))
+        return FileVersion(**row, chunk_ids=tuple(chunk["id"] for chunk in chunks))
 
 
 def _check_chunk_id(chunk_id: bytes) -> None:
@@ -586,3 +590,9 @@ def _check_placement(chunk_id: bytes, supplier: str, fragment_id: bytes) -> None
             f"chunk {chunk_id.hex()}: a placement names a supplier and a "
             f"{FRAGMENT_ID_SIZE}-byte fragment id, not {supplier!r} and {fragment_id!r:.80}"
         )
+
+
+def _summary(row: sqlite3.Row) -> FileSummary:
+    fields = dict(row)
+    versions = fields.pop("versions")
+    return FileSummary(VersionInfo(**fields), versions)

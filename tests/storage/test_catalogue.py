@@ -20,6 +20,7 @@ from bitdust.storage.catalogue import (
     Placement,
 )
 
+MTIME_NS = 1_700_000_000_123_456_789  # more digits than a float's seconds keep
 SUPPLIERS = ["http://host-a.com/s0.xml", "http://host-b.com/s1.xml", "http://host-c.com/s2.xml"]
 
 
@@ -66,7 +67,13 @@ def add_file(catalogue: Catalogue, path: str, *chunk_names: str, size: int = 100
     snapshot = catalogue.begin_snapshot()
     ids = add_chunks(catalogue, *chunk_names, size=size)
     version = catalogue.add_version(
-        snapshot, path, size * len(ids), 1234.5, 0o644, hashlib.sha256(path.encode()).digest(), ids
+        snapshot,
+        path,
+        size * len(ids),
+        MTIME_NS,
+        0o644,
+        hashlib.sha256(path.encode()).digest(),
+        ids,
     )
     catalogue.end_snapshot(snapshot, True)
     return version
@@ -85,13 +92,13 @@ def test_versions_round_trip_with_their_chunk_lists(catalogue: Catalogue) -> Non
     assert catalogue.version("docs/a.txt", first.version) == first
     assert first.chunk_ids == (chunk_id("x"), chunk_id("y"))
     assert second.chunk_ids == (chunk_id("y"), chunk_id("z"), chunk_id("x"))
-    assert (second.size, second.mtime, second.mode) == (300, 1234.5, 0o644)
+    assert (second.size, second.mtime_ns, second.mode) == (300, MTIME_NS, 0o644)
     assert second.sha256 == hashlib.sha256(b"docs/a.txt").digest()
 
 
 def test_an_empty_file_is_a_version_without_chunks(catalogue: Catalogue) -> None:
     snapshot = catalogue.begin_snapshot()
-    empty = catalogue.add_version(snapshot, "empty", 0, 1.0, 0o600, hashlib.sha256().digest(), [])
+    empty = catalogue.add_version(snapshot, "empty", 0, 1, 0o600, hashlib.sha256().digest(), [])
     assert catalogue.version("empty") == empty
     assert empty.chunk_ids == ()
 
@@ -112,10 +119,15 @@ def test_list_files_shows_the_latest_version_under_a_prefix(catalogue: Catalogue
     add_file(catalogue, "docs2/c.txt", "w")
     add_file(catalogue, "docs", "v")
 
-    listed = {summary.path: summary for summary in catalogue.list_files("docs")}
+    listed = {summary.latest.path: summary for summary in catalogue.list_files("docs")}
     assert sorted(listed) == ["docs", "docs/a.txt", "docs/sub/b.txt"]
-    assert (listed["docs/a.txt"].version, listed["docs/a.txt"].versions) == (latest.version, 2)
-    assert [summary.path for summary in catalogue.list_files("docs/")] == sorted(listed)
+    summary = listed["docs/a.txt"]
+    assert (summary.latest.version, summary.latest.mtime_ns, summary.versions) == (
+        latest.version,
+        MTIME_NS,
+        2,
+    )
+    assert [summary.latest.path for summary in catalogue.list_files("docs/")] == sorted(listed)
     assert len(catalogue.list_files()) == 4
 
 
@@ -131,7 +143,7 @@ def test_a_chunk_used_twice_counts_each_reference(catalogue: Catalogue) -> None:
     )
 
     released = catalogue.delete_path("a.txt")
-    assert {row.chunk_id for row in released} == {chunk_id("own"), chunk_id("other")}
+    assert {row.id for row in released} == {chunk_id("own"), chunk_id("other")}
     assert refs(catalogue, "shared") == 1
 
 
@@ -183,7 +195,7 @@ def test_prune_keeps_the_newest_and_returns_chunks_nobody_uses(catalogue: Catalo
     released = catalogue.prune("a.txt", keep=2)
 
     assert catalogue.versions("a.txt") == [newest, newer]
-    assert {row.chunk_id for row in released} == {chunk_id("old"), chunk_id("middle")}
+    assert {row.id for row in released} == {chunk_id("old"), chunk_id("middle")}
     assert all(row.refs == 0 for row in released)
     assert set(catalogue.unreferenced_chunks()) == set(released)
     assert (refs(catalogue, "kept"), refs(catalogue, "new"), refs(catalogue, "also-elsewhere")) == (
@@ -204,8 +216,11 @@ def test_deleting_a_directory_leaves_its_namesakes(catalogue: Catalogue) -> None
 
     released = catalogue.delete_path("docs")
 
-    assert {row.chunk_id for row in released} == {chunk_id("a"), chunk_id("b")}
-    assert [summary.path for summary in catalogue.list_files()] == ["docs.txt", "docs2/c.txt"]
+    assert {row.id for row in released} == {chunk_id("a"), chunk_id("b")}
+    assert [summary.latest.path for summary in catalogue.list_files()] == [
+        "docs.txt",
+        "docs2/c.txt",
+    ]
     with pytest.raises(NotInCatalogue, match="docs: not in the catalogue"):
         catalogue.delete_path("docs")
     with pytest.raises(ValueError, match="name the path"):
@@ -229,12 +244,12 @@ def test_a_version_needs_a_running_snapshot_and_known_chunks(catalogue: Catalogu
     ids = add_chunks(catalogue, "x")
     sha = bytes(32)
     with pytest.raises(NotInCatalogue, match=chunk_id("y").hex()):
-        catalogue.add_version(snapshot, "a.txt", 200, 0.0, 0o600, sha, [*ids, chunk_id("y")])
+        catalogue.add_version(snapshot, "a.txt", 200, 0, 0o600, sha, [*ids, chunk_id("y")])
     with pytest.raises(ValueError, match="its chunks hold 100"):
-        catalogue.add_version(snapshot, "a.txt", 99, 0.0, 0o600, sha, ids)
+        catalogue.add_version(snapshot, "a.txt", 99, 0, 0o600, sha, ids)
     catalogue.end_snapshot(snapshot, False)
     with pytest.raises(ValueError, match="has ended"):
-        catalogue.add_version(snapshot, "a.txt", 100, 0.0, 0o600, sha, ids)
+        catalogue.add_version(snapshot, "a.txt", 100, 0, 0o600, sha, ids)
     assert catalogue.versions("a.txt") == []
     assert refs(catalogue, "x") == 0
 
@@ -257,7 +272,7 @@ def test_generation_goes_up_once_per_change(path: Path, catalogue: Catalogue) ->
     add_chunks(catalogue, "x")
     assert catalogue.generation == 2, "adding a known chunk again changes nothing"
     snapshot = catalogue.begin_snapshot()
-    catalogue.add_version(snapshot, "a.txt", 100, 0.0, 0o600, bytes(32), [chunk_id("x")])
+    catalogue.add_version(snapshot, "a.txt", 100, 0, 0o600, bytes(32), [chunk_id("x")])
     catalogue.end_snapshot(snapshot, True)
     catalogue.prune("a.txt", keep=1)
     assert catalogue.generation == 5

@@ -147,7 +147,7 @@ async def back_up(
             snapshot,
             remote,
             size,
-            mtime_ns / 1e9,
+            mtime_ns,
             mode,
             digest.digest(),
             [chunk_id for chunk_id, _ in results],

@@ -1,0 +1,131 @@
+"""The backup pipeline (bitdust.storage.backup) with the real chunker, codec and catalogue and
+fragments kept on the local disk: versions, deduplication, a file that changes while it is read,
+and remote path rules."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bitdust.storage import codec
+from bitdust.storage.backup import BackupError, back_up, normalize_remote, restore
+from bitdust.storage.catalogue import Catalogue
+from tests.storage.inprocess import InProcessPlacer
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def catalogue(tmp_path: Path) -> Catalogue:
+    catalogue = Catalogue(tmp_path / "catalogue.sqlite3")
+    yield catalogue
+    catalogue.close()
+
+
+async def pieces_of(data: bytes, seed: int = 0) -> AsyncIterator[bytes]:
+    """``data`` in pieces of random sizes, as an HTTP body arrives."""
+    generator = random.Random(seed)
+    position = 0
+    while position < len(data):
+        size = generator.randint(1, 300_000)
+        yield data[position : position + size]
+        position += size
+
+
+async def restored(placer: InProcessPlacer, catalogue: Catalogue, path: str) -> bytes:
+    out = bytearray()
+
+    async def write(data: bytes) -> None:
+        out.extend(data)
+
+    await restore(catalogue.version(path), placer, write)
+    return bytes(out)
+
+
+async def test_versions_restore_and_unchanged_data_is_not_stored_again(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    placer = InProcessPlacer(tmp_path / "fragments", catalogue)
+    data = random.Random(1).randbytes(20 * MiB)
+    first = await back_up(pieces_of(data), placer, catalogue, "big.bin", len(data), 0o640, 7)
+    assert first.new_chunks == first.chunks >= 2
+    assert first.sent_bytes == placer.sent
+    assert await restored(placer, catalogue, "big.bin") == data
+
+    again = await back_up(pieces_of(data, 2), placer, catalogue, "big.bin", len(data), 0o640, 8)
+    assert (again.new_chunks, again.sent_bytes) == (0, 0)
+    assert again.version != first.version
+
+    changed = bytearray(data)
+    changed[10 * MiB : 10 * MiB + 1000] = bytes(1000)
+    third = await back_up(
+        pieces_of(bytes(changed)), placer, catalogue, "big.bin", len(data), 0o640, 9
+    )
+    assert 1 <= third.new_chunks <= 2 and third.sent_bytes < first.sent_bytes / 2
+    assert await restored(placer, catalogue, "big.bin") == bytes(changed)
+    versions = catalogue.versions("big.bin")
+    assert [v.version for v in versions] == [third.version, again.version, first.version]
+    assert versions[0].sha256 == hashlib.sha256(changed).digest()
+
+
+@pytest.mark.parametrize("size", [0, 1, 1000])
+async def test_small_files(tmp_path: Path, catalogue: Catalogue, size: int) -> None:
+    placer = InProcessPlacer(tmp_path / "fragments", catalogue)
+    data = b"x" * size
+    result = await back_up(pieces_of(data), placer, catalogue, "small", size, 0o600, 1)
+    assert result.chunks == (1 if size else 0)
+    assert await restored(placer, catalogue, "small") == data
+
+
+@pytest.mark.parametrize("announced", [5 * MiB, 3 * MiB])
+async def test_a_file_that_changed_while_read_records_no_version(
+    tmp_path: Path, catalogue: Catalogue, announced: int
+) -> None:
+    """More or fewer bytes than announced: refused, no version; the chunks already stored stay
+    known, so the retry sends nothing twice."""
+    placer = InProcessPlacer(tmp_path / "fragments", catalogue)
+    data = random.Random(3).randbytes(4 * MiB)
+    with pytest.raises(BackupError, match=r"(changed|grew) while it was read"):
+        await back_up(pieces_of(data), placer, catalogue, "moving", announced, 0o600, 1)
+    assert catalogue.versions("moving") == []
+    retry = await back_up(pieces_of(data), placer, catalogue, "moving", len(data), 0o600, 1)
+    assert retry.chunks >= 1
+    assert await restored(placer, catalogue, "moving") == data
+
+
+async def test_fragments_lost_beyond_n_minus_k_fail_the_restore(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    placer = InProcessPlacer(tmp_path / "fragments", catalogue)
+    data = random.Random(4).randbytes(MiB)
+    await back_up(pieces_of(data), placer, catalogue, "f", len(data), 0o600, 1)
+    [chunk_id] = catalogue.version("f").chunk_ids
+    for placement in catalogue.placements(chunk_id)[:3]:  # 3 of 4 gone; k = 2
+        placer.path(placement.index, placement.fragment_id).unlink()
+    with pytest.raises(codec.NotEnoughFragments):
+        await restored(placer, catalogue, "f")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("docs/a.txt", "docs/a.txt"),
+        ("/docs//./a.txt", "docs/a.txt"),
+        ("master$alice@host-a.com:docs/a.txt", "docs/a.txt"),
+    ],
+)
+def test_remote_paths(given: str, expected: str) -> None:
+    assert normalize_remote(given, ("alice@host-a.com",)) == expected
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["", "/", "../etc/passwd", "docs/../../x", "a\0b", "x" * 5000, "master$bob@host-b.com:a"],
+)
+def test_remote_paths_refused(given: str) -> None:
+    with pytest.raises(BackupError):
+        normalize_remote(given, ("alice@host-a.com",))

@@ -327,10 +327,12 @@ class CustomerService(Service, ChunkPlacer):
         await restore(version, self, write)
 
     async def delete(self, remote: str) -> dict[str, Any]:
-        versions = len(self.catalogue.versions(remote)) or len(self.catalogue.list_files(remote))
+        """Forget ``remote`` (a file, or a directory and everything under it) and delete the
+        fragments of chunks nothing references any more."""
+        files = len(self.catalogue.list_files(remote))
         freed = await asyncio.to_thread(self.catalogue.delete_path, remote)
         deleted = await self.delete_chunks(freed)
-        return {"remote": remote, "versions": versions, "chunks_freed": deleted}
+        return {"remote": remote, "files": files, "chunks_freed": deleted}
 
     async def delete_chunks(self, chunks: list[Any]) -> int:
         """Delete the fragments of chunks nobody references any more, supplier by supplier;

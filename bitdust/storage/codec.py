@@ -124,10 +124,13 @@ class FragmentHeader:
     def share_size(self) -> int:
         return -(-self.length // self.k)
 
+    @property
+    def flags(self) -> int:
+        return FLAG_COMPRESSED if self.compressed else 0
+
     def pack(self) -> bytes:
-        flags = FLAG_COMPRESSED if self.compressed else 0
         fields = (self.k, self.n, self.index, self.size, self.length, self.nonce)
-        return HEADER.pack(MAGIC, self.version, flags, *fields)
+        return HEADER.pack(MAGIC, self.version, self.flags, *fields)
 
     def same_chunk(self, other: FragmentHeader) -> bool:
         """Whether two fragments can be shares of one chunk (every field but the index agrees)."""
@@ -135,8 +138,7 @@ class FragmentHeader:
 
     def associated_data(self, chunk_id: bytes) -> bytes:
         """What the GCM tag binds besides the ciphertext: the chunk id, format and flags, size."""
-        flags = FLAG_COMPRESSED if self.compressed else 0
-        return MAGIC + bytes([self.version, flags]) + self.size.to_bytes(4, "big") + chunk_id
+        return MAGIC + bytes([self.version, self.flags]) + self.size.to_bytes(4, "big") + chunk_id
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,9 @@ def encode_chunk(
 
 
 def decode_chunk(keys: DataKeys, chunk_id: bytes, fragments: Mapping[int, bytes]) -> bytes:
-    """The chunk's plaintext from any k of its fragments (by index; extras are not read).
+    """The chunk's plaintext from any k of its fragments, keyed by index.
+
+    Every header given is checked; the shares of the k lowest indices are used.
 
     Raises MalformedFragment for a bad header or headers that disagree, NotEnoughFragments for
     fewer than k, ChunkCorrupt if the content fails authentication.

@@ -17,10 +17,13 @@ anything malformed, oversized or of another role, with a typed reason.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import hashlib
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,11 +32,15 @@ import msgpack
 from bitdust.dht.service import DHTService
 from bitdust.node.service import ServiceError, ServiceUnavailable
 
+log = logging.getLogger(__name__)
+
 NAMESPACE = "bitdust/lookup/v1"
 FORMAT_VERSION = 1
 INDEX_BUCKETS = 8
 ADVERT_AGE = 30 * 60  # seconds an advert (or a withdrawal notice) lives unless refreshed
 REFRESH_INTERVAL = 10 * 60  # how often an advertiser should call advertise() again
+FIRST_RETRY, MAX_RETRY = 1.0, 30.0  # seconds before a failed advert is tried again (doubling)
+WITHDRAW_WAIT = 1.0  # a stopping service waits this long at most to withdraw its advert
 MAX_ADVERT = 2048
 MAX_INFO_ENTRIES = 16
 MAX_INFO_KEY = 32
@@ -204,3 +211,47 @@ async def _put(dht: DHTService, role: Role, name: str, value: bytes, owned: bool
     age = min(ADVERT_AGE, dht.dht.node.settings.max_age)
     if not await dht.set_value(name, value, age=age, owned=owned):
         raise NotPublished(f"no DHT node took this node's {role.value} advert yet: retry shortly")
+
+
+class Advertiser:
+    """Keeps this node's advert of ``role`` fresh while a service offers it (routers and
+    suppliers alike): published at ``start``, refreshed every ``REFRESH_INTERVAL`` with what
+    ``info()`` says then, and withdrawn at ``stop``. A failure (no identity yet, the DHT not
+    joined) is retried, sooner at first, and logged once until its reason changes."""
+
+    def __init__(self, dht: DHTService, role: Role, info: Callable[[], Mapping[str, Any]]) -> None:
+        self.dht = dht
+        self.role = role
+        self.info = info
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._keep_advertised())
+
+    async def stop(self) -> None:
+        """Stop refreshing and withdraw the advert, waiting ``WITHDRAW_WAIT`` at most: a node
+        that cannot reach the DHT still stops at once (its advert then ages out)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])  # no refresh may land after the withdrawal
+            self._task = None
+        with contextlib.suppress(ServiceError, OSError, TimeoutError):
+            async with asyncio.timeout(WITHDRAW_WAIT):
+                await withdraw(self.dht, self.role)
+
+    async def _keep_advertised(self) -> None:
+        retry, failure = FIRST_RETRY, ""
+        while True:
+            try:
+                await advertise(self.dht, self.role, self.info())
+            except Exception as exc:  # the DHT or the identity not ready yet: try again soon
+                level = logging.DEBUG if str(exc) == failure else logging.WARNING
+                log.log(level, "cannot advertise this node's %s role yet: %s", self.role, exc)
+                failure = str(exc)
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, MAX_RETRY)
+            else:
+                if failure:
+                    log.info("advertising this node's %s role", self.role)
+                retry, failure = FIRST_RETRY, ""
+                await asyncio.sleep(REFRESH_INTERVAL)

@@ -8,10 +8,7 @@ finds it through nodes-lookup.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import enum
-import logging
 import resource
 from typing import Any
 
@@ -21,10 +18,6 @@ from bitdust.node.service import Service, ServiceError, StatusSection
 from bitdust.p2p.service import P2PService
 from bitdust.proxy.relay import Relay, RelayLimits
 from bitdust.proxy.router import Router
-
-log = logging.getLogger(__name__)
-
-ADVERTISE_RETRY = 30.0  # seconds before a failed advert is tried again
 
 
 class RouterState(enum.StrEnum):
@@ -44,7 +37,9 @@ class ProxyServerService(Service):
         self.p2p: P2PService = node.service("p2p")
         self.dht: DHTService = node.service("entangled-dht")
         self.state = RouterState.AT_STARTUP
-        self._advertising: asyncio.Task[None] | None = None
+        self.advertiser = adverts.Advertiser(
+            self.dht, adverts.Role.ROUTER, lambda: {"contact": self.p2p.contact}
+        )
 
     async def start(self) -> None:
         if self.p2p.contact is None:
@@ -60,29 +55,12 @@ class ProxyServerService(Service):
         self.relay = Relay(limits)
         self.router = Router(self.relay, self.p2p.endpoint, self.p2p.contact)
         self.state = RouterState.LISTEN
-        self._advertising = asyncio.get_running_loop().create_task(self._advertise())
+        self.advertiser.start()  # advertised while routing (an advert outlives a missed refresh)
 
     async def stop(self) -> None:
         self.state = RouterState.CLOSED
-        if self._advertising is not None:
-            self._advertising.cancel()
-        with contextlib.suppress(ServiceError, OSError, TimeoutError):
-            async with asyncio.timeout(1.0):
-                await adverts.withdraw(self.dht, adverts.Role.ROUTER)
+        await self.advertiser.stop()
         self.router.close()
-
-    async def _advertise(self) -> None:
-        """Keep the advert fresh while routing (it outlives a missed refresh or two)."""
-        while True:
-            try:
-                await adverts.advertise(
-                    self.dht, adverts.Role.ROUTER, {"contact": self.p2p.contact}
-                )
-            except Exception as exc:  # the DHT or the identity not ready yet: try again soon
-                log.warning("proxy: cannot advertise this router yet: %s", exc)
-                await asyncio.sleep(ADVERTISE_RETRY)
-            else:
-                await asyncio.sleep(adverts.REFRESH_INTERVAL)
 
     # -- reporting ------------------------------------------------------------------------------
 

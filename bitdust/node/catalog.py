@@ -89,7 +89,10 @@ CATALOG: tuple[ServiceSpec, ...] = (
         status_sections=(StatusSection.PROXY,),
     ),
     ServiceSpec(
-        "supplier", needs=("p2p", "entangled-dht"), status_sections=(StatusSection.CUSTOMERS,)
+        "supplier",
+        needs=("p2p", "entangled-dht"),
+        implementation="bitdust.storage.supplier:SupplierService",
+        status_sections=(StatusSection.CUSTOMERS,),
     ),
     ServiceSpec(
         "customer",

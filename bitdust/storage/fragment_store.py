@@ -436,6 +436,8 @@ class PendingFragment:
         self._fd: int | None = fd
         self._hash = hashlib.sha256()
         self._done = False
+        # a write in a worker thread may still run when a cancelled caller aborts
+        self._lock = threading.RLock()
 
     def __enter__(self) -> PendingFragment:
         return self
@@ -449,6 +451,10 @@ class PendingFragment:
         self.abort()
 
     def write(self, data: bytes) -> None:
+        with self._lock:
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
         if self._done or self._fd is None:
             raise BadFragment("the fragment was already committed or dropped")
         if self.received + len(data) > self.size:
@@ -466,6 +472,10 @@ class PendingFragment:
 
     def commit(self) -> None:
         """Check, fsync, rename into place and record; the fragment is kept once it returns."""
+        with self._lock:
+            self._commit()
+
+    def _commit(self) -> None:
         if self._done or self._fd is None:
             raise BadFragment("the fragment was already committed or dropped")
         try:
@@ -490,16 +500,17 @@ class PendingFragment:
 
     def abort(self) -> None:
         """Drop the fragment (nothing is left of it); nothing happens once it was committed."""
-        if self._done:
-            return
-        self._done = True
-        if self._fd is not None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+                self._fd = None
             with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-        with contextlib.suppress(OSError):
-            self.temporary.unlink()
-        self.store._unreserve(self.customer, self.fragment_id, self.size)
+                self.temporary.unlink()
+            self.store._unreserve(self.customer, self.fragment_id, self.size)
 
 
 class FragmentReader:

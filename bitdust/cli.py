@@ -622,6 +622,118 @@ def cmd_dht(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------
+# Storage
+
+
+def cmd_file(args: argparse.Namespace, paths: Paths) -> int:
+    from bitdust import cli_transfer
+
+    client = client_for(paths)
+    if args.action == "upload":
+        local, remote = _positional(args, "file upload LOCAL [REMOTE]", 2)
+        reporter = cli_transfer.Reporter(json_lines=args.json)
+        return cli_transfer.upload(client, str(local), remote, reporter)
+    if args.action == "download":
+        remote, local = _positional(args, "file download REMOTE [LOCAL] [--version N]", 2)
+        reporter = cli_transfer.Reporter(json_lines=args.json)
+        return cli_transfer.download(client, str(remote), local, args.version, reporter)
+    if args.action == "list":
+        if len(args.args) > 1:
+            raise UsageError("usage: bitdust file list [PATH]")
+        path = args.args[0] if args.args else None
+        show(args, client.call("GET", "file/list", path=path), _files_text)
+    elif args.action == "info":
+        (remote,) = _positional(args, "file info REMOTE")
+        show(args, client.call("GET", "file/info", remote=remote), as_text)
+    elif args.action == "delete":
+        (remote,) = _positional(args, "file delete REMOTE")
+        show(args, client.call("DELETE", "file/delete", remote=remote), as_text)
+    return 0
+
+
+def _files_text(rows: list[dict[str, Any]]) -> str:
+    from bitdust.cli_transfer import size_text
+
+    lines = [f"{'size':>10}  {'modified':<16}  {'versions':>8}  remote"]
+    for row in rows:
+        modified = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["mtime_ns"] / 1e9))
+        lines.append(
+            f"{size_text(row['size']):>10}  {modified:<16}  {row['versions']:>8}  {row['remote']}"
+        )
+    return "\n".join(lines)
+
+
+def cmd_supplier(args: argparse.Namespace, paths: Paths) -> int:
+    client = client_for(paths)
+    if args.action == "list":
+        if args.idurl is not None:
+            raise UsageError("supplier list takes no IDURL (supplier list-dht [IDURL] does)")
+        show(args, client.call("GET", "supplier/list"), _suppliers_text)
+    else:
+        show(args, client.call("GET", "supplier/list/dht", idurl=args.idurl), as_text)
+    return 0
+
+
+def _suppliers_text(rows: list[dict[str, Any]]) -> str:
+    return _table(rows, ("position", "state", "quota", "used", "hired", "idurl"))
+
+
+def cmd_customer(args: argparse.Namespace, paths: Paths) -> int:
+    client = client_for(paths)
+    if args.action == "list":
+        if args.idurl is not None:
+            raise UsageError("customer list takes no IDURL")
+        show(args, client.call("GET", "customer/list"), _customers_text)
+    else:
+        if args.idurl is None:
+            raise UsageError("usage: bitdust customer reject IDURL")
+        show(args, client.call("DELETE", "customer/reject", idurl=args.idurl), as_text)
+    return 0
+
+
+def _customers_text(rows: list[dict[str, Any]]) -> str:
+    return _table(rows, ("quota", "used", "fragments", "since", "idurl"))
+
+
+def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    """Rows as aligned columns under their names; sizes (quota, used) in decimal units."""
+    from bitdust.cli_transfer import size_text
+
+    def cell(row: dict[str, Any], column: str) -> str:
+        value = row.get(column)
+        return (
+            size_text(value)
+            if column in ("quota", "used") and value is not None
+            else (_scalar_text(value))
+        )
+
+    cells = [list(columns)] + [[cell(row, column) for column in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip()
+        for line in cells
+    )
+
+
+def cmd_storage(args: argparse.Namespace, paths: Paths) -> int:
+    """The space this node donates (supplier) and consumes (customer): whichever it serves."""
+    client = client_for(paths)
+    data: dict[str, Any] = {}
+    reasons = []
+    for name, path in (("donated", "space/donated"), ("consumed", "space/consumed")):
+        try:
+            data[name] = client.call("GET", path)
+        except ClientError as exc:
+            if exc.status != 409:  # 409: that side's service is not running here
+                raise
+            reasons.append(str(exc))
+    if not data:
+        raise CliError("; ".join(["no storage service answers", *reasons]))
+    show(args, data, as_text)
+    return 0
+
+
 def _passphrase(args: argparse.Namespace, confirm: bool) -> str | None:
     if args.passphrase_file:
         what = f"passphrase file {args.passphrase_file}"
@@ -847,6 +959,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--passphrase-file", help="read the key backup's passphrase from this file")
     p.add_argument("--ask-passphrase", action="store_true", help="ask for a passphrase")
     p.add_argument("--idurl", help="restore: the identity's IDURL, when not the backup's")
+
+    p = command(
+        "file", cmd_file, "'file upload LOCAL [REMOTE]', 'download REMOTE [LOCAL]', 'list', ..."
+    )
+    p.add_argument(
+        "action",
+        choices=["upload", "download", "list", "info", "delete"],
+        help="upload a file or directory, download one, list the catalogue, show or delete one",
+    )
+    p.add_argument(
+        "args",
+        nargs="*",
+        metavar="ARG",
+        help="upload: LOCAL [REMOTE]; download: REMOTE [LOCAL]; list: [PATH]; info, delete: REMOTE",
+    )
+    p.add_argument("--version", type=int, help="download: this version (default: the latest)")
+
+    p = command("supplier", cmd_supplier, "'supplier list', 'supplier list-dht [IDURL]'")
+    p.add_argument(
+        "action",
+        choices=["list", "list-dht"],
+        help="list: this node's suppliers; list-dht: a customer's supplier list in the DHT",
+    )
+    p.add_argument("idurl", nargs="?", help="list-dht: the customer (default: this node)")
+
+    p = command("customer", cmd_customer, "'customer list', 'customer reject IDURL'")
+    p.add_argument(
+        "action",
+        choices=["list", "reject"],
+        help="list: the customers this node stores for; reject: stop storing for one",
+    )
+    p.add_argument("idurl", nargs="?", help="reject: the customer's IDURL")
+
+    command("storage", cmd_storage, "space donated to customers and used on suppliers")
 
     p = command("identity-server", cmd_nginx_config, "'identity-server nginx-config'")
     p.add_argument(

@@ -28,7 +28,12 @@ OCTET_TYPE = "application/octet-stream"
 
 
 class ClientError(Exception):
-    """The request failed; the message is what the user should read."""
+    """The request failed; the message is what the user should read, ``status`` the HTTP
+    status when the node answered (409: a service that is not running)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class NotRunning(ClientError):
@@ -89,7 +94,9 @@ class ApiClient:
         self.start_command = start_command
         self.timeout = timeout
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None, **query: Any) -> Any:
+    def call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, /, **query: Any
+    ) -> Any:
         """Call ``/{path}/v1``; returns ``result`` of an OK envelope, raises ClientError else."""
         headers = self._headers()
         payload = None
@@ -223,7 +230,7 @@ def _result(status: int, data: bytes) -> Any:
         raise ClientError(f"the node answered HTTP {status} without JSON") from None
     if not isinstance(envelope, dict) or envelope.get("status") != "OK":
         errors = envelope.get("errors") if isinstance(envelope, dict) else None
-        raise ClientError("; ".join(map(str, errors or [f"HTTP {status}"])))
+        raise ClientError("; ".join(map(str, errors or [f"HTTP {status}"])), status)
     return envelope.get("result")
 
 

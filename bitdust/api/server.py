@@ -177,7 +177,8 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
-_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only: "²" is a digit to str.isdigit
+# ASCII digits only ("²" is a digit to str.isdigit); 19 of them carry a file's mtime in ns
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,19}")
 _QUERY_BOOLS = {
     "1": True,
     "true": True,

@@ -1,0 +1,404 @@
+"""`bitdust file upload` and `file download`: the CLI reads and writes the user's files itself and
+streams their content over the API, because a hardened daemon cannot reach users' homes.
+
+Nothing here holds a whole file in memory, and a download never leaves a partial file at its
+destination: the bytes go to a 0600 temporary file beside it that is checked (size, SHA-256),
+fsynced, given its mode and mtime, then renamed over the destination, or removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, TextIO
+
+from bitdust.api.client import ApiClient, ClientError, LocalFileError, NotRunning
+from bitdust.cli import CliError, UsageError
+from bitdust.files import _fsync_dir
+
+TEMP_SUFFIX = ".part"
+BAR_INTERVAL = 0.1  # a terminal's bar is redrawn at most 10 times a second
+JSON_INTERVAL = 0.5  # progress lines for scripts: at most 2 a second
+_DECIMAL_UNITS = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
+
+
+class FileChanged(Exception):
+    """The file changed while it was read: what was sent is no consistent version of it."""
+
+
+def size_text(size: float) -> str:
+    """``10.0 MB``: decimal units, as transfer rates are given."""
+    for unit, factor in _DECIMAL_UNITS:
+        if size >= factor:
+            return f"{size / factor:.1f} {unit}"
+    return f"{size:.0f} B"
+
+
+def _rate_text(size: int, seconds: float) -> str:
+    return f"{size_text(size / seconds) if seconds > 0 else '-'}/s"
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress
+
+
+@dataclass
+class _Progress:
+    name: str
+    total: int
+    started: float
+    done: int = 0
+    shown_at: float = float("-inf")
+
+
+@dataclass
+class Reporter:
+    """Shows transfers the way the caller can read them: a one-line bar when stderr is a
+    terminal, JSON lines on stdout with ``--json``, else one summary line per file."""
+
+    json_lines: bool
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+    clock: Callable[[], float] = time.monotonic
+    failures: int = 0
+    _current: _Progress | None = None
+
+    @property
+    def bar(self) -> bool:
+        return self.err.isatty()
+
+    def start(self, name: str, total: int) -> Callable[[int], None]:
+        """Begin a file; returns the callback the transfer calls with the bytes done."""
+        self._current = _Progress(name, total, self.clock())
+        return self._update
+
+    def elapsed(self) -> float:
+        return self.clock() - self._current.started if self._current else 0.0
+
+    def _update(self, done: int) -> None:
+        progress = self._current
+        assert progress is not None
+        progress.done = done
+        now = self.clock()
+        interval = BAR_INTERVAL if self.bar else JSON_INTERVAL
+        if now - progress.shown_at < interval and done < progress.total:
+            return
+        progress.shown_at = now
+        seconds = now - progress.started
+        rate = done / seconds if seconds > 0 else 0.0
+        if self.bar:
+            self._draw(progress, rate)
+        elif self.json_lines:
+            self._json(event="progress", file=progress.name, done=done, total=progress.total,
+                       rate=round(rate))  # fmt: skip
+
+    def _draw(self, progress: _Progress, rate: float) -> None:
+        percent = 100 * progress.done / progress.total if progress.total else 100.0
+        left = f"{(progress.total - progress.done) / rate:.0f} s left" if rate > 0 else ""
+        width = 20
+        filled = int(width * percent / 100)
+        line = (
+            f"{progress.name[-40:]} [{'#' * filled}{'.' * (width - filled)}] "
+            f"{size_text(progress.done)}/{size_text(progress.total)} {percent:3.0f}% "
+            f"{size_text(rate)}/s {left}"
+        )
+        self.err.write(f"\r\x1b[K{line}")
+        self.err.flush()
+
+    def _clear(self) -> None:
+        if self.bar and self._current is not None:
+            self.err.write("\r\x1b[K")
+            self.err.flush()
+
+    def _json(self, **event: Any) -> None:
+        print(json.dumps(event), file=self.out, flush=True)
+
+    def done(self, summary: str, event: dict[str, Any]) -> None:
+        """A file transferred: the summary line, or its ``done`` event with ``--json``."""
+        self._clear()
+        self._current = None
+        if self.json_lines:
+            self._json(event="done", **event)
+        else:
+            print(summary, file=self.out, flush=True)
+
+    def fail(self, message: str) -> None:
+        """A file that could not be transferred: one line on stderr; the command exits 1."""
+        self.failures += 1
+        self.note(message)
+
+    def note(self, message: str) -> None:
+        self._clear()
+        self._current = None
+        print(f"bitdust: {message}", file=self.err, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Upload
+
+
+@dataclass(frozen=True)
+class _Upload:
+    local: Path
+    remote: str
+    named: bool = False  # LOCAL itself: a symbolic link the user named is followed
+
+
+def upload(client: ApiClient, local: str, remote: str | None, reporter: Reporter) -> int:
+    """Upload a file, or a directory's regular files, to REMOTE (default: LOCAL's name)."""
+    source = Path(local)
+    try:
+        top = source.stat()
+    except OSError as exc:
+        raise CliError(f"cannot read {source}: {exc.strerror}") from None
+    remote = (remote or source.absolute().name).rstrip("/")
+    if not remote:
+        raise UsageError(f"cannot name {source} in the catalogue: give REMOTE")
+    if stat.S_ISDIR(top.st_mode):
+        uploads = list(_walk(source, remote, reporter))
+    elif stat.S_ISREG(top.st_mode):
+        uploads = [_Upload(source, remote, named=True)]
+    else:
+        raise CliError(f"{source} is neither a regular file nor a directory")
+    for item in uploads:
+        _upload_file(client, item, reporter)
+    return 1 if reporter.failures else 0
+
+
+def _walk(directory: Path, remote: str, reporter: Reporter) -> Iterator[_Upload]:
+    """The regular files below ``directory`` in name order; symbolic links and special files
+    are reported and skipped, never followed."""
+    try:
+        with os.scandir(directory) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError as exc:
+        reporter.fail(f"cannot read {directory}: {exc.strerror}")
+        return
+    for entry in entries:
+        path = directory / entry.name
+        if entry.is_symlink():
+            reporter.note(f"skipped {path}: a symbolic link")
+        elif entry.is_dir(follow_symlinks=False):
+            yield from _walk(path, f"{remote}/{entry.name}", reporter)
+        elif entry.is_file(follow_symlinks=False):
+            yield _Upload(path, f"{remote}/{entry.name}")
+        else:
+            reporter.note(f"skipped {path}: not a regular file")
+
+
+def _upload_file(client: ApiClient, item: _Upload, reporter: Reporter) -> None:
+    try:
+        # O_NONBLOCK: a file replaced by a FIFO since the walk must not hang the open
+        no_follow = 0 if item.named else os.O_NOFOLLOW
+        fd = os.open(item.local, os.O_RDONLY | no_follow | os.O_NONBLOCK)
+    except OSError as exc:
+        reporter.fail(f"cannot read {item.local}: {exc.strerror}")
+        return
+    with open(fd, "rb") as source:
+        seen = os.fstat(fd)
+        if not stat.S_ISREG(seen.st_mode):
+            reporter.note(f"skipped {item.local}: not a regular file")
+            return
+
+        def unchanged() -> None:
+            now = os.fstat(fd)
+            if (now.st_size, now.st_mtime_ns) != (seen.st_size, seen.st_mtime_ns):
+                raise FileChanged
+
+        query = {
+            "remote": item.remote,
+            "size": seen.st_size,
+            "mode": stat.S_IMODE(seen.st_mode),
+            "mtime_ns": seen.st_mtime_ns,
+        }
+        on_progress = reporter.start(str(item.local), seen.st_size)
+        try:
+            result = client.upload(
+                "file/upload/start", query, source, seen.st_size, on_progress, unchanged
+            )
+        except FileChanged:
+            reporter.fail(_changed(item.local))
+            return
+        except LocalFileError as exc:
+            try:
+                unchanged()
+            except FileChanged:
+                reporter.fail(_changed(item.local))
+            else:
+                reporter.fail(f"cannot read {item.local}: {exc}")
+            return
+        except NotRunning:
+            raise
+        except ClientError as exc:
+            reporter.fail(f"{item.local} not uploaded: {exc}")
+            return
+    seconds = reporter.elapsed()
+    summary = (
+        f"uploaded {item.local} -> {result['remote']}: {size_text(result['size'])}, "
+        f"{result['chunks']} chunks ({result['new_chunks']} new) in {seconds:.1f} s, "
+        f"{_rate_text(result['size'], seconds)}"
+    )
+    reporter.done(summary, {"file": str(item.local), **result})
+
+
+def _changed(local: Path) -> str:
+    return f"{local} changed while it was read; not backed up (run the upload again)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Download
+
+
+@dataclass(frozen=True)
+class _Download:
+    remote: str
+    local: Path
+    size: int  # as the catalogue lists it: the progress bar's total
+
+
+def download(
+    client: ApiClient, remote: str, local: str | None, version: int | None, reporter: Reporter
+) -> int:
+    """Restore the file REMOTE, or every file below the directory REMOTE, to LOCAL."""
+    remote = remote.rstrip("/")
+    entries = client.call("GET", "file/list", path=remote)
+    name = _base_name(remote)
+    exact = [entry for entry in entries if entry["remote"] == remote]
+    if exact:
+        destination = Path(local) if local else Path(name)
+        if destination.is_dir():
+            destination = destination / name
+        downloads = [_Download(remote, destination, exact[0]["size"])]
+    else:
+        if version is not None:
+            raise UsageError("--version picks a version of one file, not of a directory")
+        root = Path(local) if local else Path(name)
+        downloads = []
+        for entry in entries:
+            relative = entry["remote"].removeprefix(f"{remote}/")
+            if relative == entry["remote"]:
+                continue  # a neighbour with the same prefix, e.g. docs2/ of docs
+            parts = relative.split("/")
+            if any(part in ("", ".", "..") for part in parts):
+                reporter.fail(f"refused {entry['remote']!r}: not a plain path below {remote}")
+                continue
+            downloads.append(_Download(entry["remote"], root.joinpath(*parts), entry["size"]))
+        if not downloads and not reporter.failures:
+            raise CliError(f"no file or directory {remote} in the catalogue")
+    for item in downloads:
+        _download_file(client, item, version, reporter)
+    return 1 if reporter.failures else 0
+
+
+def _base_name(remote: str) -> str:
+    """The last part of ``docs/a.txt`` or of BitDust's ``master$alice@host:docs``."""
+    return remote.rsplit("/", 1)[-1].rsplit(":", 1)[-1] or "download"
+
+
+class _BadDownload(Exception):
+    """What the node sent does not match what it announced."""
+
+
+class _HashingSink:
+    """The temporary file, hashing and counting what is written to it."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.handle.write(data)
+
+
+def _download_file(
+    client: ApiClient, item: _Download, version: int | None, reporter: Reporter
+) -> None:
+    on_progress = reporter.start(str(item.local), item.size)
+    try:
+        headers = _receive(client, item, {"remote": item.remote, "version": version}, on_progress)
+    except NotRunning:
+        raise
+    except LocalFileError as exc:
+        reporter.fail(f"cannot write {item.local}: {exc}")
+        return
+    except OSError as exc:
+        reporter.fail(f"cannot write {item.local}: {exc.strerror or exc}")
+        return
+    except (ClientError, _BadDownload) as exc:
+        reporter.fail(f"{item.remote} not downloaded: {exc}")
+        return
+    seconds = reporter.elapsed()
+    size = int(headers["x-bitdust-size"])
+    version_text = headers["x-bitdust-version"]
+    summary = (
+        f"downloaded {item.remote} -> {item.local}: {size_text(size)} (version {version_text}) "
+        f"in {seconds:.1f} s, {_rate_text(size, seconds)}"
+    )
+    event = {
+        "file": str(item.local),
+        "remote": item.remote,
+        "size": size,
+        "version": int(version_text),
+        "sha256": headers["x-bitdust-sha256"],
+        "seconds": round(seconds, 3),
+    }
+    reporter.done(summary, event)
+
+
+def _receive(
+    client: ApiClient, item: _Download, query: dict[str, Any], on_progress: Callable[[int], None]
+) -> dict[str, str]:
+    """Download into a 0600 temporary file beside the destination and rename it there once
+    checked, with its mode and mtime; on any failure the temporary file is removed."""
+    directory = item.local.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(
+        prefix=f".{item.local.name}.", suffix=TEMP_SUFFIX, dir=directory
+    )
+    try:
+        with open(fd, "wb") as handle:
+            sink = _HashingSink(handle)
+            headers = client.download("file/download/start", query, sink, on_progress)
+            mode, mtime_ns = _check(headers, sink)
+            handle.flush()
+            os.fsync(fd)
+            os.fchmod(fd, mode)
+            os.utime(fd, ns=(time.time_ns(), mtime_ns))
+        os.replace(temp_name, item.local)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
+    _fsync_dir(directory)
+    return headers
+
+
+def _check(headers: dict[str, str], sink: _HashingSink) -> tuple[int, int]:
+    """(mode, mtime_ns) from the headers, once the bytes match their size and SHA-256."""
+    try:
+        size = int(headers["x-bitdust-size"])
+        mode = int(headers["x-bitdust-mode"])
+        mtime_ns = int(headers["x-bitdust-mtime-ns"])
+        sha256 = headers["x-bitdust-sha256"]
+        int(headers["x-bitdust-version"])
+    except (KeyError, ValueError) as exc:
+        raise _BadDownload(f"the node sent no valid x-bitdust headers ({exc})") from None
+    if not 0 <= mode <= 0o7777:
+        raise _BadDownload(f"the node sent mode {mode}, not a file mode")
+    if sink.size != size:
+        raise _BadDownload(f"received {sink.size} bytes, the file has {size}")
+    if sink.digest.hexdigest() != sha256.lower():
+        raise _BadDownload("the content does not match its SHA-256")
+    return mode, mtime_ns

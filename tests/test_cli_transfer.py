@@ -1,0 +1,336 @@
+"""`bitdust file upload|download`: the CLI reads and writes the user's files itself and streams
+them over the API (the daemon cannot reach users' homes).
+
+The node here is a TEST DOUBLE: a real aiohttp server (the API's own shell, ``build_app``, with its
+secret) whose file routes keep files in memory, because the real storage routes are not written
+yet. It stands for the *remote node* only; the lead's integration tests run the real thing. It
+checks what a user would see: trees uploaded with their modes and mtimes, byte-identical
+restores, no file and no temporary file left by a bad download, a file changed while read
+refused, JSON progress lines, one line for an unreadable file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from bitdust.api.server import OCTET_TYPE, ApiError, Call, Param, build_app, route
+from bitdust.cli import main
+from bitdust.cli_transfer import Reporter
+from bitdust.config import Paths
+from tests.helpers import cli, node_env, write_conf
+
+SECRET = "test-secret"
+MiB = 1024 * 1024
+
+
+@dataclass
+class Stored:
+    data: bytes
+    mode: int
+    mtime_ns: int
+    version: int
+
+
+@dataclass
+class FakeNode:
+    """The remote node's file routes, in memory."""
+
+    files: dict[str, Stored] = field(default_factory=dict)
+    received: dict[str, int] = field(default_factory=dict)  # bytes of each upload's body seen
+    touch_on_first_piece: Path | None = None  # a local file the "user" edits mid-upload
+    cut_short: set[str] = field(default_factory=set)  # downloads that stop halfway
+    wrong_sha: set[str] = field(default_factory=set)
+
+    def routes(self) -> list[Any]:
+        node = self
+
+        @route(
+            "POST", "file/upload/start", Param("remote", str, required=True),
+            Param("size", int, required=True), Param("mode", int, required=True),
+            Param("mtime_ns", int, required=True), stream_body=True,
+        )  # fmt: skip
+        async def upload(call: Call) -> dict[str, Any]:
+            remote, body = call.args["remote"], bytearray()
+            node.received[remote] = 0
+            async for piece in call.request.content.iter_any():
+                body += piece
+                node.received[remote] = len(body)
+                if node.touch_on_first_piece is not None:
+                    seen = node.touch_on_first_piece.stat()
+                    os.utime(node.touch_on_first_piece, ns=(seen.st_atime_ns,
+                                                            seen.st_mtime_ns + 10**9))  # fmt: skip
+                    node.touch_on_first_piece = None
+            if len(body) != call.args["size"]:
+                raise ApiError(400, "short body")
+            version = node.files[remote].version + 1 if remote in node.files else 1
+            node.files[remote] = Stored(
+                bytes(body), call.args["mode"], call.args["mtime_ns"], version
+            )
+            chunks = max(1, len(body) // MiB)
+            return {"remote": remote, "version": version, "size": len(body), "chunks": chunks,
+                    "new_chunks": chunks, "sent_bytes": len(body), "seconds": 0.01}  # fmt: skip
+
+        @route("GET", "file/list", Param("path", str))
+        async def listing(call: Call) -> list[dict[str, Any]]:
+            path = call.args["path"]
+            return [
+                {"remote": remote, "size": len(f.data), "mtime_ns": f.mtime_ns, "mode": f.mode,
+                 "version": f.version, "versions": f.version, "created": 0}
+                for remote, f in sorted(node.files.items())
+                if path is None or remote == path or remote.startswith(f"{path}/")
+            ]  # fmt: skip
+
+        @route("GET", "file/download/start", Param("remote", str, required=True),
+               Param("version", int))  # fmt: skip
+        async def download(call: Call) -> web.StreamResponse:
+            remote = call.args["remote"]
+            if remote not in node.files:
+                raise ApiError(404, f"no file {remote}")
+            stored = node.files[remote]
+            digest = hashlib.sha256(stored.data).hexdigest()
+            if remote in node.wrong_sha:
+                digest = hashlib.sha256(b"something else").hexdigest()
+            response = web.StreamResponse(headers={
+                "x-bitdust-size": str(len(stored.data)), "x-bitdust-mode": str(stored.mode),
+                "x-bitdust-mtime-ns": str(stored.mtime_ns), "x-bitdust-sha256": digest,
+                "x-bitdust-version": str(stored.version),
+            })  # fmt: skip
+            response.content_type = OCTET_TYPE
+            response.content_length = len(stored.data)
+            await response.prepare(call.request)
+            if remote in node.cut_short:
+                await response.write(stored.data[: len(stored.data) // 2])
+                raise ApiError(409, "a supplier went away")
+            await response.write(stored.data)
+            return response
+
+        @route("GET", "file/info", Param("remote", str, required=True))
+        async def info(call: Call) -> dict[str, Any]:
+            stored = node.files[call.args["remote"]]
+            return {"remote": call.args["remote"], "size": len(stored.data), "versions": 1}
+
+        @route("DELETE", "file/delete", Param("remote", str, required=True))
+        async def delete(call: Call) -> dict[str, Any]:
+            del node.files[call.args["remote"]]
+            return {"remote": call.args["remote"], "deleted": True}
+
+        return [upload, listing, download, info, delete]
+
+
+@dataclass
+class Instance:
+    base: Path
+    paths: Paths
+    node: FakeNode
+    port: int
+
+
+@pytest.fixture
+def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Instance]:
+    """The fake node on the instance's api.sock and a TCP port, in a thread of its own."""
+    env = node_env(tmp_path)
+    for name in ("BITDUST_CONFIG_DIR", "BITDUST_STATE_DIR", "BITDUST_RUNTIME_DIR"):
+        monkeypatch.setenv(name, env[name])
+    paths = Paths.for_instance("default", env)
+    paths.runtime_dir.mkdir(parents=True)
+    paths.api_secret.write_text(SECRET)
+    node = FakeNode()
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(build_app(node.routes(), lambda: SECRET, set(), None))  # type: ignore[arg-type]
+
+    async def start() -> int:
+        await runner.setup()
+        await web.UnixSite(runner, str(paths.api_socket)).start()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return next(a[1] for a in runner.addresses if isinstance(a, tuple))
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    port = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    write_conf(tmp_path, "default", {"interface/api/rest-http-port": port})
+    try:
+        yield Instance(tmp_path, paths, node, port)
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def make_tree(root: Path) -> dict[str, Path]:
+    """Two regular files with their own modes and mtimes, a symbolic link and a FIFO."""
+    (root / "sub").mkdir(parents=True)
+    small, big = root / "a.txt", root / "sub" / "b.bin"
+    small.write_bytes(b"hello\n")
+    big.write_bytes(os.urandom(2 * MiB + 77))
+    small.chmod(0o640)
+    big.chmod(0o755)
+    os.utime(small, ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+    os.utime(big, ns=(1_700_000_000_000_000_001, 1_700_000_000_000_000_001))
+    (root / "link").symlink_to("a.txt")
+    os.mkfifo(root / "pipe")
+    return {"tree/a.txt": small, "tree/sub/b.bin": big}
+
+
+def test_a_directory_tree_uploads_with_modes_and_mtimes(
+    instance: Instance, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = make_tree(instance.base / "tree")
+    assert main(["file", "upload", str(instance.base / "tree")]) == 0
+    out, err = capsys.readouterr()
+    assert sorted(instance.node.files) == sorted(files)
+    for remote, local in files.items():
+        stored, seen = instance.node.files[remote], local.stat()
+        assert stored.data == local.read_bytes()
+        assert (stored.mode, stored.mtime_ns) == (stat.S_IMODE(seen.st_mode), seen.st_mtime_ns)
+    assert f"uploaded {files['tree/sub/b.bin']} -> tree/sub/b.bin: 2.1 MB, 2 chunks (2 new)" in out
+    assert len(out.splitlines()) == 2
+    assert err.splitlines() == [
+        f"bitdust: skipped {instance.base / 'tree' / 'link'}: a symbolic link",
+        f"bitdust: skipped {instance.base / 'tree' / 'pipe'}: not a regular file",
+    ]
+
+
+def test_a_download_is_byte_identical_with_mode_and_mtime(
+    instance: Instance, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = make_tree(instance.base / "tree")
+    assert main(["file", "upload", str(instance.base / "tree"), "backup"]) == 0
+    restore = instance.base / "restore"
+    assert main(["file", "download", "backup", str(restore)]) == 0
+    for remote, local in files.items():
+        restored = restore / remote.removeprefix("tree/")
+        assert restored.read_bytes() == local.read_bytes()
+        assert stat.S_IMODE(restored.stat().st_mode) == stat.S_IMODE(local.stat().st_mode)
+        assert restored.stat().st_mtime_ns == local.stat().st_mtime_ns
+    assert sorted(p.name for p in restore.rglob("*")) == ["a.txt", "b.bin", "sub"]
+    # one file into an existing directory, in the current directory by default
+    monkeypatch.chdir(restore / "sub")
+    assert main(["file", "download", "backup/a.txt"]) == 0
+    assert (restore / "sub" / "a.txt").read_bytes() == b"hello\n"
+    assert "downloaded backup/a.txt -> a.txt: 6 B (version 1)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fault", ["cut_short", "wrong_sha"])
+def test_a_bad_download_leaves_no_file_and_no_temporary_file(
+    instance: Instance, capsys: pytest.CaptureFixture[str], fault: str
+) -> None:
+    instance.node.files["docs/report.pdf"] = Stored(os.urandom(3 * MiB), 0o644, 10**18, 1)
+    getattr(instance.node, fault).add("docs/report.pdf")
+    destination = instance.base / "out"
+    destination.mkdir()
+    (destination / "report.pdf").write_bytes(b"the old copy")
+    assert main(["file", "download", "docs/report.pdf", str(destination)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("bitdust: docs/report.pdf not downloaded: ") and len(err.splitlines()) == 1
+    )
+    assert [p.name for p in destination.iterdir()] == ["report.pdf"]
+    assert (destination / "report.pdf").read_bytes() == b"the old copy"
+
+
+def test_nothing_in_the_catalogue_is_one_line(
+    instance: Instance, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["file", "download", "nowhere"]) == 1
+    assert capsys.readouterr().err == "bitdust: no file or directory nowhere in the catalogue\n"
+
+
+def test_a_file_changed_while_read_is_refused_and_the_others_continue(
+    instance: Instance, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree = instance.base / "work"
+    tree.mkdir()
+    changing, steady = tree / "a-changing.log", tree / "b-steady.txt"
+    changing.write_bytes(os.urandom(8 * MiB))
+    steady.write_bytes(b"steady")
+    instance.node.touch_on_first_piece = changing
+    assert main(["file", "upload", str(tree)]) == 1
+    out, err = capsys.readouterr()
+    assert err == (
+        f"bitdust: {changing} changed while it was read; not backed up (run the upload again)\n"
+    )
+    assert 0 < instance.node.received["work/a-changing.log"] < 8 * MiB
+    assert sorted(instance.node.files) == ["work/b-steady.txt"]
+    assert out.startswith(f"uploaded {steady} -> work/b-steady.txt")
+
+
+def test_json_progress_lines_parse(instance: Instance, capsys: pytest.CaptureFixture[str]) -> None:
+    local = instance.base / "data.bin"
+    local.write_bytes(os.urandom(3 * MiB))
+    assert main(["--json", "file", "upload", str(local), "d/data.bin"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress and progress[-1]["done"] == progress[-1]["total"] == 3 * MiB
+    assert set(progress[0]) == {"event", "file", "done", "total", "rate"}
+    assert events[-1]["event"] == "done" and events[-1]["remote"] == "d/data.bin"
+    assert events[-1]["file"] == str(local) and events[-1]["chunks"] == 3
+    assert main(["file", "download", "d/data.bin", str(instance.base / "copy"), "--json"]) == 0
+    done = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert done["event"] == "done" and done["size"] == 3 * MiB
+    assert (instance.base / "copy").read_bytes() == local.read_bytes()
+
+
+def test_an_unreadable_local_file_is_one_line_naming_it(instance: Instance) -> None:
+    """As root the CLI runs as the user nobody, for whom a 0000 file is unreadable."""
+    user = None
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("needs setpriv to run the CLI as a user root is not")
+        user = "nobody"
+        for directory in (instance.base, *instance.base.parents):
+            directory.chmod(directory.stat().st_mode | 0o005)
+        for path in (instance.paths.config_dir, instance.paths.runtime_dir.parent,
+                     instance.paths.runtime_dir):  # fmt: skip
+            path.chmod(0o755)
+        instance.paths.conffile.chmod(0o644)
+        instance.paths.api_secret.chmod(0o644)
+        instance.paths.api_socket.chmod(0o666)
+    tree = instance.base / "mixed"
+    tree.mkdir(mode=0o755)
+    (tree / "closed.txt").write_bytes(b"secret")
+    (tree / "closed.txt").chmod(0)
+    (tree / "open.txt").write_bytes(b"public")
+    (tree / "open.txt").chmod(0o644)
+    env = node_env(instance.base)
+    result = cli(env, "file", "upload", str(tree), user=user)
+    assert result.returncode == 1
+    assert result.stderr == f"bitdust: cannot read {tree / 'closed.txt'}: Permission denied\n"
+    assert sorted(instance.node.files) == ["mixed/open.txt"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_terminal_bar_is_redrawn_at_most_ten_times_a_second() -> None:
+    now = [100.0]
+    err, out = Terminal(), io.StringIO()
+    reporter = Reporter(json_lines=False, out=out, err=err, clock=lambda: now[0])
+    on_progress = reporter.start("photos/cat.jpg", 10_000_000)
+    for step in range(1, 101):  # 100 updates over 2 s
+        now[0] += 0.02
+        on_progress(step * 100_000)
+    draws = err.getvalue().split("\r\x1b[K")[1:]
+    assert 15 <= len(draws) <= 21  # about every 0.1 s (the clock's floats), and the last
+    assert draws[-1].startswith("photos/cat.jpg [####################] 10.0 MB/10.0 MB 100%")
+    assert "5.0 MB/s" in draws[-1] and "0 s left" in draws[-1]
+    percents = [int(draw.split("%")[0].rsplit(" ", 1)[-1]) for draw in draws]
+    assert percents == sorted(percents) and percents[0] == 1
+    reporter.done("uploaded photos/cat.jpg", {})
+    assert err.getvalue().endswith("\r\x1b[K") and out.getvalue() == "uploaded photos/cat.jpg\n"

@@ -62,6 +62,7 @@ from bitdust.rsakeys import (
 DAEMON_TIMEOUT = 90.0
 MAX_PASSPHRASE_BYTES = 4096
 STOP_TIMEOUT = 15.0
+_DECIMAL_UNITS = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
 JSON_HELP = "print data as JSON (for scripts) instead of text"
 #: shtab's hook on a settings-key argument: the shell function (packaging/completion.py writes
 #: it) that offers every key of the registry
@@ -164,6 +165,14 @@ def as_text(data: Any, indent: str = "") -> str:
     else:
         lines.append(indent + _scalar_text(data))
     return "\n".join(lines)
+
+
+def size_text(size: float) -> str:
+    """``10.0 MB``: decimal units, as transfer rates are given."""
+    for unit, factor in _DECIMAL_UNITS:
+        if size >= factor:
+            return f"{size / factor:.1f} {unit}"
+    return f"{size:.0f} B"
 
 
 def _scalar_text(value: Any) -> str:
@@ -653,8 +662,6 @@ def cmd_file(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _files_text(rows: list[dict[str, Any]]) -> str:
-    from bitdust.cli_transfer import size_text
-
     lines = [f"{'size':>10}  {'modified':<16}  {'versions':>8}  remote"]
     for row in rows:
         modified = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["mtime_ns"] / 1e9))
@@ -698,15 +705,12 @@ def _customers_text(rows: list[dict[str, Any]]) -> str:
 
 def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     """Rows as aligned columns under their names; sizes (quota, used) in decimal units."""
-    from bitdust.cli_transfer import size_text
 
     def cell(row: dict[str, Any], column: str) -> str:
         value = row.get(column)
-        return (
-            size_text(value)
-            if column in ("quota", "used") and value is not None
-            else (_scalar_text(value))
-        )
+        if column in ("quota", "used") and isinstance(value, int):
+            return size_text(value)
+        return _scalar_text(value)
 
     cells = [list(columns)] + [[cell(row, column) for column in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]

@@ -22,25 +22,16 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from bitdust.api.client import ApiClient, ClientError, LocalFileError, NotRunning
-from bitdust.cli import CliError, UsageError
+from bitdust.cli import CliError, UsageError, size_text
 from bitdust.files import _fsync_dir
 
 TEMP_SUFFIX = ".part"
 BAR_INTERVAL = 0.1  # a terminal's bar is redrawn at most 10 times a second
 JSON_INTERVAL = 0.5  # progress lines for scripts: at most 2 a second
-_DECIMAL_UNITS = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
 
 
 class FileChanged(Exception):
     """The file changed while it was read: what was sent is no consistent version of it."""
-
-
-def size_text(size: float) -> str:
-    """``10.0 MB``: decimal units, as transfer rates are given."""
-    for unit, factor in _DECIMAL_UNITS:
-        if size >= factor:
-            return f"{size / factor:.1f} {unit}"
-    return f"{size:.0f} B"
 
 
 def _rate_text(size: int, seconds: float) -> str:

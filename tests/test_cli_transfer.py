@@ -128,7 +128,15 @@ class FakeNode:
             del node.files[call.args["remote"]]
             return {"remote": call.args["remote"], "deleted": True}
 
-        return [upload, listing, download, info, delete]
+        @route("GET", "space/donated")
+        async def donated(call: Call) -> dict[str, Any]:
+            raise ApiError(409, "service supplier is not running")
+
+        @route("GET", "space/consumed")
+        async def consumed(call: Call) -> dict[str, Any]:
+            return {"suppliers": 4, "stored": 2_500_000, "needed": 5_000_000}
+
+        return [upload, listing, download, info, delete, donated, consumed]
 
 
 @dataclass
@@ -311,6 +319,22 @@ def test_an_unreadable_local_file_is_one_line_naming_it(instance: Instance) -> N
     assert result.returncode == 1
     assert result.stderr == f"bitdust: cannot read {tree / 'closed.txt'}: Permission denied\n"
     assert sorted(instance.node.files) == ["mixed/open.txt"]
+
+
+def test_file_list_and_storage_show_what_the_node_serves(
+    instance: Instance, capsys: pytest.CaptureFixture[str]
+) -> None:
+    instance.node.files["docs/a.txt"] = Stored(b"x" * 2_500_000, 0o644, 1_600_000_000 * 10**9, 3)
+    instance.node.files["other/b.txt"] = Stored(b"y", 0o644, 1_600_000_000 * 10**9, 1)
+    assert main(["file", "list", "docs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["size", "modified", "versions", "remote"]
+    assert len(lines) == 2 and lines[1].split()[:2] == ["2.5", "MB"]
+    assert lines[1].split()[-2:] == ["3", "docs/a.txt"]
+    assert main(["storage"]) == 0  # the supplier side's 409 is skipped
+    assert capsys.readouterr().out.splitlines() == [
+        "consumed:", "  suppliers: 4", "  stored: 2500000", "  needed: 5000000"
+    ]  # fmt: skip
 
 
 class Terminal(io.StringIO):

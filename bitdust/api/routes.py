@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bitdust.api import dht, identity, p2p, supplier
+from bitdust.api import dht, identity, p2p, storage, supplier
 from bitdust.api.server import ApiError, Call, Param, Route, route
 from bitdust.config import OPTIONS, get_option
 from bitdust.node.catalog import SPECS
@@ -134,4 +134,11 @@ ROUTES: list[Route] = [
 
 def all_routes() -> list[Route]:
     """The foundation's routes and those of each capability."""
-    return [*ROUTES, *dht.ROUTES, *identity.ROUTES, *p2p.ROUTES, *supplier.ROUTES]
+    return [
+        *ROUTES,
+        *dht.ROUTES,
+        *identity.ROUTES,
+        *p2p.ROUTES,
+        *supplier.ROUTES,
+        *storage.ROUTES,
+    ]

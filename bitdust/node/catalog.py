@@ -97,6 +97,7 @@ CATALOG: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         "customer",
         needs=("p2p", "entangled-dht", "nodes-lookup"),
+        implementation="bitdust.storage.customer:CustomerService",
         status_sections=(StatusSection.SUPPLIERS,),
     ),
     ServiceSpec("private-messages", needs=("p2p", "entangled-dht")),

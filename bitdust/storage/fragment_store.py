@@ -223,10 +223,6 @@ class FragmentStore:
         shutil.rmtree(self.fragments_dir / customer_dir_name(customer), onerror=_log_rmtree)
         return usage.used
 
-    def customer(self, customer: str) -> CustomerUsage | None:
-        with self._lock:
-            return self._customer(customer)
-
     def customers(self) -> list[CustomerUsage]:
         with self._lock:
             rows = self._db.execute(

@@ -129,7 +129,7 @@ async def test_hire_put_get_list_audit_delete_release(setup: Setup) -> None:
     assert deleted == {"deleted": 1, "freed": 5}
     assert setup.supplier.space()["customers"] == [
         {"idurl": CUSTOMER, "quota": 2_500_000, "used": 2_400_000, "fragments": 1,
-         "since": setup.store.customer(CUSTOMER).since}  # type: ignore[union-attr]
+         "since": setup.store.customers()[0].since}
     ]  # fmt: skip
     released = await customer.ask(wire.RELEASE_REQUEST, wire.RELEASE_ANSWER)
     assert released == {"freed": 2_400_000}

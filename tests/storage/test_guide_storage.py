@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,15 @@ def start_suppliers(hosts: dict[str, GuideHost], names: dict[str, str]) -> list[
     return suppliers
 
 
-def start_customer(base: Path, suppliers_number: int = 4, **settings: Any) -> GuideHost:
-    customer = GuideHost(base, CUSTOMER_HOST)
+@pytest.fixture
+def customer(tmp_path: Path) -> Iterator[GuideHost]:
+    """The fifth host, stopped at the end whatever happened."""
+    host = GuideHost(tmp_path, CUSTOMER_HOST)
+    yield host
+    cli(host.env, "stop")
+
+
+def start_customer(customer: GuideHost, suppliers_number: int = 4, **settings: Any) -> None:
     customer.configure(
         "host-a.com:14441",
         **{
@@ -75,7 +83,6 @@ def start_customer(base: Path, suppliers_number: int = 4, **settings: Any) -> Gu
         90,
         f"the customer hires {suppliers_number} suppliers",
     )
-    return customer
 
 
 def write_random(path: Path, size: int, seed: int) -> Path:
@@ -109,106 +116,102 @@ def upload(customer: GuideHost, local: Path, remote: str) -> list[dict[str, Any]
 
 @pytest.mark.timeout(420)
 def test_guide_parts_6_and_7_backup_restore_and_a_lost_supplier(
-    guide_hosts: dict[str, GuideHost], tmp_path: Path
+    guide_hosts: dict[str, GuideHost], customer: GuideHost, tmp_path: Path
 ) -> None:
     names = {"host-a.com": "alice", "host-b.com": "bob", "host-c.com": "carl", "host-d.com": "dave"}
     suppliers = start_suppliers(guide_hosts, names)
-    customer = start_customer(tmp_path)
-    try:
-        hired = customer.data("supplier", "list")
-        assert sorted(row["idurl"].rsplit("/", 1)[1] for row in hired) == sorted(
-            f"{name}.xml" for name in names.values()
-        )
-        published = customer.data("supplier", "list-dht")
-        assert published["suppliers"] == [row["idurl"] for row in hired]
-        assert published["k"] == 2
+    start_customer(customer)
+    hired = customer.data("supplier", "list")
+    assert sorted(row["idurl"].rsplit("/", 1)[1] for row in hired) == sorted(
+        f"{name}.xml" for name in names.values()
+    )
+    published = customer.data("supplier", "list-dht")
+    assert published["suppliers"] == [row["idurl"] for row in hired]
+    assert published["k"] == 2
 
-        source = tmp_path / "source"
-        tree = source / "docs"
-        (tree / "sub" / "deeper").mkdir(parents=True)
-        write_random(tree / "empty.bin", 0, 1)
-        write_random(tree / "one.bin", 1, 2)
-        write_random(tree / "random.bin", 10 * MiB, 3)
-        text = b"".join(b"line %d of a compressible text file " % i + MARKER + b"\n"
-                        for i in range(200_000))[: 10 * MiB]  # fmt: skip
-        (tree / "sub" / "text.txt").write_bytes(text)
-        write_random(tree / "sub" / "deeper" / "script.sh", 3000, 4).chmod(0o750)
-        (tree / "sub" / "text.txt").chmod(0o600)
-        os.utime(tree / "one.bin", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
-        before = tree_state(tree)
+    source = tmp_path / "source"
+    tree = source / "docs"
+    (tree / "sub" / "deeper").mkdir(parents=True)
+    write_random(tree / "empty.bin", 0, 1)
+    write_random(tree / "one.bin", 1, 2)
+    write_random(tree / "random.bin", 10 * MiB, 3)
+    text = b"".join(b"line %d of a compressible text file " % i + MARKER + b"\n"
+                    for i in range(200_000))[: 10 * MiB]  # fmt: skip
+    (tree / "sub" / "text.txt").write_bytes(text)
+    write_random(tree / "sub" / "deeper" / "script.sh", 3000, 4).chmod(0o750)
+    (tree / "sub" / "text.txt").chmod(0o600)
+    os.utime(tree / "one.bin", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+    before = tree_state(tree)
 
-        results = upload(customer, tree, "docs")
-        assert {r["remote"] for r in results} == {f"docs/{name}" for name in before}
-        listed = {row["remote"]: row for row in customer.data("file", "list")}
-        assert set(listed) == {f"docs/{name}" for name in before}
-        assert listed["docs/random.bin"]["size"] == 10 * MiB
+    results = upload(customer, tree, "docs")
+    assert {r["remote"] for r in results} == {f"docs/{name}" for name in before}
+    listed = {row["remote"]: row for row in customer.data("file", "list")}
+    assert set(listed) == {f"docs/{name}" for name in before}
+    assert listed["docs/random.bin"]["size"] == 10 * MiB
 
-        restored = tmp_path / "restored"
-        customer.bitdust("file", "download", "docs", str(restored))
-        assert tree_state(restored) == before
-        single = tmp_path / "single.bin"
-        customer.bitdust("file", "download", "docs/random.bin", str(single))
-        assert single.read_bytes() == (tree / "random.bin").read_bytes()
+    restored = tmp_path / "restored"
+    customer.bitdust("file", "download", "docs", str(restored))
+    assert tree_state(restored) == before
+    single = tmp_path / "single.bin"
+    customer.bitdust("file", "download", "docs/random.bin", str(single))
+    assert single.read_bytes() == (tree / "random.bin").read_bytes()
 
-        # No supplier's disk holds a known plaintext marker or a plaintext chunk's hash.
-        secrets = [MARKER, hashlib.sha256(text).digest(), hashlib.sha256(text).hexdigest().encode()]
-        for host in suppliers:
-            for path in (host.base / "state").rglob("*"):
-                if path.is_file():
-                    data = path.read_bytes()
-                    assert not any(secret in data for secret in secrets), path
+    # No supplier's disk holds a known plaintext marker or a plaintext chunk's hash.
+    secrets = [MARKER, hashlib.sha256(text).digest(), hashlib.sha256(text).hexdigest().encode()]
+    for host in suppliers:
+        for path in (host.base / "state").rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                assert not any(secret in data for secret in secrets), path
 
-        # The same file again: no chunk data sent, nothing more on the suppliers.
-        used = used_on_suppliers(suppliers)
-        [again] = upload(customer, tree / "random.bin", "docs/random.bin")
-        assert again["new_chunks"] == 0 and again["sent_bytes"] == 0
-        assert again["version"] != listed["docs/random.bin"]["version"]
-        assert used_on_suppliers(suppliers) == used
+    # The same file again: no chunk data sent, nothing more on the suppliers.
+    used = used_on_suppliers(suppliers)
+    [again] = upload(customer, tree / "random.bin", "docs/random.bin")
+    assert again["new_chunks"] == 0 and again["sent_bytes"] == 0
+    assert again["version"] != listed["docs/random.bin"]["version"]
+    assert used_on_suppliers(suppliers) == used
 
-        # One supplier killed: every file still downloads, byte-identical.
-        os.kill(suppliers[3].pid(), signal.SIGKILL)
-        after_loss = tmp_path / "after-loss"
-        customer.bitdust("file", "download", "docs", str(after_loss))
-        assert tree_state(after_loss) == before
-    finally:
-        cli(customer.env, "stop")
+    # One supplier killed: every file still downloads, byte-identical.
+    os.kill(suppliers[3].pid(), signal.SIGKILL)
+    after_loss = tmp_path / "after-loss"
+    customer.bitdust("file", "download", "docs", str(after_loss))
+    assert tree_state(after_loss) == before
 
 
 @pytest.mark.timeout(420)
 def test_deduplication_sends_only_changed_chunks(
-    guide_hosts: dict[str, GuideHost], tmp_path: Path
+    guide_hosts: dict[str, GuideHost], customer: GuideHost, tmp_path: Path
 ) -> None:
     names = {"host-a.com": "alice", "host-b.com": "bob", "host-c.com": "carl", "host-d.com": "dave"}
     suppliers = start_suppliers(guide_hosts, names)
-    customer = start_customer(tmp_path)
-    try:
-        big = write_random(tmp_path / "big.bin", 64 * MiB, 5)
-        [first] = upload(customer, big, "big.bin")
-        assert first["new_chunks"] == first["chunks"] >= 8  # 64 MiB of 4 MiB average chunks
-        used = used_on_suppliers(suppliers)
-        assert used == first["sent_bytes"] >= 2 * 64 * MiB  # k = 2 of N = 4: twice the data
+    start_customer(customer)
+    big = write_random(tmp_path / "big.bin", 64 * MiB, 5)
+    [first] = upload(customer, big, "big.bin")
+    assert first["new_chunks"] == first["chunks"] >= 8  # 64 MiB of 4 MiB average chunks
+    used = used_on_suppliers(suppliers)
+    assert used == first["sent_bytes"] >= 2 * 64 * MiB  # k = 2 of N = 4: twice the data
 
-        [second] = upload(customer, big, "big.bin")
-        assert second["new_chunks"] == 0 and second["sent_bytes"] == 0
-        assert used_on_suppliers(suppliers) == used
+    [second] = upload(customer, big, "big.bin")
+    assert second["new_chunks"] == 0 and second["sent_bytes"] == 0
+    assert used_on_suppliers(suppliers) == used
 
-        data = bytearray(big.read_bytes())
-        data[32 * MiB : 33 * MiB] = hashlib.shake_256(b"changed").digest(MiB)
-        big.write_bytes(bytes(data))
-        [third] = upload(customer, big, "big.bin")
-        assert 1 <= third["new_chunks"] <= 3, third
-        assert third["sent_bytes"] < first["sent_bytes"] / 4, third
-        assert used_on_suppliers(suppliers) == used + third["sent_bytes"]
+    data = bytearray(big.read_bytes())
+    data[32 * MiB : 33 * MiB] = hashlib.shake_256(b"changed").digest(MiB)
+    big.write_bytes(bytes(data))
+    [third] = upload(customer, big, "big.bin")
+    assert 1 <= third["new_chunks"] <= 3, third
+    assert third["sent_bytes"] < first["sent_bytes"] / 4, third
+    assert used_on_suppliers(suppliers) == used + third["sent_bytes"]
 
-        restored = tmp_path / "restored.bin"
-        customer.bitdust("file", "download", "big.bin", str(restored))
-        assert hashlib.sha256(restored.read_bytes()).digest() == hashlib.sha256(data).digest()
-    finally:
-        cli(customer.env, "stop")
+    restored = tmp_path / "restored.bin"
+    customer.bitdust("file", "download", "big.bin", str(restored))
+    assert hashlib.sha256(restored.read_bytes()).digest() == hashlib.sha256(data).digest()
 
 
 @pytest.mark.timeout(420)
-def test_quota_and_non_customer_refusals(guide_hosts: dict[str, GuideHost], tmp_path: Path) -> None:
+def test_quota_and_non_customer_refusals(
+    guide_hosts: dict[str, GuideHost], customer: GuideHost, tmp_path: Path
+) -> None:
     """Two suppliers, a customer that asked for 4 MB: each supplier grants it 4 MB (needed / N
     * 2) and refuses a 6 MB fragment with the reason; a supplier that rejects the customer
     refuses its next write; what was stored before stays restorable from the other."""
@@ -218,43 +221,40 @@ def test_quota_and_non_customer_refusals(guide_hosts: dict[str, GuideHost], tmp_
         host.bitdust("set", "services/supplier/donated-space", "20", "MB")
         create_identity(host, name)
         host.bitdust("restart")
-    customer = start_customer(
-        tmp_path,
+    start_customer(
+        customer,
         suppliers_number=2,
         **{"services/customer/needed-space": "4 MB", "services/customer/data-fragments": 1},
     )
-    try:
-        customers = a.data("customer", "list")
-        assert [row["quota"] for row in customers] == [4 * MiB]
-        small = write_random(tmp_path / "small.bin", MiB, 6)
-        [stored] = upload(customer, small, "small.bin")
-        assert stored["new_chunks"] == 1
+    customers = a.data("customer", "list")
+    assert [row["quota"] for row in customers] == [4 * MiB]
+    small = write_random(tmp_path / "small.bin", MiB, 6)
+    [stored] = upload(customer, small, "small.bin")
+    assert stored["new_chunks"] == 1
 
-        big = write_random(tmp_path / "big.bin", 6 * MiB, 7)
-        refused = cli(customer.env, "file", "upload", str(big), "big.bin")
-        assert refused.returncode == 1
-        assert "over quota" in refused.stderr, refused.stderr
-        assert [row["remote"] for row in customer.data("file", "list")] == ["small.bin"]
+    big = write_random(tmp_path / "big.bin", 6 * MiB, 7)
+    refused = cli(customer.env, "file", "upload", str(big), "big.bin")
+    assert refused.returncode == 1
+    assert "over quota" in refused.stderr, refused.stderr
+    assert [row["remote"] for row in customer.data("file", "list")] == ["small.bin"]
 
-        eve = customers[0]["idurl"]
-        rejected = a.data("customer", "reject", eve)
-        assert rejected["idurl"] == eve and rejected["freed"] > 0
-        assert a.data("customer", "list") == []
-        other = write_random(tmp_path / "other.bin", MiB, 8)
-        refused = cli(customer.env, "file", "upload", str(other), "other.bin")
-        assert refused.returncode == 1
-        assert "not a customer of this supplier" in refused.stderr, refused.stderr
+    eve = customers[0]["idurl"]
+    rejected = a.data("customer", "reject", eve)
+    assert rejected["idurl"] == eve and rejected["freed"] > 0
+    assert a.data("customer", "list") == []
+    other = write_random(tmp_path / "other.bin", MiB, 8)
+    refused = cli(customer.env, "file", "upload", str(other), "other.bin")
+    assert refused.returncode == 1
+    assert "not a customer of this supplier" in refused.stderr, refused.stderr
 
-        restored = tmp_path / "restored.bin"
-        customer.bitdust("file", "download", "small.bin", str(restored))  # k = 1: bob has it
-        assert restored.read_bytes() == small.read_bytes()
-    finally:
-        cli(customer.env, "stop")
+    restored = tmp_path / "restored.bin"
+    customer.bitdust("file", "download", "small.bin", str(restored))  # k = 1: bob has it
+    assert restored.read_bytes() == small.read_bytes()
 
 
 @pytest.mark.timeout(420)
 def test_customer_behind_a_router_backs_up_and_restores(
-    guide_hosts: dict[str, GuideHost], tmp_path: Path
+    guide_hosts: dict[str, GuideHost], customer: GuideHost, tmp_path: Path
 ) -> None:
     """The customer accepts no connections (proxy-transport on): suppliers reach it through
     the router on host-c.com, and it backs up and restores the same way."""
@@ -273,22 +273,17 @@ def test_customer_behind_a_router_backs_up_and_restores(
         host.bitdust("set", "services/supplier/donated-space", "1", "GB")
         create_identity(host, name)
         host.bitdust("restart")
-    customer = start_customer(
-        tmp_path, suppliers_number=2, **{"services/proxy-transport/enabled": "true"}
+    start_customer(customer, suppliers_number=2, **{"services/proxy-transport/enabled": "true"})
+    wait_for(
+        lambda: customer.data("network", "status", "--proxy")["proxy"]["router"],
+        90,
+        "the customer is routed",
     )
-    try:
-        wait_for(
-            lambda: customer.data("network", "status", "--proxy")["proxy"]["router"],
-            90,
-            "the customer is routed",
-        )
-        source = write_random(tmp_path / "routed.bin", 5 * MiB, 9)
-        [result] = upload(customer, source, "routed.bin")
-        assert result["new_chunks"] >= 1
-        restored = tmp_path / "restored.bin"
-        customer.bitdust("file", "download", "routed.bin", str(restored))
-        assert restored.read_bytes() == source.read_bytes()
-        contacts = customer.data("network", "status")["identity_contacts"]
-        assert contacts and all(c.startswith("tcp://127.0.1.3:7771/") for c in contacts), contacts
-    finally:
-        cli(customer.env, "stop")
+    source = write_random(tmp_path / "routed.bin", 5 * MiB, 9)
+    [result] = upload(customer, source, "routed.bin")
+    assert result["new_chunks"] >= 1
+    restored = tmp_path / "restored.bin"
+    customer.bitdust("file", "download", "routed.bin", str(restored))
+    assert restored.read_bytes() == source.read_bytes()
+    contacts = customer.data("network", "status")["identity_contacts"]
+    assert contacts and all(c.startswith("tcp://127.0.1.3:7771/") for c in contacts), contacts

@@ -50,7 +50,7 @@ def test_check_config_says_which_role_and_why(tmp_path: Path) -> None:
     )
     lines = cli(env, "--instance", "supplier2", "check-config", check=True).stdout.splitlines()
     assert lines[1] == f"role: supplier (node/role = supplier in {tmp_path / 'etc/supplier2.conf'})"
-    assert "supplier" not in lines[2].split(": ")[1].split(", ")  # not provided by this version
+    assert "supplier" in lines[2].split(": ")[1].split(", ")
     named = cli(env, "--json", "--instance", "dht-seed", "check-config", check=True)
     assert json.loads(named.stdout)["role"] == "dht-seed"
     assert json.loads(named.stdout)["role_reason"] == "the instance's name"

@@ -221,7 +221,8 @@ class Session:
         return allowed
 
     def stream_end(self, stream_id: int) -> None:
-        """Everything was sent; StreamClosed follows once the peer read it all."""
+        """Everything was sent; StreamClosed follows once the peer read it all and its
+        application accepted it (``stream_done``), or with the reason it refused it."""
         self._require_open()
         stream = self._sending_stream(stream_id)
         if not stream.ended:
@@ -243,9 +244,19 @@ class Session:
         limit = stream.consume(size)
         if limit is not None:
             self._send_frame(Frame(FrameType.STREAM_CREDIT, ident=stream_id, limit=limit))
-        if stream.drained:
-            del self._receiving[stream_id]
-            self._send_frame(Frame(FrameType.STREAM_CLOSE, ident=stream_id, reason=""))
+
+    def stream_done(self, stream_id: int) -> None:
+        """The application read an incoming stream to its end and acted on it (a supplier
+        kept the fragment): only now does the sender learn it succeeded. A stream that is not
+        read to its end yet is refused instead."""
+        stream = self._receiving.get(stream_id)
+        if stream is None or self.closed is not None:
+            return
+        if not stream.drained:
+            self.stream_refuse(stream_id, "the receiving service stopped reading")
+            return
+        del self._receiving[stream_id]
+        self._send_frame(Frame(FrameType.STREAM_CLOSE, ident=stream_id, reason=""))
 
     def stream_refuse(self, stream_id: int, reason: str) -> None:
         """Stop reading an incoming stream (the sender gets StreamClosed with ``reason``)."""
@@ -380,7 +391,6 @@ class Session:
         if stream is not None:
             stream.ended = True
             self._events.append(StreamEnded(frame.ident))
-            self.stream_consumed(frame.ident, 0)  # an empty or fully read stream closes now
         return ""
 
     def _on_stream_reset(self, frame: Frame) -> str:

@@ -329,9 +329,10 @@ class Connection(asyncio.Protocol):
         except Exception:
             log.exception("p2p: handler of %r streams failed", incoming.kind)
             incoming.refuse("internal error")
-        else:
-            if not incoming.finished:  # a stream nobody reads would hold its sender for ever
-                incoming.refuse("the receiving service stopped reading")
+        else:  # read to its end: accepted; else refused (nobody reads it: it would hold the
+            # sender for ever)
+            self.session.stream_done(incoming.stream_id)
+            self.pump()
         self._receiving.pop(incoming.stream_id, None)
 
     # -- our side -----------------------------------------------------------------------------

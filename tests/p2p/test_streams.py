@@ -49,6 +49,10 @@ def test_stream_delivers_everything_in_order_with_a_consuming_receiver():
     assert got == payload
     assert StreamOpened(sid, "backup", b"file-1") in wire.events[wire.b]
     assert StreamEnded(sid) in wire.events[wire.b]
+    # read whole, but the sender learns it succeeded only once the receiver accepts it
+    assert wire.of(wire.a, StreamClosed) == []
+    wire.b.stream_done(sid)
+    wire.pump()
     assert wire.of(wire.a, StreamClosed) == [StreamClosed(sid, "")]
     assert wire.of(wire.a, StreamWritable)  # it ran out of credit and got more
 
@@ -96,8 +100,10 @@ def test_streams_per_direction_are_bounded():
         wire.a.open_stream("s")
     wire.pump()
     assert len(wire.of(wire.b, StreamOpened)) == MAX_STREAMS
-    # one ends and is read: its slot is free on both sides
+    # one ends and is read and accepted: its slot is free on both sides
     wire.a.stream_end(opened[0])
+    wire.pump()
+    wire.b.stream_done(opened[0])
     wire.pump()
     assert wire.of(wire.a, StreamClosed) == [StreamClosed(opened[0], "")]
     wire.a.open_stream("s")
@@ -118,6 +124,18 @@ def test_peer_opening_more_streams_than_allowed_is_cut_off():
     assert StreamOpened(99, "s", b"") not in wire.events[wire.b]
     end = wire.of(wire.b, SessionClosed)[0]
     assert end.reason is CloseReason.PROTOCOL and "streams" in end.detail
+
+
+def test_a_stream_done_before_its_end_is_refused_not_accepted():
+    wire = established()
+    sid = wire.a.open_stream("s")
+    wire.a.stream_send(sid, b"half")
+    wire.pump()
+    wire.b.stream_done(sid)  # the application stopped without reading to the end
+    wire.pump()
+    assert wire.of(wire.a, StreamClosed) == [
+        StreamClosed(sid, "the receiving service stopped reading")
+    ]
 
 
 def test_receiver_refusal_and_sender_reset_reach_the_other_side():

@@ -273,7 +273,9 @@ class CustomerService(Service, ChunkPlacer):
 
         async def fetch(placement: Any) -> None:
             try:
-                fragment = await self.suppliers.get(placement.supplier, placement.fragment_id)
+                fragment = await self.suppliers.get(
+                    placement.supplier, placement.fragment_id, row.stored_size
+                )
                 codec.fragment_info(fragment)
             except (P2PError, StorageRefused, TimeoutError, codec.MalformedFragment) as exc:
                 self.counters["fragments_refused"] += 1

@@ -45,10 +45,18 @@ class Suppliers:
         p2p.on_stream(wire.FRAGMENT, self._receive_fragment)
 
     async def _ask(
-        self, idurl: str, request: wire.Message, answer: wire.Message, timeout: float, **fields: Any
+        self,
+        idurl: str,
+        request: wire.Message,
+        answer: wire.Message,
+        timeout: float,
+        idempotent: bool = True,
+        **fields: Any,
     ) -> dict[str, Any]:
+        """One request and its checked answer; ``idempotent`` ones are sent again over a new
+        session when the connection is lost (a routed supplier moving to another router)."""
         reply = await self.p2p.request(
-            idurl, request.name, request.encode(**fields), timeout, idempotent=True
+            idurl, request.name, request.encode(**fields), timeout, idempotent
         )
         return answer.decode(reply)
 
@@ -83,21 +91,23 @@ class Suppliers:
                 raise
         self.bytes_sent += len(data)
 
-    async def get(self, idurl: str, fragment_id: bytes) -> bytes:
-        """The fragment ``fragment_id`` from ``idurl``, its size and SHA-256 matching what the
-        supplier announced (the content itself is checked by the chunk's tag)."""
+    async def get(self, idurl: str, fragment_id: bytes, size: int) -> bytes:
+        """The fragment ``fragment_id`` (``size`` bytes) from ``idurl``, its size and SHA-256
+        matching what the supplier announced (the content itself is checked by the chunk's tag).
+        Not retried: a reader has other suppliers to ask, and a dead one must not hold it."""
         key = (idurl, fragment_id)
         if key in self._expected:
             raise StorageRefused("this fragment is already being fetched from this supplier")
         arrived: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._expected[key] = arrived
         try:
-            async with asyncio.timeout(transfer_timeout(wire.MAX_FRAGMENT)):
+            async with asyncio.timeout(transfer_timeout(size)):
                 answer = await self._ask(
                     idurl,
                     wire.GET_REQUEST,
                     wire.GET_ANSWER,
-                    transfer_timeout(wire.MAX_FRAGMENT),
+                    transfer_timeout(size),
+                    idempotent=False,
                     id=fragment_id,
                 )
                 data = await arrived

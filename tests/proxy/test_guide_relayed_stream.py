@@ -82,6 +82,10 @@ class Tee:
                     sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
+        # shutdown wakes the thread blocked in accept(); close alone leaves the socket
+        # listening until that call returns, for the rest of the pytest process
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
         self.server.close()
         for sock in self._sockets:
             sock.close()

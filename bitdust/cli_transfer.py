@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, TextIO
 
 from bitdust.api.client import ApiClient, ClientError, LocalFileError, NotRunning
 from bitdust.cli import CliError, UsageError, size_text
-from bitdust.files import _fsync_dir
+from bitdust.files import fsync_dir
 
 TEMP_SUFFIX = ".part"
 BAR_INTERVAL = 0.1  # a terminal's bar is redrawn at most 10 times a second
@@ -372,7 +372,7 @@ def _receive(
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return headers
 
 

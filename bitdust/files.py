@@ -65,7 +65,7 @@ def atomic_write(
             except OSError:
                 _exclusive_write(path, data, mode, error)
             tmp.unlink()
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except error:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -121,7 +121,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import posixpath
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bitdust.storage.catalogue import Catalogue, FileVersion
 from bitdust.storage.chunker import Chunker
+from bitdust.storage.codec import CodecError
 
 #: Chunks encoded and sent at once (each up to 16 MiB of plaintext and its fragments).
 CHUNKS_IN_FLIGHT = 3
@@ -28,6 +30,10 @@ MAX_NAME = 255
 
 class BackupError(Exception):
     """A backup or a restore cannot go on; the message says why, in words the user can act on."""
+
+
+class FragmentUnavailable(Exception):
+    """One fragment could not be fetched or is malformed; others may do."""
 
 
 class ChunkPlacer(Protocol):
@@ -197,3 +203,51 @@ async def restore(
                 pending.cancel()
     if written != version.size or digest.digest() != version.sha256:
         raise BackupError(f"{version.path}: the restored bytes differ from the backed-up file")
+
+
+#: Decodes tried for one chunk before giving up: each bad fragment found costs a few.
+MAX_DECODES = 64
+
+
+async def read_chunk(
+    indices: Sequence[int],
+    k: int,
+    fetch: Callable[[int], Awaitable[bytes]],
+    decode: Callable[[dict[int, bytes]], Awaitable[bytes]],
+    name: str,
+) -> bytes:
+    """A chunk from any ``k`` of its fragments ``indices``: fetch k at once; when some cannot
+    be fetched (``fetch`` raises FragmentUnavailable) fetch others instead; when the chunk's tag
+    does not verify (``decode`` raises a CodecError: a supplier returned wrong bytes), fetch one
+    more and try the combinations not tried yet. BackupError names the chunk and the last
+    reasons when fewer than k good fragments exist."""
+    waiting = list(indices)
+    fetched: dict[int, bytes] = {}
+    failures: list[str] = []
+    tried: set[tuple[int, ...]] = set()
+
+    async def take(index: int) -> None:
+        try:
+            fetched[index] = await fetch(index)
+        except FragmentUnavailable as exc:
+            failures.append(f"fragment {index} {exc}")
+
+    while True:
+        while len(fetched) < k and waiting:
+            batch, waiting = waiting[: k - len(fetched)], waiting[k - len(fetched) :]
+            await asyncio.gather(*(take(index) for index in batch))
+        for combination in itertools.combinations(sorted(fetched), k):
+            if combination in tried or len(tried) >= MAX_DECODES:
+                continue
+            tried.add(combination)
+            try:
+                return await decode({index: fetched[index] for index in combination})
+            except CodecError as exc:
+                failures.append(f"fragments {list(combination)}: {exc}")
+        if not waiting or len(tried) >= MAX_DECODES:
+            raise BackupError(
+                f"chunk {name[:16]}: fewer than {k} good fragments could be fetched ("
+                + "; ".join(failures[-4:])
+                + ")"
+            )
+        await take(waiting.pop(0))  # one more fragment, then the combinations it adds

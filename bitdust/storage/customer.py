@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -34,7 +33,15 @@ from bitdust.node.service import Service, ServiceError, StatusSection
 from bitdust.p2p.errors import P2PError
 from bitdust.p2p.service import P2PService
 from bitdust.storage import codec
-from bitdust.storage.backup import BackupError, ChunkPlacer, UploadResult, back_up, restore
+from bitdust.storage.backup import (
+    BackupError,
+    ChunkPlacer,
+    FragmentUnavailable,
+    UploadResult,
+    back_up,
+    read_chunk,
+    restore,
+)
 from bitdust.storage.catalogue import Catalogue, FileVersion
 from bitdust.storage.suppliers import (
     SUPPLIER_LIST_NAME,
@@ -266,12 +273,12 @@ class CustomerService(Service, ChunkPlacer):
     async def load_chunk(self, chunk_id: bytes) -> bytes:
         keys = self.data_keys()
         row = self.catalogue.chunk(chunk_id)
-        placements = [p for p in self.catalogue.placements(chunk_id) if p.state == "stored"]
-        fetched: dict[int, bytes] = {}
-        failures: list[str] = []
-        waiting = list(placements)
+        placements = {
+            p.index: p for p in self.catalogue.placements(chunk_id) if p.state == "stored"
+        }
 
-        async def fetch(placement: Any) -> None:
+        async def fetch(index: int) -> bytes:
+            placement = placements[index]
             try:
                 fragment = await self.suppliers.get(
                     placement.supplier, placement.fragment_id, row.stored_size
@@ -279,33 +286,15 @@ class CustomerService(Service, ChunkPlacer):
                 codec.fragment_info(fragment)
             except (P2PError, StorageRefused, TimeoutError, codec.MalformedFragment) as exc:
                 self.counters["fragments_refused"] += 1
-                failures.append(f"fragment {placement.index} from {placement.supplier}: {exc}")
-                return
-            fetched[placement.index] = fragment
+                raise FragmentUnavailable(f"from {placement.supplier}: {exc}") from None
+            return fragment
 
-        tried: set[frozenset[int]] = set()
-        while True:
-            while len(fetched) < row.k and waiting:
-                batch, waiting = waiting[: row.k - len(fetched)], waiting[row.k - len(fetched) :]
-                await asyncio.gather(*(fetch(placement) for placement in batch))
-            for combination in itertools.combinations(sorted(fetched), row.k):
-                if frozenset(combination) in tried:
-                    continue
-                tried.add(frozenset(combination))
-                chosen = {index: fetched[index] for index in combination}
-                try:
-                    plaintext = await asyncio.to_thread(codec.decode_chunk, keys, chunk_id, chosen)
-                except codec.CodecError as exc:
-                    failures.append(f"fragments {sorted(combination)}: {exc}")
-                    continue
-                self.counters["chunks_restored"] += 1
-                return plaintext
-            if not waiting:
-                raise BackupError(
-                    f"chunk {chunk_id.hex()[:16]}: fewer than {row.k} good fragments could be "
-                    "fetched (" + "; ".join(failures[-4:]) + ")"
-                )
-            await fetch(waiting.pop(0))  # one more fragment, then other combinations
+        async def decode(fragments: dict[int, bytes]) -> bytes:
+            return await asyncio.to_thread(codec.decode_chunk, keys, chunk_id, fragments)
+
+        plaintext = await read_chunk(sorted(placements), row.k, fetch, decode, chunk_id.hex())
+        self.counters["chunks_restored"] += 1
+        return plaintext
 
     # -- files ------------------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-from bitdust.files import TEMP_SUFFIX, _fsync_dir
+from bitdust.files import TEMP_SUFFIX, fsync_dir
 from bitdust.sqlite_file import open_versioned
 from bitdust.storage.wire import DIGEST_SIZE, ID_SIZE, MAX_FRAGMENT
 
@@ -333,7 +333,7 @@ class FragmentStore:
             self._quota(pending.customer)
             self._db.execute("DELETE FROM fragments WHERE customer = ? AND id = ?", key)
         os.replace(pending.temporary, pending.path)
-        _fsync_dir(pending.path.parent)
+        fsync_dir(pending.path.parent)
         with self._lock:
             try:
                 self._quota(pending.customer)  # released meanwhile: the file goes with it

@@ -10,9 +10,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bitdust.storage import codec
-from bitdust.storage.backup import BackupError, back_up, normalize_remote, restore
+from bitdust.storage.backup import (
+    BackupError,
+    FragmentUnavailable,
+    back_up,
+    normalize_remote,
+    read_chunk,
+    restore,
+)
 from bitdust.storage.catalogue import Catalogue
 from tests.storage.inprocess import InProcessPlacer
 
@@ -129,3 +137,56 @@ def test_remote_paths(given: str, expected: str) -> None:
 def test_remote_paths_refused(given: str) -> None:
     with pytest.raises(BackupError):
         normalize_remote(given, ("alice@host-a.com",))
+
+
+def encoded_chunk(k: int = 2, n: int = 4) -> tuple[codec.DataKeys, bytes, bytes, list[bytes]]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    keys = codec.DataKeys.from_identity_key(key)
+    plaintext = random.Random(5).randbytes(300_000)
+    encoded = codec.encode_chunk(keys, plaintext, k, n)
+    return keys, plaintext, encoded.chunk_id, encoded.fragments
+
+
+async def read_with(
+    fragments: list[bytes], keys: codec.DataKeys, chunk_id: bytes, gone: set[int], k: int = 2
+) -> tuple[bytes, list[int]]:
+    asked: list[int] = []
+
+    async def fetch(index: int) -> bytes:
+        asked.append(index)
+        if index in gone:
+            raise FragmentUnavailable("from a supplier that is gone")
+        return fragments[index]
+
+    async def decode(chosen: dict[int, bytes]) -> bytes:
+        return codec.decode_chunk(keys, chunk_id, chosen)
+
+    return await read_chunk(range(len(fragments)), k, fetch, decode, chunk_id.hex()), asked
+
+
+async def test_read_chunk_asks_only_k_suppliers_when_all_answer() -> None:
+    keys, plaintext, chunk_id, fragments = encoded_chunk()
+    assert await read_with(fragments, keys, chunk_id, set()) == (plaintext, [0, 1])
+
+
+async def test_read_chunk_asks_others_when_suppliers_are_gone() -> None:
+    keys, plaintext, chunk_id, fragments = encoded_chunk()
+    data, asked = await read_with(fragments, keys, chunk_id, {0, 2})
+    assert data == plaintext and sorted(asked) == [0, 1, 2, 3]
+
+
+async def test_read_chunk_takes_another_fragment_when_one_has_wrong_bytes() -> None:
+    """A supplier returning wrong bytes (well-formed, so only the chunk's tag can tell): the
+    reader fetches one more and finds a combination that verifies."""
+    keys, plaintext, chunk_id, fragments = encoded_chunk()
+    forged = bytearray(fragments[1])
+    forged[-1] ^= 0x01
+    fragments[1] = bytes(forged)
+    data, asked = await read_with(fragments, keys, chunk_id, set())
+    assert data == plaintext and asked == [0, 1, 2]
+
+
+async def test_read_chunk_names_the_chunk_when_fewer_than_k_are_good() -> None:
+    keys, _, chunk_id, fragments = encoded_chunk()
+    with pytest.raises(BackupError, match=rf"chunk {chunk_id.hex()[:16]}: fewer than 2 good"):
+        await read_with(fragments, keys, chunk_id, {0, 1, 3})

@@ -122,6 +122,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable (best effort: some file systems
+    cannot fsync a directory)."""
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:

@@ -136,8 +136,9 @@ class CustomerService(Service, ChunkPlacer):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # no identity, no DHT yet, nobody answering: retry
+                if str(exc) != self._last_error:  # said once, not every round
+                    log.info("customer: cannot hire suppliers yet: %s", exc)
                 self._last_error = str(exc)
-                log.info("customer: cannot hire suppliers yet: %s", exc)
                 missing = 1
             await asyncio.sleep(HIRE_RETRY if missing else HIRE_CHECK)
 

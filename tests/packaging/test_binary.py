@@ -258,6 +258,7 @@ print("ok")
         "p2p/test_guide_p2p.py",  # p2p sessions by IDURL between two guide hosts
         "proxy/test_guide_proxy.py",  # part 5: a router's states and status
         "proxy/test_guide_routed.py",  # a routed node reached through a router that is killed
+        "storage/test_guide_storage.py",  # parts 6 and 7: suppliers, a customer and its files
     ],
 )
 def test_integration_suite_passes_against_the_frozen_binary(binary: Path, suite_name: str) -> None:

@@ -148,6 +148,7 @@ def test_guide_parts_6_and_7_backup_restore_and_a_lost_supplier(
     listed = {row["remote"]: row for row in customer.data("file", "list")}
     assert set(listed) == {f"docs/{name}" for name in before}
     assert listed["docs/random.bin"]["size"] == 10 * MiB
+    first_version = listed["docs/random.bin"]["version"]
 
     restored = tmp_path / "restored"
     customer.bitdust("file", "download", "docs", str(restored))
@@ -180,6 +181,23 @@ def test_guide_parts_6_and_7_backup_restore_and_a_lost_supplier(
     customer.bitdust("file", "download", "docs", str(after_loss))
     assert tree_state(after_loss) == before
 
+    info = customer.data("file", "info", "docs/random.bin")
+    assert [v["version"] for v in info["versions"]] == [again["version"], first_version]
+    hired_idurls = [row["idurl"] for row in hired]
+    for chunk in info["versions"][0]["chunks"]:
+        assert [f["supplier"] for f in chunk["fragments"]] == hired_idurls
+
+    # Deleting a directory frees its chunks on the suppliers that are up (the dead one's
+    # fragments are deleted when it is back); the rest stays restorable.
+    alive = [host for host in suppliers if host is not victim]
+    used_alive = used_on_suppliers(alive)
+    deleted = customer.data("file", "delete", "docs/sub")
+    assert deleted["files"] == 2
+    assert not [r for r in customer.data("file", "list") if r["remote"].startswith("docs/sub/")]
+    assert used_on_suppliers(alive) < used_alive
+    customer.bitdust("file", "download", "docs/random.bin", str(tmp_path / "kept.bin"))
+    assert (tmp_path / "kept.bin").read_bytes() == (tree / "random.bin").read_bytes()
+
 
 @pytest.mark.timeout(420)
 def test_deduplication_sends_only_changed_chunks(
@@ -209,6 +227,11 @@ def test_deduplication_sends_only_changed_chunks(
     restored = tmp_path / "restored.bin"
     customer.bitdust("file", "download", "big.bin", str(restored))
     assert hashlib.sha256(restored.read_bytes()).digest() == hashlib.sha256(data).digest()
+    original = tmp_path / "original.bin"
+    customer.bitdust(
+        "file", "download", "big.bin", str(original), "--version", str(first["version"])
+    )
+    assert original.read_bytes() == write_random(tmp_path / "again.bin", 64 * MiB, 5).read_bytes()
 
 
 @pytest.mark.timeout(420)

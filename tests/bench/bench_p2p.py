@@ -29,12 +29,12 @@ from bitdust.p2p.handshake import LocalPeer, PeerIdentity
 from bitdust.p2p.session import Session
 from bitdust.p2p.transport import IncomingStream, P2PEndpoint
 from bitdust.p2p.wire import NOISE_PROTOCOL
+from tests.bench.streams import CHUNK, stream_rate
 from tests.identity.conftest import VECTORS
 
 HOST = "127.0.0.1"
 ALICE = "http://host-a.com/alice.xml"
 BOB = "http://host-b.com/bob.xml"
-CHUNK = 1024 * 1024
 
 
 def _keys() -> dict[str, Any]:
@@ -97,20 +97,9 @@ async def _receive(kind: str, ports: dict[str, int]) -> None:
     await asyncio.sleep(0.2)  # let the last credit or FIN leave
 
 
-async def _send(kind: str, ports: dict[str, int], size: int) -> float:
-    """Bytes per second from the first byte until the receiver has read the last."""
+async def _send_raw(ports: dict[str, int], size: int) -> float:
+    """Bytes per second over bare TCP, from the first byte until the receiver has read the last."""
     data = b"x" * CHUNK
-    if kind == "p2p":
-        endpoint = await _endpoint(ALICE, ports)
-        await endpoint.connect(BOB)
-        started = time.perf_counter()
-        stream = await endpoint.open_stream(BOB, "blob")
-        for _ in range(size // CHUNK):
-            await stream.write(data)
-        await stream.finish()
-        elapsed = time.perf_counter() - started
-        await endpoint.close()
-        return size / elapsed
     reader, writer = await asyncio.open_connection(HOST, ports[BOB])
     started = time.perf_counter()
     for _ in range(size // CHUNK):
@@ -123,13 +112,19 @@ async def _send(kind: str, ports: dict[str, int], size: int) -> float:
     return size / elapsed
 
 
+async def _send(kind: str, ports: dict[str, int], size: int) -> float:
+    if kind == "p2p":
+        return await stream_rate(await _endpoint(ALICE, ports), BOB, size)
+    return await _send_raw(ports, size)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return sock.getsockname()[1]
 
 
-def stream_rate(kind: str, size: int) -> float:
+def direct_rate(kind: str, size: int) -> float:
     ports = {ALICE: _free_port(), BOB: _free_port()}
     command = [sys.executable, "-m", "tests.bench.bench_p2p", "receive", kind]
     child = subprocess.Popen([*command, str(ports[ALICE]), str(ports[BOB])], stdout=subprocess.PIPE)
@@ -185,8 +180,8 @@ def run(smoke: bool) -> list[dict[str, Any]]:
     repeats = 1 if smoke else 5
     raw, p2p = [], []
     for _ in range(repeats):  # interleaved, so both see the same load
-        raw.append(stream_rate("raw", size))
-        p2p.append(stream_rate("p2p", size))
+        raw.append(direct_rate("raw", size))
+        p2p.append(direct_rate("p2p", size))
     count = 20 if smoke else 500
     ours = handshakes_per_second(count)
     bare = bare_noise_handshakes_per_second(count)

@@ -15,7 +15,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,8 @@ from bitdust.proxy.protocol import REGISTER
 from bitdust.proxy.relay import Relay, RelayLimits, route_id
 from bitdust.proxy.router import Router
 from tests.bench import bench_p2p
-from tests.bench.bench_p2p import ALICE, BOB, CHUNK, HOST, _free_port
+from tests.bench.bench_p2p import ALICE, BOB, HOST, _free_port
+from tests.bench.streams import CHUNK, stream_rate
 from tests.identity.conftest import VECTORS
 
 ROUTER = "http://host-c.com/router.xml"
@@ -126,16 +126,7 @@ async def _routed(router_key: Path, ports: dict[str, int]) -> None:
 async def _send(router_key: Path, ports: dict[str, int], size: int) -> float:
     endpoint = _endpoint(ALICE, router_key, ports)
     await endpoint.listen(HOST, ports[ALICE])
-    await endpoint.connect(BOB)
-    data = b"x" * CHUNK
-    started = time.perf_counter()
-    stream = await endpoint.open_stream(BOB, "blob")
-    for _ in range(size // CHUNK):
-        await stream.write(data)
-    await stream.finish()
-    elapsed = time.perf_counter() - started
-    await endpoint.close()
-    return size / elapsed
+    return await stream_rate(endpoint, BOB, size)
 
 
 def relayed_rate(router_key: Path, size: int) -> float:
@@ -216,7 +207,7 @@ def run(smoke: bool) -> list[dict[str, Any]]:
         router_key.write_bytes(private_key_to_pem(generate_private_key()))
         direct, relayed = [], []
         for _ in range(repeats):  # interleaved, so both see the same load
-            direct.append(bench_p2p.stream_rate("p2p", size))
+            direct.append(bench_p2p.direct_rate("p2p", size))
             relayed.append(relayed_rate(router_key, size))
         per_client, per_session = router_memory(router_key, 20 if smoke else MEMORY_CLIENTS)
     return [

@@ -1,0 +1,291 @@
+"""storage: a file backed up and restored through the CLI, exactly as a user does, on the guide's
+test network (four suppliers on 127.0.1.1-127.0.1.4 and a customer on 127.0.1.5, real processes,
+k = 2 of N = 4), against the same pipeline in this process without the network.
+
+The in-process limits do every byte's work the network path does (chunking, the compression
+decision, AES-GCM, zfec, fragments written to and read from disk, and the Noise transport cipher
+over each fragment in frames as a p2p stream sends them), so a missed ratio points at the
+transport, the API or the services, not at the codec. Starts real nodes on the guide's fixed
+addresses and ports: run it under the shared test lock. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from noise.connection import Keypair, NoiseConnection
+
+from bitdust.api.client import PIECE
+from bitdust.p2p.wire import MAX_PAYLOAD, NOISE_PROTOCOL, PROLOGUE
+from bitdust.storage import codec
+from bitdust.storage.backup import back_up, restore
+from bitdust.storage.catalogue import Catalogue, FileVersion
+from bitdust.storage.chunker import Chunker
+from tests.bench.bench_node import descendants_rss
+from tests.helpers import CUSTOMER_HOST, HOSTS, GuideHost, bitdust_command, cli
+from tests.storage.inprocess import InProcessPlacer
+from tests.storage.test_guide_storage import (
+    start_customer,
+    start_suppliers,
+    used_on_suppliers,
+    write_random,
+)
+
+MiB = 1024 * 1024
+K, N = 2, 4
+REMOTE = "bench.bin"
+#: docs/architecture.md, "Memory of an upload": the pipeline's bound whatever the file size.
+RSS_BOUND_MIB = 400
+RSS_INTERVAL = 0.05
+NOISE_FRAME = MAX_PAYLOAD + codec.TAG_SIZE  # one STREAM_DATA payload and its AEAD tag
+SUPPLIER_NAMES = ("alice", "bob", "carl", "dave")
+
+
+def progress(message: str) -> None:
+    print(f"# bench_storage: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The in-process limits
+
+
+def noise_pair() -> tuple[NoiseConnection, NoiseConnection]:
+    """A customer's and a supplier's Noise transport ciphers after one in-process XX handshake,
+    built as ``bitdust.p2p.handshake`` builds a session's (protocol name and prologue)."""
+    sides = []
+    for initiator, static in ((True, b"\x01" * 32), (False, b"\x02" * 32)):
+        side = NoiseConnection.from_name(NOISE_PROTOCOL)
+        if initiator:
+            side.set_as_initiator()
+        else:
+            side.set_as_responder()
+        side.set_keypair_from_private_bytes(Keypair.STATIC, static)
+        side.set_prologue(PROLOGUE)
+        side.start_handshake()
+        sides.append(side)
+    customer, supplier = sides
+    supplier.read_message(customer.write_message())
+    customer.read_message(supplier.write_message())
+    supplier.read_message(customer.write_message())
+    return customer, supplier
+
+
+def noise_frames(cipher: NoiseConnection, data: bytes) -> Iterator[bytes]:
+    """``data`` encrypted as a p2p stream sends it: one Noise message per MAX_PAYLOAD bytes."""
+    for start in range(0, len(data), MAX_PAYLOAD):
+        yield cipher.encrypt(data[start : start + MAX_PAYLOAD])
+
+
+class NoisePlacer:
+    """InProcessPlacer plus the transport's cipher: each new fragment is encrypted as the
+    customer's session sends it; a restore reads the first k fragments of a chunk as Noise
+    messages from a supplier (prepared by :meth:`prepare_restore`) and decrypts them."""
+
+    def __init__(self, inner: InProcessPlacer) -> None:
+        self.inner = inner
+        self.customer, self.supplier = noise_pair()
+
+    def fragment_paths(self, chunk_id: bytes, count: int) -> list[tuple[int, Path]]:
+        placements = sorted(self.inner.catalogue.placements(chunk_id), key=lambda p: p.index)
+        return [(p.index, self.inner.path(p.index, p.fragment_id)) for p in placements[:count]]
+
+    async def store_chunk(self, plaintext: bytes) -> tuple[bytes, int]:
+        chunk_id, sent = await self.inner.store_chunk(plaintext)
+        if sent:  # read back from the page cache: the fragments the placer wrote
+            for _, path in self.fragment_paths(chunk_id, N):
+                for _ in noise_frames(self.customer, path.read_bytes()):
+                    pass
+        return chunk_id, sent
+
+    def prepare_restore(self, version: FileVersion) -> None:
+        """Each chunk's first k fragments as the supplier's session sends them, in the chunks'
+        order (a Noise nonce counts messages, so they must be decrypted in this order)."""
+        for chunk_id in version.chunk_ids:
+            for _, path in self.fragment_paths(chunk_id, K):
+                noisy = path.with_suffix(".noise")
+                noisy.write_bytes(b"".join(noise_frames(self.supplier, path.read_bytes())))
+
+    async def load_chunk(self, chunk_id: bytes) -> bytes:
+        # Read and decrypted before the first await: restore starts its fetches in the chunks'
+        # order, so they decrypt in the order prepare_restore encrypted them.
+        fragments = {}
+        for index, path in self.fragment_paths(chunk_id, K):
+            noisy = path.with_suffix(".noise").read_bytes()
+            messages = (noisy[i : i + NOISE_FRAME] for i in range(0, len(noisy), NOISE_FRAME))
+            fragments[index] = b"".join(self.customer.decrypt(m) for m in messages)
+        return await asyncio.to_thread(codec.decode_chunk, self.inner.keys, chunk_id, fragments)
+
+
+async def file_pieces(path: Path) -> AsyncIterator[bytes]:
+    """The file in the pieces the CLI sends it in."""
+    with path.open("rb") as handle:
+        while piece := await asyncio.to_thread(handle.read, PIECE):
+            yield piece
+
+
+async def in_process_rates(source: Path, work: Path) -> tuple[float, float]:
+    """Bytes per second of back_up and of restore (to a file, fsynced) with NoisePlacer."""
+    catalogue = Catalogue(work / "catalogue.sqlite3")
+    try:
+        placer = NoisePlacer(InProcessPlacer(work / "fragments", catalogue, K, N))
+        seen = source.stat()
+        started = time.perf_counter()
+        await back_up(file_pieces(source), placer, catalogue, REMOTE, seen.st_size,
+                      seen.st_mode & 0o7777, seen.st_mtime_ns)  # fmt: skip
+        upload = seen.st_size / (time.perf_counter() - started)
+        version = catalogue.version(REMOTE)
+        placer.prepare_restore(version)
+        with (work / "restored.bin").open("wb") as handle:
+
+            async def write(data: bytes) -> None:
+                await asyncio.to_thread(handle.write, data)
+
+            started = time.perf_counter()
+            await restore(version, placer, write)
+            await asyncio.to_thread(handle.flush)
+            await asyncio.to_thread(os.fsync, handle.fileno())
+            download = seen.st_size / (time.perf_counter() - started)
+    finally:
+        catalogue.close()
+    return upload, download
+
+
+def chunking_seconds(source: Path) -> float:
+    """Reading the file and cutting it into chunks in one process: what an unchanged file's
+    upload cannot avoid."""
+    chunker = Chunker()
+    started = time.perf_counter()
+    with source.open("rb") as handle:
+        while piece := handle.read(PIECE):
+            chunker.feed(piece)
+    chunker.finish()
+    return time.perf_counter() - started
+
+
+# ---------------------------------------------------------------------------------------------
+# The network
+
+
+def timed_upload(customer: GuideHost, source: Path, timeout: float) -> tuple[float, int, dict]:
+    """``bitdust --json file upload``: wall seconds, the customer node's peak RSS (KiB, sampled
+    every 50 ms meanwhile) and the file's ``done`` event."""
+    pid = customer.pid()
+    command = [*bitdust_command(), "--json", "file", "upload", str(source), REMOTE]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        uploader = subprocess.Popen(command, env=customer.env, stdout=out, stderr=err, text=True)
+        peak = 0
+        try:
+            while uploader.poll() is None:
+                if time.perf_counter() - started > timeout:
+                    raise TimeoutError(f"bitdust file upload took over {timeout:.0f} s")
+                peak = max(peak, descendants_rss(pid))
+                time.sleep(RSS_INTERVAL)
+        finally:
+            if uploader.poll() is None:
+                uploader.kill()
+            uploader.wait()
+        elapsed = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        if uploader.returncode != 0:
+            raise RuntimeError(f"bitdust file upload exited {uploader.returncode}: {err.read()}")
+        events = [json.loads(line) for line in out.read().splitlines() if line]
+    [done] = [event for event in events if event.get("event") == "done"]
+    return elapsed, peak, done
+
+
+def timed_download(customer: GuideHost, source: Path, target: Path, timeout: float) -> float:
+    """``bitdust file download``: wall seconds; the file must come back identical."""
+    started = time.perf_counter()
+    cli(customer.env, "file", "download", REMOTE, str(target), check=True, timeout=timeout)
+    elapsed = time.perf_counter() - started
+    if sha256_of(target) != sha256_of(source):
+        raise RuntimeError(f"the downloaded {target} differs from {source}")
+    return elapsed
+
+
+def sha256_of(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while piece := handle.read(PIECE):
+            digest.update(piece)
+    return digest.digest()
+
+
+def network_figures(root: Path, source: Path, timeout: float) -> dict[str, Any]:
+    """Four suppliers and a customer started as the guide's Parts 6-7 do; every node stopped
+    at the end whatever happened."""
+    hosts = {name: GuideHost(root, name) for name in HOSTS}
+    customer = GuideHost(root, CUSTOMER_HOST)
+    try:
+        progress("starting four suppliers and a customer")
+        suppliers = start_suppliers(hosts, dict(zip(HOSTS, SUPPLIER_NAMES, strict=True)))
+        start_customer(customer, N, **{"services/customer/data-fragments": K})
+        progress(f"uploading {source.stat().st_size // MiB} MiB with the CLI")
+        upload, peak_kib, first = timed_upload(customer, source, timeout)
+        used = used_on_suppliers(suppliers)
+        progress("uploading it again unchanged")
+        again, _, second = timed_upload(customer, source, timeout)
+        if second["sent_bytes"] != 0 or used_on_suppliers(suppliers) != used:
+            raise RuntimeError(f"an unchanged file was sent again: {second}")
+        progress("downloading it")
+        download = timed_download(customer, source, root / "downloaded.bin", timeout)
+    finally:
+        for host in (customer, *hosts.values()):
+            cli(host.env, "stop")
+    return {"upload": upload, "reupload": again, "download": download, "peak_kib": peak_kib,
+            "used": used, "chunks": first["chunks"]}  # fmt: skip
+
+
+def run(smoke: bool) -> list[dict[str, Any]]:
+    size = (16 if smoke else 256) * MiB
+    timeout = 120 if smoke else 900
+    with tempfile.TemporaryDirectory(prefix="bitdust-bench-storage-") as temp:
+        root = Path(temp)
+        source = write_random(root / "source.bin", size, 12)
+        progress("the in-process pipeline")
+        (root / "inprocess").mkdir()
+        inprocess_up, inprocess_down = asyncio.run(in_process_rates(source, root / "inprocess"))
+        chunking = chunking_seconds(source)
+        net = network_figures(root / "hosts", source, timeout)
+    overhead = N * net["chunks"] * (codec.HEADER.size + codec.TAG_SIZE + K) / size
+    what = f"{size // MiB} MiB random, k = {K} of N = {N} suppliers on this host, via the CLI"
+    return [
+        {"name": "storage.upload_throughput", "figure": size / net["upload"] / 1e6, "unit": "MB/s",
+         "limit": 0.5 * inprocess_up / 1e6, "target": "above", "baseline_mb_s": inprocess_up / 1e6,
+         "note": f"{what}; target ratio 0.5: limit = half of back_up in one process "
+                 "(chunk, compress?, AES-GCM, zfec, fragments to disk, Noise-encrypted)"},
+        {"name": "storage.download_throughput", "figure": size / net["download"] / 1e6,
+         "unit": "MB/s", "limit": 0.5 * inprocess_down / 1e6, "target": "above",
+         "baseline_mb_s": inprocess_down / 1e6,
+         "note": f"{what}; target ratio 0.5: limit = half of restore in one process "
+                 "(k fragments read, Noise-decrypted, zfec, AES-GCM, file written, fsynced)"},
+        {"name": "storage.reupload_unchanged_seconds", "figure": net["reupload"], "unit": "s",
+         "limit": 2 * chunking, "target": "below", "chunking_seconds": chunking,
+         "note": f"{what}; no chunk data sent (sent_bytes 0); limit = twice reading and "
+                 "chunking the file in one process"},
+        {"name": "storage.bytes_on_suppliers_per_byte", "figure": net["used"] / size,
+         "unit": "x", "limit": N / K * 1.01 + overhead, "target": "below",
+         "note": f"{what}; sum of the suppliers' used space / file size; limit = n/k x 1.01 plus "
+                 "fragment headers, GCM tags and padding; N = 4 only: N = 2 and 7 would need "
+                 "other networks than the guide's four hosts"},
+        {"name": "storage.customer_peak_rss_upload", "figure": net["peak_kib"] / 1024,
+         "unit": "MiB", "limit": RSS_BOUND_MIB, "target": "below",
+         "note": f"{what}; customer node's VmRSS sampled every 50 ms during the upload; limit = "
+                 "the pipeline's documented bound (docs/architecture.md, Memory of an upload)"},
+    ]  # fmt: skip
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(smoke="--smoke" in sys.argv), indent=2))

@@ -552,6 +552,42 @@ _declare(
     bounds=(0, 64),
 )
 _declare(
+    "services/customer/audit-interval",
+    DURATION,
+    3600.0,
+    "Challenge every supplier for a sample of its fragments this often.",
+    bounds=(1, 30 * 86400),
+)
+_declare(
+    "services/customer/audit-sample",
+    INT,
+    4,
+    "Fragments challenged per supplier and audit.",
+    bounds=(1, 1000),
+)
+_declare(
+    "services/customer/audit-failures-limit",
+    INT,
+    2,
+    "A supplier failing this many audits in a row is replaced.",
+    bounds=(1, 100),
+)
+_declare(
+    "services/customer/supplier-away-limit",
+    DURATION,
+    3600.0,
+    "A supplier unreachable for longer than this is replaced and its fragments rebuilt.",
+    bounds=(1, 365 * 86400),
+)
+_declare(
+    "services/customer/repair-threshold",
+    INT,
+    0,
+    "Rebuild a chunk once only this many of its fragments are healthy (0: half-way between "
+    "data-fragments and suppliers-number).",
+    bounds=(0, 64),
+)
+_declare(
     "services/customer/versions-kept",
     INT,
     3,

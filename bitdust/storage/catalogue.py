@@ -8,7 +8,14 @@ fragments are deleted on the suppliers (:meth:`Catalogue.forget_chunks`): the ca
 forget a fragment that still takes a supplier's space.
 
 Every change is one transaction and, when it changed a row, bumps ``generation``: the next issue
-stores each generation (encrypted, from :meth:`Catalogue.snapshot_bytes`) on the suppliers. The
+stores each generation (encrypted, from :meth:`Catalogue.snapshot_bytes`) on the suppliers. Audit
+bookkeeping (a supplier's health, challenges taken and made, a fragment verified again) is not
+worth a new off-site copy and does not bump it; a placement's state or a supplier replaced does.
+
+Audits (:mod:`bitdust.storage.audit`): each placement keeps the SHA-256 of its fragment and a few
+challenges precomputed from the fragment's bytes while the customer held them; a challenge is
+removed as it is taken, so none is ever asked twice. Placements are ``stored``, ``bad`` (failed an
+audit) or ``missing`` (its supplier was replaced): only stored ones count towards a chunk. The
 customer service calls in from the event loop and from worker threads: one lock keeps two
 threads off the connection at once. Rows read back are data from a file: a malformed one raises
 :class:`~bitdust.errors.DataFormatError` naming it, never a crash later.
@@ -17,26 +24,29 @@ threads off the connection at once. Rows read back are data from a file: a malfo
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bitdust.errors import DataFormatError
 from bitdust.sqlite_file import open_versioned
+from bitdust.storage.repair import SupplierHealth
 from bitdust.storage.wire import ID_SIZE as FRAGMENT_ID_SIZE
+from bitdust.storage.wire import MAX_NONCE, MIN_NONCE
 
 CHUNK_ID_SIZE = 32  # a keyed hash of the chunk's plaintext
 SHA256_SIZE = 32
 MAX_FRAGMENTS = 64  # the largest N a customer hires
 MAX_CHUNK = 16 * 1024 * 1024  # the chunker's largest chunk
 
-STORED, BAD = "stored", "bad"
-PLACEMENT_STATES = (STORED, BAD)
+STORED, BAD, MISSING = "stored", "bad", "missing"
+PLACEMENT_STATES = (STORED, BAD, MISSING)
 RUNNING, DONE, FAILED = "running", "done", "failed"
 SNAPSHOT_STATES = (RUNNING, DONE, FAILED)
 
@@ -46,7 +56,9 @@ def _migrate_0_to_1(db: sqlite3.Connection) -> None:
         "CREATE TABLE meta (name TEXT PRIMARY KEY, value NOT NULL)",
         "INSERT INTO meta VALUES ('generation', 0)",
         "CREATE TABLE suppliers (position INTEGER PRIMARY KEY, idurl TEXT NOT NULL UNIQUE,"
-        " hired_at REAL NOT NULL, quota INTEGER NOT NULL)",
+        " hired_at REAL NOT NULL, quota INTEGER NOT NULL, last_seen REAL, away_since REAL,"
+        " audit_failures INTEGER NOT NULL DEFAULT 0, last_audit REAL,"
+        ' "replace" INTEGER NOT NULL DEFAULT 0)',
         "CREATE TABLE snapshots (id INTEGER PRIMARY KEY, started_at REAL NOT NULL,"
         " finished_at REAL, state TEXT NOT NULL)",
         "CREATE TABLE files (id INTEGER PRIMARY KEY, path TEXT NOT NULL,"
@@ -62,9 +74,15 @@ def _migrate_0_to_1(db: sqlite3.Connection) -> None:
         " PRIMARY KEY (file, seq))",
         "CREATE TABLE placements (chunk BLOB NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,"
         " fragment INTEGER NOT NULL, supplier TEXT NOT NULL, fragment_id BLOB NOT NULL,"
-        " state TEXT NOT NULL, verified_at REAL, PRIMARY KEY (chunk, fragment))",
+        " state TEXT NOT NULL, verified_at REAL, digest BLOB, PRIMARY KEY (chunk, fragment))",
         # Audits and rebuilding go supplier by supplier.
         "CREATE INDEX placements_by_supplier ON placements (supplier)",
+        "CREATE INDEX placements_by_fragment ON placements (fragment, state)",
+        "CREATE TABLE challenges (chunk BLOB NOT NULL, fragment INTEGER NOT NULL,"
+        " nonce BLOB NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,"
+        " digest BLOB NOT NULL, FOREIGN KEY (chunk, fragment)"
+        " REFERENCES placements (chunk, fragment) ON DELETE CASCADE)",
+        "CREATE INDEX challenges_by_placement ON challenges (chunk, fragment)",
     ):
         db.execute(statement)
 
@@ -86,6 +104,11 @@ class SupplierRow:
     idurl: str
     hired_at: float
     quota: int
+    last_seen: float | None  # it last answered us then
+    away_since: float | None  # it has not answered since then (None: it answers)
+    audit_failures: int  # in a row
+    last_audit: float | None
+    replace: bool  # it must go, whatever the figures say
 
 
 @dataclass(frozen=True)
@@ -105,6 +128,26 @@ class Placement:
     fragment_id: bytes
     state: str
     verified_at: float | None
+    digest: bytes | None = None  # the fragment's SHA-256, which checks it when fetched whole
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChunkPlacement(Placement):
+    """A placement with its chunk, as an audit samples it: what to ask for and how large."""
+
+    chunk_id: bytes
+    stored_size: int
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """One audit question made from a fragment's bytes while the customer still held them: the
+    supplier must answer ``digest`` = SHA-256(nonce || fragment[offset:offset + length])."""
+
+    nonce: bytes
+    offset: int
+    length: int
+    digest: bytes
 
 
 @dataclass(frozen=True)
@@ -151,6 +194,10 @@ def _text(value: Any) -> bool:
     return isinstance(value, str) and value != ""
 
 
+def _maybe(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
 _COUNT = _int_in(0, 2**63 - 1)
 _INT64 = _int_in(-(2**63), 2**63 - 1)
 _COLUMN_CHECKS: dict[str, Callable[[Any], bool]] = {
@@ -160,7 +207,12 @@ _COLUMN_CHECKS: dict[str, Callable[[Any], bool]] = {
     "path": _text,
     "hired_at": _time,
     "created_at": _time,
-    "verified_at": lambda value: value is None or _time(value),
+    "verified_at": _maybe(_time),
+    "last_seen": _maybe(_time),
+    "away_since": _maybe(_time),
+    "last_audit": _maybe(_time),
+    "audit_failures": _COUNT,
+    "replace": lambda value: value in (0, 1),
     "quota": _COUNT,
     "version": _COUNT,
     "snapshot": _COUNT,
@@ -174,14 +226,24 @@ _COLUMN_CHECKS: dict[str, Callable[[Any], bool]] = {
     "n": _int_in(1, MAX_FRAGMENTS),
     "index": _int_in(0, MAX_FRAGMENTS - 1),
     "id": _blob(CHUNK_ID_SIZE),
+    "chunk_id": _blob(CHUNK_ID_SIZE),
     "fragment_id": _blob(FRAGMENT_ID_SIZE),
     "sha256": _blob(SHA256_SIZE),
+    "digest": _maybe(_blob(SHA256_SIZE)),  # NOT NULL in challenges
+    "nonce": lambda value: isinstance(value, bytes) and MIN_NONCE <= len(value) <= MAX_NONCE,
+    "offset": _COUNT,
+    "length": _int_in(1, 2**63 - 1),
     "state": lambda value: value in PLACEMENT_STATES,
 }
 
-_SUPPLIER = "position, idurl, hired_at, quota"
+_HEALTH = ("last_seen", "away_since", "audit_failures", "last_audit", "replace")
+_NEW_HEALTH = (None, None, 0, None, 0)  # a supplier just hired
+_SUPPLIER = (
+    'position, idurl, hired_at, quota, last_seen, away_since, audit_failures, last_audit, "replace"'
+)
 _CHUNK = "id, size, stored_size, k, n, refs"
-_PLACEMENT = 'fragment AS "index", supplier, fragment_id, state, verified_at'
+_PLACEMENT = 'fragment AS "index", supplier, fragment_id, state, verified_at, digest'
+_CHALLENGE = "nonce, offset, length, digest"
 _VERSION = "id AS version, path, snapshot, size, mtime_ns, mode, sha256, created_at"
 _UNDER = "(path = :path OR (path >= :path || '/' AND path < :path || '0'))"  # '0' follows '/'
 
@@ -193,6 +255,7 @@ class Catalogue:
         self.path = Path(path)
         self._clock = clock
         self._lock = threading.Lock()
+        self._state_changed = False  # set inside a transaction that is not counted row by row
         self._db = open_versioned(self.path, MIGRATIONS, WHAT)
         self._db.row_factory = sqlite3.Row
         rows = self._db.execute("SELECT value FROM meta WHERE name = 'generation'").fetchall()
@@ -216,30 +279,86 @@ class Catalogue:
 
     def set_suppliers(self, idurls: Sequence[str], quota: int) -> None:
         """Hire ``idurls`` at positions 0..N-1 in place of the current list; a supplier already
-        hired keeps its ``hired_at``."""
+        hired keeps its ``hired_at`` and its health record."""
         if len(set(idurls)) != len(idurls) or not all(map(_text, idurls)):
             raise ValueError(f"suppliers {list(idurls)}: expected distinct, non-empty IDURLs")
         if len(idurls) > MAX_FRAGMENTS or not _COUNT(quota):
             raise ValueError(f"at most {MAX_FRAGMENTS} suppliers and a quota >= 0, not {quota!r}")
         with self._transaction() as db:
-            current = self._rows(f"SELECT {_SUPPLIER} FROM suppliers ORDER BY position")
+            current = self._supplier_rows()
             if [(row["idurl"], row["quota"]) for row in current] == [(i, quota) for i in idurls]:
                 return
             hired = {row["idurl"]: row for row in current}
             now = self._clock()
+            rows = []
+            for position, idurl in enumerate(idurls):
+                kept = hired.get(idurl)
+                if kept is None:
+                    rows.append((position, idurl, now, quota, *_NEW_HEALTH))
+                else:
+                    health = (kept[name] for name in _HEALTH)
+                    rows.append((position, idurl, kept["hired_at"], quota, *health))
             db.execute("DELETE FROM suppliers")
             db.executemany(
-                "INSERT INTO suppliers VALUES (?, ?, ?, ?)",
-                [
-                    (position, idurl, hired[idurl]["hired_at"] if idurl in hired else now, quota)
-                    for position, idurl in enumerate(idurls)
-                ],
+                f"INSERT INTO suppliers ({_SUPPLIER}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
             )
 
     def suppliers(self) -> list[SupplierRow]:
         with self._lock:
-            query = f"SELECT {_SUPPLIER} FROM suppliers ORDER BY position"
-            return [SupplierRow(**row) for row in self._rows(query)]
+            return [_supplier(row) for row in self._supplier_rows()]
+
+    def replace_supplier(self, position: int, idurl: str, quota: int) -> None:
+        """Hire ``idurl`` at ``position`` in place of the supplier there, with a fresh health
+        record; every fragment at that index becomes ``missing`` (to be rebuilt onto it) and its
+        challenges, which only the old supplier could answer, are dropped."""
+        if not _text(idurl) or not _COUNT(quota):
+            raise ValueError(f"expected an IDURL and a quota >= 0, not {idurl!r} and {quota!r}")
+        with self._transaction() as db:
+            hired = {row["idurl"]: row["position"] for row in self._supplier_rows()}
+            if position not in hired.values():
+                raise NotInCatalogue(f"no supplier is hired at position {position}")
+            if hired.get(idurl, position) != position:
+                raise ValueError(f"{idurl} is already hired at position {hired[idurl]}")
+            db.execute(
+                "UPDATE suppliers SET idurl = ?, hired_at = ?, quota = ?, last_seen = ?,"
+                ' away_since = ?, audit_failures = ?, last_audit = ?, "replace" = ?'
+                " WHERE position = ?",
+                (idurl, self._clock(), quota, *_NEW_HEALTH, position),
+            )
+            db.execute(
+                "UPDATE placements SET state = ? WHERE fragment = ? AND state != ?",
+                (MISSING, position, MISSING),
+            )
+            db.execute("DELETE FROM challenges WHERE fragment = ?", (position,))
+
+    # Supplier health (audit bookkeeping: no new generation) -----------------------------------
+
+    def record_contact(self, position: int, ok: bool, now: float) -> None:
+        """The supplier at ``position`` answered (``ok``) or could not be reached at ``now``;
+        it counts as away from the first failed contact until it answers again."""
+        if ok:
+            self._update_health(position, "last_seen = ?, away_since = NULL", now)
+        else:
+            self._update_health(position, "away_since = COALESCE(away_since, ?)", now)
+
+    def record_audit(self, position: int, passed: bool, now: float) -> None:
+        """An audit of the supplier at ``position`` ended at ``now``: a pass clears its run of
+        failures, a failure adds one."""
+        failures = "0" if passed else "audit_failures + 1"
+        self._update_health(position, f"audit_failures = {failures}, last_audit = ?", now)
+
+    def mark_for_replacement(self, position: int) -> None:
+        """The supplier at ``position`` must be replaced (it left us, or the user said so)."""
+        self._update_health(position, '"replace" = 1')
+
+    def supplier_health(self) -> list[SupplierHealth]:
+        """Every hired supplier's record, by position, as the repair policy reads it."""
+        return [
+            SupplierHealth(
+                row.position, row.last_seen, row.away_since, row.audit_failures, row.replace
+            )
+            for row in self.suppliers()
+        ]
 
     # Snapshots --------------------------------------------------------------------------------
 
@@ -279,10 +398,15 @@ class Catalogue:
         k: int,
         n: int,
         placements: Sequence[tuple[int, str, bytes]],
+        digests: Sequence[bytes] | None = None,
+        challenges: Mapping[int, Sequence[Challenge]] | None = None,
     ) -> None:
         """Record a chunk whose fragments were just stored, as (fragment index, supplier IDURL,
         fragment id); its references start at 0. For a known chunk, the given placements
-        replace those of the same index (a fragment sent again), the others stay."""
+        replace those of the same index (a fragment sent again), the others stay.
+
+        ``digests`` are the fragments' SHA-256, in the order of ``placements``; ``challenges``
+        are audit challenges by fragment index, for fragments placed in this call."""
         _check_chunk_id(chunk_id)
         if not (1 <= k <= n <= MAX_FRAGMENTS and 0 <= size <= MAX_CHUNK and _COUNT(stored_size)):
             raise ValueError(
@@ -296,6 +420,20 @@ class Catalogue:
             )
         for _, supplier, fragment_id in placements:
             _check_placement(chunk_id, supplier, fragment_id)
+        if digests is not None and (
+            len(digests) != len(placements) or not all(map(_blob(SHA256_SIZE), digests))
+        ):
+            raise ValueError(
+                f"chunk {chunk_id.hex()}: expected one {SHA256_SIZE}-byte digest per placement"
+            )
+        challenges = challenges or {}
+        if not set(challenges) <= set(indexes):
+            raise ValueError(
+                f"chunk {chunk_id.hex()}: challenges for fragments {sorted(challenges)} "
+                f"not placed here ({indexes})"
+            )
+        for index, made in challenges.items():
+            _check_challenges(chunk_id, index, stored_size, made)
         with self._transaction() as db:
             known = self._chunk(chunk_id, missing_ok=True)
             if known is None:
@@ -308,8 +446,13 @@ class Catalogue:
                     f"chunk {chunk_id.hex()} is already stored as {known.k}-of-{known.n} with "
                     f"{known.stored_size}-byte fragments, not {k}-of-{n} with {stored_size}"
                 )
-            for index, supplier, fragment_id in placements:
-                self._place(chunk_id, index, supplier, fragment_id)
+            known_digests = digests or [None] * len(placements)
+            for (index, supplier, fragment_id), digest in zip(
+                placements, known_digests, strict=True
+            ):
+                self._place(
+                    chunk_id, index, supplier, fragment_id, digest, challenges.get(index, ())
+                )
 
     def chunk(self, chunk_id: bytes) -> ChunkRow:
         with self._lock:
@@ -323,29 +466,114 @@ class Catalogue:
             return [Placement(**row) for row in self._rows(query, (chunk_id,))]
 
     def mark_placement(
-        self, chunk_id: bytes, index: int, state: str, verified_at: float | None = None
-    ) -> None:
-        """Record an audit's verdict on one fragment; ``verified_at`` None keeps the last one."""
+        self,
+        chunk_id: bytes,
+        index: int,
+        state: str,
+        verified_at: float | None = None,
+        if_stored_on: str | None = None,
+    ) -> bool:
+        """Record an audit's verdict on one fragment; ``verified_at`` None keeps the last one.
+        With ``if_stored_on``, only while the fragment is still stored on that supplier (an
+        audit that raced a move or a replacement says nothing of the new placement): False
+        when the verdict was dropped. A new state bumps the generation, a new time alone not."""
         if state not in PLACEMENT_STATES:
             raise ValueError(f"placement state {state!r}: expected one of {PLACEMENT_STATES}")
-        with self._transaction() as db:
-            cursor = db.execute(
+        with self._transaction(counted=False) as db:
+            row = db.execute(
+                "SELECT supplier, state FROM placements WHERE chunk = ? AND fragment = ?",
+                (chunk_id, index),
+            ).fetchone()
+            if row is None:
+                raise NotInCatalogue(f"chunk {chunk_id.hex()} has no fragment {index} placed")
+            if if_stored_on is not None and tuple(row) != (if_stored_on, STORED):
+                return False
+            db.execute(
                 "UPDATE placements SET state = ?, verified_at = COALESCE(?, verified_at)"
                 " WHERE chunk = ? AND fragment = ?",
                 (state, verified_at, chunk_id, index),
             )
-            if cursor.rowcount == 0:
-                raise NotInCatalogue(f"chunk {chunk_id.hex()} has no fragment {index} placed")
+            self._state_changed = row["state"] != state
+        return True
 
     def move_placement(
-        self, chunk_id: bytes, index: int, supplier: str, fragment_id: bytes
+        self,
+        chunk_id: bytes,
+        index: int,
+        supplier: str,
+        fragment_id: bytes,
+        digest: bytes | None = None,
+        challenges: Sequence[Challenge] = (),
     ) -> None:
-        """Fragment ``index`` of a known chunk now lies on ``supplier`` (rebuilt or re-sent)."""
+        """Fragment ``index`` of a known chunk now lies on ``supplier`` (rebuilt or re-sent),
+        with the fragment's SHA-256 and audit challenges made from its bytes when given."""
         _check_placement(chunk_id, supplier, fragment_id)
+        if digest is not None and not _blob(SHA256_SIZE)(digest):
+            raise ValueError(f"chunk {chunk_id.hex()}: a digest is {SHA256_SIZE} bytes")
         with self._transaction():
-            if not 0 <= index < self._chunk(chunk_id).n:
+            chunk = self._chunk(chunk_id)
+            if not 0 <= index < chunk.n:
                 raise ValueError(f"chunk {chunk_id.hex()} has no fragment index {index}")
-            self._place(chunk_id, index, supplier, fragment_id)
+            _check_challenges(chunk_id, index, chunk.stored_size, challenges)
+            self._place(chunk_id, index, supplier, fragment_id, digest, challenges)
+
+    def sample_placements(self, position: int, count: int) -> list[ChunkPlacement]:
+        """Up to ``count`` stored placements, at random, of fragment index ``position`` on the
+        supplier hired there: what one audit of it checks."""
+        if not _COUNT(count):
+            raise ValueError(f"a sample of {count!r} placements: expected a count >= 0")
+        query = (
+            f"SELECT {_PLACEMENT}, chunk AS chunk_id, stored_size FROM placements"
+            " JOIN chunks ON chunks.id = chunk"
+            " JOIN suppliers ON suppliers.position = fragment AND suppliers.idurl = supplier"
+            " WHERE fragment = ? AND state = ? ORDER BY random() LIMIT ?"
+        )
+        with self._lock:
+            return [ChunkPlacement(**row) for row in self._rows(query, (position, STORED, count))]
+
+    def chunks_to_repair(self, threshold: int, bad_positions: set[int]) -> list[bytes]:
+        """Ids of the chunks in use that have at most ``threshold`` healthy fragments (stored,
+        and not at one of ``bad_positions``, whose suppliers are being replaced), fewest
+        first: the order to rebuild them in (see :mod:`bitdust.storage.repair`)."""
+        if not _COUNT(threshold) or not all(map(_int_in(0, MAX_FRAGMENTS - 1), bad_positions)):
+            raise ValueError(
+                f"threshold {threshold!r} and positions {sorted(bad_positions)!r}: expected "
+                f"counts, positions below {MAX_FRAGMENTS}"
+            )
+        query = (
+            "SELECT id, (SELECT COUNT(*) FROM placements WHERE chunk = chunks.id AND state = ?"
+            " AND fragment NOT IN (SELECT value FROM json_each(?))) AS healthy"
+            " FROM chunks WHERE refs > 0 AND healthy <= ? ORDER BY healthy, id"
+        )
+        params = (STORED, json.dumps(sorted(bad_positions)), threshold)
+        with self._lock:
+            return [row["id"] for row in self._rows(query, params)]
+
+    # Challenges (audit bookkeeping: no new generation) ----------------------------------------
+
+    def add_challenges(self, chunk_id: bytes, index: int, challenges: Sequence[Challenge]) -> None:
+        """Keep fresh challenges for fragment ``index``, made from bytes fetched and checked
+        against its digest."""
+        with self._transaction(counted=False) as db:
+            chunk = self._chunk(chunk_id)
+            placed = db.execute(
+                "SELECT 1 FROM placements WHERE chunk = ? AND fragment = ?", (chunk_id, index)
+            ).fetchone()
+            if placed is None:
+                raise NotInCatalogue(f"chunk {chunk_id.hex()} has no fragment {index} placed")
+            _check_challenges(chunk_id, index, chunk.stored_size, challenges)
+            self._add_challenges(chunk_id, index, challenges)
+
+    def take_challenge(self, chunk_id: bytes, index: int) -> Challenge | None:
+        """One of fragment ``index``'s challenges, removed as it is taken so that it is never
+        asked twice; None when none is left."""
+        query = (
+            f"DELETE FROM challenges WHERE rowid = (SELECT rowid FROM challenges"
+            f" WHERE chunk = ? AND fragment = ? LIMIT 1) RETURNING {_CHALLENGE}"
+        )
+        with self._transaction(counted=False):
+            rows = self._rows(query, (chunk_id, index))
+        return Challenge(**rows[0]) if rows else None
 
     def stored_bytes(self) -> dict[str, int]:
         """Bytes each supplier holds for us, by IDURL: one fragment per placement."""
@@ -499,15 +727,17 @@ class Catalogue:
     # Inside the lock --------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """Hold the lock for one write transaction; the generation goes up if a row changed."""
+    def _transaction(self, counted: bool = True) -> Iterator[sqlite3.Connection]:
+        """Hold the lock for one write transaction; the generation goes up if a row changed,
+        or, when not ``counted`` (audit bookkeeping), if the body set ``_state_changed``."""
         with self._lock:
             bumped = False
+            self._state_changed = False
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
                 before = self._db.total_changes
                 yield self._db
-                if self._db.total_changes != before:
+                if self._state_changed or (counted and self._db.total_changes != before):
                     self._db.execute(
                         "UPDATE meta SET value = ? WHERE name = 'generation'",
                         (self._generation + 1,),
@@ -543,16 +773,54 @@ class Catalogue:
         if row[0] != RUNNING:
             raise ValueError(f"snapshot {snapshot} has ended ({row[0]}); begin a new one")
 
-    def _place(self, chunk_id: bytes, index: int, supplier: str, fragment_id: bytes) -> None:
-        """Fragment ``index`` was just stored on ``supplier``; an unchanged placement stays."""
-        self._db.execute(
-            "INSERT INTO placements VALUES (?, ?, ?, ?, ?, NULL)"
+    def _place(
+        self,
+        chunk_id: bytes,
+        index: int,
+        supplier: str,
+        fragment_id: bytes,
+        digest: bytes | None,
+        challenges: Sequence[Challenge],
+    ) -> None:
+        """Fragment ``index`` was just stored on ``supplier``; an unchanged placement stays, a
+        changed one loses its verification time and the challenges of the bytes it had."""
+        changed = self._db.execute(
+            "INSERT INTO placements (chunk, fragment, supplier, fragment_id, state, digest)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (chunk, fragment) DO UPDATE SET supplier = excluded.supplier,"
-            " fragment_id = excluded.fragment_id, state = excluded.state, verified_at = NULL"
-            " WHERE (supplier, fragment_id, state)"
-            " IS NOT (excluded.supplier, excluded.fragment_id, excluded.state)",
-            (chunk_id, index, supplier, fragment_id, STORED),
+            " fragment_id = excluded.fragment_id, state = excluded.state,"
+            " digest = excluded.digest, verified_at = NULL"
+            " WHERE (supplier, fragment_id, state, digest)"
+            " IS NOT (excluded.supplier, excluded.fragment_id, excluded.state, excluded.digest)",
+            (chunk_id, index, supplier, fragment_id, STORED, digest),
+        ).rowcount
+        if changed:
+            self._db.execute(
+                "DELETE FROM challenges WHERE chunk = ? AND fragment = ?", (chunk_id, index)
+            )
+        self._add_challenges(chunk_id, index, challenges)
+
+    def _add_challenges(self, chunk_id: bytes, index: int, challenges: Sequence[Challenge]) -> None:
+        self._db.executemany(
+            f"INSERT INTO challenges (chunk, fragment, {_CHALLENGE}) VALUES (?, ?, ?, ?, ?, ?)",
+            [(chunk_id, index, c.nonce, c.offset, c.length, c.digest) for c in challenges],
         )
+
+    def _supplier_rows(self) -> list[sqlite3.Row]:
+        return self._rows(f"SELECT {_SUPPLIER} FROM suppliers ORDER BY position")
+
+    def _update_health(self, position: int, assignments: str, now: float | None = None) -> None:
+        """Set ``assignments`` (SQL, ``?`` for ``now`` when it has one) on one supplier's
+        health record, without a new generation."""
+        if now is not None and not _time(now):
+            raise ValueError(f"a time is a number of seconds, not {now!r}")
+        params = (position,) if now is None else (now, position)
+        with self._transaction(counted=False) as db:
+            updated = db.execute(
+                f"UPDATE suppliers SET {assignments} WHERE position = ?", params
+            ).rowcount
+            if not updated:
+                raise NotInCatalogue(f"no supplier is hired at position {position}")
 
     def _drop_versions(self, doomed: str, params: dict[str, Any]) -> list[ChunkRow] | None:
         """Delete the versions ``doomed`` selects, releasing their chunk references; the chunks
@@ -583,6 +851,25 @@ def _check_chunk_id(chunk_id: bytes) -> None:
         raise ValueError(f"a chunk id is {CHUNK_ID_SIZE} bytes, not {chunk_id!r:.80}")
 
 
+def _check_challenges(
+    chunk_id: bytes, index: int, stored_size: int, challenges: Sequence[Challenge]
+) -> None:
+    """Challenges of fragment ``index``: well formed, each range inside the fragment."""
+    for challenge in challenges:
+        if not (
+            isinstance(challenge, Challenge)
+            and _COLUMN_CHECKS["nonce"](challenge.nonce)
+            and _COUNT(challenge.offset)
+            and _COLUMN_CHECKS["length"](challenge.length)
+            and challenge.offset + challenge.length <= stored_size
+            and _blob(SHA256_SIZE)(challenge.digest)
+        ):
+            raise ValueError(
+                f"chunk {chunk_id.hex()} fragment {index}: a malformed challenge, or one outside "
+                f"the {stored_size}-byte fragment: {challenge!r:.200}"
+            )
+
+
 def _check_placement(chunk_id: bytes, supplier: str, fragment_id: bytes) -> None:
     _check_chunk_id(chunk_id)
     if not _text(supplier) or not _blob(FRAGMENT_ID_SIZE)(fragment_id):
@@ -590,6 +877,11 @@ def _check_placement(chunk_id: bytes, supplier: str, fragment_id: bytes) -> None
             f"chunk {chunk_id.hex()}: a placement names a supplier and a "
             f"{FRAGMENT_ID_SIZE}-byte fragment id, not {supplier!r} and {fragment_id!r:.80}"
         )
+
+
+def _supplier(row: sqlite3.Row) -> SupplierRow:
+    fields = dict(row)
+    return SupplierRow(**{**fields, "replace": bool(fields["replace"])})
 
 
 def _summary(row: sqlite3.Row) -> FileSummary:

@@ -13,12 +13,16 @@ import pytest
 from bitdust.errors import DataFormatError
 from bitdust.storage.catalogue import (
     BAD,
+    MISSING,
     STORED,
     Catalogue,
+    Challenge,
+    ChunkPlacement,
     ChunkRow,
     NotInCatalogue,
     Placement,
 )
+from bitdust.storage.repair import SupplierHealth
 
 MTIME_NS = 1_700_000_000_123_456_789  # more digits than a float's seconds keep
 SUPPLIERS = ["http://host-a.com/s0.xml", "http://host-b.com/s1.xml", "http://host-c.com/s2.xml"]
@@ -364,7 +368,7 @@ def test_snapshot_bytes_is_a_copy_of_every_row(path: Path, catalogue: Catalogue)
     tables = [
         row[0] for row in original.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
     ]
-    assert len(tables) == 7
+    assert len(tables) == 8
     for table in tables:
         query = f"SELECT * FROM {table} ORDER BY 1, 2"
         assert copy.execute(query).fetchall() == original.execute(query).fetchall(), table
@@ -404,3 +408,223 @@ def test_writes_from_two_threads_are_serialized(catalogue: Catalogue) -> None:
     assert len(catalogue.list_files()) == 200
     assert refs(catalogue, "shared") == 200
     assert catalogue.generation == 200 * 4 + 1, "each add_file is 4 changes; 'shared' added once"
+
+
+# Audits: digests, challenges, supplier health, replacement, repair -----------------------------
+
+
+def digest_of(name: str, index: int) -> bytes:
+    return hashlib.sha256(f"bytes of {name} {index}".encode()).digest()
+
+
+def challenge(seed: int, offset: int = 0, length: int = 10) -> Challenge:
+    nonce = seed.to_bytes(16, "big")
+    return Challenge(nonce, offset, length, hashlib.sha256(nonce).digest())
+
+
+def add_audited_chunk(catalogue: Catalogue, name: str, per_fragment: int = 2) -> bytes:
+    """A 2-of-3 chunk of 90-byte fragments with digests and ``per_fragment`` challenges each."""
+    catalogue.add_chunk(
+        chunk_id(name),
+        100,
+        90,
+        2,
+        3,
+        placements_of(name),
+        digests=[digest_of(name, index) for index in range(3)],
+        challenges={
+            index: [challenge(index * 100 + seed) for seed in range(per_fragment)]
+            for index in range(3)
+        },
+    )
+    return chunk_id(name)
+
+
+def test_challenges_are_taken_once_each_without_a_new_generation(catalogue: Catalogue) -> None:
+    x = add_audited_chunk(catalogue, "x")
+    assert [p.digest for p in catalogue.placements(x)] == [digest_of("x", i) for i in range(3)]
+    generation = catalogue.generation
+
+    taken = [catalogue.take_challenge(x, 1) for _ in range(3)]
+
+    assert sorted(taken[:2], key=lambda c: c.nonce) == [challenge(100), challenge(101)]
+    assert taken[2] is None, "a challenge is never asked twice"
+    assert catalogue.take_challenge(x, 0) is not None, "other fragments keep theirs"
+    catalogue.add_challenges(x, 1, [challenge(7)])
+    assert catalogue.take_challenge(x, 1) == challenge(7)
+    assert catalogue.generation == generation
+    with pytest.raises(NotInCatalogue, match=chunk_id("y").hex()):
+        catalogue.add_challenges(chunk_id("y"), 1, [challenge(8)])
+
+
+def test_malformed_digests_and_challenges_change_nothing(catalogue: Catalogue) -> None:
+    x, placements = chunk_id("x"), placements_of("x")
+    with pytest.raises(ValueError, match="one 32-byte digest per placement"):
+        catalogue.add_chunk(x, 100, 90, 2, 3, placements, digests=[bytes(32)] * 2)
+    with pytest.raises(ValueError, match="not placed here"):
+        catalogue.add_chunk(x, 100, 90, 2, 3, placements[:2], challenges={2: [challenge(1)]})
+    with pytest.raises(ValueError, match="outside the 90-byte fragment"):
+        catalogue.add_chunk(x, 100, 90, 2, 3, placements, challenges={0: [challenge(1, 81)]})
+    short_nonce = Challenge(b"n" * 8, 0, 10, bytes(32))
+    with pytest.raises(ValueError, match="malformed challenge"):
+        catalogue.add_chunk(x, 100, 90, 2, 3, placements, challenges={0: [short_nonce]})
+    assert catalogue.generation == 0
+    with pytest.raises(NotInCatalogue):
+        catalogue.chunk(x)
+
+    add_audited_chunk(catalogue, "x")
+    with pytest.raises(ValueError, match="outside"):
+        catalogue.add_challenges(x, 0, [challenge(2), challenge(3, 0, 91)])
+    assert {catalogue.take_challenge(x, 0) for _ in range(3)} == {challenge(0), challenge(1), None}
+
+
+def test_a_moved_fragment_keeps_only_the_challenges_of_its_new_bytes(catalogue: Catalogue) -> None:
+    x = add_audited_chunk(catalogue, "x")
+    catalogue.mark_placement(x, 2, STORED, verified_at=5.0)
+    new_digest = digest_of("rebuilt", 2)
+    catalogue.move_placement(
+        x, 2, "http://host-d.com/s3.xml", fragment_id("x", 2), new_digest, [challenge(9)]
+    )
+
+    placement = catalogue.placements(x)[2]
+    assert (placement.supplier, placement.digest, placement.verified_at) == (
+        "http://host-d.com/s3.xml",
+        new_digest,
+        None,
+    )
+    assert catalogue.take_challenge(x, 2) == challenge(9)
+    assert catalogue.take_challenge(x, 2) is None
+    add_audited_chunk(catalogue, "x")  # sent again: fragments 0 and 1 are unchanged
+    assert catalogue.take_challenge(x, 0) is not None
+    assert catalogue.take_challenge(x, 2) in (challenge(200), challenge(201))
+
+
+def test_an_audit_verdict_lands_only_on_the_placement_it_checked(catalogue: Catalogue) -> None:
+    x = add_audited_chunk(catalogue, "x")
+    generation = catalogue.generation
+
+    assert catalogue.mark_placement(x, 0, STORED, verified_at=7.0, if_stored_on=SUPPLIERS[0])
+    assert catalogue.generation == generation, "a fragment verified again is no new generation"
+    catalogue.move_placement(x, 1, "http://host-d.com/s3.xml", fragment_id("x", 1))
+    assert not catalogue.mark_placement(x, 1, BAD, verified_at=8.0, if_stored_on=SUPPLIERS[1])
+    assert catalogue.mark_placement(x, 2, BAD, verified_at=8.0, if_stored_on=SUPPLIERS[2])
+    assert not catalogue.mark_placement(x, 2, STORED, verified_at=9.0, if_stored_on=SUPPLIERS[2])
+
+    assert [(p.state, p.verified_at) for p in catalogue.placements(x)] == [
+        (STORED, 7.0),
+        (STORED, None),
+        (BAD, 8.0),
+    ]
+    assert catalogue.generation == generation + 2, "the move and the bad verdict"
+
+
+def test_supplier_health_is_kept_without_a_new_generation(catalogue: Catalogue) -> None:
+    catalogue.set_suppliers(SUPPLIERS, 1000)
+    generation = catalogue.generation
+
+    catalogue.record_contact(0, False, 100.0)
+    catalogue.record_contact(0, False, 200.0)
+    catalogue.record_contact(1, True, 150.0)
+    catalogue.record_audit(1, False, 160.0)
+    catalogue.record_audit(1, False, 170.0)
+    catalogue.record_audit(2, False, 160.0)
+    catalogue.record_audit(2, True, 180.0)
+    catalogue.mark_for_replacement(2)
+
+    assert catalogue.supplier_health() == [
+        SupplierHealth(0, last_seen=None, away_since=100.0),
+        SupplierHealth(1, last_seen=150.0, audit_failures=2),
+        SupplierHealth(2, replace=True),
+    ]
+    assert [row.last_audit for row in catalogue.suppliers()] == [None, 170.0, 180.0]
+    catalogue.record_contact(0, True, 300.0)
+    assert catalogue.supplier_health()[0] == SupplierHealth(0, last_seen=300.0)
+    assert catalogue.generation == generation
+    with pytest.raises(NotInCatalogue, match="no supplier is hired at position 3"):
+        catalogue.record_audit(3, True, 1.0)
+
+    catalogue.set_suppliers([SUPPLIERS[1], SUPPLIERS[0]], 1000)
+    moved = catalogue.suppliers()[0]
+    assert (moved.idurl, moved.audit_failures, moved.last_seen) == (SUPPLIERS[1], 2, 150.0)
+
+
+def test_replacing_a_supplier_marks_its_fragments_missing(catalogue: Catalogue) -> None:
+    catalogue.set_suppliers(SUPPLIERS, 1000)
+    x, y = add_audited_chunk(catalogue, "x"), add_audited_chunk(catalogue, "y")
+    catalogue.record_audit(1, False, 10.0)
+    catalogue.mark_for_replacement(1)
+    hired_at = catalogue.suppliers()[1].hired_at
+    generation = catalogue.generation
+
+    catalogue.replace_supplier(1, "http://host-d.com/s3.xml", 2000)
+
+    row = catalogue.suppliers()[1]
+    assert (row.idurl, row.quota, row.audit_failures, row.replace, row.last_audit) == (
+        "http://host-d.com/s3.xml",
+        2000,
+        0,
+        False,
+        None,
+    )
+    assert row.hired_at > hired_at
+    for chunk in (x, y):
+        assert [p.state for p in catalogue.placements(chunk)] == [STORED, MISSING, STORED]
+        assert catalogue.take_challenge(chunk, 1) is None, "the old supplier's questions"
+        assert not catalogue.has_chunk(chunk)
+    assert catalogue.generation == generation + 1
+    with pytest.raises(ValueError, match="already hired at position 0"):
+        catalogue.replace_supplier(1, SUPPLIERS[0], 2000)
+    with pytest.raises(NotInCatalogue, match="position 3"):
+        catalogue.replace_supplier(3, "http://host-e.com/s4.xml", 2000)
+
+
+def test_chunks_to_repair_counts_stored_fragments_on_good_suppliers(
+    catalogue: Catalogue,
+) -> None:
+    add_file(catalogue, "a.txt", "whole", "one-bad", "two-bad")
+    add_chunks(catalogue, "unused")
+    catalogue.mark_placement(chunk_id("one-bad"), 0, BAD)
+    for index in (0, 1):
+        catalogue.mark_placement(chunk_id("two-bad"), index, BAD)
+        catalogue.mark_placement(chunk_id("unused"), index, BAD)
+
+    assert catalogue.chunks_to_repair(2, set()) == [chunk_id("two-bad"), chunk_id("one-bad")]
+    assert catalogue.chunks_to_repair(1, set()) == [chunk_id("two-bad")]
+    assert catalogue.chunks_to_repair(0, set()) == []
+    assert catalogue.chunks_to_repair(2, {2}) == [
+        chunk_id("two-bad"),
+        chunk_id("one-bad"),
+        chunk_id("whole"),
+    ]
+    assert catalogue.chunks_to_repair(0, {2}) == [chunk_id("two-bad")]
+    with pytest.raises(ValueError, match="positions below 64"):
+        catalogue.chunks_to_repair(1, {64})
+
+
+def test_sample_placements_are_stored_fragments_on_the_supplier_hired(
+    catalogue: Catalogue,
+) -> None:
+    catalogue.set_suppliers(SUPPLIERS, 1000)
+    for name in ("a", "b", "c", "d"):
+        add_audited_chunk(catalogue, name)
+    catalogue.mark_placement(chunk_id("b"), 1, BAD)
+    catalogue.move_placement(chunk_id("c"), 1, "http://host-d.com/s3.xml", fragment_id("c", 1))
+
+    sampled = catalogue.sample_placements(1, 10)
+
+    assert sorted(p.chunk_id for p in sampled) == sorted([chunk_id("a"), chunk_id("d")])
+    name = "a" if sampled[0].chunk_id == chunk_id("a") else "d"
+    assert sampled[0] == ChunkPlacement(
+        1,
+        SUPPLIERS[1],
+        fragment_id(name, 1),
+        STORED,
+        None,
+        digest_of(name, 1),
+        chunk_id=chunk_id(name),
+        stored_size=90,
+    )
+    assert len(catalogue.sample_placements(0, 3)) == 3
+    assert catalogue.sample_placements(0, 0) == []
+    seen = {p.chunk_id for _ in range(50) for p in catalogue.sample_placements(0, 1)}
+    assert len(seen) > 1, "a sample is random, not always the same placement"

@@ -17,6 +17,7 @@ import msgpack
 from bitdust.p2p.service import P2PService
 from bitdust.p2p.transport import IncomingStream
 from bitdust.storage import wire
+from bitdust.storage.catalogue import Challenge
 from bitdust.storage.wire import StorageRefused
 
 REQUEST_TIMEOUT = 30.0
@@ -153,6 +154,22 @@ class Suppliers:
             )
             freed += answer["freed"]
         return freed
+
+    async def audit(self, idurl: str, fragment_id: bytes, challenge: Challenge) -> bytes:
+        """``idurl``'s answer to ``challenge`` on its copy of ``fragment_id`` (the auditor
+        compares it); not sent again on a new session: a nonce is asked once."""
+        answer = await self._ask(
+            idurl,
+            wire.AUDIT_REQUEST,
+            wire.AUDIT_ANSWER,
+            REQUEST_TIMEOUT,
+            idempotent=False,
+            id=fragment_id,
+            nonce=challenge.nonce,
+            offset=challenge.offset,
+            length=challenge.length,
+        )
+        return answer["digest"]
 
 
 def encode_supplier_list(suppliers: list[str], k: int, revision: int) -> bytes:

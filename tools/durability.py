@@ -423,9 +423,10 @@ def render(outcomes: Sequence[Outcome], markdown: bool) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.customers < 1 or args.years <= 0:
-        _parser().error("--customers and --years must be positive")
+        parser.error("--customers and --years must be positive")
     try:
         jobs = [
             (scheme, Churn(rate, args.audit_interval, args.repair_time), args)
@@ -433,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for rate in args.churn
         ]
     except ValueError as error:
-        _parser().error(str(error))
+        parser.error(str(error))
     with ProcessPoolExecutor() as pool:
         outcomes = list(pool.map(_run, jobs))
     print(render(outcomes, args.markdown))

@@ -677,13 +677,19 @@ def cmd_supplier(args: argparse.Namespace, paths: Paths) -> int:
         if args.idurl is not None:
             raise UsageError("supplier list takes no IDURL (supplier list-dht [IDURL] does)")
         show(args, client.call("GET", "supplier/list"), _suppliers_text)
+    elif args.action == "replace":
+        if args.idurl is None:
+            raise UsageError("usage: bitdust supplier replace POSITION|IDURL")
+        which = args.idurl
+        query = {"position": int(which)} if which.isdigit() else {"idurl": which}
+        show(args, client.call("DELETE", "supplier/replace", **query), as_text)
     else:
         show(args, client.call("GET", "supplier/list/dht", idurl=args.idurl), as_text)
     return 0
 
 
 def _suppliers_text(rows: list[dict[str, Any]]) -> str:
-    return _table(rows, ("position", "state", "quota", "used", "hired", "idurl"))
+    return _table(rows, ("position", "state", "quota", "used", "last_audit", "failures", "idurl"))
 
 
 def cmd_customer(args: argparse.Namespace, paths: Paths) -> int:
@@ -980,13 +986,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", type=int, help="download: this version (default: the latest)")
 
-    p = command("supplier", cmd_supplier, "'supplier list', 'supplier list-dht [IDURL]'")
+    p = command(
+        "supplier",
+        cmd_supplier,
+        "'supplier list', 'supplier list-dht [IDURL]', 'supplier replace POSITION|IDURL'",
+    )
     p.add_argument(
         "action",
-        choices=["list", "list-dht"],
-        help="list: this node's suppliers; list-dht: a customer's supplier list in the DHT",
+        choices=["list", "list-dht", "replace"],
+        help="list: this node's suppliers; list-dht: a customer's supplier list in the DHT; "
+        "replace: hire another supplier for a position and rebuild its fragments there",
     )
-    p.add_argument("idurl", nargs="?", help="list-dht: the customer (default: this node)")
+    p.add_argument(
+        "idurl",
+        nargs="?",
+        help="list-dht: the customer (default: this node); replace: a position or an IDURL",
+    )
 
     p = command("customer", cmd_customer, "'customer list', 'customer reject IDURL'")
     p.add_argument(

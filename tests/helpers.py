@@ -34,7 +34,9 @@ HOSTS = {
 }
 #: The guide's Part 7 customer: a fifth machine, not one of the network's four hosts.
 CUSTOMER_HOST = "host-e.com"
-ADDRESSES = {**HOSTS, CUSTOMER_HOST: "127.0.1.5"}
+#: A supplier that joins later, to take the place of one that is lost.
+SPARE_HOST = "host-f.com"
+ADDRESSES = {**HOSTS, CUSTOMER_HOST: "127.0.1.5", SPARE_HOST: "127.0.1.6"}
 HOST_MAP = ",".join(f"{name}={address}" for name, address in ADDRESSES.items())
 
 

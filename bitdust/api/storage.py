@@ -190,6 +190,31 @@ async def supplier_list_dht(call: Call) -> dict[str, Any]:
     return await _customer(call).supplier_list_in_dht(idurl)
 
 
+@route(
+    "DELETE",
+    "supplier/replace",
+    Param("position", int, default=None),
+    Param("idurl", str, default=None),
+)
+async def supplier_replace(call: Call) -> dict[str, Any]:
+    """Hire another supplier for a ``position`` (or the one ``idurl`` holds) and rebuild its
+    fragments there from the others: BitDust's ``supplier replace``."""
+    customer = _customer(call)
+    hired = [row.idurl for row in customer.catalogue.suppliers()]
+    position, idurl = call.args["position"], call.args["idurl"]
+    if (position is None) == (idurl is None):
+        raise ApiError(400, "give either 'position' or 'idurl'")
+    if idurl is not None:
+        if idurl not in hired:
+            raise ApiError(404, f"{idurl} is not one of this node's suppliers")
+        position = hired.index(idurl)
+    if not 0 <= position < len(hired):
+        raise ApiError(400, f"field 'position': expected 0 to {len(hired) - 1}")
+    new = await customer.replace_supplier(position)
+    rebuilt = await customer.repair_round()
+    return {"position": position, "old": hired[position], "new": new, "rebuilt": rebuilt}
+
+
 @route("GET", "space/consumed")
 async def space_consumed(call: Call) -> dict[str, Any]:
     """What this node stores on suppliers: suppliers hired, bytes of fragments, space asked."""
@@ -204,5 +229,6 @@ ROUTES: list[Route] = [
     file_delete,
     supplier_list,
     supplier_list_dht,
+    supplier_replace,
     space_consumed,
 ]

@@ -21,18 +21,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bitdust.dht.service import DHTService
+from bitdust.files import atomic_write
+from bitdust.identity.keys import derive_key
 from bitdust.lookup.adverts import Role
 from bitdust.lookup.service import NodesLookupService
 from bitdust.node.service import Service, ServiceError, StatusSection
-from bitdust.p2p.errors import P2PError
+from bitdust.p2p.errors import P2PError, RequestRefused
 from bitdust.p2p.service import P2PService
-from bitdust.storage import codec
+from bitdust.storage import codec, offsite
+from bitdust.storage.audit import Auditor, make_challenges
 from bitdust.storage.backup import (
     BackupError,
     ChunkPlacer,
@@ -43,6 +47,8 @@ from bitdust.storage.backup import (
     restore,
 )
 from bitdust.storage.catalogue import Catalogue, FileVersion
+from bitdust.storage.chunker import Chunker
+from bitdust.storage.repair import RepairPolicy
 from bitdust.storage.suppliers import (
     SUPPLIER_LIST_NAME,
     Suppliers,
@@ -54,11 +60,23 @@ from bitdust.storage.wire import StorageRefused
 log = logging.getLogger(__name__)
 
 CATALOGUE_FILE = "storage/catalogue.sqlite3"
+MAINTENANCE_TICK = 2.0  # seconds between rounds of background work
+#: Rounds that look for a catalogue to recover before a node with an empty one hires anew (the
+#: DHT may not show this identity's supplier list at the very first try).
+RECOVERY_ROUNDS = 3
+CHALLENGES_PER_FRAGMENT = 4  # audits answered before a fragment is fetched whole to check it
+REPAIRS_AT_ONCE = 64  # chunks rebuilt per maintenance round (the rest at the next ones)
 HIRE_RETRY = 10.0  # seconds between hiring rounds while suppliers are missing
 HIRE_CHECK = 600.0  # seconds between checks once every position is filled
 LIST_AGE = 24 * 3600  # the published supplier list lives this long...
 LIST_REFRESH = 6 * 3600  # ...and is published again this often
 NO_IDENTITY = "this node has no identity yet: bitdust identity create NAME"
+CATALOGUE_KEY_LABEL = "storage/catalogue/v1"
+
+
+class SupplierRefused(BackupError):
+    """A supplier answered a put with a refusal (its disk is full, the customer is over quota
+    or no longer its customer): another supplier takes the position."""
 
 
 class CustomerService(Service, ChunkPlacer):
@@ -77,15 +95,23 @@ class CustomerService(Service, ChunkPlacer):
         self._keys: tuple[object, codec.DataKeys] | None = None
         self._storing: dict[bytes, asyncio.Future[None]] = {}
         self._uploads = 0
-        self._hired = asyncio.Event()
         self._last_error = ""
         self._published = 0.0
+        self._next_hire = 0.0
+        self._next_audit = time.monotonic() + float(self.config["services/customer/audit-interval"])
+        self._recovery_rounds = 0
+        self._pushed_generation = -1
+        self._manifests: dict[int, offsite.Manifest] = {}  # by slot: the copies on suppliers
+        self._slot = 0  # the slot written last
         self.counters = {
             "chunks_sent": 0,
             "chunks_deduplicated": 0,
             "chunks_restored": 0,
             "fragments_refused": 0,
+            "suppliers_replaced": 0,
+            "chunks_rebuilt": 0,
         }
+        self._replacing: dict[int, asyncio.Lock] = {}
 
     async def start(self) -> None:
         if self.k > self.wanted:
@@ -100,12 +126,18 @@ class CustomerService(Service, ChunkPlacer):
             Catalogue, self.node.paths.state_dir / CATALOGUE_FILE
         )
         self.suppliers = Suppliers(self.p2p)
-        self._hiring = asyncio.get_running_loop().create_task(self._keep_hired())
+        self.auditor = Auditor(
+            self.catalogue,
+            self.suppliers,
+            int(self.config["services/customer/audit-sample"]),
+            CHALLENGES_PER_FRAGMENT,
+        )
+        self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
 
     async def stop(self) -> None:
-        self._hiring.cancel()
+        self._maintenance.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await self._hiring
+            await self._maintenance
         await asyncio.to_thread(self.catalogue.close)
 
     # -- keys -------------------------------------------------------------------------------------
@@ -129,18 +161,39 @@ class CustomerService(Service, ChunkPlacer):
 
     # -- hiring -----------------------------------------------------------------------------------
 
-    async def _keep_hired(self) -> None:
+    async def _maintain(self) -> None:
+        """The customer's background work, one round every MAINTENANCE_TICK seconds: recover
+        the catalogue on a new machine, hire, keep the off-site copy current."""
         while True:
             try:
-                missing = await self.hire_missing()
+                await self.maintenance_round()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # no identity, no DHT yet, nobody answering: retry
+            except Exception as exc:  # no identity, no DHT yet, nobody answering: next round
                 if str(exc) != self._last_error:  # said once, not every round
-                    log.info("customer: cannot hire suppliers yet: %s", exc)
+                    log.info("customer: %s", exc)
                 self._last_error = str(exc)
-                missing = 1
-            await asyncio.sleep(HIRE_RETRY if missing else HIRE_CHECK)
+            await asyncio.sleep(MAINTENANCE_TICK)
+
+    async def maintenance_round(self) -> None:
+        if self.p2p.propagate.current is None:
+            raise ServiceError(NO_IDENTITY)
+        now = time.monotonic()
+        if self._recovery_rounds < RECOVERY_ROUNDS:
+            self._recovery_rounds += 1
+            if await self.recover_catalogue() or self.catalogue.suppliers():
+                self._recovery_rounds = RECOVERY_ROUNDS
+            else:
+                return  # no hiring while this identity's own suppliers may still show up
+        if now >= self._next_hire:
+            missing = await self.hire_missing()
+            self._next_hire = now + (HIRE_RETRY if missing else HIRE_CHECK)
+        if now >= self._next_audit and len(self.catalogue.suppliers()) == self.wanted:
+            self._next_audit = now + float(self.config["services/customer/audit-interval"])
+            await self.auditor.audit_all(time.time())
+            await self.repair_round()
+        if not self._uploads and self.catalogue.generation != self._pushed_generation:
+            await self.push_catalogue()
 
     async def hire_missing(self) -> int:
         """Hire suppliers for the empty positions and publish the list; how many are missing."""
@@ -162,7 +215,6 @@ class CustomerService(Service, ChunkPlacer):
                 self._published = 0.0
             missing = self.wanted - len(hired)
         if missing == 0:
-            self._hired.set()
             self._last_error = ""
         else:
             self._last_error = (
@@ -214,6 +266,219 @@ class CustomerService(Service, ChunkPlacer):
             )
         return hired
 
+    # -- replacing suppliers and rebuilding ------------------------------------------------------
+
+    async def replace_supplier(self, position: int, failed: str | None = None) -> str:
+        """Hire a new supplier for ``position`` found through nodes-lookup; its fragments are
+        rebuilt onto it by the next repair. ``failed`` is the supplier the caller saw fail: when
+        the position already moved on, the new one is kept. Returns the new supplier."""
+        async with self._replacing.setdefault(position, asyncio.Lock()):
+            hired = [row.idurl for row in self.catalogue.suppliers()]
+            if failed is not None and hired[position] != failed:
+                return hired[position]  # replaced meanwhile, by another chunk's failure
+            for candidate in await self.lookup.find(Role.SUPPLIER, 4, exclude=hired):
+                try:
+                    await self.suppliers.hire(candidate.idurl, self.needed_space, self.wanted)
+                except (P2PError, StorageRefused) as exc:
+                    log.info("customer: %s did not take this node: %s", candidate.idurl, exc)
+                    continue
+                await asyncio.to_thread(
+                    self.catalogue.replace_supplier, position, candidate.idurl, self.quota
+                )
+                self._published = 0.0
+                self.counters["suppliers_replaced"] += 1
+                log.warning(
+                    "customer: supplier %d %s replaced by %s",
+                    position,
+                    hired[position],
+                    candidate.idurl,
+                )
+                return candidate.idurl
+            raise ServiceError(
+                f"no other supplier could be hired for position {position} ({hired[position]})"
+            )
+
+    async def repair_round(self) -> int:
+        """Replace the suppliers the policy says must go, then rebuild every chunk down to the
+        repair threshold of healthy fragments; how many chunks were rebuilt."""
+        policy = self.policy()
+        for position in policy.to_replace(self.catalogue.supplier_health(), time.time()):
+            await self.replace_supplier(position)
+        rebuilt = 0
+        for chunk_id in self.catalogue.chunks_to_repair(policy.threshold, set())[:REPAIRS_AT_ONCE]:
+            try:
+                await self.rebuild_chunk(chunk_id)
+            except (BackupError, ServiceError) as exc:  # retried at the next round
+                log.warning("customer: chunk %s not rebuilt yet: %s", chunk_id.hex()[:16], exc)
+                continue
+            rebuilt += 1
+        return rebuilt
+
+    async def rebuild_chunk(self, chunk_id: bytes) -> None:
+        """Restore a chunk from any k healthy fragments and put the others back where they
+        belong: encoding is deterministic, so each rebuilt fragment is the one that was lost."""
+        keys = self.data_keys()
+        hired = [row.idurl for row in self.catalogue.suppliers()]
+        row = self.catalogue.chunk(chunk_id)
+        plaintext = await self.load_chunk(chunk_id)
+        encoded = await asyncio.to_thread(
+            codec.encode_chunk, keys, plaintext, row.k, row.n, chunk_id
+        )
+        for placement in self.catalogue.placements(chunk_id):
+            if placement.state == "stored":
+                continue
+            index = placement.index
+            fragment = encoded.fragments[index]
+            fragment_id = keys.fragment_id_of(chunk_id, index)
+            await self._put(hired[index], fragment_id, fragment, index)
+            digest, challenges = await asyncio.to_thread(audit_checks, fragment)
+            await asyncio.to_thread(
+                self.catalogue.move_placement,
+                chunk_id,
+                index,
+                hired[index],
+                fragment_id,
+                digest,
+                challenges,
+            )
+        self.counters["chunks_rebuilt"] += 1
+
+    def policy(self) -> RepairPolicy:
+        threshold = int(self.config["services/customer/repair-threshold"])
+        return RepairPolicy(
+            k=self.k,
+            n=self.wanted,
+            threshold=threshold or RepairPolicy.default_threshold(self.k, self.wanted),
+            away_limit=float(self.config["services/customer/supplier-away-limit"]),
+            audit_failures_limit=int(self.config["services/customer/audit-failures-limit"]),
+        )
+
+    # -- the catalogue off-site ---------------------------------------------------------------
+
+    def catalogue_key(self) -> bytes:
+        current = self.p2p.propagate.current
+        if current is None:
+            raise ServiceError(NO_IDENTITY)
+        return derive_key(current.private_key, CATALOGUE_KEY_LABEL)
+
+    async def push_catalogue(self) -> None:
+        """Store the catalogue as it is now on the suppliers: its chunks (those not there
+        already), then its manifest in the slot not holding the newest copy; then delete the
+        chunks only the overwritten copy used."""
+        generation = self.catalogue.generation
+        hired = await self.hired_suppliers()
+        keys, catalogue_key = self.data_keys(), self.catalogue_key()
+        data = await asyncio.to_thread(self.catalogue.snapshot_bytes)
+        chunker = Chunker()
+        chunks = await asyncio.to_thread(lambda: chunker.feed(data) + chunker.finish())
+        on_suppliers = {c for m in self._manifests.values() for c, _ in m.chunks}
+        listed = []
+        for chunk in chunks:
+            chunk_id = await asyncio.to_thread(keys.chunk_id_of, chunk)
+            if chunk_id not in on_suppliers:
+                _, hired = await self._put_fragments(keys, chunk_id, chunk, hired)
+                on_suppliers.add(chunk_id)
+            listed.append((chunk_id, len(chunk)))
+        digest = hashlib.sha256(data).digest()
+        manifest = offsite.Manifest(
+            generation, len(data), digest, self.k, tuple(hired), tuple(listed)
+        )
+        slot = 1 - self._slot
+        sealed = offsite.seal(catalogue_key, slot, manifest)
+        manifest_id = offsite.slot_id(catalogue_key, slot)
+        await _all_or_nothing(
+            [self._put(supplier, manifest_id, sealed, i) for i, supplier in enumerate(hired)]
+        )
+        replaced = self._manifests.get(slot)
+        self._manifests[slot], self._slot = manifest, slot
+        self._pushed_generation = generation
+        if replaced is not None:
+            kept = {c for m in self._manifests.values() for c, _ in m.chunks}
+            await self._delete_fragments(
+                [c for c, _ in replaced.chunks if c not in kept], list(replaced.suppliers)
+            )
+        log.info("customer: catalogue generation %d stored off-site (slot %d)", generation, slot)
+
+    async def recover_catalogue(self) -> bool:
+        """On a node whose catalogue is empty (a new machine, restored from the key backup):
+        find this identity's supplier list in the DHT and the newest catalogue copy on those
+        suppliers, and take it as the local catalogue. True when one was recovered."""
+        if self.catalogue.suppliers() or self.catalogue.list_files():
+            return False
+        try:
+            listing = await self.supplier_list_in_dht(None)
+        except ServiceError:
+            return False  # nothing published: a new account
+        catalogue_key = self.catalogue_key()
+        found: dict[int, offsite.Manifest] = {}
+
+        async def read_slot(supplier: str, slot: int) -> None:
+            try:
+                data = await self.suppliers.get(
+                    supplier, offsite.slot_id(catalogue_key, slot), offsite.MAX_MANIFEST
+                )
+                manifest = offsite.unseal(catalogue_key, slot, data)
+            except (P2PError, StorageRefused, TimeoutError, offsite.ManifestRefused) as exc:
+                log.debug("customer: no catalogue copy %d from %s: %s", slot, supplier, exc)
+                return
+            if slot not in found or found[slot].generation < manifest.generation:
+                found[slot] = manifest
+
+        await asyncio.gather(
+            *(read_slot(s, slot) for s in listing["suppliers"] for slot in range(offsite.SLOTS))
+        )
+        if not found:
+            quota = self.quota
+            await asyncio.to_thread(self.catalogue.set_suppliers, listing["suppliers"], quota)
+            log.info("customer: supplier list recovered from the DHT; no catalogue copy yet")
+            return False
+        slot, newest = max(found.items(), key=lambda item: item[1].generation)
+        data = await self._read_catalogue_copy(newest)
+        path = self.node.paths.state_dir / CATALOGUE_FILE
+        await asyncio.to_thread(self.catalogue.close)
+        for suffix in ("-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        await asyncio.to_thread(atomic_write, path, data, mode=0o600, overwrite=True)
+        self.catalogue = await asyncio.to_thread(Catalogue, path)
+        self._manifests, self._slot = found, slot
+        self._pushed_generation = self.catalogue.generation
+        log.info(
+            "customer: catalogue generation %d recovered from %d suppliers",
+            newest.generation,
+            newest.n,
+        )
+        return True
+
+    async def _read_catalogue_copy(self, manifest: offsite.Manifest) -> bytes:
+        parts = [
+            await self._read_copy_chunk(manifest, chunk_id, size)
+            for chunk_id, size in manifest.chunks
+        ]
+        data = b"".join(parts)
+        if len(data) != manifest.size or hashlib.sha256(data).digest() != manifest.sha256:
+            raise BackupError("the catalogue copy on the suppliers is not what was stored")
+        return data
+
+    async def _read_copy_chunk(
+        self, manifest: offsite.Manifest, chunk_id: bytes, size: int
+    ) -> bytes:
+        """One chunk of a catalogue copy, from any k of the suppliers the manifest names."""
+        keys = self.data_keys()
+
+        async def fetch(index: int) -> bytes:
+            supplier = manifest.suppliers[index]
+            try:
+                return await self.suppliers.get(
+                    supplier, keys.fragment_id_of(chunk_id, index), size
+                )
+            except (P2PError, StorageRefused, TimeoutError) as exc:
+                raise FragmentUnavailable(f"from {supplier}: {exc}") from None
+
+        async def decode(fragments: dict[int, bytes]) -> bytes:
+            return await asyncio.to_thread(codec.decode_chunk, keys, chunk_id, fragments)
+
+        return await read_chunk(range(manifest.n), manifest.k, fetch, decode, chunk_id.hex())
+
     # -- chunks (ChunkPlacer) ---------------------------------------------------------------------
 
     async def store_chunk(self, plaintext: bytes) -> tuple[bytes, int]:
@@ -243,33 +508,62 @@ class CustomerService(Service, ChunkPlacer):
 
     async def _encode_and_put(self, keys: codec.DataKeys, chunk_id: bytes, plaintext: bytes) -> int:
         hired = await self.hired_suppliers()
-        encoded = await asyncio.to_thread(
-            codec.encode_chunk, keys, plaintext, self.k, len(hired), chunk_id
-        )
-        fragment_ids = [keys.fragment_id_of(chunk_id, index) for index in range(len(hired))]
-
-        async def put(index: int) -> None:
-            try:
-                await self.suppliers.put(
-                    hired[index], fragment_ids[index], encoded.fragments[index]
-                )
-            except (P2PError, TimeoutError) as exc:
-                raise BackupError(
-                    f"supplier {index} ({hired[index]}) did not store a fragment: {exc}"
-                ) from None
-
-        await _all_or_nothing([put(index) for index in range(len(hired))])
-        placements = [(index, hired[index], fragment_ids[index]) for index in range(len(hired))]
+        encoded, placed = await self._put_fragments(keys, chunk_id, plaintext, hired)
+        placements = [
+            (index, placed[index], keys.fragment_id_of(chunk_id, index))
+            for index in range(len(placed))
+        ]
+        checks = await asyncio.to_thread(lambda: [audit_checks(f) for f in encoded.fragments])
         await asyncio.to_thread(
             self.catalogue.add_chunk,
             chunk_id,
             encoded.size,
             len(encoded.fragments[0]),
             self.k,
-            len(hired),
+            len(placed),
             placements,
+            digests=[digest for digest, _ in checks],
+            challenges={index: challenges for index, (_, challenges) in enumerate(checks)},
         )
         return sum(len(fragment) for fragment in encoded.fragments)
+
+    async def _put_fragments(
+        self, keys: codec.DataKeys, chunk_id: bytes, plaintext: bytes, hired: list[str]
+    ) -> tuple[codec.EncodedChunk, list[str]]:
+        """Encode a chunk and put fragment i on supplier i, all or nothing; returns it and the
+        suppliers that took each fragment. A supplier that refuses (full, over quota, no longer
+        taking this customer) is replaced once and the fragment goes to the new one."""
+        encoded = await asyncio.to_thread(
+            codec.encode_chunk, keys, plaintext, self.k, len(hired), chunk_id
+        )
+        placed = list(hired)
+
+        async def put(index: int) -> None:
+            fragment_id = keys.fragment_id_of(chunk_id, index)
+            try:
+                await self._put(placed[index], fragment_id, encoded.fragments[index], index)
+            except SupplierRefused as refusal:  # full, over quota, or we are not its customer
+                log.warning("customer: %s; replacing it", refusal)
+                try:
+                    placed[index] = await self.replace_supplier(index, failed=placed[index])
+                except ServiceError as exc:
+                    raise BackupError(f"{refusal}, and {exc}") from None
+                await self._put(placed[index], fragment_id, encoded.fragments[index], index)
+
+        await _all_or_nothing([put(index) for index in range(len(hired))])
+        return encoded, placed
+
+    async def _put(self, supplier: str, fragment_id: bytes, data: bytes, position: int) -> None:
+        try:
+            await self.suppliers.put(supplier, fragment_id, data)
+        except RequestRefused as exc:
+            raise SupplierRefused(
+                f"supplier {position} ({supplier}) refused a fragment: {exc}"
+            ) from None
+        except (P2PError, TimeoutError) as exc:
+            raise BackupError(
+                f"supplier {position} ({supplier}) did not store a fragment: {exc}"
+            ) from None
 
     async def load_chunk(self, chunk_id: bytes) -> bytes:
         keys = self.data_keys()
@@ -341,29 +635,56 @@ class CustomerService(Service, ChunkPlacer):
                 by_supplier.setdefault(placement.supplier, []).append(
                     (chunk_id, placement.fragment_id)
                 )
+        done = pending - await self._delete_on_suppliers(by_supplier)
+        await asyncio.to_thread(self.catalogue.forget_chunks, done)
+        return len(done)
+
+    async def _delete_fragments(self, chunk_ids: list[bytes], suppliers: list[str]) -> None:
+        """Delete every fragment of ``chunk_ids`` placed by position on ``suppliers`` (those
+        not deleted now stay behind: the copies of the catalogue are not tracked further)."""
+        keys = self.data_keys()
+        await self._delete_on_suppliers(
+            {
+                supplier: [(c, keys.fragment_id_of(c, index)) for c in chunk_ids]
+                for index, supplier in enumerate(suppliers)
+            }
+        )
+
+    async def _delete_on_suppliers(
+        self, by_supplier: dict[str, list[tuple[bytes, bytes]]]
+    ) -> set[bytes]:
+        """Delete (chunk id, fragment id) pairs supplier by supplier; the chunk ids of those a
+        supplier did not delete."""
         failed: set[bytes] = set()
         for supplier, pairs in by_supplier.items():
+            if not pairs:
+                continue
             try:
                 await self.suppliers.delete(supplier, [fragment_id for _, fragment_id in pairs])
             except (P2PError, StorageRefused, TimeoutError) as exc:
                 log.info("customer: %s did not delete fragments (retried later): %s", supplier, exc)
                 failed.update(chunk_id for chunk_id, _ in pairs)
-        done = pending - failed
-        await asyncio.to_thread(self.catalogue.forget_chunks, done)
-        return len(done)
+        return failed
 
     # -- reporting --------------------------------------------------------------------------------
 
     def supplier_rows(self) -> list[dict[str, Any]]:
+        """The hired suppliers by position: state (ok, unreachable, failing, replace), bytes of
+        this node's fragments there, the last audit and the failures in a row."""
         used = self.catalogue.stored_bytes()
+        policy, now = self.policy(), time.time()
+        health = {h.position: h for h in self.catalogue.supplier_health()}
         return [
             {
                 "position": row.position,
                 "idurl": row.idurl,
-                "state": "hired",
+                "state": policy.state(health[row.position], now).value,
                 "quota": row.quota,
                 "used": used.get(row.idurl, 0),
                 "hired": row.hired_at,
+                "last_seen": row.last_seen,
+                "last_audit": row.last_audit,
+                "failures": row.audit_failures,
             }
             for row in self.catalogue.suppliers()
         ]
@@ -376,6 +697,10 @@ class CustomerService(Service, ChunkPlacer):
             "k": self.k,
             "stored": sum(used.values()),
             "needed": self.needed_space,
+            "catalogue_generation": self.catalogue.generation,
+            "offsite_generation": max(
+                (m.generation for m in self._manifests.values()), default=None
+            ),
         }
 
     def info(self) -> dict[str, Any]:
@@ -400,6 +725,11 @@ class CustomerService(Service, ChunkPlacer):
             f"{self.k}-of-{self.wanted} fragments"
             + (f" ({self._last_error})" if self._last_error else "")
         )
+
+
+def audit_checks(fragment: bytes) -> tuple[bytes, list[Any]]:
+    """What audits of a fragment need once it has left: its SHA-256 and a few challenges."""
+    return hashlib.sha256(fragment).digest(), make_challenges(fragment, CHALLENGES_PER_FRAGMENT)
 
 
 async def _all_or_nothing(calls: list[Awaitable[None]]) -> None:

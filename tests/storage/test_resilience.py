@@ -1,0 +1,216 @@
+"""Stored data survives (issue 13) with real processes on loopback, under the shared test lock:
+the customer's machine is lost and everything comes back from the key backup alone."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import SPARE_HOST, GuideHost, bitdust_command, cli, wait_for
+from tests.storage.test_guide_storage import (
+    SUPPLIER,
+    MiB,
+    create_identity,
+    customer,  # noqa: F401 (a fixture)
+    start_customer,
+    start_suppliers,
+    tree_state,
+    upload,
+    write_random,
+)
+
+NAMES = {"host-a.com": "alice", "host-b.com": "bob", "host-c.com": "carl", "host-d.com": "dave"}
+
+
+def offsite_current(host: GuideHost) -> bool:
+    consumed = host.data("storage")["consumed"]
+    return consumed["offsite_generation"] == consumed["catalogue_generation"]
+
+
+@pytest.mark.timeout(420)
+def test_a_lost_machine_recovers_every_file_from_the_key_backup(
+    guide_hosts: dict[str, GuideHost],
+    customer: GuideHost,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    start_suppliers(guide_hosts, NAMES)
+    start_customer(customer)
+    backup = tmp_path / "eve-key-backup.txt"
+    customer.bitdust("identity", "backup", str(backup))  # before any upload: enough
+
+    tree = tmp_path / "docs"
+    (tree / "sub").mkdir(parents=True)
+    write_random(tree / "a.bin", 3 * MiB, 1)
+    write_random(tree / "sub" / "b.bin", 100_000, 2).chmod(0o600)
+    write_random(tree / "empty", 0, 3)
+    before = tree_state(tree)
+    upload(customer, tree, "docs")
+    listed = customer.data("file", "list")
+    wait_for(lambda: offsite_current(customer), 60, "the catalogue stored off-site")
+
+    customer.bitdust("stop")
+    shutil.rmtree(customer.base / "state")  # the machine is lost; its config is set up anew
+    customer.bitdust("daemon")
+    customer.bitdust("identity", "restore", str(backup))
+    wait_for(lambda: customer.data("file", "list") == listed, 90, "the catalogue recovered")
+    restored = tmp_path / "restored"
+    customer.bitdust("file", "download", "docs", str(restored))
+    assert tree_state(restored) == before
+    assert len(customer.data("supplier", "list")) == 4
+
+
+FAST_AUDITS = {
+    "services/customer/audit-interval": "2",
+    "services/customer/audit-sample": "1000",  # every fragment, every audit
+    "services/customer/supplier-away-limit": "6",
+}
+
+
+@pytest.fixture
+def spare(tmp_path: Path) -> Iterator[GuideHost]:
+    """A sixth host that becomes a supplier when the test says so, stopped at the end."""
+    host = GuideHost(tmp_path, SPARE_HOST)
+    yield host
+    cli(host.env, "stop")
+
+
+def start_spare_supplier(spare: GuideHost, name: str) -> str:
+    spare.configure("host-a.com:14441", **SUPPLIER)
+    spare.bitdust("daemon")
+    idurl = create_identity(spare, name)
+    spare.bitdust("restart")  # advertises at once now that it has an identity
+    return idurl
+
+
+def fragments_by_index(host: GuideHost, remote: str) -> list[list[tuple[str, str]]]:
+    """For each chunk of the newest version of ``remote``: (supplier, state) by fragment."""
+    info = host.data("file", "info", remote)
+    return [
+        [(f["supplier"], f["state"]) for f in chunk["fragments"]]
+        for chunk in info["versions"][0]["chunks"]
+    ]
+
+
+def host_of(hosts: list[GuideHost], idurl: str) -> GuideHost:
+    name = idurl.rsplit("/", 1)[1].removesuffix(".xml")
+    [host] = [h for h in hosts if NAMES.get(h.name) == name]
+    return host
+
+
+@pytest.mark.timeout(420)
+def test_a_lost_supplier_is_replaced_and_its_fragments_rebuilt(
+    guide_hosts: dict[str, GuideHost],
+    customer: GuideHost,  # noqa: F811
+    spare: GuideHost,
+    tmp_path: Path,
+) -> None:
+    """SIGKILL one of four suppliers: a fifth is hired in its place and the lost fragments are
+    rebuilt onto it; then SIGKILL a second original one: every file still downloads."""
+    suppliers = start_suppliers(guide_hosts, NAMES)
+    start_customer(customer, **FAST_AUDITS)
+    tree = tmp_path / "docs"
+    tree.mkdir()
+    for seed in range(3):
+        write_random(tree / f"f{seed}.bin", (seed + 1) * MiB, seed)
+    before = tree_state(tree)
+    upload(customer, tree, "docs")
+    fifth = start_spare_supplier(spare, "erin")
+
+    hired = [row["idurl"] for row in customer.data("supplier", "list")]
+    first = host_of(suppliers, hired[0])
+    os.kill(first.pid(), signal.SIGKILL)
+    wait_for(
+        lambda: customer.data("supplier", "list")[0]["idurl"] == fifth,
+        90,
+        "the fifth supplier hired at position 0",
+    )
+    wait_for(
+        lambda: all(
+            chunk[0] == (fifth, "stored")
+            for name in before
+            for chunk in fragments_by_index(customer, f"docs/{name}")
+        ),
+        90,
+        "every fragment 0 rebuilt on the fifth supplier",
+    )
+    assert spare.api("GET", "/space/donated/v1")[1]["result"]["used"] > 0
+
+    second = host_of(suppliers, hired[1])
+    os.kill(second.pid(), signal.SIGKILL)
+    restored = tmp_path / "restored"
+    customer.bitdust("file", "download", "docs", str(restored))
+    assert tree_state(restored) == before
+
+
+@pytest.mark.timeout(420)
+def test_a_corrupted_fragment_is_found_by_an_audit_and_repaired(
+    guide_hosts: dict[str, GuideHost],
+    customer: GuideHost,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    suppliers = start_suppliers(guide_hosts, NAMES)
+    start_customer(customer, **FAST_AUDITS)
+    source = write_random(tmp_path / "data.bin", 3 * MiB, 7)
+    upload(customer, source, "data.bin")
+    victim = suppliers[2]
+    [fragment] = [p for p in (victim.base / "state").rglob("*") if _is_fragment(p)][:1]
+    good = fragment.read_bytes()
+    damaged = bytearray(good)
+    damaged[len(damaged) // 2] ^= 0xFF
+    fragment.write_bytes(bytes(damaged))
+
+    restored = tmp_path / "restored.bin"
+    customer.bitdust("file", "download", "data.bin", str(restored))  # throughout
+    assert restored.read_bytes() == source.read_bytes()
+    wait_for(lambda: fragment.exists() and fragment.read_bytes() == good, 60, "the repair")
+    rebuilt = customer.data("service", "customer")["counters"]["chunks_rebuilt"]
+    assert rebuilt >= 1
+    assert all(
+        state == "stored" for c in fragments_by_index(customer, "data.bin") for _, state in c
+    )
+    customer.bitdust("file", "download", "data.bin", str(restored))
+    assert restored.read_bytes() == source.read_bytes()
+
+
+def _is_fragment(path: Path) -> bool:
+    return path.is_file() and "fragments" in path.parts and len(path.name) == 64
+
+
+@pytest.mark.timeout(420)
+def test_a_customer_killed_in_the_middle_of_an_upload(
+    guide_hosts: dict[str, GuideHost],
+    customer: GuideHost,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """SIGKILL the customer while it uploads: the CLI says so; after a restart the earlier
+    files are intact, no partial version is listed, and the upload run again completes."""
+    start_suppliers(guide_hosts, NAMES)
+    start_customer(customer)
+    early = write_random(tmp_path / "early.bin", 2 * MiB, 1)
+    upload(customer, early, "early.bin")
+    big = write_random(tmp_path / "big.bin", 96 * MiB, 2)
+    command = [*bitdust_command(), "file", "upload", str(big), "big.bin"]
+    running = subprocess.Popen(command, env=customer.env, stderr=subprocess.PIPE, text=True)
+    wait_for(
+        lambda: customer.data("service", "customer")["counters"]["chunks_sent"] >= 2,
+        60,
+        "the upload under way",
+    )
+    os.kill(customer.pid(), signal.SIGKILL)
+    _, stderr = running.communicate(timeout=60)
+    assert running.returncode != 0 and stderr.startswith("bitdust: "), stderr
+
+    customer.bitdust("daemon")
+    assert [row["remote"] for row in customer.data("file", "list")] == ["early.bin"]
+    [done] = upload(customer, big, "big.bin")
+    assert done["chunks"] > done["new_chunks"]  # what was sent before the kill is not sent again
+    for name, local in (("early.bin", early), ("big.bin", big)):
+        restored = tmp_path / f"restored-{name}"
+        customer.bitdust("file", "download", name, str(restored))
+        assert restored.read_bytes() == local.read_bytes()

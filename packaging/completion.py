@@ -26,7 +26,30 @@ def render(shell: str = "bash") -> str:
     keys = " ".join(sorted(OPTIONS))
     function = SETTING_KEYS_COMPLETION["bash"]
     preamble = {"bash": f'{function}() {{\n  compgen -W "{keys}" -- "$1"\n}}\n'}
-    return shtab.complete(build_parser(), shell=shell, preamble=preamble)
+    script = shtab.complete(build_parser(), shell=shell, preamble=preamble)
+    if shell == "bash":
+        script += SKIP_INSTANCE
+    return script
+
+
+# shtab takes every word that names a subcommand for one, also the value of an option before it:
+# `bitdust --instance supplier <TAB>` would complete the `supplier` command's arguments. The
+# function bash calls drops `--instance NAME` from the words before shtab's reads them.
+SKIP_INSTANCE = """
+_bitdust() {
+  local words=() cword=$COMP_CWORD i
+  for ((i = 0; i < ${#COMP_WORDS[@]}; i++)); do
+    if [[ ${COMP_WORDS[i]} == --instance ]] && ((i + 1 < COMP_CWORD)); then
+      ((i++, cword -= 2))
+      continue
+    fi
+    words+=("${COMP_WORDS[i]}")
+  done
+  local COMP_WORDS=("${words[@]}") COMP_CWORD=$cword
+  _shtab_bitdust "$@"
+}
+complete -o bashdefault -F _bitdust bitdust
+"""
 
 
 def main(argv: list[str]) -> int:

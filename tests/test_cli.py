@@ -161,7 +161,7 @@ def load_completion() -> Any:
 
 def test_bash_completion_names_every_command() -> None:
     script = load_completion().render("bash")
-    assert script.rstrip().endswith("-F _shtab_bitdust bitdust")
+    assert script.rstrip().endswith("-F _bitdust bitdust")
     for command in commands():
         assert command in script, command
     assert all(str(bits) in script for bits in ALLOWED_KEY_BITS)

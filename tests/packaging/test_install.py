@@ -330,12 +330,13 @@ def test_an_enabled_instance_is_wanted_by_the_parent(debian_root: DebianRoot) ->
 
 def test_bash_completes_bitdust_commands(debian_root: DebianRoot) -> None:
     """The shipped completion works in the root's bash (no bash-completion package needed):
-    `bitdust se<TAB>` offers set among the commands."""
+    `bitdust --instance supplier se<TAB>` offers set among the commands (an instance named as
+    a command is not taken for that command)."""
     script = (
         ". /usr/share/bash-completion/completions/bitdust; "
         "COMP_WORDS=(bitdust --instance supplier se); COMP_CWORD=3; "
         'COMP_LINE="${COMP_WORDS[*]}"; COMP_POINT=${#COMP_LINE}; '
-        '_shtab_bitdust bitdust se supplier; printf "%s\\n" "${COMPREPLY[@]}"'
+        '_bitdust bitdust se supplier; printf "%s\\n" "${COMPREPLY[@]}"'
     )
     offered = debian_root.run("bash", "-c", script).stdout.split()
     assert "set" in offered and all(word.startswith("se") for word in offered), offered

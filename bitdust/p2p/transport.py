@@ -483,8 +483,10 @@ class IncomingStream:
         return chunk
 
     def refuse(self, reason: str) -> None:
-        """Stop reading; the sender's ``write``/``finish`` raise with ``reason``."""
-        if self.finished:
+        """Stop reading, or refuse what was read whole (the receiving service could not keep
+        it): the sender's ``write``/``finish`` raise with ``reason``. Once the handler returned
+        the stream was accepted, and this does nothing."""
+        if self._error is not None:
             return
         self.connection.session.stream_refuse(self.stream_id, reason)
         self.connection._receiving.pop(self.stream_id, None)

@@ -8,9 +8,9 @@ refusal with its reason. Customers are hired while the quotas promised fit in th
 (quota = needed // suppliers * 2, BitDust's rule). The service opens the store under
 ``<state dir>/storage/`` and keeps the node's supplier advert, ``{"free": bytes}``, in the DHT.
 
-Caveat of the stream protocol: a put whose last byte was read can no longer be refused (the p2p
-layer closes a stream read to its end), so a fragment refused at its final check (SHA-256, disk)
-is simply not kept: a customer confirms with ``storage/list`` or ``storage/audit``.
+A put succeeds for the customer only once the handler returned with the fragment kept (p2p
+accepts a stream when its handler returns): a fragment refused at its final check (SHA-256, disk
+full) is refused with the reason, even after its last byte was read.
 """
 
 from __future__ import annotations

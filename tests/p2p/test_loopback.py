@@ -265,6 +265,39 @@ async def test_a_stream_its_handler_leaves_unread_is_refused(net: Net):
             await stream.finish()
 
 
+async def test_finish_returns_only_once_the_handler_kept_the_stream(net: Net):
+    """A stream read to its end is not yet a success: the receiving service may still refuse
+    it (a supplier whose disk filled while it wrote), and only its return accepts it."""
+    alice = await net.endpoint(ALICE, "alice")
+    bob = await net.endpoint(BOB, "bob")
+    kept: list[bytes] = []
+    release = asyncio.Event()
+
+    async def keep_unless_told(peer: str, stream: IncomingStream) -> None:
+        data = b"".join([chunk async for chunk in stream])
+        await release.wait()
+        if stream.header == b"refuse":
+            stream.refuse("the disk is full")
+        else:
+            kept.append(data)
+
+    bob.on_stream("blob", keep_unless_told)
+    for header in (b"keep", b"refuse"):
+        stream = await alice.open_stream(BOB, "blob", header)
+        await stream.write(b"z" * 1000)
+        finishing = asyncio.ensure_future(stream.finish())
+        await asyncio.sleep(0.2)
+        assert not finishing.done()  # read whole, but the handler has not returned
+        release.set()
+        if header == b"keep":
+            await asyncio.wait_for(finishing, 5)
+            assert kept == [b"z" * 1000]
+        else:
+            with pytest.raises(RequestRefused, match="the disk is full"):
+                await asyncio.wait_for(finishing, 5)
+        release.clear()
+
+
 def test_sessions_and_streams_work_on_uvloop_too():
     """The node runs on uvloop, whose transports are not asyncio's classes."""
     uvloop = pytest.importorskip("uvloop")

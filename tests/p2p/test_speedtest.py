@@ -92,16 +92,21 @@ async def announced(endpoint: P2PEndpoint, test: str, size: int, data: bytes) ->
 
 
 async def test_a_short_stream_is_reported_as_short(pair: tuple[Speedtest, Speedtest]) -> None:
+    """The sender hears it at once (the stream is refused), and the result says it too."""
     alice, _ = pair
-    await announced(alice.endpoint, "short", 1000, b"x" * 10)
-    with pytest.raises(RequestRefused, match="the stream ended after 10 of the 1000 bytes"):
+    short = "the stream ended after 10 of the 1000 bytes"
+    with pytest.raises(RequestRefused, match=short):
+        await announced(alice.endpoint, "short", 1000, b"x" * 10)
+    with pytest.raises(RequestRefused, match=short):
         await alice.endpoint.request(BOB, RESULT, msgpack.packb({"test": "short"}), 5)
 
 
 async def test_a_long_stream_is_reported_as_long(pair: tuple[Speedtest, Speedtest]) -> None:
     alice, _ = pair
-    await announced(alice.endpoint, "long", 10, b"x" * 100)  # read whole before it was checked
-    with pytest.raises(RequestRefused, match="sent more than the 10 bytes announced"):
+    long = "sent more than the 10 bytes announced"
+    with pytest.raises(RequestRefused, match=long):
+        await announced(alice.endpoint, "long", 10, b"x" * 100)  # read whole, then checked
+    with pytest.raises(RequestRefused, match=long):
         await alice.endpoint.request(BOB, RESULT, msgpack.packb({"test": "long"}), 5)
 
 

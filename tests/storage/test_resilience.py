@@ -14,6 +14,7 @@ import pytest
 
 from tests.helpers import SPARE_HOST, GuideHost, bitdust_command, cli, wait_for
 from tests.storage.test_guide_storage import (
+    SERVERS,
     SUPPLIER,
     MiB,
     create_identity,
@@ -24,6 +25,7 @@ from tests.storage.test_guide_storage import (
     upload,
     write_random,
 )
+from tests.test_guide_identity import start_core
 
 NAMES = {"host-a.com": "alice", "host-b.com": "bob", "host-c.com": "carl", "host-d.com": "dave"}
 
@@ -214,3 +216,57 @@ def test_a_customer_killed_in_the_middle_of_an_upload(
         restored = tmp_path / f"restored-{name}"
         customer.bitdust("file", "download", name, str(restored))
         assert restored.read_bytes() == local.read_bytes()
+
+
+def mount_small_tmpfs(path: Path, size: str) -> None:
+    """A small file system at ``path``, or skip: mounting needs CAP_SYS_ADMIN."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {mounted.stderr.strip()}")
+
+
+@pytest.mark.timeout(420)
+def test_a_supplier_with_a_full_disk_refuses_and_the_data_goes_elsewhere(
+    guide_hosts: dict[str, GuideHost],
+    customer: GuideHost,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A supplier donates 50 GB on a disk of 3 MB: it refuses the fragment that does not fit
+    with the reason, the customer hires another one for that position and the upload
+    completes; nothing stored earlier is lost."""
+    a, b = start_core(guide_hosts, SERVERS)
+    c = guide_hosts["host-c.com"]
+    mount_small_tmpfs(c.base / "state", "3m")
+    try:
+        c.configure("host-a.com:14441", **SUPPLIER)
+        c.bitdust("daemon")
+        a.bitdust("set", "services/supplier/enabled", "true")
+        for host, name in ((a, "alice"), (c, "carl")):
+            create_identity(host, name)
+            host.bitdust("restart")
+        start_customer(customer, suppliers_number=2, **{"services/customer/data-fragments": 1})
+        early = write_random(tmp_path / "early.bin", 200_000, 1)
+        upload(customer, early, "early.bin")
+
+        b.bitdust("set", "services/supplier/enabled", "true")
+        bob = create_identity(b, "bob")
+        b.bitdust("restart")
+        big = write_random(tmp_path / "big.bin", 6 * MiB, 2)
+        [done] = upload(customer, big, "big.bin")
+        assert done["new_chunks"] >= 1
+        assert bob in [row["idurl"] for row in customer.data("supplier", "list")]
+        for name, local in (("early.bin", early), ("big.bin", big)):
+            restored = tmp_path / f"restored-{name}"
+            customer.bitdust("file", "download", name, str(restored))
+            assert restored.read_bytes() == local.read_bytes()
+        refused = c.data("service", "supplier")["counters"]
+        assert any("disk" in reason for reason in refused.get("refused", {})), refused
+    finally:
+        cli(c.env, "stop")
+        subprocess.run(["umount", "-l", str(c.base / "state")], check=False)

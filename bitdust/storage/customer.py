@@ -190,7 +190,15 @@ class CustomerService(Service, ChunkPlacer):
             self._next_hire = now + (HIRE_RETRY if missing else HIRE_CHECK)
         if now >= self._next_audit and len(self.catalogue.suppliers()) == self.wanted:
             self._next_audit = now + float(self.config["services/customer/audit-interval"])
-            await self.auditor.audit_all(time.time())
+            for result in await self.auditor.audit_all(time.time()):
+                if result.failed:
+                    log.warning(
+                        "customer: supplier %d %s failed %d of %d audited fragments",
+                        result.position,
+                        result.supplier,
+                        len(result.failed),
+                        result.checked,
+                    )
             await self.repair_round()
         if not self._uploads and self.catalogue.generation != self._pushed_generation:
             await self.push_catalogue()

@@ -161,7 +161,11 @@ def test_a_corrupted_fragment_is_found_by_an_audit_and_repaired(
     source = write_random(tmp_path / "data.bin", 3 * MiB, 7)
     upload(customer, source, "data.bin")
     victim = suppliers[2]
-    [fragment] = [p for p in (victim.base / "state").rglob("*") if _is_fragment(p)][:1]
+    # the largest fragment there: one of the file's (the catalogue's copies are far smaller)
+    fragment = max(
+        (p for p in (victim.base / "state").rglob("*") if _is_fragment(p)),
+        key=lambda p: p.stat().st_size,
+    )
     good = fragment.read_bytes()
     damaged = bytearray(good)
     damaged[len(damaged) // 2] ^= 0xFF

@@ -61,8 +61,10 @@ test-fast: venv
 demo: venv deps binary
 	$(PY) -m tests.demo
 
+# The storage figures start nodes on the guide's fixed addresses and ports: one run at a time,
+# and not beside a running `make test` (the lock its real-process tests share).
 bench: venv
-	$(PY) -m tests.bench.run
+	flock /tmp/bitdust-it.lock $(PY) -m tests.bench.run
 
 # Keeps build/apt-signing: hosts that added dist/apt as a source trust only that key.
 clean:

@@ -103,8 +103,19 @@ def tree_state(root: Path) -> dict[str, tuple[str, int, int]]:
     }
 
 
+#: What the copies of the catalogue kept off-site add on the suppliers after a change (its SQLite
+#: file and manifests, erasure-coded): far below one chunk of file data.
+CATALOGUE_COPIES = MiB
+
+
 def used_on_suppliers(suppliers: list[GuideHost]) -> int:
+    """Everything the suppliers hold for customers: file data and catalogue copies."""
     return sum(host.api("GET", "/space/donated/v1")[1]["result"]["used"] for host in suppliers)
+
+
+def file_data_on_suppliers(customer: GuideHost) -> int:
+    """The bytes of file fragments the customer placed on its suppliers, by its catalogue."""
+    return customer.api("GET", "/space/consumed/v1")[1]["result"]["stored"]
 
 
 def upload(customer: GuideHost, local: Path, remote: str) -> list[dict[str, Any]]:
@@ -139,6 +150,7 @@ def test_guide_parts_6_and_7_backup_restore_and_a_lost_supplier(
                     for i in range(200_000))[: 10 * MiB]  # fmt: skip
     (tree / "sub" / "text.txt").write_bytes(text)
     write_random(tree / "sub" / "deeper" / "script.sh", 3000, 4).chmod(0o750)
+    write_random(tree / "sub" / "deeper" / "photo.jpg", 3 * MiB, 10)
     (tree / "sub" / "text.txt").chmod(0o600)
     os.utime(tree / "one.bin", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
     before = tree_state(tree)
@@ -165,12 +177,13 @@ def test_guide_parts_6_and_7_backup_restore_and_a_lost_supplier(
                 data = path.read_bytes()
                 assert not any(secret in data for secret in secrets), path
 
-    # The same file again: no chunk data sent, nothing more on the suppliers.
-    used = used_on_suppliers(suppliers)
+    # The same file again: no chunk data sent, no more file data on the suppliers.
+    used, stored = used_on_suppliers(suppliers), file_data_on_suppliers(customer)
     [again] = upload(customer, tree / "random.bin", "docs/random.bin")
     assert again["new_chunks"] == 0 and again["sent_bytes"] == 0
     assert again["version"] != listed["docs/random.bin"]["version"]
-    assert used_on_suppliers(suppliers) == used
+    assert file_data_on_suppliers(customer) == stored
+    assert used_on_suppliers(suppliers) - used < CATALOGUE_COPIES
 
     # The supplier at position 0 (asked first for every chunk) killed: every file still
     # downloads, byte-identical.
@@ -192,7 +205,7 @@ def test_guide_parts_6_and_7_backup_restore_and_a_lost_supplier(
     alive = [host for host in suppliers if host is not victim]
     used_alive = used_on_suppliers(alive)
     deleted = customer.data("file", "delete", "docs/sub")
-    assert deleted["files"] == 2
+    assert deleted["files"] == 3
     assert not [r for r in customer.data("file", "list") if r["remote"].startswith("docs/sub/")]
     assert used_on_suppliers(alive) < used_alive
     customer.bitdust("file", "download", "docs/random.bin", str(tmp_path / "kept.bin"))
@@ -209,12 +222,15 @@ def test_deduplication_sends_only_changed_chunks(
     big = write_random(tmp_path / "big.bin", 64 * MiB, 5)
     [first] = upload(customer, big, "big.bin")
     assert first["new_chunks"] == first["chunks"] >= 8  # 64 MiB of 4 MiB average chunks
+    stored = file_data_on_suppliers(customer)
+    assert stored == first["sent_bytes"] >= 2 * 64 * MiB  # k = 2 of N = 4: twice the data
     used = used_on_suppliers(suppliers)
-    assert used == first["sent_bytes"] >= 2 * 64 * MiB  # k = 2 of N = 4: twice the data
+    assert stored <= used < stored + CATALOGUE_COPIES
 
     [second] = upload(customer, big, "big.bin")
     assert second["new_chunks"] == 0 and second["sent_bytes"] == 0
-    assert used_on_suppliers(suppliers) == used
+    assert file_data_on_suppliers(customer) == stored
+    assert used_on_suppliers(suppliers) - used < CATALOGUE_COPIES
 
     data = bytearray(big.read_bytes())
     data[32 * MiB : 33 * MiB] = hashlib.shake_256(b"changed").digest(MiB)
@@ -222,7 +238,7 @@ def test_deduplication_sends_only_changed_chunks(
     [third] = upload(customer, big, "big.bin")
     assert 1 <= third["new_chunks"] <= 3, third
     assert third["sent_bytes"] < first["sent_bytes"] / 4, third
-    assert used_on_suppliers(suppliers) == used + third["sent_bytes"]
+    assert file_data_on_suppliers(customer) == stored + third["sent_bytes"]
 
     restored = tmp_path / "restored.bin"
     customer.bitdust("file", "download", "big.bin", str(restored))

@@ -458,6 +458,11 @@ class Catalogue:
         with self._lock:
             return self._chunk(chunk_id)
 
+    def knows_chunk(self, chunk_id: bytes) -> bool:
+        """The chunk was stored once, whether or not all its fragments still are."""
+        with self._lock:
+            return self._chunk(chunk_id, missing_ok=True) is not None
+
     def placements(self, chunk_id: bytes) -> list[Placement]:
         """The chunk's placements by fragment index; NotInCatalogue for an unknown chunk."""
         with self._lock:

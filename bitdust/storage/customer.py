@@ -323,15 +323,21 @@ class CustomerService(Service, ChunkPlacer):
         return rebuilt
 
     async def rebuild_chunk(self, chunk_id: bytes) -> None:
-        """Restore a chunk from any k healthy fragments and put the others back where they
-        belong: encoding is deterministic, so each rebuilt fragment is the one that was lost."""
-        keys = self.data_keys()
+        """Restore a chunk from any k healthy fragments and put the missing ones back."""
+        plaintext = await self.load_chunk(chunk_id)
+        await self._put_missing(self.data_keys(), chunk_id, plaintext)
+        self.counters["chunks_rebuilt"] += 1
+
+    async def _put_missing(self, keys: codec.DataKeys, chunk_id: bytes, plaintext: bytes) -> int:
+        """Put the fragments of a known chunk that are not stored (bad, or on a supplier that
+        was replaced) where they belong; encoding is deterministic, so each is the one that was
+        lost. Returns the bytes sent."""
         hired = [row.idurl for row in self.catalogue.suppliers()]
         row = self.catalogue.chunk(chunk_id)
-        plaintext = await self.load_chunk(chunk_id)
         encoded = await asyncio.to_thread(
             codec.encode_chunk, keys, plaintext, row.k, row.n, chunk_id
         )
+        sent = 0
         for placement in self.catalogue.placements(chunk_id):
             if placement.state == "stored":
                 continue
@@ -349,7 +355,8 @@ class CustomerService(Service, ChunkPlacer):
                 digest,
                 challenges,
             )
-        self.counters["chunks_rebuilt"] += 1
+            sent += len(fragment)
+        return sent
 
     def policy(self) -> RepairPolicy:
         threshold = int(self.config["services/customer/repair-threshold"])
@@ -503,7 +510,10 @@ class CustomerService(Service, ChunkPlacer):
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._storing[chunk_id] = done
         try:
-            sent = await self._encode_and_put(keys, chunk_id, plaintext)
+            if self.catalogue.knows_chunk(chunk_id):  # some fragments lost: only those again
+                sent = await self._put_missing(keys, chunk_id, plaintext)
+            else:
+                sent = await self._encode_and_put(keys, chunk_id, plaintext)
             done.set_result(None)
         except BaseException as exc:
             done.set_exception(exc)

@@ -628,3 +628,18 @@ def test_sample_placements_are_stored_fragments_on_the_supplier_hired(
     assert catalogue.sample_placements(0, 0) == []
     seen = {p.chunk_id for _ in range(50) for p in catalogue.sample_placements(0, 1)}
     assert len(seen) > 1, "a sample is random, not always the same placement"
+
+
+def test_a_chunk_with_a_lost_fragment_is_known_but_not_whole(tmp_path: Path) -> None:
+    catalogue = Catalogue(tmp_path / "c.sqlite3")
+    chunk_id = bytes(range(32))
+    suppliers = ["http://host-a.com/a.xml", "http://host-b.com/b.xml"]
+    catalogue.set_suppliers(suppliers, 1 << 20)
+    catalogue.add_chunk(
+        chunk_id, 10, 6, 1, 2, [(i, s, bytes([i]) * 32) for i, s in enumerate(suppliers)]
+    )
+    assert catalogue.knows_chunk(chunk_id) and catalogue.has_chunk(chunk_id)
+    catalogue.replace_supplier(1, "http://host-c.com/c.xml", 1 << 20)
+    assert catalogue.knows_chunk(chunk_id) and not catalogue.has_chunk(chunk_id)
+    assert not catalogue.knows_chunk(bytes(32))
+    catalogue.close()

@@ -99,9 +99,21 @@ def fragments_by_index(host: GuideHost, remote: str) -> list[list[tuple[str, str
     ]
 
 
+def plain_suppliers(hired: list[str]) -> tuple[int, int]:
+    """The positions of the suppliers on host-c.com and host-d.com: those a test may kill
+    without also killing an identity server (host-a.com and host-b.com serve every identity of
+    the network, and a node that cannot fetch identities can reach nobody new)."""
+    names = {NAMES["host-c.com"], NAMES["host-d.com"]}
+    first, second = (i for i, idurl in enumerate(hired) if _name(idurl) in names)
+    return first, second
+
+
+def _name(idurl: str) -> str:
+    return idurl.rsplit("/", 1)[1].removesuffix(".xml")
+
+
 def host_of(hosts: list[GuideHost], idurl: str) -> GuideHost:
-    name = idurl.rsplit("/", 1)[1].removesuffix(".xml")
-    [host] = [h for h in hosts if NAMES.get(h.name) == name]
+    [host] = [h for h in hosts if NAMES.get(h.name) == _name(idurl)]
     return host
 
 
@@ -125,26 +137,25 @@ def test_a_lost_supplier_is_replaced_and_its_fragments_rebuilt(
     fifth = start_spare_supplier(spare, "erin")
 
     hired = [row["idurl"] for row in customer.data("supplier", "list")]
-    first = host_of(suppliers, hired[0])
-    os.kill(first.pid(), signal.SIGKILL)
+    position, other = plain_suppliers(hired)
+    os.kill(host_of(suppliers, hired[position]).pid(), signal.SIGKILL)
     wait_for(
-        lambda: customer.data("supplier", "list")[0]["idurl"] == fifth,
+        lambda: customer.data("supplier", "list")[position]["idurl"] == fifth,
         90,
-        "the fifth supplier hired at position 0",
+        f"the fifth supplier hired at position {position}",
     )
     wait_for(
         lambda: all(
-            chunk[0] == (fifth, "stored")
+            chunk[position] == (fifth, "stored")
             for name in before
             for chunk in fragments_by_index(customer, f"docs/{name}")
         ),
         90,
-        "every fragment 0 rebuilt on the fifth supplier",
+        f"every fragment {position} rebuilt on the fifth supplier",
     )
     assert spare.api("GET", "/space/donated/v1")[1]["result"]["used"] > 0
 
-    second = host_of(suppliers, hired[1])
-    os.kill(second.pid(), signal.SIGKILL)
+    os.kill(host_of(suppliers, hired[other]).pid(), signal.SIGKILL)
     restored = tmp_path / "restored"
     customer.bitdust("file", "download", "docs", str(restored))
     assert tree_state(restored) == before
@@ -274,3 +285,43 @@ def test_a_supplier_with_a_full_disk_refuses_and_the_data_goes_elsewhere(
     finally:
         cli(c.env, "stop")
         subprocess.run(["umount", "-l", str(c.base / "state")], check=False)
+
+
+@pytest.mark.timeout(420)
+def test_a_supplier_killed_in_the_middle_of_a_write(
+    guide_hosts: dict[str, GuideHost],
+    customer: GuideHost,  # noqa: F811
+    spare: GuideHost,
+    tmp_path: Path,
+) -> None:
+    """SIGKILL a supplier while the customer writes to it: the upload ends with an error that
+    names it; once it is replaced the upload run again completes, sending only what was not
+    stored yet, and everything restores."""
+    suppliers = start_suppliers(guide_hosts, NAMES)
+    start_customer(customer, **FAST_AUDITS)
+    big = write_random(tmp_path / "big.bin", 96 * MiB, 3)
+    start_spare_supplier(spare, "erin")
+    hired = [row["idurl"] for row in customer.data("supplier", "list")]
+    command = [*bitdust_command(), "file", "upload", str(big), "big.bin"]
+    running = subprocess.Popen(command, env=customer.env, stderr=subprocess.PIPE, text=True)
+    wait_for(
+        lambda: customer.data("service", "customer")["counters"]["chunks_sent"] >= 2,
+        60,
+        "the upload under way",
+    )
+    position, _ = plain_suppliers(hired)
+    os.kill(host_of(suppliers, hired[position]).pid(), signal.SIGKILL)
+    _, stderr = running.communicate(timeout=120)
+    assert running.returncode == 1 and hired[position] in stderr, stderr
+
+    wait_for(
+        lambda: hired[position] not in [r["idurl"] for r in customer.data("supplier", "list")],
+        90,
+        "the killed supplier replaced",
+    )
+    [done] = upload(customer, big, "big.bin")
+    # the chunks stored before the kill: only their fragment for the new supplier is sent
+    assert done["sent_bytes"] < 0.9 * 2 * big.stat().st_size, done
+    restored = tmp_path / "restored.bin"
+    customer.bitdust("file", "download", "big.bin", str(restored))
+    assert restored.read_bytes() == big.read_bytes()

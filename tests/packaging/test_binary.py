@@ -262,6 +262,7 @@ print("ok")
         # the same code paths and are left to the source tree's run)
         "storage/test_guide_storage.py::test_guide_parts_6_and_7_backup_restore_and_a_lost_supplier",
         "storage/test_guide_storage.py::test_customer_behind_a_router_backs_up_and_restores",
+        "test_guide_e2e.py",  # the guide end to end, the customer started as its unit starts it
     ],
 )
 def test_integration_suite_passes_against_the_frozen_binary(binary: Path, suite_name: str) -> None:

@@ -14,6 +14,13 @@ fragments are put on the N suppliers in parallel; it is recorded only once all o
 theirs. Reading takes the first k fragments that arrive and, should the chunk's tag not verify
 (a supplier returned wrong bytes), asks for more and tries other combinations.
 
+Keeping data alive, in the background every MAINTENANCE_TICK: on a node whose catalogue is empty
+it first looks for this identity's catalogue copy on the suppliers its DHT list names (a new
+machine after ``identity restore``); it keeps an encrypted copy of the catalogue off-site after
+every change (``offsite``); it audits the suppliers every ``audit-interval`` (``audit``), replaces
+the ones the repair policy says must go and rebuilds the chunks down to the repair threshold
+(``repair``).
+
 Without an identity it waits: its API calls say to create one.
 """
 

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ def check(ok: Any, what: str, seen: Any = None) -> None:
     print(f"    ok: {what}")
 
 
-def check_within(predicate: Any, timeout: float, what: str) -> None:
+def check_within(predicate: Callable[[], Any], timeout: float, what: str) -> None:
     """Wait until ``predicate()`` holds, then say so."""
     wait_for(predicate, timeout, what)
     print(f"    ok: {what}")
@@ -94,12 +94,12 @@ def get(url: str, host_header: str) -> bytes:
 
 
 def write_documents(root: Path) -> int:
-    """The customer's directory: a few MB in files of every kind (empty, one byte, random,
+    """The customer's directory: some 14 MB in files of every kind (empty, one byte, random,
     text, an executable in a subdirectory with its own mode); returns the bytes in all."""
     (root / "notes" / "scripts").mkdir(parents=True)
     write_random(root / "empty.txt", 0, 1)
     write_random(root / "one-byte.bin", 1, 2)
-    write_random(root / "photo.raw", 3 * MiB, 3)
+    write_random(root / "photo.raw", 12 * MiB, 3)
     lines = b"".join(b"line %d of the customer's diary\n" % i for i in range(40_000))
     (root / "notes" / "diary.txt").write_bytes(lines)
     write_random(root / "notes" / "scripts" / "backup.sh", 5000, 4).chmod(0o750)
@@ -384,7 +384,7 @@ class GuideNetwork:
             victim = next(h for h in reversed(self.hosts[2:]) if h is not router)
             name = NAMES[self.hosts.index(victim)]
             self.kill(victim, f"{name}; eve's router is {router.name}'s")
-            self.download_identical(tree_state(source), "after-loss", "download, a supplier lost")
+            self.download_identical(tree_state(source), "after-loss", "download (a supplier lost)")
 
     def lose_the_machine(self, source: Path) -> None:
         with self.part("eve's machine is lost: everything recovered from her key backup"):
@@ -400,7 +400,9 @@ class GuideNetwork:
             check(idurl.endswith("/eve.xml"), f"eve is back: {idurl}")
             check_within(lambda: self.customer.data("file", "list") == listed, 90,
                          f"bitdust file list shows the {len(listed)} files again")  # fmt: skip
-            self.download_identical(tree_state(source), "after-recovery", "download, recovered")
+            self.download_identical(
+                tree_state(source), "after-recovery", "download (recovered machine)"
+            )
 
     def dht_survives_its_genesis(self) -> None:
         with self.part("The DHT survives its genesis node: host-a.com is killed"):
@@ -428,7 +430,7 @@ class GuideNetwork:
             cli(host.env, "stop")
         if self.nginx is not None:
             conf = str(self.nginx / "nginx.conf")
-            subprocess.run(["nginx", "-c", conf, "-s", "stop"], check=False)
+            subprocess.run(["nginx", "-c", conf, "-s", "stop"], check=False, capture_output=True)
             wait_for(lambda: not (self.nginx / "nginx.pid").exists(), 10, "nginx to stop")
 
 
@@ -466,7 +468,7 @@ def main() -> int:
     print("\ndemo finished; nothing is left running. Timings:")
     for title, seconds in network.timings.items():
         print(f"  {seconds:6.1f} s  {title}")
-    rates = ", ".join(f"{what} {rate:.1f} MB/s" for what, rate in network.rates.items())
+    rates = "; ".join(f"{what} {rate:.1f} MB/s" for what, rate in network.rates.items())
     print(f"  {time.monotonic() - started:6.1f} s  in all; {rates}")
     return 0
 

@@ -39,6 +39,7 @@ from tests.helpers import (
     Node,
     alive,
     cli,
+    keep_reading,
     start_node,
     wait_for,
     write_nginx_conf,
@@ -284,6 +285,7 @@ class GuideNetwork:
               "default run, Type=notify")  # fmt: skip
         self.node = start_node(self.customer.base, "default", self.customer_settings())
         check("READY=1" in self.node.notify.fields(), "the node told its NOTIFY_SOCKET READY=1")
+        keep_reading(self.node.notify)
 
     def stop_customer(self) -> None:
         print(f"[{CUSTOMER_HOST}]$ systemctl stop bitdust@default   # SIGTERM")

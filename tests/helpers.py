@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -148,6 +149,24 @@ class NotifyListener:
     def close(self) -> None:
         self.sock.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def keep_reading(notify: NotifyListener, interval: float = 0.5) -> threading.Thread:
+    """Read a node's notifications as systemd does, until the listener is closed: a node that
+    lives long under a NotifyListener nobody reads blocks in its send once its datagrams fill
+    the socket's queue (net.unix.max_dgram_qlen, 10 by default), and its API stops answering."""
+
+    def read() -> None:
+        while True:
+            try:
+                notify.fields()
+            except OSError:  # closed: the node was stopped
+                return
+            time.sleep(interval)
+
+    thread = threading.Thread(target=read, name="notify-reader", daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass

@@ -124,6 +124,10 @@ class Notifier:
             import sdnotify
 
             self._notifier = sdnotify.SystemdNotifier()
+            if self._notifier.socket is not None:
+                # Sent from the event loop: a reader that falls behind (a full datagram queue)
+                # must cost a dropped status line, never a frozen node.
+                self._notifier.socket.setblocking(False)
 
     def __call__(self, *fields: str) -> None:
         if self._notifier is not None:

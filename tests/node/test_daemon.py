@@ -5,6 +5,11 @@ whether restarting can help (the unit's RestartPreventExitStatus= lists the ones
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import socket
+import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +17,7 @@ import aiohttp
 import pytest
 
 from bitdust.config import ConfigError, Paths
-from bitdust.daemon import Daemon
+from bitdust.daemon import Daemon, Notifier
 from bitdust.errors import ExitStatus
 from bitdust.node.service import ServiceError
 from tests.helpers import NotifyListener, free_port
@@ -167,3 +172,26 @@ async def test_a_restart_while_one_runs_is_refused(tmp_path: Path, notify: Notif
     assert [type(service) for service in daemon.node.running()] == [fakes.SlowAgain]
     daemon.request_stop()
     assert await asyncio.wait_for(main, 10) == ExitStatus.OK
+
+
+def test_a_notify_socket_nobody_reads_never_blocks_the_node(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A datagram queue holds a few messages (net.unix.max_dgram_qlen): past them a blocking
+    send would freeze the event loop, so status lines are dropped instead."""
+    directory = tempfile.mkdtemp(prefix="bd-notify-")
+    path = os.path.join(directory, "notify.sock")
+    unread = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    unread.bind(path)
+    try:
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        notify = Notifier()
+        sender = threading.Thread(
+            target=lambda: [notify(f"STATUS=line {n}") for n in range(500)], daemon=True
+        )
+        sender.start()
+        sender.join(timeout=20)  # a hang detector: 500 sends take milliseconds
+        assert not sender.is_alive(), "the notifier blocked on a full queue"
+    finally:
+        unread.close()
+        shutil.rmtree(directory, ignore_errors=True)

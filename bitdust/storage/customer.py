@@ -398,7 +398,15 @@ class CustomerService(Service, ChunkPlacer):
         for chunk in chunks:
             chunk_id = await asyncio.to_thread(keys.chunk_id_of, chunk)
             if chunk_id not in on_suppliers:
-                _, hired = await self._put_fragments(keys, chunk_id, chunk, hired)
+                encoded = await asyncio.to_thread(
+                    codec.encode_chunk, keys, chunk, self.k, len(hired), chunk_id
+                )
+                await self._put_to_most(
+                    [
+                        self._put(hired[i], keys.fragment_id_of(chunk_id, i), fragment, i)
+                        for i, fragment in enumerate(encoded.fragments)
+                    ]
+                )
                 on_suppliers.add(chunk_id)
             listed.append((chunk_id, len(chunk)))
         digest = hashlib.sha256(data).digest()
@@ -408,7 +416,7 @@ class CustomerService(Service, ChunkPlacer):
         slot = 1 - self._slot
         sealed = offsite.seal(catalogue_key, slot, manifest)
         manifest_id = offsite.slot_id(catalogue_key, slot)
-        await _all_or_nothing(
+        await self._put_to_most(
             [self._put(supplier, manifest_id, sealed, i) for i, supplier in enumerate(hired)]
         )
         replaced = self._manifests.get(slot)
@@ -420,6 +428,17 @@ class CustomerService(Service, ChunkPlacer):
                 [c for c, _ in replaced.chunks if c not in kept], list(replaced.suppliers)
             )
         log.info("customer: catalogue generation %d stored off-site (slot %d)", generation, slot)
+
+    async def _put_to_most(self, puts: list[Awaitable[None]]) -> None:
+        """Run ``puts`` (one per supplier) and accept the outcome when at least k + 1 (all
+        when N = k) succeeded: a catalogue copy must not wait for a supplier that is away until
+        it is replaced, and k + 1 leaves one to spare when it is read back."""
+        outcomes = await asyncio.gather(*puts, return_exceptions=True)
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if any(not isinstance(failure, BackupError) for failure in failures):
+            raise next(f for f in failures if not isinstance(f, BackupError))
+        if len(outcomes) - len(failures) < min(len(outcomes), self.k + 1):
+            raise failures[0]
 
     async def recover_catalogue(self) -> bool:
         """On a node whose catalogue is empty (a new machine, restored from the key backup):

@@ -41,7 +41,7 @@ def test_a_lost_machine_recovers_every_file_from_the_key_backup(
     customer: GuideHost,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    start_suppliers(guide_hosts, NAMES)
+    suppliers = start_suppliers(guide_hosts, NAMES)
     start_customer(customer)
     backup = tmp_path / "eve-key-backup.txt"
     customer.bitdust("identity", "backup", str(backup))  # before any upload: enough
@@ -50,11 +50,20 @@ def test_a_lost_machine_recovers_every_file_from_the_key_backup(
     (tree / "sub").mkdir(parents=True)
     write_random(tree / "a.bin", 3 * MiB, 1)
     write_random(tree / "sub" / "b.bin", 100_000, 2).chmod(0o600)
-    write_random(tree / "empty", 0, 3)
-    before = tree_state(tree)
+    write_random(tree / "gone", 1000, 3)
     upload(customer, tree, "docs")
-    listed = customer.data("file", "list")
     wait_for(lambda: offsite_current(customer), 60, "the catalogue stored off-site")
+
+    # A supplier is lost, and the catalogue changes: its copy is still kept current on the
+    # others (k + 1 of them suffice), not held until the lost one is replaced.
+    hired = [row["idurl"] for row in customer.data("supplier", "list")]
+    position, _ = plain_suppliers(hired)
+    os.kill(host_of(suppliers, hired[position]).pid(), signal.SIGKILL)
+    customer.bitdust("file", "delete", "docs/gone")
+    (tree / "gone").unlink()
+    before = tree_state(tree)
+    listed = customer.data("file", "list")
+    wait_for(lambda: offsite_current(customer), 60, "the changed catalogue stored off-site")
 
     customer.bitdust("stop")
     shutil.rmtree(customer.base / "state")  # the machine is lost; its config is set up anew

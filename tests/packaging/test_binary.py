@@ -258,32 +258,21 @@ print("ok")
         "p2p/test_guide_p2p.py",  # p2p sessions by IDURL between two guide hosts
         "proxy/test_guide_proxy.py",  # part 5: a router's states and status
         "proxy/test_guide_routed.py",  # a routed node reached through a router that is killed
-        # parts 6 and 7: suppliers, a customer and its files (the dedup and quota tests run
-        # the same code paths and are left to the source tree's run)
-        "storage/test_guide_storage.py::test_guide_parts_6_and_7_backup_restore_and_a_lost_supplier",
-        "storage/test_guide_storage.py::test_customer_behind_a_router_backs_up_and_restores",
-        "test_guide_e2e.py",  # the guide end to end, the customer started as its unit starts it
+        # the guide end to end: parts 2-7, a routed customer started as its unit starts it, a
+        # lost supplier and a lost machine (the storage suites run from the source tree only)
+        "test_guide_e2e.py",
     ],
 )
 def test_integration_suite_passes_against_the_frozen_binary(binary: Path, suite_name: str) -> None:
     """Every capability's real-process tests, with BITDUST_BIN pointing at the frozen binary:
     what users run is what is tested."""
-    path, _, test = suite_name.partition("::")
-    suite = REPO / "tests" / path
+    suite = REPO / "tests" / suite_name
     if not suite.is_file():
         pytest.fail(f"{suite} is missing")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BITDUST_", "PYTEST_"))}
     env["BITDUST_BIN"] = str(binary)
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            f"{suite}::{test}" if test else str(suite),
-        ],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite)],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -24,7 +24,7 @@ venv: $(STAMP)
 
 # Debian tools the tests, the package build and `make repo` (apt-ftparchive, gpg) use; nginx is kept from starting on install.
 APT_PACKAGES := debhelper devscripts dpkg-dev fakeroot lintian debootstrap nginx-light systemd \
-	iproute2 util-linux curl strace zstd apt-utils gnupg
+	iproute2 util-linux curl strace zstd apt-utils gnupg wrk
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
@@ -62,9 +62,10 @@ demo: venv deps binary
 	$(PY) -m tests.demo
 
 # The storage figures start nodes on the guide's fixed addresses and ports: one run at a time,
-# and not beside a running `make test` (the lock its real-process tests share).
-bench: venv
-	flock /tmp/bitdust-it.lock $(PY) -m tests.bench.run
+# and not beside a running `make test` (the lock its real-process tests share). The frozen binary
+# is measured against the source tree; wrk and nginx load and serve the identity server's figures.
+bench: venv deps binary
+	BITDUST_FROZEN=$(CURDIR)/dist/bitdust flock /tmp/bitdust-it.lock $(PY) -m tests.bench.run
 
 # Keeps build/apt-signing: hosts that added dist/apt as a source trust only that key.
 clean:

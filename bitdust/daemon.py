@@ -43,6 +43,7 @@ from bitdust.config import (
 from bitdust.errors import DataFormatError, ExitStatus
 from bitdust.files import atomic_write
 from bitdust.log_file import LogFileRotation, RotatingStreamHandler
+from bitdust.malloc import bound_allocator_memory
 from bitdust.metrics import Family, node_families
 from bitdust.node.catalog import CATALOG, ServiceSpec
 from bitdust.node.checks import check_config, pid_of_running
@@ -473,6 +474,7 @@ def run(paths: Paths, flags: dict[str, str]) -> int:
             print(f"bitdust: {line}", file=sys.stderr)
         return ExitStatus.CONFIG
     try:
+        bound_allocator_memory()
         try:
             import uvloop
         except ImportError:

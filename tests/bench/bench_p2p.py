@@ -72,6 +72,25 @@ async def _endpoint(idurl: str, ports: dict[str, int]) -> P2PEndpoint:
     return endpoint
 
 
+class _Discard(asyncio.Protocol):
+    """The raw receiver: bytes dropped as they arrive, as the p2p receiver's protocol gets
+    them (asyncio's StreamReader would add its own buffering and pauses to the baseline)."""
+
+    def __init__(self, done: asyncio.Event) -> None:
+        self.done = done
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        self.transport.close()  # the sender's read() returns: it read everything
+        self.done.set()
+        return False
+
+
 async def _receive(kind: str, ports: dict[str, int]) -> None:
     done = asyncio.Event()
     if kind == "p2p":
@@ -84,14 +103,8 @@ async def _receive(kind: str, ports: dict[str, int]) -> None:
 
         endpoint.on_stream("blob", sink)
     else:
-
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            while await reader.read(256 * 1024):
-                pass
-            writer.close()
-            done.set()
-
-        await asyncio.start_server(handle, HOST, ports[BOB])
+        loop = asyncio.get_running_loop()
+        await loop.create_server(lambda: _Discard(done), HOST, ports[BOB])
     print("ready", flush=True)
     await done.wait()
     await asyncio.sleep(0.2)  # let the last credit or FIN leave

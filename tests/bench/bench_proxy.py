@@ -1,10 +1,14 @@
 """proxy: one p2p stream relayed through a router against the same stream direct (target: the
-relayed one at 0.6 of the direct one or better).
+relayed one at 0.6 of the direct one or better), the router's memory per routed client, and how
+the router scales with 1, 10 and 100 routed clients (curves: relayed throughput with every client
+receiving at once, an idle client's round trip, the router's RSS).
 
-Three processes for the relayed figure, as on real hosts: the sender (this one), the router
-(``python -m tests.bench.bench_proxy router ...``) and the routed receiver, which has no
-listening socket (``... routed ...``). The direct figure is bench_p2p's two-process stream,
-measured in the same run, interleaved. Identities are served from memory.
+Processes as on real hosts: the sender (this one), the router (``python -m
+tests.bench.bench_proxy router ...``) and routed nodes with no listening socket (``... routed
+...`` for the one-stream figure, ``... clients ... FIRST COUNT`` for the curves: many routed
+clients, each its own identity and session with the router, share a process). The direct figure
+is bench_p2p's two-process stream, measured in the same run, interleaved. Identities are served
+from memory.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +43,16 @@ from bitdust.proxy.relay import Relay, RelayLimits, route_id
 from bitdust.proxy.router import Router
 from tests.bench import bench_p2p
 from tests.bench.bench_p2p import ALICE, BOB, HOST, _free_port
-from tests.bench.streams import CHUNK, stream_rate
+from tests.bench.streams import CHUNK, stream_rate, streams_rate
 from tests.identity.conftest import VECTORS
 
 ROUTER = "http://host-c.com/router.xml"
+ECHO = "bench/echo"
 MEMORY_CLIENTS = 200
+CLIENT_PROCESSES = 2  # the routed clients of the scaling curves share these (2 cores)
 ONE_HOST = EndpointLimits(sessions_per_address=1000)
+# every relayed socket comes from 127.0.0.1 too: two per routed client's pair
+ROUTER_LIMITS = RelayLimits(routes=MEMORY_CLIENTS, connections_per_address=1000)
 
 
 def _keys(router_key: Path) -> dict[str, Any]:
@@ -53,40 +63,63 @@ def _keys(router_key: Path) -> dict[str, Any]:
     }
 
 
-def _endpoint(idurl: str, router_key: Path, ports: dict[str, int]) -> P2PEndpoint:
-    keys = _keys(router_key)
-    contacts = {
-        ALICE: f"tcp://{HOST}:{ports[ALICE]}",
-        ROUTER: f"tcp://{HOST}:{ports[ROUTER]}",
-        BOB: f"tcp://{HOST}:{ports[ROUTER]}/{route_id(BOB)}",  # routed: no listener of its own
-    }
-    documents = {}
-    for name, key in keys.items():
-        unsigned = Identity(
-            sources=(name,),
-            contacts=(contacts[name],),
-            date=format_date(datetime.date.today()),
-            publickey=public_key_to_openssh(key),
-        )
-        documents[name] = sign(unsigned, key).to_xml()
+def _client_name(index: int) -> str:
+    return f"http://host-e.com/client{index}.xml"
 
-    async def fetch(wanted: str) -> bytes:
-        if wanted in documents:
-            return documents[wanted]
-        return (router_key.parent / f"{route_id(wanted)}.xml").read_bytes()  # memory's clients
 
-    async def resolve(host: str) -> str:
-        return host
+def _write_identity(folder: Path, idurl: str, key: Any, contacts: tuple[str, ...]) -> None:
+    """A routed client's identity, where :class:`_Network` finds it by route."""
+    unsigned = Identity(
+        sources=(idurl,),
+        contacts=contacts,
+        date=format_date(datetime.date.today()),
+        publickey=public_key_to_openssh(key),
+    )
+    (folder / f"{route_id(idurl)}.xml").write_bytes(sign(unsigned, key).to_xml())
 
-    local = LocalPeer.from_identity_key(keys[idurl], idurl, 1)
-    # every client here comes from 127.0.0.1: the per-address cap is for hosts, not this bench
-    return P2PEndpoint(lambda: local, Directory(fetch), resolve, ONE_HOST)
+
+async def _resolve(host: str) -> str:
+    return host
+
+
+class _Network:
+    """The bench's identities, served from memory (the many routed clients' from files in the
+    router key's folder), one directory for every endpoint of a process."""
+
+    def __init__(self, router_key: Path, ports: dict[str, int]) -> None:
+        self.folder = router_key.parent
+        self.keys = _keys(router_key)
+        contacts = {
+            ALICE: f"tcp://{HOST}:{ports[ALICE]}",
+            ROUTER: f"tcp://{HOST}:{ports[ROUTER]}",
+            BOB: f"tcp://{HOST}:{ports[ROUTER]}/{route_id(BOB)}",  # routed: no listener
+        }
+        self.documents = {}
+        for name, key in self.keys.items():
+            unsigned = Identity(
+                sources=(name,),
+                contacts=(contacts[name],),
+                date=format_date(datetime.date.today()),
+                publickey=public_key_to_openssh(key),
+            )
+            self.documents[name] = sign(unsigned, key).to_xml()
+        self.directory = Directory(self._fetch)
+
+    async def _fetch(self, wanted: str) -> bytes:
+        if wanted in self.documents:
+            return self.documents[wanted]
+        return (self.folder / f"{route_id(wanted)}.xml").read_bytes()
+
+    def endpoint(self, idurl: str, key: Any = None) -> P2PEndpoint:
+        local = LocalPeer.from_identity_key(key or self.keys[idurl], idurl, 1)
+        # every client here comes from 127.0.0.1: the per-address cap is for hosts, not this bench
+        return P2PEndpoint(lambda: local, self.directory, _resolve, ONE_HOST)
 
 
 async def _router(router_key: Path, ports: dict[str, int]) -> None:
-    endpoint = _endpoint(ROUTER, router_key, ports)
+    endpoint = _Network(router_key, ports).endpoint(ROUTER)
     await endpoint.listen(HOST, ports[ROUTER])
-    Router(Relay(RelayLimits(routes=MEMORY_CLIENTS)), endpoint, f"tcp://{HOST}:{ports[ROUTER]}")
+    Router(Relay(ROUTER_LIMITS), endpoint, f"tcp://{HOST}:{ports[ROUTER]}")
     print("ready", flush=True)
     loop = asyncio.get_running_loop()
     while await loop.run_in_executor(None, sys.stdin.readline):  # until the parent ends
@@ -100,20 +133,33 @@ def _rss() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
+async def _drain(peer: str, stream: IncomingStream) -> None:
+    async for _ in stream:
+        pass
+
+
+async def _echo(peer: str, data: bytes) -> bytes:
+    return data
+
+
+async def _only_router(exclude: object) -> list[str]:
+    return [ROUTER]
+
+
+def _unpublished(contacts: list[str]) -> None:
+    """Routed clients' contacts are in their identity files already."""
+
+
 async def _routed(router_key: Path, ports: dict[str, int]) -> None:
-    endpoint = _endpoint(BOB, router_key, ports)
+    endpoint = _Network(router_key, ports).endpoint(BOB)
     done = asyncio.Event()
 
     async def sink(peer: str, stream: IncomingStream) -> None:
-        async for _ in stream:
-            pass
+        await _drain(peer, stream)
         done.set()
 
-    async def routers(exclude: object) -> list[str]:
-        return [ROUTER]
-
     endpoint.on_stream("blob", sink)
-    client = ProxyClient(endpoint, routers, lambda contacts: None)
+    client = ProxyClient(endpoint, _only_router, _unpublished)
     task = asyncio.get_running_loop().create_task(client.run())
     while client.router is None:
         await asyncio.sleep(0.01)
@@ -123,63 +169,88 @@ async def _routed(router_key: Path, ports: dict[str, int]) -> None:
     task.cancel()
 
 
+async def _routed_clients(router_key: Path, ports: dict[str, int], first: int, count: int) -> None:
+    """Clients ``first`` .. ``first + count - 1``, each its own identity, endpoint and session
+    with the router, in one process; they drain streams and echo requests until stdin ends."""
+    network = _Network(router_key, ports)
+    clients = []
+    for index in range(first, first + count):
+        key = load_private_key(router_key.parent / f"client{index}.pem")
+        endpoint = network.endpoint(_client_name(index), key)
+        endpoint.on_stream("blob", _drain)
+        endpoint.on_request(ECHO, _echo)
+        clients.append(ProxyClient(endpoint, _only_router, _unpublished))
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(client.run()) for client in clients]
+    async with asyncio.timeout(60):
+        while any(client.router is None for client in clients):
+            await asyncio.sleep(0.01)
+    print("ready", flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)  # until the parent ends
+    for task in tasks:
+        task.cancel()
+    for client in clients:
+        await client.endpoint.close()
+
+
 async def _send(router_key: Path, ports: dict[str, int], size: int) -> float:
-    endpoint = _endpoint(ALICE, router_key, ports)
+    endpoint = _Network(router_key, ports).endpoint(ALICE)
     await endpoint.listen(HOST, ports[ALICE])
     return await stream_rate(endpoint, BOB, size)
 
 
+def _start(role: str, router_key: Path, ports: dict[str, int], *extra: int) -> subprocess.Popen:
+    """A child process of this module in ``role``, once it said it is ready."""
+    args = [str(router_key), str(ports[ALICE]), str(ports[ROUTER]), *map(str, extra)]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.bench_proxy", role, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    if child.stdout.readline() != b"ready\n":
+        child.kill()
+        raise RuntimeError(f"bench_proxy {role} did not start (exit {child.wait()})")
+    return child
+
+
+def _router_rss(router: subprocess.Popen) -> int:
+    assert router.stdin is not None and router.stdout is not None
+    router.stdin.write(b"rss\n")
+    router.stdin.flush()
+    return int(router.stdout.readline())
+
+
 def relayed_rate(router_key: Path, size: int) -> float:
     ports = {ALICE: _free_port(), ROUTER: _free_port()}
-    args = [str(router_key), str(ports[ALICE]), str(ports[ROUTER])]
-    module = [sys.executable, "-m", "tests.bench.bench_proxy"]
-    router = subprocess.Popen(
-        [*module, "router", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
+    router = _start("router", router_key, ports)
     routed = None
     try:
-        assert router.stdout is not None and router.stdout.readline() == b"ready\n"
-        routed = subprocess.Popen([*module, "routed", *args], stdout=subprocess.PIPE)
-        assert routed.stdout is not None and routed.stdout.readline() == b"ready\n"
+        routed = _start("routed", router_key, ports)
         return uvloop.run(asyncio.wait_for(_send(router_key, ports, size), 120))
     finally:
         if routed is not None:
-            routed.wait(30)
+            routed.communicate(b"", timeout=30)
         router.communicate(b"", timeout=30)
 
 
 async def _clients(router_key: Path, ports: dict[str, int], count: int, child: Any) -> list[int]:
     """Resident memory of the router: alone, with ``count`` plain sessions, and with the same
     sessions registered as routes."""
-    router_doc = _endpoint(ROUTER, router_key, ports)
-    names = [f"http://host-e.com/client{n}.xml" for n in range(count)]
+    network = _Network(router_key, ports)
+    names = [f"http://host-e.com/memory{n}.xml" for n in range(count)]
     endpoints = []
     for name in names:
         key = generate_private_key(1024)
-        unsigned = Identity(
-            sources=(name,),
-            contacts=(),
-            date=format_date(datetime.date.today()),
-            publickey=public_key_to_openssh(key),
-        )
-        (router_key.parent / f"{route_id(name)}.xml").write_bytes(sign(unsigned, key).to_xml())
-        local = LocalPeer.from_identity_key(key, name, 1)
-        endpoints.append(
-            P2PEndpoint(lambda local=local: local, router_doc.directory, router_doc.resolve)
-        )
-
-    def rss() -> int:
-        child.stdin.write(b"rss\n")
-        child.stdin.flush()
-        return int(child.stdout.readline())
-
-    figures = [rss()]
+        _write_identity(network.folder, name, key, ())
+        endpoints.append(network.endpoint(name, key))
+    figures = [_router_rss(child)]
     for endpoint in endpoints:
         await endpoint.connect(ROUTER)
-    figures.append(rss())
+    figures.append(_router_rss(child))
     for endpoint in endpoints:
         await endpoint.request(ROUTER, REGISTER, b"")
-    figures.append(rss())
+    figures.append(_router_rss(child))
     for endpoint in endpoints:
         await endpoint.close()
     return figures
@@ -188,20 +259,94 @@ async def _clients(router_key: Path, ports: dict[str, int], count: int, child: A
 def router_memory(router_key: Path, count: int) -> tuple[float, float]:
     """Bytes of router memory per routed client, and per plain p2p session (the limit's base)."""
     ports = {ALICE: _free_port(), ROUTER: _free_port()}
-    args = [str(router_key), str(ports[ALICE]), str(ports[ROUTER])]
-    command = [sys.executable, "-m", "tests.bench.bench_proxy", "router", *args]
-    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    child = _start("router", router_key, ports)
     try:
-        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
         alone, sessions, routes = uvloop.run(_clients(router_key, ports, count, child))
     finally:
         child.communicate(b"", timeout=30)
     return (routes - alone) / count, (sessions - alone) / count
 
 
+@dataclass(frozen=True)
+class Scaling:
+    """One router with ``clients`` routed clients registered."""
+
+    clients: int
+    rate: float  # bytes per second, every client receiving its share of the bytes at once
+    round_trips: list[float]  # seconds, one idle client's echo while all are registered
+    rss: int  # bytes of router memory with them all registered and idle
+
+
+async def _load(
+    router_key: Path, ports: dict[str, int], count: int, size: int, round_trips: int
+) -> tuple[list[float], float]:
+    """Echo round trips to client 0 while all are idle, then a stream to every client at once."""
+    endpoint = _Network(router_key, ports).endpoint(ALICE)
+    first = _client_name(0)
+    await endpoint.connect(first)
+    times = []
+    for _ in range(round_trips):
+        started = time.perf_counter()
+        await endpoint.request(first, ECHO, b"x" * 64)
+        times.append(time.perf_counter() - started)
+    names = [_client_name(index) for index in range(count)]
+    return times, await streams_rate(endpoint, names, size // count)
+
+
+def router_scaling(router_key: Path, count: int, size: int, round_trips: int) -> Scaling:
+    """A fresh router and ``count`` routed clients (keys ``client<i>.pem`` beside the router's)
+    in up to :data:`CLIENT_PROCESSES` processes; ``size`` bytes in all are streamed to them."""
+    ports = {ALICE: _free_port(), ROUTER: _free_port()}
+    for index in range(count):
+        name = _client_name(index)
+        key = load_private_key(router_key.parent / f"client{index}.pem")
+        _write_identity(
+            router_key.parent, name, key, (f"tcp://{HOST}:{ports[ROUTER]}/{route_id(name)}",)
+        )
+    router = _start("router", router_key, ports)
+    children = []
+    try:
+        share = -(-count // CLIENT_PROCESSES)
+        for first in range(0, count, share):
+            children.append(_start("clients", router_key, ports, first, min(share, count - first)))
+        rss = _router_rss(router)
+        load = _load(router_key, ports, count, size, round_trips)
+        times, rate = uvloop.run(asyncio.wait_for(load, 120))
+    finally:
+        for child in children:
+            child.communicate(b"", timeout=30)
+        router.communicate(b"", timeout=30)
+    return Scaling(count, rate, times, rss)
+
+
+def _scaling_curves(points: list[Scaling], size: int) -> list[dict[str, Any]]:
+    shared = f"sender, router, {CLIENT_PROCESSES} client processes on 2 cores"
+    rows = []
+    for point in points:
+        ms = sorted(1000 * t for t in point.round_trips)
+        rows += [
+            {"curve": "router relayed throughput by routed clients", "x": point.clients,
+             "x_unit": "clients", "figure": point.rate / 1e6, "unit": "MB/s",
+             "note": f"{size // CHUNK} MiB split among them, all at once; {shared}"},
+            {"curve": "router round trip by routed clients", "x": point.clients,
+             "x_unit": "clients", "figure": statistics.median(ms), "unit": "ms",
+             "p99": ms[round(0.99 * (len(ms) - 1))],
+             "note": f"median of {len(ms)} 64-byte echoes to one client, all registered and idle"},
+            {"curve": "router round trip p99 by routed clients", "x": point.clients,
+             "x_unit": "clients", "figure": ms[round(0.99 * (len(ms) - 1))], "unit": "ms",
+             "note": f"p99 of the same {len(ms)} echoes"},
+            {"curve": "router RSS by routed clients", "x": point.clients, "x_unit": "clients",
+             "figure": point.rss / 2**20, "unit": "MiB",
+             "note": "router process, all registered and idle, one relayed session open"},
+        ]  # fmt: skip
+    return rows
+
+
 def run(smoke: bool) -> list[dict[str, Any]]:
     size = (16 if smoke else 512) * CHUNK
     repeats = 1 if smoke else 5
+    scale = (1, 3, 10) if smoke else (1, 10, 100)
+    scale_size = (4 if smoke else 64) * CHUNK
     with tempfile.TemporaryDirectory() as tmp:
         router_key = Path(tmp) / "router.pem"
         router_key.write_bytes(private_key_to_pem(generate_private_key()))
@@ -209,7 +354,17 @@ def run(smoke: bool) -> list[dict[str, Any]]:
         for _ in range(repeats):  # interleaved, so both see the same load
             direct.append(bench_p2p.direct_rate("p2p", size))
             relayed.append(relayed_rate(router_key, size))
+        print(f"# bench_proxy: direct {statistics.median(direct) / 1e6:.0f} MB/s, relayed "
+              f"{statistics.median(relayed) / 1e6:.0f} MB/s", file=sys.stderr)  # fmt: skip
         per_client, per_session = router_memory(router_key, 20 if smoke else MEMORY_CLIENTS)
+        for index in range(max(scale)):
+            key = generate_private_key(1024)
+            (Path(tmp) / f"client{index}.pem").write_bytes(private_key_to_pem(key))
+        points = []
+        for count in scale:
+            points.append(router_scaling(router_key, count, scale_size, 20 if smoke else 300))
+            print(f"# bench_proxy: {count} routed clients: {points[-1].rate / 1e6:.0f} MB/s",
+                  file=sys.stderr)  # fmt: skip
     return [
         {"name": "proxy.relayed_stream_throughput", "figure": statistics.median(relayed) / 1e6,
          "unit": "MB/s", "limit": 0.6 * statistics.median(direct) / 1e6, "target": "above",
@@ -219,11 +374,15 @@ def run(smoke: bool) -> list[dict[str, Any]]:
          "limit": 2 * per_session / 1024, "target": "below",
          "note": "router RSS growth per registered routed node (its session and route); "
                  "limit = twice the growth per plain p2p session, same process"},
+        *_scaling_curves(points, scale_size),
     ]  # fmt: skip
 
 
 if __name__ == "__main__":
-    role, key_path, alice_port, router_port = sys.argv[1:5]
+    role, key_path, alice_port, router_port, *extra = sys.argv[1:]
     bench_ports = {ALICE: int(alice_port), ROUTER: int(router_port)}
-    main = _router if role == "router" else _routed
-    uvloop.run(main(Path(key_path), bench_ports))
+    if role == "clients":
+        first_client, client_count = map(int, extra)
+        uvloop.run(_routed_clients(Path(key_path), bench_ports, first_client, client_count))
+    else:
+        uvloop.run((_router if role == "router" else _routed)(Path(key_path), bench_ports))

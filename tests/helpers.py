@@ -37,7 +37,9 @@ HOSTS = {
 CUSTOMER_HOST = "host-e.com"
 #: A supplier that joins later, to take the place of one that is lost.
 SPARE_HOST = "host-f.com"
-ADDRESSES = {**HOSTS, CUSTOMER_HOST: "127.0.1.5", SPARE_HOST: "127.0.1.6"}
+#: More suppliers than the guide has hosts, for the benchmark of upload by number of suppliers.
+EXTRA_HOSTS = {"host-g.com": "127.0.1.7", "host-h.com": "127.0.1.8"}
+ADDRESSES = {**HOSTS, CUSTOMER_HOST: "127.0.1.5", SPARE_HOST: "127.0.1.6", **EXTRA_HOSTS}
 HOST_MAP = ",".join(f"{name}={address}" for name, address in ADDRESSES.items())
 
 

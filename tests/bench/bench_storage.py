@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,15 @@ from bitdust.storage.backup import back_up, restore
 from bitdust.storage.catalogue import Catalogue, FileVersion
 from bitdust.storage.chunker import Chunker
 from tests.bench.bench_node import descendants_rss
-from tests.helpers import CUSTOMER_HOST, HOSTS, GuideHost, bitdust_command, cli
+from tests.helpers import (
+    CUSTOMER_HOST,
+    EXTRA_HOSTS,
+    HOSTS,
+    SPARE_HOST,
+    GuideHost,
+    bitdust_command,
+    cli,
+)
 from tests.storage.inprocess import InProcessPlacer
 from tests.storage.test_guide_storage import (
     start_customer,
@@ -41,11 +50,14 @@ from tests.storage.test_guide_storage import (
     used_on_suppliers,
     write_random,
 )
+from tests.storage.test_resilience import start_spare_supplier
 
 MiB = 1024 * 1024
 K, N = 2, 4
-#: docs/architecture.md, "Memory of an upload": the pipeline's bound whatever the file size.
-RSS_BOUND_MIB = 400
+#: The issue's bound on the customer's memory while it uploads, whatever the file's size.
+RSS_BOUND_MIB = 200
+#: "The same for both sizes": the larger file's peak within this factor of the smaller's.
+RSS_SAME = 1.1
 RSS_INTERVAL = 0.05
 NOISE_FRAME = MAX_PAYLOAD + codec.TAG_SIZE  # one STREAM_DATA payload and its AEAD tag
 SUPPLIER_NAMES = ("alice", "bob", "carl", "dave")
@@ -226,66 +238,141 @@ def sha256_of(path: Path) -> bytes:
     return digest.digest()
 
 
-def measure(root: Path, sources: list[Path], timeout: float) -> dict[str, list[float]]:
-    """For each source, interleaved so both see the same load: the in-process rates, then an
-    upload, the same upload again and a download with the CLI. The network (four suppliers and
-    a customer, started as the guide's Parts 6-7 do) is stopped at the end whatever happened."""
+class Figures(dict[str, list[float]]):
+    """Each figure's values, in the order measured."""
+
+    def note(self, **values: float) -> None:
+        for name, value in values.items():
+            self.setdefault(name, []).append(value)
+
+    def latest(self) -> str:
+        return ", ".join(f"{name} {values[-1]:.4g}" for name, values in self.items())
+
+
+@dataclass
+class Plan:
+    """What one run measures: ``repeats`` files of ``size`` bytes for the rows, the upload time
+    at ``sizes`` (MiB; the largest also for the customer's memory) and with ``counts``
+    suppliers (a file of ``count_size`` MiB, k = N / 2)."""
+
+    size: int
+    repeats: int
+    sizes: tuple[int, ...]
+    counts: tuple[int, ...]
+    count_size: int
+    timeout: float
+
+
+FULL = Plan(256 * MiB, 3, (16, 64, 256, 1024), (2, 4, 7), 64, 900)
+SMOKE = Plan(4 * MiB, 1, (4, 16), (2, 4), 4, 120)
+
+
+def measure(root: Path, plan: Plan) -> Figures:
+    """The network (four suppliers and a customer, started as the guide's Parts 6-7 do, more
+    suppliers for the largest N) measured as ``plan`` says; stopped at the end whatever
+    happened."""
     hosts = {name: GuideHost(root, name) for name in HOSTS}
     customer = GuideHost(root, CUSTOMER_HOST)
-    figures: dict[str, list[float]] = {}
-
-    def note(**values: float) -> None:
-        for name, value in values.items():
-            figures.setdefault(name, []).append(value)
-
+    started = [customer, *hosts.values()]
+    figures = Figures()
     try:
         progress("starting four suppliers and a customer")
         suppliers = start_suppliers(hosts, dict(zip(HOSTS, SUPPLIER_NAMES, strict=True)))
-        settings = {"services/customer/data-fragments": K,
-                    "services/customer/needed-space": f"{NEEDED_GB} GB"}  # fmt: skip
-        start_customer(customer, N, **settings)
-        for source in sources:
-            progress(f"{source.name}: the pipeline in this process")
-            with tempfile.TemporaryDirectory(dir=root) as work:
-                up, down = asyncio.run(in_process_rates(source, Path(work)))
-            note(inprocess_up=up, inprocess_down=down, chunking=chunking_seconds(source))
-            progress(f"{source.name}: uploaded, uploaded again unchanged, downloaded with the CLI")
-            upload, peak_kib, first = timed_upload(customer, source, timeout)
-            note(upload=upload, peak_kib=peak_kib, chunks=first["chunks"])
-            note(used=used_on_suppliers(suppliers))
-            again, _, second = timed_upload(customer, source, timeout)
-            if second["sent_bytes"] != 0:
-                raise RuntimeError(f"an unchanged file was sent again: {second}")
-            note(reupload=again)
-            note(download=timed_download(customer, source, root / "downloaded.bin", timeout))
-            progress(", ".join(f"{name} {values[-1]:.4g}" for name, values in figures.items()))
+        start_customer(customer, N, **customer_settings(K))
+        measure_file_rows(root, plan, customer, suppliers, figures)
+        measure_growth_by_size(root, plan, customer, figures)
+        cli(customer.env, "stop")
+        extra = max(plan.counts) - len(suppliers)
+        for name in (SPARE_HOST, *EXTRA_HOSTS)[: max(0, extra)]:
+            progress(f"starting a supplier on {name}")
+            host = GuideHost(root, name)
+            started.append(host)
+            start_spare_supplier(host, f"supplier-{name.split('.')[0]}")
+        for count in plan.counts:
+            if count == N:
+                continue  # measured above, with the size curve's file of the same size
+            progress(f"a customer of {count} suppliers")
+            other = GuideHost(root / f"customer-of-{count}", CUSTOMER_HOST)
+            started.append(other)
+            start_customer(other, count, f"eve{count}", **customer_settings(max(1, count // 2)))
+            source = write_random(root / f"by-suppliers-{count}.bin", plan.count_size * MiB, count)
+            figures.note(**{f"suppliers_{count}": timed_upload(other, source, plan.timeout)[0]})
+            cli(other.env, "stop")
     finally:
-        for host in (customer, *hosts.values()):
+        for host in started:
             cli(host.env, "stop")
     return figures
 
 
+def customer_settings(k: int) -> dict[str, Any]:
+    return {"services/customer/data-fragments": k,
+            "services/customer/needed-space": f"{NEEDED_GB} GB"}  # fmt: skip
+
+
+def measure_file_rows(
+    root: Path, plan: Plan, customer: GuideHost, suppliers: list[GuideHost], figures: Figures
+) -> None:
+    """For each of ``plan.repeats`` files, interleaved so both see the same load: the
+    in-process rates, then an upload, the same upload again and a download with the CLI."""
+    for n in range(plan.repeats):
+        source = write_random(root / f"source-{n}.bin", plan.size, n)
+        progress(f"{source.name}: the pipeline in this process")
+        with tempfile.TemporaryDirectory(dir=root) as work:
+            up, down = asyncio.run(in_process_rates(source, Path(work)))
+        figures.note(inprocess_up=up, inprocess_down=down, chunking=chunking_seconds(source))
+        progress(f"{source.name}: uploaded, uploaded again unchanged, downloaded with the CLI")
+        upload, peak_kib, first = timed_upload(customer, source, plan.timeout)
+        figures.note(upload=upload, peak_kib=peak_kib, chunks=first["chunks"])
+        figures.note(used=used_on_suppliers(suppliers))
+        again, _, second = timed_upload(customer, source, plan.timeout)
+        if second["sent_bytes"] != 0:
+            raise RuntimeError(f"an unchanged file was sent again: {second}")
+        figures.note(reupload=again)
+        figures.note(
+            download=timed_download(customer, source, root / "downloaded.bin", plan.timeout)
+        )
+        source.unlink()
+        progress(figures.latest())
+
+
+def measure_growth_by_size(root: Path, plan: Plan, customer: GuideHost, figures: Figures) -> None:
+    """Upload seconds of a new random file of each size but the rows' (measured there); the
+    customer's peak RSS during the largest."""
+    for mib in plan.sizes:
+        if mib * MiB == plan.size:
+            continue
+        source = write_random(root / f"size-{mib}.bin", mib * MiB, 100 + mib)
+        progress(f"{source.name}: uploaded")
+        seconds, peak_kib, _ = timed_upload(customer, source, plan.timeout)
+        figures.note(**{f"size_{mib}": seconds})
+        if mib == max(plan.sizes):
+            figures.note(peak_kib_largest=peak_kib)
+        source.unlink()
+
+
 def run(smoke: bool) -> list[dict[str, Any]]:
-    size = (16 if smoke else 256) * MiB
-    repeats = 1 if smoke else 3
-    timeout = 120 if smoke else 900
+    plan = SMOKE if smoke else FULL
     with tempfile.TemporaryDirectory(prefix="bitdust-bench-storage-") as temp:
-        root = Path(temp)
-        sources = [write_random(root / f"source-{n}.bin", size, n) for n in range(repeats)]
-        figures = measure(root, sources, timeout)
+        figures = measure(Path(temp), plan)
     median = {name: statistics.median(values) for name, values in figures.items()}
+    size = plan.size
     baseline_up, baseline_down = median["inprocess_up"] / 1e6, median["inprocess_down"] / 1e6
     # the suppliers' space after the first file's upload (the next files add to it)
     used, chunks = figures["used"][0], figures["chunks"][0]
     overhead = N * chunks * (codec.HEADER.size + codec.TAG_SIZE + K) / size
     what = f"{size // MiB} MiB random, k = {K} of N = {N} on this host, via the CLI"
-    what += f", median of {repeats}" if repeats > 1 else ""
+    what += f", median of {plan.repeats}" if plan.repeats > 1 else ""
+    shared = "; the customer, four suppliers, the CLI and the in-process baseline share 2 cores"
+    peak_rows, largest = max(figures["peak_kib"]) / 1024, median["peak_kib_largest"] / 1024
+    seconds_at = {mib: median.get(f"size_{mib}", median["upload"]) for mib in plan.sizes}
+    seconds_with = {n: median.get(f"suppliers_{n}", seconds_at[plan.count_size])
+                    for n in plan.counts}  # fmt: skip
     return [
         {"name": "storage.upload_throughput", "figure": size / median["upload"] / 1e6,
          "unit": "MB/s", "limit": 0.5 * baseline_up, "target": "above",
          "baseline_mb_s": baseline_up,
          "note": f"{what}; target ratio 0.5: limit = half of back_up in one process "
-                 "(chunk, compress?, AES-GCM, zfec, fragments to disk, Noise-encrypted)"},
+                 f"(chunk, compress?, AES-GCM, zfec, fragments to disk, Noise-encrypted){shared}"},
         {"name": "storage.download_throughput", "figure": size / median["download"] / 1e6,
          "unit": "MB/s", "limit": 0.5 * baseline_down, "target": "above",
          "baseline_mb_s": baseline_down,
@@ -300,14 +387,29 @@ def run(smoke: bool) -> list[dict[str, Any]]:
          "unit": "x", "limit": N / K * 1.01 + overhead, "target": "below",
          "note": f"{what}; the suppliers' used space (fragments and the catalogue's off-site "
                  "copy) after the first file's upload / its size; limit = n/k x 1.01 plus "
-                 "fragment headers, GCM tags and padding; N = 4 only: N = 2 and 7 need more "
-                 "suppliers than the guide's four hosts"},
-        {"name": "storage.customer_peak_rss_upload", "figure": max(figures["peak_kib"]) / 1024,
+                 "fragment headers, GCM tags and padding"},
+        {"name": f"storage.customer_peak_rss_upload_{size // MiB}MiB", "figure": peak_rows,
          "unit": "MiB", "limit": RSS_BOUND_MIB, "target": "below",
          "each_upload_mib": [round(kib / 1024, 1) for kib in figures["peak_kib"]],
-         "note": f"{what}; highest VmRSS of the customer node, sampled every 50 ms during the "
-                 "uploads; limit = the pipeline's documented bound (docs/architecture.md, "
-                 "Memory of an upload)"},
+         "note": f"{what}; highest VmRSS of the customer node, sampled every 50 ms during each "
+                 "upload; limit = the issue's bound"},
+        {"name": f"storage.customer_peak_rss_upload_{max(plan.sizes)}MiB", "figure": largest,
+         "unit": "MiB", "limit": RSS_BOUND_MIB, "target": "below",
+         "note": f"{max(plan.sizes)} MiB random, one upload; limit = the issue's bound"},
+        {"name": "storage.customer_peak_rss_growth_with_file_size", "figure": largest / peak_rows,
+         "unit": "x", "limit": RSS_SAME, "target": "below",
+         "note": f"peak RSS uploading {max(plan.sizes)} MiB / uploading {size // MiB} MiB; the "
+                 f"same for both: limit = {RSS_SAME} (the pipeline's memory does not grow with "
+                 "the file)"},
+        *({"curve": "storage upload by file size", "x": mib, "x_unit": "MiB",
+           "figure": seconds, "unit": "s",
+           "note": f"{mib * MiB / seconds / 1e6:.0f} MB/s, k = {K} of N = {N}"}
+          for mib, seconds in seconds_at.items()),
+        *({"curve": "storage upload by suppliers", "x": n, "x_unit": "suppliers",
+           "figure": seconds, "unit": "s",
+           "note": f"{plan.count_size} MiB random, k = {max(1, n // 2)} of N = {n}, "
+                   f"{plan.count_size * MiB / seconds / 1e6:.0f} MB/s"}
+          for n, seconds in seconds_with.items()),
     ]  # fmt: skip
 
 

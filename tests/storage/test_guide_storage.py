@@ -64,7 +64,9 @@ def customer(tmp_path: Path) -> Iterator[GuideHost]:
     cli(host.env, "stop")
 
 
-def start_customer(customer: GuideHost, suppliers_number: int = 4, **settings: Any) -> None:
+def start_customer(
+    customer: GuideHost, suppliers_number: int = 4, name: str = "eve", **settings: Any
+) -> None:
     customer.configure(
         "host-a.com:14441",
         **{
@@ -77,7 +79,7 @@ def start_customer(customer: GuideHost, suppliers_number: int = 4, **settings: A
         },
     )
     customer.bitdust("daemon")
-    create_identity(customer, "eve")
+    create_identity(customer, name)
     wait_for(
         lambda: len(customer.data("supplier", "list")) == suppliers_number,
         90,

@@ -134,8 +134,11 @@ async def back_up(
                         f"{remote}: more than the announced {size} bytes arrived "
                         "(the file grew while it was read); not backed up"
                     )
-                digest.update(piece)
-                await dispatch(await asyncio.to_thread(chunker.feed, piece))
+                # both release the GIL: the file's digest and its cuts take two cores
+                _, chunks = await asyncio.gather(
+                    asyncio.to_thread(digest.update, piece), asyncio.to_thread(chunker.feed, piece)
+                )
+                await dispatch(chunks)
             if received != size:
                 raise BackupError(
                     f"{remote}: {received} of the announced {size} bytes arrived (the file "

@@ -23,7 +23,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import email.utils
 import html
 import logging
 import time
@@ -267,7 +266,7 @@ def _make_app(store: IdentityStore) -> web.Application:
             raise web.HTTPNotFound(text=f"no identity {name} on this server\n")
         headers = {
             "ETag": stored.etag,
-            "Last-Modified": email.utils.formatdate(stored.mtime, usegmt=True),
+            "Last-Modified": stored.last_modified,
             "Cache-Control": "no-cache",
         }
         store.served += 1

@@ -4,7 +4,11 @@
 asyncio shell in :mod:`bitdust.identity.server` calls :meth:`IdentityStore.submit` and
 :meth:`IdentityStore.expire` in a worker thread, never on the event loop. It takes the clock as
 an argument. The directory is scanned once, when the store opens; afterwards an in-memory index
-(name -> size on disk, last touch) answers every count and listing in O(1) or from memory.
+(name -> size on disk, last touch) answers every count and listing in O(1) or from memory, and
+the identities served most recently are kept in memory (a bounded cache, dropped whenever the store
+changes that name): a busy identity is not read from disk, nor its HTTP validators recomputed, on
+every request. The store owns its directory: like the index, the cache does not see a file changed
+behind its back until the server restarts.
 
 Each stored identity is ``<directory>/<name>.xml`` in the canonical form
 (:meth:`~bitdust.identity.document.Identity.to_xml`), written atomically (temp file, fsync,
@@ -21,11 +25,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import email.utils
 import hashlib
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bitdust.files import TEMP_SUFFIX, atomic_write
@@ -46,20 +51,25 @@ QUOTA_WINDOW = 3600.0
 BLOCK_SIZE = 4096
 ACCEPTED_LINES_PER_MINUTE = 60
 FILE_SUFFIX = ".xml"
+DEFAULT_CACHE_BYTES = 8 * 1024 * 1024  # some 3,000 identities of ~3 KB: the ones in demand
 
 
 @dataclass(frozen=True, slots=True)
 class StoredIdentity:
-    """One stored identity as served over HTTP."""
+    """One stored identity as served over HTTP, its validators computed once (a cached copy
+    answers many requests)."""
 
     name: str
     data: bytes
     mtime: float  # when it was last accepted or touched (seconds since the epoch)
+    #: a strong HTTP entity tag of the content (quoted)
+    etag: str = field(init=False)
+    #: ``mtime`` as an HTTP date, for ``Last-Modified``
+    last_modified: str = field(init=False)
 
-    @property
-    def etag(self) -> str:
-        """A strong HTTP entity tag of the content (quoted)."""
-        return '"' + hashlib.sha256(self.data).hexdigest()[:32] + '"'
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "etag", '"' + hashlib.sha256(self.data).hexdigest()[:32] + '"')
+        object.__setattr__(self, "last_modified", email.utils.formatdate(self.mtime, usegmt=True))
 
 
 @dataclass(slots=True)
@@ -84,6 +94,7 @@ class IdentityStore:
         max_bytes: int = DEFAULT_MAX_BYTES,
         new_names_per_key: int = NEW_NAMES_PER_KEY_PER_HOUR,
         new_names_per_address: int = NEW_NAMES_PER_ADDRESS_PER_HOUR,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.policy = IdentityPolicy(
             host, public_port, size_limit=size_limit, accept_legacy=accept_legacy
@@ -100,6 +111,13 @@ class IdentityStore:
         self._refusals = RateLimitedLog(log)
         self._acceptances = RateLimitedLog(log, burst=ACCEPTED_LINES_PER_MINUTE)
         self._lock = threading.Lock()  # the index is read on the event loop, changed in a worker
+        # identities served lately, least recently used first, within cache_bytes
+        self._cache: collections.OrderedDict[str, StoredIdentity] = collections.OrderedDict()
+        self._cache_bytes = 0
+        self.cache_limit = cache_bytes
+        # bumped (under the lock) by every write, touch and removal: a disk read that raced one
+        # may be stale and is not cached
+        self._changes = 0
         #: what the server did, for `/metrics`: answers served over HTTP, identities accepted by
         #: verdict and refused by rule (counted in the one worker thread, read on the loop)
         self.served = 0
@@ -152,7 +170,14 @@ class IdentityStore:
         return self._bytes
 
     def lookup(self, name: str) -> StoredIdentity | None:
-        """The stored identity ``name`` with its mtime, or ``None``."""
+        """The stored identity ``name`` with its mtime, or ``None``; from the cache when it is
+        there, else read from disk (and cached)."""
+        with self._lock:
+            cached = self._cache.get(name)
+            if cached is not None:
+                self._cache.move_to_end(name)
+                return cached
+            changes = self._changes
         path = self._path(name)
         if path is None:
             return None
@@ -162,7 +187,14 @@ class IdentityStore:
                 data = handle.read(MAX_DOCUMENT_SIZE + 1)
         except OSError:
             return None
-        return StoredIdentity(name=name, data=data, mtime=stat.st_mtime)
+        stored = StoredIdentity(name=name, data=data, mtime=stat.st_mtime)
+        with self._lock:
+            if changes == self._changes and len(data) <= self.cache_limit:
+                self._cache[name] = stored
+                self._cache_bytes += len(data)
+                while self._cache_bytes > self.cache_limit:
+                    self._cache_bytes -= len(self._cache.popitem(last=False)[1].data)
+        return stored
 
     def get(self, name: str) -> bytes | None:
         """The stored XML of ``name``, or ``None``."""
@@ -241,6 +273,7 @@ class IdentityStore:
             self.key_quota.record(admission.key_id, now)
             self.address_quota.record(source, now)
         with self._lock:
+            self._forget(name)
             if name not in self._index:
                 self.names_generation += 1
             self._index[name] = _Entry(size, now)
@@ -264,6 +297,7 @@ class IdentityStore:
             with contextlib.suppress(FileNotFoundError):
                 (self.directory / f"{name}{FILE_SUFFIX}").unlink()
             with self._lock:
+                self._forget(name)
                 entry = self._index.pop(name)
                 self._bytes -= entry.disk_bytes
                 self.names_generation += 1
@@ -284,7 +318,15 @@ class IdentityStore:
         with contextlib.suppress(OSError):
             os.utime(path, (now, now))
         with self._lock:
+            self._forget(name)
             self._index[name].mtime = now
+
+    def _forget(self, name: str) -> None:
+        """Drop ``name``'s cached copy: its file changed (call with the lock held)."""
+        self._changes += 1
+        cached = self._cache.pop(name, None)
+        if cached is not None:
+            self._cache_bytes -= len(cached.data)
 
     def _scan(self) -> dict[str, _Entry]:
         """The index of the directory (the one scan); stale temp files are removed."""

@@ -642,7 +642,7 @@ def cmd_file(args: argparse.Namespace, paths: Paths) -> int:
     if args.action == "upload":
         local, remote = _positional(args, "file upload LOCAL [REMOTE]", 2)
         reporter = cli_transfer.Reporter(json_lines=args.json)
-        return cli_transfer.upload(client, str(local), remote, reporter)
+        return cli_transfer.upload(client, str(local), remote, reporter, args.reread)
     if args.action == "download":
         remote, local = _positional(args, "file download REMOTE [LOCAL] [--version N]", 2)
         reporter = cli_transfer.Reporter(json_lines=args.json)
@@ -985,6 +985,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="upload: LOCAL [REMOTE]; download: REMOTE [LOCAL]; list: [PATH]; info, delete: REMOTE",
     )
     p.add_argument("--version", type=int, help="download: this version (default: the latest)")
+    p.add_argument(
+        "--reread",
+        action="store_true",
+        help="upload: read every file, also one whose size, mode and mtime match its newest "
+        "version in the catalogue (only what the suppliers lack is sent)",
+    )
 
     p = command(
         "supplier",

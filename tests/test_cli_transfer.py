@@ -84,6 +84,21 @@ class FakeNode:
             return {"remote": remote, "version": version, "size": len(body), "chunks": chunks,
                     "new_chunks": chunks, "sent_bytes": len(body), "seconds": 0.01}  # fmt: skip
 
+        @route("POST", "file/unchanged", Param("files", list, required=True))
+        async def unchanged(call: Call) -> list[dict[str, Any] | None]:
+            answers = []
+            for item in call.args["files"]:
+                stored = node.files.get(item["remote"])
+                same = stored is not None and (len(stored.data), stored.mode, stored.mtime_ns) == (
+                    item["size"], item["mode"], item["mtime_ns"]
+                )  # fmt: skip
+                answers.append(
+                    {"remote": item["remote"], "version": stored.version, "size": item["size"],
+                     "chunks": 1, "new_chunks": 0, "sent_bytes": 0, "seconds": 0.0}
+                    if same else None
+                )  # fmt: skip
+            return answers
+
         @route("GET", "file/list", Param("path", str))
         async def listing(call: Call) -> list[dict[str, Any]]:
             path = call.args["path"]
@@ -136,7 +151,7 @@ class FakeNode:
         async def consumed(call: Call) -> dict[str, Any]:
             return {"suppliers": 4, "stored": 2_500_000, "needed": 5_000_000}
 
-        return [upload, listing, download, info, delete, donated, consumed]
+        return [upload, unchanged, listing, download, info, delete, donated, consumed]
 
 
 @dataclass
@@ -211,6 +226,27 @@ def test_a_directory_tree_uploads_with_modes_and_mtimes(
         f"bitdust: skipped {instance.base / 'tree' / 'link'}: a symbolic link",
         f"bitdust: skipped {instance.base / 'tree' / 'pipe'}: not a regular file",
     ]
+
+
+def test_unchanged_files_are_not_read_again_unless_reread_is_asked(
+    instance: Instance, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = make_tree(instance.base / "tree")
+    assert main(["file", "upload", str(instance.base / "tree")]) == 0
+    small = files["tree/a.txt"]
+    small.write_bytes(b"HELLO\n")  # same size; its mtime moves
+    capsys.readouterr()
+    instance.node.received.clear()
+    assert main(["--json", "file", "upload", str(instance.base / "tree")]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    done = {event["remote"]: event for event in events if event["event"] == "done"}
+    assert instance.node.received == {"tree/a.txt": 6}  # the unchanged one was never sent
+    assert done["tree/sub/b.bin"]["unchanged"] and done["tree/sub/b.bin"]["sent_bytes"] == 0
+    assert "unchanged" not in done["tree/a.txt"]
+    assert instance.node.files["tree/a.txt"].data == b"HELLO\n"
+    assert main(["file", "upload", str(instance.base / "tree"), "--reread"]) == 0
+    assert sorted(instance.node.received) == ["tree/a.txt", "tree/sub/b.bin"]
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["uploaded"] * 2
 
 
 def test_a_download_is_byte_identical_with_mode_and_mtime(

@@ -16,7 +16,7 @@ from bitdust import __version__
 if TYPE_CHECKING:
     from bitdust.api.server import Param, Route
 
-_JSON_TYPES = {str: "string", int: "integer", bool: "boolean", float: "number"}
+_JSON_TYPES = {str: "string", int: "integer", bool: "boolean", float: "number", list: "array"}
 _PATH_VARIABLE = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 
 

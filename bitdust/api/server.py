@@ -190,7 +190,13 @@ _QUERY_BOOLS = {
     "off": False,
     "": False,
 }
-_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false", float: "a number"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "a whole number",
+    bool: "true or false",
+    float: "a number",
+    list: "a list",
+}
 
 
 async def read_arguments(

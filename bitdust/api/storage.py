@@ -9,6 +9,7 @@ the back-pressure the CLI's progress bar shows.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -16,7 +17,7 @@ from aiohttp import web
 from bitdust.api.server import ApiError, Call, Param, Route, route
 from bitdust.identity.errors import IdurlError
 from bitdust.identity.idurl import parse_idurl
-from bitdust.storage.backup import BackupError, normalize_remote
+from bitdust.storage.backup import BackupError, UploadResult, normalize_remote
 from bitdust.storage.catalogue import FileVersion, NotInCatalogue
 from bitdust.storage.customer import CustomerService
 
@@ -77,6 +78,44 @@ async def file_upload_start(call: Call) -> dict[str, Any]:
     except BackupError as exc:
         raise ApiError(409, str(exc)) from None
     return result.to_dict()
+
+
+#: Files one ``file/unchanged`` call may ask about.
+MAX_UNCHANGED_BATCH = 1000
+_FILE_FIELDS = {"remote": str, "size": int, "mode": int, "mtime_ns": int}
+
+
+@route("POST", "file/unchanged", Param("files", list, required=True))
+async def file_unchanged(call: Call) -> list[dict[str, Any] | None]:
+    """For each of ``files`` (``remote``, ``size``, ``mode``, ``mtime_ns``; up to 1,000), in
+    order: when the catalogue's newest version of it has that size, mode and mtime, that version
+    as an upload's result that sent nothing (an upload skips the file without reading a byte),
+    else null."""
+    customer = _customer(call)
+    files = call.args["files"]
+    if len(files) > MAX_UNCHANGED_BATCH:
+        raise ApiError(400, f"field 'files': at most {MAX_UNCHANGED_BATCH} files at a time")
+    wanted = []
+    for position, item in enumerate(files):
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(name), kind) and not isinstance(item.get(name), bool)
+            for name, kind in _FILE_FIELDS.items()
+        ):
+            raise ApiError(
+                400, f"field 'files': item {position} needs remote (text), size, mode, mtime_ns"
+            )
+        try:
+            remote = normalize_remote(item["remote"], customer.own_names())
+        except BackupError as exc:
+            raise ApiError(400, f"field 'files': item {position}: {exc}") from None
+        wanted.append((remote, item["size"], item["mode"], item["mtime_ns"]))
+    found = await asyncio.to_thread(customer.catalogue.unchanged, wanted)
+    return [
+        UploadResult(v.path, v.version, v.size, len(v.chunk_ids), 0, 0, 0.0).to_dict()
+        if v
+        else None
+        for v in found
+    ]
 
 
 @route(
@@ -232,6 +271,7 @@ async def space_consumed(call: Call) -> dict[str, Any]:
 
 ROUTES: list[Route] = [
     file_upload_start,
+    file_unchanged,
     file_download_start,
     file_list,
     file_info,

@@ -685,6 +685,24 @@ class Catalogue:
                 )
             return self._file_version(rows[0])
 
+    def unchanged(self, files: list[tuple[str, int, int, int]]) -> list[FileVersion | None]:
+        """For each of ``files`` (path, size, mode, mtime in ns), its newest version when that
+        has the same size, mode and mtime, else None: a backup skips those files without
+        reading them, as rsync and restic do."""
+        found: list[FileVersion | None] = []
+        with self._lock:
+            for path, size, mode, mtime_ns in files:
+                rows = self._rows(
+                    f"SELECT {_VERSION} FROM files WHERE path = ? ORDER BY id DESC LIMIT 1", (path,)
+                )
+                same = rows and (rows[0]["size"], rows[0]["mode"], rows[0]["mtime_ns"]) == (
+                    size,
+                    mode,
+                    mtime_ns,
+                )
+                found.append(self._file_version(rows[0]) if same else None)
+        return found
+
     def delete_path(self, path: str) -> list[ChunkRow]:
         """Forget every version of ``path`` and of everything under ``path/``; returns the
         chunks nobody uses any more (their fragments are to be deleted on the suppliers)."""

@@ -135,6 +135,21 @@ def test_list_files_shows_the_latest_version_under_a_prefix(catalogue: Catalogue
     assert len(catalogue.list_files()) == 4
 
 
+def test_unchanged_matches_the_newest_version_by_size_mode_and_mtime(
+    catalogue: Catalogue,
+) -> None:
+    add_file(catalogue, "a.txt", "x")
+    newest = add_file(catalogue, "a.txt", "x", "y")
+    found = catalogue.unchanged([
+        ("a.txt", 200, 0o644, MTIME_NS),  # the newest version
+        ("a.txt", 100, 0o644, MTIME_NS),  # an older version's size: changed since
+        ("a.txt", 200, 0o600, MTIME_NS),
+        ("a.txt", 200, 0o644, MTIME_NS + 1),
+        ("b.txt", 200, 0o644, MTIME_NS),
+    ])  # fmt: skip
+    assert found == [newest, None, None, None, None]
+
+
 def test_a_chunk_used_twice_counts_each_reference(catalogue: Catalogue) -> None:
     add_file(catalogue, "a.txt", "shared", "shared", "own")
     assert refs(catalogue, "shared") == 2

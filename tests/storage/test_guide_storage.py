@@ -120,9 +120,9 @@ def file_data_on_suppliers(customer: GuideHost) -> int:
     return customer.api("GET", "/space/consumed/v1")[1]["result"]["stored"]
 
 
-def upload(customer: GuideHost, local: Path, remote: str) -> list[dict[str, Any]]:
+def upload(customer: GuideHost, local: Path, remote: str, *options: str) -> list[dict[str, Any]]:
     """``bitdust --json file upload``: the per-file results, progress lines left out."""
-    result = cli(customer.env, "--json", "file", "upload", str(local), remote, check=True)
+    result = cli(customer.env, "--json", "file", "upload", str(local), remote, *options, check=True)
     events = [json.loads(line) for line in result.stdout.splitlines() if line]
     return [event for event in events if event.get("event") == "done"]
 
@@ -179,9 +179,12 @@ def test_guide_parts_6_and_7_backup_restore_and_a_lost_supplier(
                 data = path.read_bytes()
                 assert not any(secret in data for secret in secrets), path
 
-    # The same file again: no chunk data sent, no more file data on the suppliers.
+    # The same file again: not even read (its size, mode and mtime match the catalogue's);
+    # read again when asked: no chunk data sent, no more file data on the suppliers.
     used, stored = used_on_suppliers(suppliers), file_data_on_suppliers(customer)
-    [again] = upload(customer, tree / "random.bin", "docs/random.bin")
+    [same] = upload(customer, tree / "random.bin", "docs/random.bin")
+    assert same["unchanged"] and same["version"] == listed["docs/random.bin"]["version"]
+    [again] = upload(customer, tree / "random.bin", "docs/random.bin", "--reread")
     assert again["new_chunks"] == 0 and again["sent_bytes"] == 0
     assert again["version"] != listed["docs/random.bin"]["version"]
     assert file_data_on_suppliers(customer) == stored
@@ -229,7 +232,7 @@ def test_deduplication_sends_only_changed_chunks(
     used = used_on_suppliers(suppliers)
     assert stored <= used < stored + CATALOGUE_COPIES
 
-    [second] = upload(customer, big, "big.bin")
+    [second] = upload(customer, big, "big.bin", "--reread")
     assert second["new_chunks"] == 0 and second["sent_bytes"] == 0
     assert file_data_on_suppliers(customer) == stored
     assert used_on_suppliers(suppliers) - used < CATALOGUE_COPIES

@@ -39,6 +39,7 @@ from bitdust.files import atomic_write
 from bitdust.identity.keys import derive_key
 from bitdust.lookup.adverts import Role
 from bitdust.lookup.service import NodesLookupService
+from bitdust.malloc import release_free_memory
 from bitdust.node.service import Service, ServiceError, StatusSection
 from bitdust.p2p.errors import P2PError, RequestRefused
 from bitdust.p2p.service import P2PService
@@ -646,6 +647,7 @@ class CustomerService(Service, ChunkPlacer):
             result = await back_up(pieces, self, self.catalogue, remote, size, mode, mtime_ns)
         finally:
             self._uploads -= 1
+            await asyncio.to_thread(release_free_memory)
         freed = await asyncio.to_thread(self.catalogue.prune, remote, self.versions_kept)
         await self.delete_chunks(freed)
         return result
@@ -654,7 +656,10 @@ class CustomerService(Service, ChunkPlacer):
         self, version: FileVersion, write: Callable[[bytes], Awaitable[None]]
     ) -> None:
         self.data_keys()
-        await restore(version, self, write)
+        try:
+            await restore(version, self, write)
+        finally:
+            await asyncio.to_thread(release_free_memory)
 
     async def delete(self, remote: str) -> dict[str, Any]:
         """Forget ``remote`` (a file, or a directory and everything under it) and delete the

@@ -90,6 +90,25 @@ class UploadResult:
         }
 
 
+class _InThread:
+    """Calls of one function in a worker thread, one at a time and in order, each running while
+    its caller goes on: :meth:`submit` waits for the call before it and returns its result."""
+
+    def __init__(self, function: Callable[[bytes], Any]) -> None:
+        self._function = function
+        self._running: asyncio.Future[Any] | None = None
+
+    async def submit(self, data: bytes) -> Any:
+        previous = await self.drain()
+        self._running = asyncio.ensure_future(asyncio.to_thread(self._function, data))
+        return previous
+
+    async def drain(self) -> Any:
+        """The result of the call still running, if any."""
+        running, self._running = self._running, None
+        return None if running is None else await running
+
+
 async def back_up(
     pieces: AsyncIterator[bytes],
     placer: ChunkPlacer,
@@ -110,6 +129,9 @@ async def back_up(
     received = 0
     slots = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
     stored: list[asyncio.Task[tuple[bytes, int]]] = []
+    # Both release the GIL: the file's digest and its cuts take a core each while the next
+    # piece arrives.
+    hashing, cutting = _InThread(digest.update), _InThread(chunker.feed)
 
     async def place(chunk: bytes) -> tuple[bytes, int]:
         try:
@@ -134,11 +156,10 @@ async def back_up(
                         f"{remote}: more than the announced {size} bytes arrived "
                         "(the file grew while it was read); not backed up"
                     )
-                # both release the GIL: the file's digest and its cuts take two cores
-                _, chunks = await asyncio.gather(
-                    asyncio.to_thread(digest.update, piece), asyncio.to_thread(chunker.feed, piece)
-                )
-                await dispatch(chunks)
+                await hashing.submit(piece)
+                await dispatch(await cutting.submit(piece) or [])
+            await hashing.drain()
+            await dispatch(await cutting.drain() or [])
             if received != size:
                 raise BackupError(
                     f"{remote}: {received} of the announced {size} bytes arrived (the file "
@@ -149,7 +170,7 @@ async def back_up(
         except BaseException:
             for task in stored:
                 task.cancel()
-            await asyncio.gather(*stored, return_exceptions=True)
+            await asyncio.gather(*stored, hashing.drain(), cutting.drain(), return_exceptions=True)
             raise
         version = await asyncio.to_thread(
             catalogue.add_version,

@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -175,6 +175,8 @@ class Connection(asyncio.Protocol):
         self.session.connection_lost(self._loop.time())
         self.pump()
         self.endpoint._connections.discard(self)
+        self.endpoint.counts["bytes_received"] += self.session.bytes_in
+        self.endpoint.counts["bytes_sent"] += self.session.bytes_out
         self._timer.cancel()
 
     def pause_writing(self) -> None:
@@ -208,6 +210,7 @@ class Connection(asyncio.Protocol):
                 self.transport.pause_reading()  # the core holds input until it knows the peer
                 self._spawn(self._answer_identity(idurl, revision))
             case Established():
+                self.endpoint.counts["sessions_opened"] += 1
                 self.endpoint._register(self)
                 if not self.established.done():
                     self.established.set_result(None)
@@ -249,6 +252,7 @@ class Connection(asyncio.Protocol):
                 detail or reason.value,
             )
         if not self.established.done():
+            self.endpoint.counts["sessions_failed"] += 1
             self.established.set_exception(error)
             self.established.exception()  # retrieved: a dial that gave up must not warn
         for future in self._requests.values():
@@ -386,6 +390,7 @@ class Connection(asyncio.Protocol):
             "state": "open" if self.session.established else "handshake",
             "bytes_in": self.session.bytes_in,
             "bytes_out": self.session.bytes_out,
+            "streams": len(self._sending) + len(self._receiving),
         }
 
 
@@ -533,6 +538,9 @@ class P2PEndpoint:
         self._event_handlers: dict[str, EventHandler] = {}
         self._stream_handlers: dict[str, StreamHandler] = {}
         self.divert: Divert | None = None  # set by the proxy router sharing the listener
+        # since the endpoint started: sessions established, sessions that ended before their
+        # handshake did, and the bytes of the connections that are gone (the open ones': sessions())
+        self.counts: Counter[str] = Counter()
 
     # -- handlers -----------------------------------------------------------------------------
 

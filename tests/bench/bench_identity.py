@@ -186,8 +186,8 @@ class IdentityNode:
 
     @contextmanager
     def running(self) -> Iterator[IdentityNode]:
-        self.start()
         try:
+            self.start()
             yield self
         finally:
             self.stop()

@@ -4,7 +4,8 @@ The customer service gives these functions a :class:`ChunkPlacer` (where chunks 
 and the catalogue; they own the shape of the pipeline: content-defined chunks, a bounded number
 of chunks in flight, the file's SHA-256 and size checked before a version is recorded. Memory stays
 bounded whatever the file size: the chunker holds at most two of its largest chunks, and at most
-``CHUNKS_IN_FLIGHT`` chunks are being encoded and sent (or fetched and decoded) at once.
+``CHUNKS_IN_FLIGHT`` chunks are being encoded and sent (``CHUNKS_AHEAD`` fetched and decoded)
+at once.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from bitdust.storage.catalogue import Catalogue, FileVersion
 from bitdust.storage.chunker import Chunker
 from bitdust.storage.codec import CodecError
 
-#: Chunks encoded and sent at once (each up to 16 MiB of plaintext and its fragments).
-CHUNKS_IN_FLIGHT = 3
+#: Chunks encoded and sent at once (each up to 16 MiB of plaintext and its fragments): two
+#: keep both cores busy; a third only added memory.
+CHUNKS_IN_FLIGHT = 2
+#: Chunks a restore fetches ahead of the one it writes (fetching waits on the network more).
+CHUNKS_AHEAD = 3
 MAX_REMOTE_PATH = 4096
 MAX_NAME = 255
 
@@ -202,10 +206,11 @@ async def restore(
     version: FileVersion, placer: ChunkPlacer, write: Callable[[bytes], Awaitable[None]]
 ) -> None:
     """Write the plaintext of ``version`` through ``write``, chunk by chunk in order, fetching
-    up to ``CHUNKS_IN_FLIGHT`` ahead; BackupError if the result is not what was backed up."""
+    up to ``CHUNKS_AHEAD`` ahead; BackupError if the result is not what was backed up."""
     digest = hashlib.sha256()
+    hashing = _InThread(digest.update)
     written = 0
-    queue: asyncio.Queue[asyncio.Task[bytes] | None] = asyncio.Queue(CHUNKS_IN_FLIGHT)
+    queue: asyncio.Queue[asyncio.Task[bytes] | None] = asyncio.Queue(CHUNKS_AHEAD)
 
     async def fetch_ahead() -> None:
         for chunk_id in version.chunk_ids:
@@ -216,9 +221,10 @@ async def restore(
     try:
         while (task := await queue.get()) is not None:
             plaintext = await task
-            digest.update(plaintext)
+            await hashing.submit(plaintext)
             written += len(plaintext)
             await write(plaintext)
+        await hashing.drain()
     finally:
         feeder.cancel()
         while not queue.empty():

@@ -82,6 +82,10 @@ NO_IDENTITY = "this node has no identity yet: bitdust identity create NAME"
 CATALOGUE_KEY_LABEL = "storage/catalogue/v1"
 
 
+#: Bytes of chunks sent between two returns of the allocator's free pages to the system.
+TRIM_EVERY = 64 * 1024 * 1024
+
+
 class SupplierRefused(BackupError):
     """A supplier answered a put with a refusal (its disk is full, the customer is over quota
     or no longer its customer): another supplier takes the position."""
@@ -103,6 +107,7 @@ class CustomerService(Service, ChunkPlacer):
         self._keys: tuple[object, codec.DataKeys] | None = None
         self._storing: dict[bytes, asyncio.Future[None]] = {}
         self._uploads = 0
+        self._sent_since_trim = 0
         self._last_error = ""
         self._published = 0.0
         self._next_hire = 0.0
@@ -549,6 +554,10 @@ class CustomerService(Service, ChunkPlacer):
         finally:
             del self._storing[chunk_id]
         self.counters["chunks_sent"] += 1
+        self._sent_since_trim += len(plaintext)
+        if self._sent_since_trim >= TRIM_EVERY:  # a long upload's memory stays that of a short one
+            self._sent_since_trim = 0
+            await asyncio.to_thread(release_free_memory)
         return chunk_id, sent
 
     async def _encode_and_put(self, keys: codec.DataKeys, chunk_id: bytes, plaintext: bytes) -> int:

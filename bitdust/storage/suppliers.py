@@ -116,7 +116,8 @@ class Suppliers:
             self._expected.pop(key, None)
             if not arrived.done():
                 arrived.cancel()
-        if len(data) != answer["size"] or hashlib.sha256(data).digest() != answer["sha256"]:
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())  # off the loop
+        if len(data) != answer["size"] or digest != answer["sha256"]:
             raise StorageRefused(f"{idurl} sent a fragment that differs from what it announced")
         self.bytes_received += len(data)
         return data
@@ -131,15 +132,16 @@ class Suppliers:
         if arrived is None or arrived.done():
             stream.refuse("no such fragment was asked for")
             return
-        data = bytearray()
+        pieces, length = [], 0
         async for piece in stream:
-            data += piece
-            if len(data) > wire.MAX_FRAGMENT:
+            pieces.append(piece)
+            length += len(piece)
+            if length > wire.MAX_FRAGMENT:
                 stream.refuse(f"a fragment has at most {wire.MAX_FRAGMENT} bytes")
                 arrived.set_exception(StorageRefused(f"{peer} sent an oversized fragment"))
                 return
         if not arrived.done():
-            arrived.set_result(bytes(data))
+            arrived.set_result(b"".join(pieces))  # one copy, not one per piece
 
     async def delete(self, idurl: str, fragment_ids: list[bytes]) -> int:
         """Delete fragments on ``idurl`` (in batches the protocol allows); bytes freed."""

@@ -9,6 +9,7 @@ fsynced, given its mode and mtime, then renamed over the destination, or removed
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -16,7 +17,9 @@ import stat
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
@@ -166,9 +169,54 @@ def upload(
         raise CliError(f"{source} is neither a regular file nor a directory")
     if not reread:
         uploads = _skip_unchanged(client, uploads, reporter)
-    for item in uploads:
-        _upload_file(client, item, reporter)
+    _upload_all(client, uploads, reporter)
     return 1 if reporter.failures else 0
+
+
+#: Files up to this size go UPLOADS_IN_FLIGHT at once, without a bar of their own: a small file
+#: costs the node a round trip to every supplier (each writes and fsyncs a fragment) far more than
+#: its bytes, and one at a time left the node and the suppliers waiting on each other (10,000
+#: files of 4 KB: 92 files/s one at a time, 124 with 4 in flight; tests/bench/bench_catalogue.py).
+SMALL_UPLOAD = 1024 * 1024
+UPLOADS_IN_FLIGHT = 4
+
+
+def _upload_all(client: ApiClient, uploads: list[_Upload], reporter: Reporter) -> None:
+    """Upload in order and report in order: a large file alone with its progress bar, small
+    ones several at once (at most UPLOADS_IN_FLIGHT sent and not yet reported)."""
+    with ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="upload") as pool:
+        pending: deque[tuple[_Upload, Future[_Outcome]]] = deque()
+
+        def report_oldest() -> None:
+            item, outcome = pending.popleft()
+            _report(reporter, item, outcome.result())
+
+        for item in uploads:
+            if _is_small(item):
+                while len(pending) >= UPLOADS_IN_FLIGHT:
+                    report_oldest()
+                pending.append((item, pool.submit(_send, client, item, _no_progress)))
+                continue
+            while pending:
+                report_oldest()
+            bar = functools.partial(reporter.start, str(item.local))
+            _report(reporter, item, _send(client, item, bar))
+        while pending:
+            report_oldest()
+
+
+def _is_small(item: _Upload) -> bool:
+    """A regular file of at most SMALL_UPLOAD bytes; anything else (or a file that cannot be
+    looked at) is sent alone, and _send says what is wrong with it."""
+    try:
+        seen = item.local.stat() if item.named else item.local.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(seen.st_mode) and seen.st_size <= SMALL_UPLOAD
+
+
+def _no_progress(size: int) -> Callable[[int], None]:
+    return lambda done: None
 
 
 #: Files asked about in one ``file/unchanged`` call (the node's limit).
@@ -228,19 +276,33 @@ def _walk(directory: Path, remote: str, reporter: Reporter) -> Iterator[_Upload]
             reporter.note(f"skipped {path}: not a regular file")
 
 
-def _upload_file(client: ApiClient, item: _Upload, reporter: Reporter) -> None:
+@dataclass(frozen=True)
+class _Outcome:
+    """What sending one file came to: the node's result, a failure (the command exits 1) or a
+    reason it was no upload at all (said, not a failure)."""
+
+    result: dict[str, Any] | None = None
+    seconds: float = 0.0
+    failure: str | None = None
+    skipped: str | None = None
+
+
+def _send(
+    client: ApiClient, item: _Upload, start: Callable[[int], Callable[[int], None]]
+) -> _Outcome:
+    """Upload one file; ``start(size)`` returns its progress callback. Touches no shared
+    state (it runs in a worker thread for small files); NotRunning stops the whole command."""
+    started = time.monotonic()
     try:
         # O_NONBLOCK: a file replaced by a FIFO since the walk must not hang the open
         no_follow = 0 if item.named else os.O_NOFOLLOW
         fd = os.open(item.local, os.O_RDONLY | no_follow | os.O_NONBLOCK)
     except OSError as exc:
-        reporter.fail(f"cannot read {item.local}: {exc.strerror}")
-        return
+        return _Outcome(failure=f"cannot read {item.local}: {exc.strerror}")
     with open(fd, "rb") as source:
         seen = os.fstat(fd)
         if not stat.S_ISREG(seen.st_mode):
-            reporter.note(f"skipped {item.local}: not a regular file")
-            return
+            return _Outcome(skipped=f"skipped {item.local}: not a regular file")
 
         def unchanged() -> None:
             now = os.fstat(fd)
@@ -253,34 +315,40 @@ def _upload_file(client: ApiClient, item: _Upload, reporter: Reporter) -> None:
             "mode": stat.S_IMODE(seen.st_mode),
             "mtime_ns": seen.st_mtime_ns,
         }
-        on_progress = reporter.start(str(item.local), seen.st_size)
+        on_progress = start(seen.st_size)
         try:
             result = client.upload(
                 "file/upload/start", query, source, seen.st_size, on_progress, unchanged
             )
         except FileChanged:
-            reporter.fail(_changed(item.local))
-            return
+            return _Outcome(failure=_changed(item.local))
         except LocalFileError as exc:
             try:
                 unchanged()
             except FileChanged:
-                reporter.fail(_changed(item.local))
-            else:
-                reporter.fail(f"cannot read {item.local}: {exc}")
-            return
+                return _Outcome(failure=_changed(item.local))
+            return _Outcome(failure=f"cannot read {item.local}: {exc}")
         except NotRunning:
             raise
         except ClientError as exc:
-            reporter.fail(f"{item.local} not uploaded: {exc}")
-            return
-    seconds = reporter.elapsed()
-    summary = (
-        f"uploaded {item.local} -> {result['remote']}: {size_text(result['size'])}, "
-        f"{result['chunks']} chunks ({result['new_chunks']} new) in {seconds:.1f} s, "
-        f"{_rate_text(result['size'], seconds)}"
-    )
-    reporter.done(summary, {"file": str(item.local), **result})
+            return _Outcome(failure=f"{item.local} not uploaded: {exc}")
+    return _Outcome(result=result, seconds=time.monotonic() - started)
+
+
+def _report(reporter: Reporter, item: _Upload, outcome: _Outcome) -> None:
+    if outcome.failure is not None:
+        reporter.fail(outcome.failure)
+    elif outcome.skipped is not None:
+        reporter.note(outcome.skipped)
+    else:
+        result, seconds = outcome.result, outcome.seconds
+        assert result is not None
+        summary = (
+            f"uploaded {item.local} -> {result['remote']}: {size_text(result['size'])}, "
+            f"{result['chunks']} chunks ({result['new_chunks']} new) in {seconds:.1f} s, "
+            f"{_rate_text(result['size'], seconds)}"
+        )
+        reporter.done(summary, {"file": str(item.local), **result})
 
 
 def _changed(local: Path) -> str:

@@ -219,8 +219,11 @@ def run(smoke: bool) -> list[dict[str, Any]]:
             total = catalogued[0]
             progress(f"{small_files} files with bitdust file upload DIR")
             wall, done = cli_upload(customer, tree, "tree", timeout)
-            if len(done) != small_files or any(event["new_chunks"] != 1 for event in done):
-                raise RuntimeError(f"{len(done)} of {small_files} files uploaded as new chunks")
+            expected = [f"tree/{path.relative_to(tree)}" for path in files]
+            if [event["remote"] for event in done] != expected:
+                raise RuntimeError("the upload did not report every file once, in order")
+            if any(event["new_chunks"] != 1 for event in done):
+                raise RuntimeError("a file of random bytes was not uploaded as a new chunk")
             node_seconds = sum(event["seconds"] for event in done)
             total += small_files
             progress(f"CLI: {small_files / wall:.1f} files/s ({wall:.1f} s, of which the node's "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import bisect
 import random
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -44,15 +43,18 @@ class PingOldest:
 
 
 class KBucket:
-    """Up to k contacts whose ids fall in ``[lo, hi)``, least recently seen first."""
+    """Up to k contacts whose ids fall in ``[lo, hi)``, least recently seen first.
+
+    Plain dicts keep that order (re-inserting moves a key to the end): an OrderedDict's linked
+    list costs about 50 bytes more per entry, in every bucket of every node."""
 
     __slots__ = ("contacts", "failures", "hi", "last_lookup", "lo", "replacements", "seen")
 
     def __init__(self, lo: int, hi: int, now: float) -> None:
         self.lo = lo
         self.hi = hi
-        self.contacts: OrderedDict[bytes, Contact] = OrderedDict()
-        self.replacements: OrderedDict[bytes, Contact] = OrderedDict()
+        self.contacts: dict[bytes, Contact] = {}
+        self.replacements: dict[bytes, Contact] = {}
         self.failures: dict[bytes, int] = {}
         self.seen: dict[bytes, float] = {}
         self.last_lookup = now
@@ -119,7 +121,7 @@ class RoutingTable:
                     # Same id from a new address: keep the proven one until it fails a ping.
                     self._park(bucket, contact)
                     return PingOldest(known, contact)
-                bucket.contacts.move_to_end(contact.node_id)
+                bucket.contacts[contact.node_id] = bucket.contacts.pop(contact.node_id)
                 bucket.failures.pop(contact.node_id, None)
                 bucket.seen[contact.node_id] = now
                 return None
@@ -155,7 +157,7 @@ class RoutingTable:
         bucket.replacements.pop(contact.node_id, None)
         bucket.replacements[contact.node_id] = contact
         while len(bucket.replacements) > self.replacement_size:
-            bucket.replacements.popitem(last=False)
+            del bucket.replacements[next(iter(bucket.replacements))]
 
     def _split(self, bucket: KBucket) -> None:
         mid = (bucket.lo + bucket.hi) // 2

@@ -560,9 +560,24 @@ def cmd_network(args: argparse.Namespace, paths: Paths) -> int:
         return _network_speedtest(args, paths)
     if args.idurl is not None:
         raise UsageError(f"network {args.action} takes no IDURL")
+    if args.action == "connected":
+        show(args, client_for(paths).call("GET", "network/connected"), _sessions_text)
+        return 0
     flags = {section.value: 1 for section in StatusSection if getattr(args, section.value)}
     show(args, client_for(paths).call("GET", "network/status", **flags), as_text)
     return 0
+
+
+def _sessions_text(sessions: list[dict[str, Any]]) -> str:
+    """One line per p2p session: peer, how it runs, where, and the bytes each way."""
+    if not sessions:
+        return "no sessions"
+    return "\n".join(
+        f"{s['idurl'] or '(peer not yet known)'}  {s['direction']} {s['route']} {s['state']}  "
+        f"{s['address']}  in {size_text(s['bytes_in'])}, out {size_text(s['bytes_out'])}, "
+        f"{s['streams']} streams"
+        for s in sessions
+    )
 
 
 SPEEDTEST_SECONDS = 300
@@ -911,11 +926,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list"], help="list: the same as 'states'")
     p = command("service", cmd_service, "'service list' or 'service NAME'", ("services",))
     p.add_argument("name", nargs="?", help="a service's name, e.g. entangled-dht; or 'list'")
-    p = command("network", cmd_network, "'network status [--dht] ...', 'network speedtest IDURL'")
+    p = command(
+        "network",
+        cmd_network,
+        "'network status [--dht] ...', 'network connected', 'network speedtest IDURL'",
+    )
     p.add_argument(
         "action",
-        choices=["status", "speedtest"],
-        help="status: the node and the asked sections; speedtest: stream data to or from a peer",
+        choices=["status", "connected", "speedtest"],
+        help="status: the node and the asked sections; connected: the p2p sessions with peers "
+        "(direction, direct or routed, bytes); speedtest: stream data to or from a peer",
     )
     p.add_argument("idurl", nargs="?", help="speedtest: the peer's IDURL")
     p.add_argument(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import running_node
+from tests.helpers import cli, running_node
 
 ONLY_P2P = {
     "services/network/listen-host": "127.0.0.1",
@@ -30,6 +31,12 @@ def test_network_connected_lists_sessions_and_the_service_its_contact(tmp_path: 
         with socket.create_connection(("127.0.0.1", port), timeout=5) as peer:
             assert peer.recv(1) == b""
         assert node.ok("GET", "/network/connected/v1") == []
+        # and through the CLI, for a person and with --json
+        assert cli(node.env, "network", "connected", check=True).stdout == "no sessions\n"
+        listed = cli(node.env, "--json", "network", "connected", check=True).stdout
+        assert json.loads(listed) == []
+        refused = cli(node.env, "network", "connected", "http://host-a.com:8084/alice.xml")
+        assert refused.returncode == 2 and "network connected takes no IDURL" in refused.stderr
         states = {row["name"]: row["state"] for row in node.ok("GET", "/state/list/v1")}
         assert states["service_p2p"] == "ON"
 

@@ -49,6 +49,7 @@ from bitdust.config import (
 from bitdust.errors import ExitStatus
 from bitdust.files import atomic_write, read_bounded
 from bitdust.identity.errors import IdentityError
+from bitdust.malloc import with_tunables
 from bitdust.node.checks import SYSTEMD_UNIT_DIR, pid_of_running, systemd_enabled_instances
 from bitdust.node.service import StatusSection
 from bitdust.rsakeys import (
@@ -244,7 +245,7 @@ def start_daemon(paths: Paths, option: list[str] | None, timeout: float) -> int:
         command = [*own_command(), "--instance", paths.instance, "run"]
         for pair in option or []:
             command += ["-o", pair]
-        env = dict(os.environ, NOTIFY_SOCKET=notify_path)
+        env = with_tunables(dict(os.environ, NOTIFY_SOCKET=notify_path))
         if getattr(sys, "frozen", False):
             # A fresh onefile unpack for the node: ours is deleted when this command exits.
             env["PYINSTALLER_RESET_ENVIRONMENT"] = "1"

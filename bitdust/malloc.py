@@ -1,12 +1,15 @@
 """glibc's allocator, kept from hoarding the chunk buffers a node frees.
 
 A customer allocates and frees buffers of up to 16 MiB (chunks, ciphertexts, fragments) in
-worker threads. By default glibc gives each thread an arena of its own and raises its mmap
-threshold each time a large block is freed, so those buffers come from arenas that keep freed
-memory: a customer's RSS grew by about 100 MiB per 256 MB uploaded. Two arenas bound how many
-such heaps exist, and :func:`release_free_memory` hands their free pages back after each
-transfer. (Mapping every large buffer on its own, with a fixed mmap threshold, also bounds the
-memory but costs a third of the upload rate and half of the download rate in page faults.)
+worker threads. By default glibc raises its mmap threshold each time a large block is freed and
+gives each thread an arena of its own, so those buffers come from arenas that keep freed memory:
+a customer's RSS grew by about 100 MiB per 256 MB uploaded. A fixed threshold maps every buffer
+above it on its own and unmaps it when freed, and two arenas bound what smaller blocks hold.
+
+Mapping each buffer afresh costs page faults: a third of the upload rate and half of the
+download rate on 4 KiB pages. On transparent huge pages (``TUNABLES``, which glibc reads only
+when a process starts, so the launchers pass them: ``bitdust daemon`` and the systemd unit) the
+rates are those of the default allocator.
 """
 
 from __future__ import annotations
@@ -14,35 +17,32 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 
-M_ARENA_MAX = -8  # mallopt(3)
+M_MMAP_THRESHOLD = -3  # mallopt(3)
+M_ARENA_MAX = -8
+MMAP_THRESHOLD = 256 * 1024
 ARENA_MAX = 2
-
-
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-        libc.malloc_trim.argtypes = (ctypes.c_size_t,)
-    except (OSError, AttributeError, TypeError):
-        log.debug("no glibc allocator in %s: its defaults stay", name)
-        return None
-    return libc
-
-
-_LIBC = _libc()
+TUNABLES = "glibc.malloc.hugetlb=1"
 
 
 def bound_allocator_memory() -> bool:
-    """At most ARENA_MAX arenas; False where the C library is not glibc."""
-    return _LIBC is not None and bool(_LIBC.mallopt(M_ARENA_MAX, ARENA_MAX))
+    """Apply the settings above; False (and a debug line) where the C library is not glibc."""
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError, TypeError):
+        log.debug("no mallopt in %s: the allocator keeps its defaults", name)
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_ARENA_MAX, ARENA_MAX))
 
 
-def release_free_memory() -> None:
-    """Return the arenas' free pages to the system (a few milliseconds: call it from a worker
-    thread, after a transfer)."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
+def with_tunables(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for a node process: ``TUNABLES`` added to the operator's own GLIBC_TUNABLES."""
+    own = [item for item in env.get("GLIBC_TUNABLES", "").split(":") if item]
+    names = {item.partition("=")[0] for item in own}
+    ours = [item for item in TUNABLES.split(":") if item.partition("=")[0] not in names]
+    return {**env, "GLIBC_TUNABLES": ":".join(own + ours)}

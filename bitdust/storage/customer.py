@@ -39,7 +39,6 @@ from bitdust.files import atomic_write
 from bitdust.identity.keys import derive_key
 from bitdust.lookup.adverts import Role
 from bitdust.lookup.service import NodesLookupService
-from bitdust.malloc import release_free_memory
 from bitdust.node.service import Service, ServiceError, StatusSection
 from bitdust.p2p.errors import P2PError, RequestRefused
 from bitdust.p2p.service import P2PService
@@ -82,10 +81,6 @@ NO_IDENTITY = "this node has no identity yet: bitdust identity create NAME"
 CATALOGUE_KEY_LABEL = "storage/catalogue/v1"
 
 
-#: Bytes of chunks sent between two returns of the allocator's free pages to the system.
-TRIM_EVERY = 64 * 1024 * 1024
-
-
 class SupplierRefused(BackupError):
     """A supplier answered a put with a refusal (its disk is full, the customer is over quota
     or no longer its customer): another supplier takes the position."""
@@ -107,7 +102,6 @@ class CustomerService(Service, ChunkPlacer):
         self._keys: tuple[object, codec.DataKeys] | None = None
         self._storing: dict[bytes, asyncio.Future[None]] = {}
         self._uploads = 0
-        self._sent_since_trim = 0
         self._last_error = ""
         self._published = 0.0
         self._next_hire = 0.0
@@ -554,10 +548,6 @@ class CustomerService(Service, ChunkPlacer):
         finally:
             del self._storing[chunk_id]
         self.counters["chunks_sent"] += 1
-        self._sent_since_trim += len(plaintext)
-        if self._sent_since_trim >= TRIM_EVERY:  # a long upload's memory stays that of a short one
-            self._sent_since_trim = 0
-            await asyncio.to_thread(release_free_memory)
         return chunk_id, sent
 
     async def _encode_and_put(self, keys: codec.DataKeys, chunk_id: bytes, plaintext: bytes) -> int:
@@ -656,7 +646,6 @@ class CustomerService(Service, ChunkPlacer):
             result = await back_up(pieces, self, self.catalogue, remote, size, mode, mtime_ns)
         finally:
             self._uploads -= 1
-            await asyncio.to_thread(release_free_memory)
         freed = await asyncio.to_thread(self.catalogue.prune, remote, self.versions_kept)
         await self.delete_chunks(freed)
         return result
@@ -665,10 +654,7 @@ class CustomerService(Service, ChunkPlacer):
         self, version: FileVersion, write: Callable[[bytes], Awaitable[None]]
     ) -> None:
         self.data_keys()
-        try:
-            await restore(version, self, write)
-        finally:
-            await asyncio.to_thread(release_free_memory)
+        await restore(version, self, write)
 
     async def delete(self, remote: str) -> dict[str, Any]:
         """Forget ``remote`` (a file, or a directory and everything under it) and delete the

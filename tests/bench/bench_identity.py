@@ -105,13 +105,16 @@ class Load:
         return (self.requests - self.failed) / self.seconds
 
 
-def wrk(url: str, seconds: float) -> Load:
-    """Keep-alive GETs of ``url`` from :data:`CONNECTIONS` connections for ``seconds``."""
+def wrk(url: str, seconds: float, script: Path | None = None) -> Load:
+    """Keep-alive GETs of ``url`` (or of the paths the Lua ``script`` picks) from
+    :data:`CONNECTIONS` connections for ``seconds``."""
     wrk_binary = shutil.which("wrk")
     if wrk_binary is None:
         raise RuntimeError("wrk is not installed: 'make deps' (or apt-get install wrk) adds it")
     command = [wrk_binary, "-t2", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--timeout", "2s"]
     command += ["-H", f"Host: {HOST}", "--latency", url]
+    if script is not None:
+        command += ["--script", str(script)]
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30).stdout
     done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
     if done is None:
@@ -278,6 +281,14 @@ def synthetic_name(index: int) -> str:
     return f"user{index:07d}"
 
 
+RANDOM_NAMES = """\
+math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+request = function()
+    return wrk.format(nil, string.format("/user%07d.xml", math.random(0, COUNT - 1)))
+end
+"""
+
+
 def _write_synthetic(store_dir: str, keys_pem: list[bytes], start: int, stop: int) -> None:
     """Identities ``start``..``stop - 1``, signed round-robin by the keys, written as the store
     writes them (``<name>.xml``, canonical form); a worker process runs this."""
@@ -368,15 +379,24 @@ def _curves(base: Path, smoke: bool) -> list[dict[str, Any]]:
         fill_store(node.store_dir, keys_pem, stored, size)
         stored = size
         _progress(f"{size} identities written in {time.perf_counter() - started:.1f} s")
+        script = base / "random-names.lua"
+        script.write_text(RANDOM_NAMES.replace("COUNT", str(size)))
         with node.running():
             load = wrk(node.url(synthetic_name(size // 2)), seconds)
-        _progress(f"{size} identities: ready in {node.ready_after:.2f} s, "
-                  f"{load.served_per_second:.0f} req/s ({load.failed} failed)")  # fmt: skip
+            spread = wrk(node.url(synthetic_name(0)), seconds, script)
+        _progress(f"{size} identities: ready in {node.ready_after:.2f} s, one "
+                  f"{load.served_per_second:.0f} req/s ({load.failed} failed), random "
+                  f"{spread.served_per_second:.0f} req/s ({spread.failed} failed)")  # fmt: skip
         points += [
             {"curve": "identity server requests/s by stored identities", "x": size,
              "x_unit": "identities", "figure": load.served_per_second, "unit": "req/s",
              "note": f"GET of one, wrk -c{CONNECTIONS} -d{seconds}s, node's web port; "
                      f"{load.failed} failed; wrk and the node share the 2 cores"},
+            {"curve": "identity server requests/s by stored identities, random names", "x": size,
+             "x_unit": "identities", "figure": spread.served_per_second, "unit": "req/s",
+             "note": f"GET of a random one each time, wrk -c{CONNECTIONS} -d{seconds}s; the "
+                     f"store's 8 MiB cache holds some 8,000 of these 1 KB identities, the others "
+                     f"are read from disk; {spread.failed} failed"},
             {"curve": "identity server start by stored identities", "x": size,
              "x_unit": "identities", "figure": node.ready_after, "unit": "s",
              "note": "start to READY=1; the store lists its directory (no signature checks)"},

@@ -5,6 +5,7 @@ served at ``GET /metrics`` behind the secret and, when set, on a listener of its
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,7 +19,8 @@ from bitdust.metrics import Kind, node_families, service_families
 from bitdust.node.checks import check_config
 from bitdust.node.node import Node
 from bitdust.node.service import Service, ServiceState
-from tests.helpers import free_port, running_node
+from tests.helpers import GuideHost, free_port, running_node
+from tests.test_guide_identity import identity_server_settings
 
 SEED = {"services/entangled-dht/known-nodes": "genesis"}
 
@@ -160,3 +162,64 @@ def test_the_identity_server_reports_what_it_stores(
         assert status == 200
         assert "bitdust_identity_server_identities 0.0" in lines
         assert "bitdust_identity_server_stored_bytes 0.0" in lines
+
+
+def scrape(host: GuideHost) -> dict[str, float]:
+    """A guide host's ``/metrics`` as {series: value}, read on the API with its secret."""
+    port = host.data("get", "interface/api/rest-http-port")["value"]
+    secret = (host.runtime / "api.secret").read_text().strip()
+    status, _, body = get(f"http://{host.address}:{port}/metrics", {"api_secret": secret})
+    assert status == 200, body
+    samples = [line.rsplit(" ", 1) for line in body.decode().splitlines() if line[:1] != "#"]
+    return {series: float(value) for series, value in samples}
+
+
+@pytest.mark.timeout(120)
+def test_p2p_reports_sessions_and_bytes_and_the_router_and_supplier_their_figures(
+    guide_hosts: dict[str, GuideHost],
+) -> None:
+    """host-a routes (proxy-server), host-b is a supplier; alice on a pings bob on b, and a
+    stranger sends b bytes no handshake accepts: each side counts what it saw."""
+    a, b = guide_hosts["host-a.com"], guide_hosts["host-b.com"]
+    servers = "host-a.com:8084:6661,host-b.com:8084:6661"
+    a.configure(
+        "genesis",
+        **identity_server_settings("host-a.com", servers),
+        **{"services/proxy-server/enabled": "true"},
+    )
+    b.configure(
+        "host-a.com:14441",
+        **identity_server_settings("host-b.com", servers),
+        **{"services/supplier/enabled": "true", "services/supplier/donated-space": "10 MB"},
+    )
+    a.bitdust("daemon")
+    b.bitdust("daemon")
+    a.api("POST", "/identity/create/v1", {"username": "alice", "key_size": 1024})
+    bob = b.api("POST", "/identity/create/v1", {"username": "bob", "key_size": 1024})[1]
+    status, envelope = a.api("POST", "/user/ping/v1", {"id": bob["result"]["idurl"]})
+    assert status == 200, envelope
+    with socket.create_connection((b.address, 7771), timeout=10) as stranger:
+        stranger.sendall(b"\x00" * 64)
+        while stranger.recv(4096):  # b closes the session, with a CLOSE record or without
+            pass
+
+    [session] = a.data("network", "connected")  # the CLI's rows: the bytes on the wire
+    on_a = scrape(a)
+    assert on_a["bitdust_p2p_sessions"] == 1.0
+    assert on_a["bitdust_p2p_streams"] == 0.0
+    assert on_a["bitdust_p2p_sessions_opened_total"] == 1.0
+    assert on_a["bitdust_p2p_sessions_failed_total"] == 0.0
+    assert on_a["bitdust_p2p_bytes_sent_total"] == session["bytes_out"] > 0
+    assert on_a["bitdust_p2p_bytes_received_total"] == session["bytes_in"] > 0
+    assert on_a['bitdust_service_on{service="proxy-server"}'] == 1.0
+    assert on_a["bitdust_proxy_server_routes"] == 0.0
+    assert on_a["bitdust_proxy_server_bytes_relayed_total"] == 0.0
+
+    on_b = scrape(b)
+    assert on_b["bitdust_p2p_sessions"] == 1.0  # alice's; the stranger's is gone
+    assert on_b["bitdust_p2p_sessions_opened_total"] == 1.0
+    assert on_b["bitdust_p2p_sessions_failed_total"] == 1.0
+    assert on_b["bitdust_p2p_bytes_received_total"] >= session["bytes_out"] + 64
+    assert on_b["bitdust_supplier_donated"] == 10 * 1024**2  # binary, as BitDust counts
+    assert on_b["bitdust_supplier_customers"] == on_b["bitdust_supplier_fragments"] == 0.0
+    assert on_b["bitdust_supplier_hired_total"] == 0.0

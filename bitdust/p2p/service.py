@@ -47,6 +47,7 @@ IDENTITY_FETCH_TIMEOUT = 10.0
 
 class P2PService(Service):
     name = "p2p"  # the owner of the contact it declares to identity-propagate
+    metric_gauges = ("sessions", "streams")
     endpoint: P2PEndpoint
     speedtest: Speedtest
 
@@ -193,12 +194,21 @@ class P2PService(Service):
         return sorted(self.endpoint.sessions(), key=lambda s: (s["idurl"] or "", s["address"]))
 
     def info(self) -> dict[str, Any]:
+        sessions = self.endpoint.sessions()
+        counts = self.endpoint.counts
         return {
             "tcp_port": self.endpoint.address[1],
             "contact": self.contact,
-            "sessions": len(self.endpoint.sessions()),
+            "sessions": len(sessions),
+            "streams": sum(session["streams"] for session in sessions),
             "max_sessions": self.endpoint.limits.max_sessions,
             "sessions_per_address": self.endpoint.limits.sessions_per_address,
+            "counters": {  # the bytes of open sessions too, so that they never go down
+                "sessions_opened": counts["sessions_opened"],
+                "sessions_failed": counts["sessions_failed"],
+                "bytes_received": counts["bytes_received"] + sum(s["bytes_in"] for s in sessions),
+                "bytes_sent": counts["bytes_sent"] + sum(s["bytes_out"] for s in sessions),
+            },
         }
 
     def status_text(self) -> str:

@@ -135,8 +135,15 @@ class Session:
         if self.closed is not None:
             return
         self.bytes_in += len(data)
-        self._input += data
-        self._process(now)
+        if self._input:  # a record began in an earlier piece: it goes on from there
+            self._input += data
+            self._process(now)
+            return
+        with memoryview(data) as view:  # records straight from the piece, copied once each
+            used = self._read_records(view, now)
+            if self.closed is None:
+                self._input += view[used:]  # a record's beginning, for the next piece
+        self._check_held()
 
     def connection_lost(self, now: float) -> None:
         if self.closed is None:
@@ -272,18 +279,32 @@ class Session:
     # -- records --------------------------------------------------------------------------------
 
     def _process(self, now: float) -> None:
+        """Handle the records the input holds (a piece that completed one, or what arrived
+        while the peer's identity was fetched)."""
+        held = self._input
+        with memoryview(held) as view:
+            used = self._read_records(view, now)
+        del held[:used]  # when ``_end`` replaced the input meanwhile, this trims the old one
+        self._check_held()
+
+    def _read_records(self, view: memoryview, now: float) -> int:
+        """Handle the whole records at the start of ``view``; returns the bytes they took."""
+        start = 0
         while self.closed is None and not self.handshake.awaiting_identity:
-            if len(self._input) < LENGTH_SIZE:
-                return
-            size = int.from_bytes(self._input[:LENGTH_SIZE], "big")
-            if len(self._input) < LENGTH_SIZE + size:
-                return
-            message = bytes(self._input[LENGTH_SIZE : LENGTH_SIZE + size])
-            del self._input[: LENGTH_SIZE + size]
+            if len(view) - start < LENGTH_SIZE:
+                break
+            end = start + LENGTH_SIZE + int.from_bytes(view[start : start + LENGTH_SIZE], "big")
+            if len(view) < end:
+                break
+            message = bytes(view[start + LENGTH_SIZE : end])
+            start = end
             if self.handshake.done:
                 self._receive_transport(message, now)
             else:
                 self._receive_handshake(message)
+        return start
+
+    def _check_held(self) -> None:
         if self.closed is None and len(self._input) > MAX_HELD_INPUT:
             self._end(CloseReason.INPUT_LIMIT, send=False)
 
@@ -313,9 +334,9 @@ class Session:
         self._dispatch(frame)
 
     def _send_record(self, message: bytes) -> None:
-        record = len(message).to_bytes(LENGTH_SIZE, "big") + message
-        self.bytes_out += len(record)
-        self._output.append(record)
+        self.bytes_out += LENGTH_SIZE + len(message)
+        # the length and the message apart: data_to_send joins them with the rest, one copy
+        self._output += (len(message).to_bytes(LENGTH_SIZE, "big"), message)
 
     def _send_frame(self, frame: Frame) -> None:
         self._send_record(self.handshake.noise.encrypt(encode_frame(frame)))
@@ -462,7 +483,7 @@ class Session:
         if send:
             self._send_frame(Frame(FrameType.CLOSE, reason=(detail or reason.value)[:200]))
         self.closed = SessionClosed(reason, detail)
-        self._input.clear()
+        self._input = bytearray()  # not cleared: a record being read may still hold a view of it
         self._receiving.clear()
         self._sending.clear()
         self._events.append(self.closed)

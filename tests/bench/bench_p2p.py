@@ -201,10 +201,12 @@ def run(smoke: bool) -> list[dict[str, Any]]:
     return [
         {"name": "p2p.stream_throughput", "figure": statistics.median(p2p) / 1e6, "unit": "MB/s",
          "limit": 0.5 * statistics.median(raw) / 1e6, "target": "above",
-         "note": f"{size // CHUNK} MiB, one stream, two processes; limit = half of raw TCP"},
+         "note": f"{size // CHUNK} MiB, one stream, sender and receiver processes on 2 cores; "
+                 "limit = half of raw TCP (1 MiB writes, a Protocol that drops what it reads)"},
         {"name": "p2p.handshakes_per_second", "figure": ours, "unit": "1/s",
          "limit": 0.5 * bare, "target": "above",
-         "note": "sans-IO, identity binding and checks included; limit = half of bare Noise XX"},
+         "note": "sans-IO, both sides in one process (one core), identity binding and checks "
+                 "included; limit = half of bare Noise XX"},
     ]  # fmt: skip
 
 

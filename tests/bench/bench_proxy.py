@@ -368,7 +368,7 @@ def run(smoke: bool) -> list[dict[str, Any]]:
     return [
         {"name": "proxy.relayed_stream_throughput", "figure": statistics.median(relayed) / 1e6,
          "unit": "MB/s", "limit": 0.6 * statistics.median(direct) / 1e6, "target": "above",
-         "note": f"{size // CHUNK} MiB, one stream, sender/router/routed in three processes; "
+         "note": f"{size // CHUNK} MiB, one stream, sender, router, routed: 3 processes, 2 cores; "
                  "limit = 0.6 of the same stream direct"},
         {"name": "proxy.router_memory_per_client", "figure": per_client / 1024, "unit": "KiB",
          "limit": 2 * per_session / 1024, "target": "below",

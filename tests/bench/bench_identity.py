@@ -282,8 +282,15 @@ def synthetic_name(index: int) -> str:
 
 
 RANDOM_NAMES = """\
-math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
-request = function()
+local threads = 0
+function setup(thread)
+    threads = threads + 1
+    thread:set("seed", threads)
+end
+function init(args)
+    math.randomseed(seed)
+end
+function request()
     return wrk.format(nil, string.format("/user%07d.xml", math.random(0, COUNT - 1)))
 end
 """

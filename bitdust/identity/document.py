@@ -45,8 +45,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from lxml import etree
-
 from bitdust.identity.errors import DocumentError, IdentityError
 from bitdust.identity.idurl import (
     Idurl,
@@ -369,6 +367,8 @@ def parse_identity(data: bytes) -> Identity:
         raise DocumentError(
             "the identity document contains a DOCTYPE or entity declaration; these are refused"
         )
+    from lxml import etree  # here: ~4 MiB of RSS that a node reading no identity goes without
+
     parser = etree.XMLParser(**_PARSER_OPTIONS)
     try:
         root = etree.fromstring(data, parser=parser)
@@ -520,6 +520,8 @@ def _tag(element: Any) -> str:
     tag = element.tag
     if isinstance(tag, str):
         return printable(tag)[1:-1]
+    from lxml import etree
+
     if tag is etree.Comment:
         return "a comment"
     if tag is etree.ProcessingInstruction:

@@ -137,6 +137,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop(child: subprocess.Popen) -> None:
+    """Close the child's stdin (the bench's children end with it or with their work) and wait
+    for it; one still running 30 s later is killed, so no run leaves a process behind."""
+    try:
+        child.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        raise
+
+
 def direct_rate(kind: str, size: int) -> float:
     ports = {ALICE: _free_port(), BOB: _free_port()}
     command = [sys.executable, "-m", "tests.bench.bench_p2p", "receive", kind]
@@ -145,7 +156,7 @@ def direct_rate(kind: str, size: int) -> float:
         assert child.stdout is not None and child.stdout.readline() == b"ready\n"
         return uvloop.run(asyncio.wait_for(_send(kind, ports, size), 120))
     finally:
-        child.wait(30)
+        stop(child)
 
 
 def handshakes_per_second(count: int) -> float:

@@ -42,7 +42,7 @@ from bitdust.proxy.protocol import REGISTER
 from bitdust.proxy.relay import Relay, RelayLimits, route_id
 from bitdust.proxy.router import Router
 from tests.bench import bench_p2p
-from tests.bench.bench_p2p import ALICE, BOB, HOST, _free_port
+from tests.bench.bench_p2p import ALICE, BOB, HOST, _free_port, stop
 from tests.bench.streams import CHUNK, stream_rate, streams_rate
 from tests.identity.conftest import VECTORS
 
@@ -230,8 +230,8 @@ def relayed_rate(router_key: Path, size: int) -> float:
         return uvloop.run(asyncio.wait_for(_send(router_key, ports, size), 120))
     finally:
         if routed is not None:
-            routed.communicate(b"", timeout=30)
-        router.communicate(b"", timeout=30)
+            stop(routed)
+        stop(router)
 
 
 async def _clients(router_key: Path, ports: dict[str, int], count: int, child: Any) -> list[int]:
@@ -263,7 +263,7 @@ def router_memory(router_key: Path, count: int) -> tuple[float, float]:
     try:
         alone, sessions, routes = uvloop.run(_clients(router_key, ports, count, child))
     finally:
-        child.communicate(b"", timeout=30)
+        stop(child)
     return (routes - alone) / count, (sessions - alone) / count
 
 
@@ -314,8 +314,8 @@ def router_scaling(router_key: Path, count: int, size: int, round_trips: int) ->
         times, rate = uvloop.run(asyncio.wait_for(load, 120))
     finally:
         for child in children:
-            child.communicate(b"", timeout=30)
-        router.communicate(b"", timeout=30)
+            stop(child)
+        stop(router)
     return Scaling(count, rate, times, rss)
 
 

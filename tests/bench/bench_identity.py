@@ -15,12 +15,11 @@ The curve's identities are synthetic: distinct names, each a valid signed identi
 would accept, signed by a handful of 1024-bit keys (100,000 signatures of 2048-bit keys would
 not fit the budget), written straight into the store's directory as it lays them out.
 
-What limits the site: the template proxies without upstream keep-alive, so nginx opens a new
-connection to the node for every request, and accepting, setting up and closing a connection costs
-the node (aiohttp on uvloop) far more than answering from its cache: a bare aiohttp handler
-answers some 7,000 requests/s with a connection each, against 29,000 on kept-alive ones. With
-``upstream { keepalive 32; }`` and ``proxy_set_header Connection ""`` the site served 10,000 to
-16,000 requests/s here instead of 4,000 to 6,000.
+What limited the site: a template without upstream keep-alive made nginx open a new connection
+to the node for every request, and accepting, setting up and closing a connection costs the node
+(aiohttp on uvloop) far more than answering from its cache: a bare aiohttp handler answers some
+7,000 requests/s with a connection each, against 29,000 on kept-alive ones. The site now keeps
+its connections to the node (``upstream { keepalive 16; }``, ``proxy_set_header Connection ""``).
 """
 
 from __future__ import annotations
@@ -365,8 +364,8 @@ def _limit_figures(base: Path, smoke: bool) -> list[dict[str, Any]]:
                  f"{common}"},
         {"name": "identity.server_rps_nginx_site", "figure": rate["site"], "unit": "req/s",
          "limit": 0.25 * rate["static"], "target": "above",
-         "note": f"the rendered nginx site (a new connection to the node per request: no "
-                 f"upstream keep-alive), its limit_conn per address raised from 16 to "
+         "note": f"the rendered nginx site (connections to the node kept alive), its "
+                 f"limit_conn per address raised from 16 to "
                  f"{CONNECTIONS} (wrk's connections share one address); {failed['site']} failed; "
                  f"limit = 0.25 x nginx static; {common}"},
     ]  # fmt: skip

@@ -18,7 +18,11 @@ def test_renders_placeholders():
     assert "@" not in site.replace("$", "")
     assert "listen 127.0.1.1:80;" in site
     assert "server_name host-a.com;" in site
-    assert "proxy_pass http://127.0.0.1:8084;" in site
+    # the node's connections are kept open and reused (one per request cost two thirds)
+    assert "upstream bitdust_identity_host_a_com_node {" in site
+    assert "server 127.0.0.1:8084;" in site and "keepalive 16;" in site
+    assert "proxy_pass http://bitdust_identity_host_a_com_node;" in site
+    assert 'proxy_set_header Connection "";' in site
     assert "proxy_set_header Host $host;" in site
     assert "client_max_body_size 64k;" in site
     assert "proxy_read_timeout 10s;" in site and "proxy_connect_timeout 10s;" in site

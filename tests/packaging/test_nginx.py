@@ -54,7 +54,7 @@ def test_nginx_site_from_the_frozen_binary_passes_nginx_t(binary: Path, tmp_path
     assert "@" not in result.stdout.replace("$", ""), "a placeholder was left unfilled"
     assert "listen 127.0.1.1:80;" in result.stdout
     assert "server_name host-a.com;" in result.stdout
-    assert "proxy_pass http://127.0.0.1:8084;" in result.stdout
+    assert "server 127.0.0.1:8084;" in result.stdout
     base = tmp_path / "nginx"
     write_nginx_conf(base, str(site), run_as_root=False)
     check = subprocess.run(

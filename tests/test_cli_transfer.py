@@ -29,7 +29,7 @@ from aiohttp import web
 
 from bitdust.api.server import OCTET_TYPE, ApiError, Call, Param, build_app, route
 from bitdust.cli import main
-from bitdust.cli_transfer import Reporter
+from bitdust.cli_transfer import SMALL_UPLOAD, UPLOADS_IN_FLIGHT, Reporter
 from bitdust.config import Paths
 from tests.helpers import cli, node_env, write_conf
 
@@ -54,6 +54,9 @@ class FakeNode:
     touch_on_first_piece: Path | None = None  # a local file the "user" edits mid-upload
     cut_short: set[str] = field(default_factory=set)  # downloads that stop halfway
     wrong_sha: set[str] = field(default_factory=set)
+    upload_delay: float = 0.0  # seconds each upload takes, to see how many run at once
+    uploading: int = 0
+    most_at_once: int = 0
 
     def routes(self) -> list[Any]:
         node = self
@@ -66,6 +69,10 @@ class FakeNode:
         async def upload(call: Call) -> dict[str, Any]:
             remote, body = call.args["remote"], bytearray()
             node.received[remote] = 0
+            node.uploading += 1
+            node.most_at_once = max(node.most_at_once, node.uploading)
+            await asyncio.sleep(node.upload_delay)
+            node.uploading -= 1
             async for piece in call.request.content.iter_any():
                 body += piece
                 node.received[remote] = len(body)
@@ -226,6 +233,24 @@ def test_a_directory_tree_uploads_with_modes_and_mtimes(
         f"bitdust: skipped {instance.base / 'tree' / 'link'}: a symbolic link",
         f"bitdust: skipped {instance.base / 'tree' / 'pipe'}: not a regular file",
     ]
+
+
+def test_small_files_go_several_at_once_and_are_reported_in_order(
+    instance: Instance, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree = instance.base / "many"
+    tree.mkdir()
+    for n in range(12):
+        (tree / f"{n:02}.txt").write_bytes(os.urandom(100 + n))
+    (tree / "05-big.bin").write_bytes(os.urandom(SMALL_UPLOAD + 1))  # alone, between them
+    instance.node.upload_delay = 0.05
+    assert main(["--json", "file", "upload", str(tree)]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    done = [event["remote"] for event in events if event["event"] == "done"]
+    assert done == sorted(f"many/{path.name}" for path in tree.iterdir())
+    assert 1 < instance.node.most_at_once <= UPLOADS_IN_FLIGHT
+    for path in tree.iterdir():
+        assert instance.node.files[f"many/{path.name}"].data == path.read_bytes()
 
 
 def test_unchanged_files_are_not_read_again_unless_reread_is_asked(

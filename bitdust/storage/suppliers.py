@@ -76,12 +76,15 @@ class Suppliers:
         answer = await self._ask(idurl, wire.RELEASE_REQUEST, wire.RELEASE_ANSWER, REQUEST_TIMEOUT)
         return answer["freed"]
 
-    async def put(self, idurl: str, fragment_id: bytes, data: bytes) -> None:
-        """Store ``data`` as ``fragment_id`` on ``idurl``; returns once the supplier kept it
-        (it checks size and SHA-256 first). P2PError with the supplier's reason otherwise."""
-        header = wire.PUT_HEADER.encode(
-            id=fragment_id, size=len(data), sha256=hashlib.sha256(data).digest()
-        )
+    async def put(
+        self, idurl: str, fragment_id: bytes, data: bytes, sha256: bytes | None = None
+    ) -> None:
+        """Store ``data`` (whose SHA-256 is ``sha256``, computed here if not given) as
+        ``fragment_id`` on ``idurl``; returns once the supplier kept it (it checks size and
+        SHA-256 first). P2PError with the supplier's reason otherwise."""
+        if sha256 is None:
+            sha256 = await asyncio.to_thread(_sha256, data)
+        header = wire.PUT_HEADER.encode(id=fragment_id, size=len(data), sha256=sha256)
         async with asyncio.timeout(transfer_timeout(len(data))):
             stream = await self.p2p.open_stream(idurl, wire.PUT, header)
             try:
@@ -116,7 +119,7 @@ class Suppliers:
             self._expected.pop(key, None)
             if not arrived.done():
                 arrived.cancel()
-        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())  # off the loop
+        digest = await asyncio.to_thread(_sha256, data)
         if len(data) != answer["size"] or digest != answer["sha256"]:
             raise StorageRefused(f"{idurl} sent a fragment that differs from what it announced")
         self.bytes_received += len(data)
@@ -205,3 +208,8 @@ def decode_supplier_list(data: bytes) -> dict[str, Any]:
     ):
         raise StorageRefused("supplier list has malformed fields")
     return {"suppliers": suppliers, "k": k, "revision": revision}
+
+
+def _sha256(data: bytes) -> bytes:
+    """Run in a worker thread: hashing megabytes on the event loop holds every session up."""
+    return hashlib.sha256(data).digest()

@@ -8,8 +8,6 @@ It must never hold a whole file: at most ``2 * max_size`` bytes stay buffered.
 
 from __future__ import annotations
 
-from pyfastcdc import FastCDC
-
 MIN_CHUNK = 1024 * 1024
 AVG_CHUNK = 4 * 1024 * 1024
 MAX_CHUNK = 16 * 1024 * 1024
@@ -29,6 +27,8 @@ class Chunker:
     def __init__(
         self, min_size: int = MIN_CHUNK, avg_size: int = AVG_CHUNK, max_size: int = MAX_CHUNK
     ) -> None:
+        from pyfastcdc import FastCDC  # at first use: an idle node goes without its memory
+
         # FastCDC checks the sizes (min 64 B to 1 MiB, avg 256 B to 4 MiB, max 1 KiB to 16 MiB).
         self._fastcdc = FastCDC(avg_size, min_size=min_size, max_size=max_size)
         self._limit = 2 * max_size

@@ -27,15 +27,17 @@ import struct
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-import zfec
-import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bitdust.identity.keys import derive_key
 from bitdust.storage.chunker import MAX_CHUNK
+
+if TYPE_CHECKING:
+    import zstandard
 
 MAGIC = b"BDCF"
 VERSION = 1
@@ -180,6 +182,8 @@ def encode_chunk(
         length=len(payload) + TAG_SIZE,
         nonce=nonce,
     )
+    import zfec  # at first use: an idle node goes without its memory
+
     share_size = header.share_size
     # Encrypted in place into k equal shares, the zeros after the ciphertext padding the last.
     padded = memoryview(bytearray(k * share_size))
@@ -217,6 +221,8 @@ def share_for(keys: DataKeys, chunk_id: bytes, fragments: Mapping[int, bytes], i
     if not 0 <= index < header.n:
         raise ValueError(f"fragment index {index} is out of range (0-{header.n - 1})")
     _decrypt(keys, chunk_id, header, primary)
+    import zfec  # at first use: an idle node goes without its memory
+
     (share,) = zfec.Encoder(header.k, header.n).encode(primary, (index,))
     return b"".join((replace(header, index=index).pack(), share))
 
@@ -290,6 +296,8 @@ def _primary_shares(
         raise NotEnoughFragments(f"{len(headers)} fragments given, {first.k} needed")
     chosen = tuple(sorted(headers)[: first.k])  # primary shares first: cheapest to decode
     shares = tuple(memoryview(fragments[index])[HEADER.size :] for index in chosen)
+    import zfec  # at first use: an idle node goes without its memory
+
     return first, tuple(zfec.Decoder(first.k, first.n).decode(shares, chosen))
 
 
@@ -320,12 +328,16 @@ _per_thread = threading.local()
 
 def _compressor() -> zstandard.ZstdCompressor:
     if not hasattr(_per_thread, "compressor"):
+        import zstandard  # at first use: an idle node goes without its memory
+
         _per_thread.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
     return _per_thread.compressor
 
 
 def _decompressor() -> zstandard.ZstdDecompressor:
     if not hasattr(_per_thread, "decompressor"):
+        import zstandard  # at first use: an idle node goes without its memory
+
         _per_thread.decompressor = zstandard.ZstdDecompressor()
     return _per_thread.decompressor
 
@@ -343,6 +355,8 @@ def _compressed(plaintext: bytes | memoryview) -> bytes | None:
 def _decompressed(chunk_id: bytes, payload: bytes, size: int) -> bytes:
     # The payload is authenticated, but a frame header's content size is still never trusted for
     # an allocation: it must be the recorded size, and the output is bounded by it.
+    import zstandard  # at first use: an idle node goes without its memory
+
     try:
         if zstandard.frame_content_size(payload) not in (size, -1):
             raise ChunkCorrupt(f"chunk {chunk_id.hex()}: compressed frame of the wrong size")

@@ -11,7 +11,7 @@
 PYINSTALLER := $(VENV)/bin/pyinstaller
 # Everything that ends up in the binary: code and data of the package, the entry point, the spec.
 BINARY_INPUTS := $(shell find bitdust -type f -not -path '*/__pycache__/*' -not -name '*.pyc') \
-	bitdust.spec $(wildcard packaging/pyinstaller/*.py packaging/pyinstaller/hooks/*.py) requirements/runtime.txt \
+	bitdust.spec $(wildcard packaging/pyinstaller/*.py) requirements/runtime.txt \
 	$(wildcard packaging/nginx/bitdust-identity.conf)
 
 dist/bitdust: $(STAMP) $(BINARY_INPUTS)

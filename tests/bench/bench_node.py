@@ -39,7 +39,7 @@ from tests.helpers import REPO, NotifyListener, cli, free_port, node_env, write_
 #: the node from the source tree
 SOURCE = [sys.executable, "-m", "bitdust"]
 
-LIBRARIES = "import aiohttp.web, cryptography.hazmat.primitives.asymmetric.ed25519, lxml.etree, "
+LIBRARIES = "import aiohttp.web, cryptography.hazmat.primitives.asymmetric.ed25519, pyexpat, "
 LIBRARIES += "msgpack, sqlite3, uvloop, sdnotify"
 
 BARE_SERVER = """

@@ -367,7 +367,7 @@ NGINX_MAIN = """\
 {user}worker_processes 1;
 pid {base}/nginx.pid;
 error_log {base}/error.log;
-events {{ worker_connections 64; }}
+events {{ worker_connections {worker_connections}; }}
 http {{
     access_log off;
     client_body_temp_path {base}/body;
@@ -380,11 +380,15 @@ http {{
 """
 
 
-def write_nginx_conf(base: Path, sites: str, run_as_root: bool = True) -> Path:
+def write_nginx_conf(
+    base: Path, sites: str, run_as_root: bool = True, worker_connections: int = 64
+) -> Path:
     """A complete nginx.conf of its own, writing nothing outside ``base``, that includes the
     ``sites`` glob; ``run_as_root`` keeps the workers root so they can use the test's dirs."""
     base.mkdir(parents=True, exist_ok=True)
     conf = base / "nginx.conf"
     user = "user root;\n" if run_as_root else ""
-    conf.write_text(NGINX_MAIN.format(user=user, base=base, sites=sites))
+    conf.write_text(
+        NGINX_MAIN.format(user=user, base=base, sites=sites, worker_connections=worker_connections)
+    )
     return conf

@@ -52,7 +52,15 @@ from bitdust.identity.keys import (
 )
 from bitdust.identity.signing import sign
 from bitdust.identity.store import FILE_SUFFIX, IdentityStore
-from tests.helpers import NotifyListener, bitdust_command, cli, free_port, node_env, write_conf
+from tests.helpers import (
+    NotifyListener,
+    bitdust_command,
+    cli,
+    free_port,
+    node_env,
+    write_conf,
+    write_nginx_conf,
+)
 from tests.identity.conftest import VECTORS
 
 HOST = "host-a.com"
@@ -62,24 +70,12 @@ SYNTHETIC_KEYS = 4
 SYNTHETIC_KEY_BITS = 1024
 SHARING = "wrk (2 threads), the node and one nginx worker share the 2 cores"
 
-NGINX_CONF = """\
-{user}worker_processes 1;
-pid {base}/nginx.pid;
-error_log {base}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {base}/body;
-    proxy_temp_path {base}/proxy;
-    fastcgi_temp_path {base}/fastcgi;
-    uwsgi_temp_path {base}/uwsgi;
-    scgi_temp_path {base}/scgi;
-    include {base}/site.conf;
-    server {{
-        listen 127.0.0.1:{static_port};
-        root {store};
-        default_type application/xml;
-    }}
+#: nginx serving the stored identities as plain files: the limit the node is compared with.
+STATIC_SITE = """\
+server {{
+    listen 127.0.0.1:{static_port};
+    root {store};
+    default_type application/xml;
 }}
 """
 
@@ -233,12 +229,15 @@ class Nginx:
         site, raised = re.subn(r"limit_conn (\S+) \d+;", rf"limit_conn \1 {CONNECTIONS};", site)
         if raised != 1:
             raise RuntimeError(f"the nginx site has no single limit_conn to raise:\n{site}")
-        (base / "site.conf").write_text(site)
-        self.conf = base / "nginx.conf"
-        self.conf.write_text(NGINX_CONF.format(
-            user="user root;\n" if os.geteuid() == 0 else "",
-            base=base, static_port=self.static_port, store=node.store_dir,
-        ))  # fmt: skip
+        sites = base / "sites"
+        sites.mkdir(exist_ok=True)
+        (sites / "site.conf").write_text(site)
+        (sites / "static.conf").write_text(
+            STATIC_SITE.format(static_port=self.static_port, store=node.store_dir)
+        )
+        self.conf = write_nginx_conf(
+            base, f"{sites}/*.conf", run_as_root=os.geteuid() == 0, worker_connections=1024
+        )
         check = subprocess.run([binary, "-t", "-q", "-c", str(self.conf)],
                                capture_output=True, text=True)  # fmt: skip
         if check.returncode != 0:

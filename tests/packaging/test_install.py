@@ -449,7 +449,7 @@ def test_nginx_config_uses_the_installed_template(debian_root: DebianRoot) -> No
         "host-a.com",
     )
     assert "server_name host-a.com;" in result.stdout
-    assert "proxy_pass http://127.0.0.1:8084;" in result.stdout
+    assert "server 127.0.0.1:8084;" in result.stdout  # the upstream nginx keeps connections to
 
 
 @pytest.fixture(scope="module")

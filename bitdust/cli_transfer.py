@@ -410,17 +410,31 @@ class _BadDownload(Exception):
 
 
 class _HashingSink:
-    """The temporary file, hashing and counting what is written to it."""
+    """The temporary file, hashing and counting what is written to it. Each piece is hashed
+    in a thread while the next one is received and written (hashlib lets go of the GIL), so
+    the check costs the download no time of its own."""
 
-    def __init__(self, handle: BinaryIO) -> None:
+    def __init__(self, handle: BinaryIO, hasher: ThreadPoolExecutor) -> None:
         self.handle = handle
-        self.digest = hashlib.sha256()
         self.size = 0
+        self._digest = hashlib.sha256()
+        self._hasher = hasher
+        self._hashing: Future[None] | None = None
 
     def write(self, data: bytes) -> int:
-        self.digest.update(data)
+        self._wait_for_hashing()
+        self._hashing = self._hasher.submit(self._digest.update, data)
         self.size += len(data)
         return self.handle.write(data)
+
+    def hexdigest(self) -> str:
+        self._wait_for_hashing()
+        return self._digest.hexdigest()
+
+    def _wait_for_hashing(self) -> None:
+        if self._hashing is not None:
+            self._hashing.result()
+            self._hashing = None
 
 
 def _download_file(
@@ -469,8 +483,8 @@ def _receive(
         prefix=f".{item.local.name}.", suffix=TEMP_SUFFIX, dir=directory
     )
     try:
-        with open(fd, "wb") as handle:
-            sink = _HashingSink(handle)
+        with open(fd, "wb") as handle, ThreadPoolExecutor(1) as hasher:
+            sink = _HashingSink(handle, hasher)
             headers = client.download("file/download/start", query, sink, on_progress)
             mode, mtime_ns = _check(headers, sink)
             handle.flush()
@@ -500,6 +514,6 @@ def _check(headers: dict[str, str], sink: _HashingSink) -> tuple[int, int]:
         raise _BadDownload(f"the node sent mode {mode}, not a file mode")
     if sink.size != size:
         raise _BadDownload(f"received {sink.size} bytes, the file has {size}")
-    if sink.digest.hexdigest() != sha256.lower():
+    if sink.hexdigest() != sha256.lower():
         raise _BadDownload("the content does not match its SHA-256")
     return mode, mtime_ns

@@ -206,10 +206,14 @@ async def restore(
     version: FileVersion, placer: ChunkPlacer, write: Callable[[bytes], Awaitable[None]]
 ) -> None:
     """Write the plaintext of ``version`` through ``write``, chunk by chunk in order, fetching
-    up to ``CHUNKS_AHEAD`` ahead; BackupError if the result is not what was backed up."""
+    up to ``CHUNKS_AHEAD`` ahead; BackupError if the result is not what was backed up.
+
+    The last chunk is written only once the whole file's size and SHA-256 match the
+    catalogue's, so a reader that stops at the announced size never holds a wrong whole file."""
     digest = hashlib.sha256()
     hashing = _InThread(digest.update)
-    written = 0
+    restored = 0
+    held = b""
     queue: asyncio.Queue[asyncio.Task[bytes] | None] = asyncio.Queue(CHUNKS_AHEAD)
 
     async def fetch_ahead() -> None:
@@ -222,17 +226,22 @@ async def restore(
         while (task := await queue.get()) is not None:
             plaintext = await task
             await hashing.submit(plaintext)
-            written += len(plaintext)
-            await write(plaintext)
+            restored += len(plaintext)
+            if held:
+                await write(held)
+            held = plaintext
         await hashing.drain()
     finally:
         feeder.cancel()
         while not queue.empty():
-            pending = queue.get_nowait()
-            if pending is not None:
-                pending.cancel()
-    if written != version.size or digest.digest() != version.sha256:
+            waiting = queue.get_nowait()
+            if waiting is not None:
+                waiting.cancel()
+        await asyncio.gather(hashing.drain(), return_exceptions=True)
+    if restored != version.size or digest.digest() != version.sha256:
         raise BackupError(f"{version.path}: the restored bytes differ from the backed-up file")
+    if held:
+        await write(held)
 
 
 #: Decodes tried for one chunk before giving up: each bad fragment found costs a few.

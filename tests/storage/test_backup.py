@@ -4,6 +4,7 @@ and remote path rules."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from collections.abc import AsyncIterator
@@ -116,6 +117,27 @@ async def test_fragments_lost_beyond_n_minus_k_fail_the_restore(
         placer.path(placement.index, placement.fragment_id).unlink()
     with pytest.raises(codec.NotEnoughFragments):
         await restored(placer, catalogue, "f")
+
+
+async def test_a_restore_that_differs_from_the_catalogue_never_writes_the_whole_file(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    """The check of the file's SHA-256 comes before its last chunk is written: a reader that
+    trusts the announced size sees a short file, never a complete wrong one."""
+    placer = InProcessPlacer(tmp_path / "fragments", catalogue)
+    data = random.Random(5).randbytes(20 * MiB)
+    await back_up(pieces_of(data), placer, catalogue, "f", len(data), 0o600, 1)
+    recorded = catalogue.version("f")
+    assert len(recorded.chunk_ids) >= 2
+    wrong = dataclasses.replace(recorded, sha256=hashlib.sha256(b"other").digest())
+    out = bytearray()
+
+    async def write(data: bytes) -> None:
+        out.extend(data)
+
+    with pytest.raises(BackupError, match="differ from the backed-up file"):
+        await restore(wrong, placer, write)
+    assert 0 < len(out) < len(data) and data.startswith(out)
 
 
 @pytest.mark.parametrize(

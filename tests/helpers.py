@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bitdust.malloc import with_tunables
+
 REPO = Path(__file__).resolve().parent.parent
 
 # The guide's four hosts, as loopback addresses (DESIGN §12).
@@ -244,7 +246,8 @@ def start_node(
     wait: bool = True,
     timeout: float = 30,
 ) -> Node:
-    """Write the instance's conffile and start `bitdust run`, waiting for READY=1."""
+    """Write the instance's conffile and start `bitdust run`, waiting for READY=1, with the
+    allocator's tunables that the systemd unit and `bitdust daemon` give a node."""
     settings = dict(settings or {})
     api_host = str(settings.get("services/network/listen-host") or "127.0.0.1")
     if not api_host.startswith("127."):
@@ -253,7 +256,7 @@ def start_node(
     settings.setdefault("services/entangled-dht/udp-port", 0)
     settings.setdefault("services/tcp-connections/tcp-port", 0)
     write_conf(base, instance, settings)
-    env = node_env(base, **(env_extra or {}))
+    env = with_tunables(node_env(base, **(env_extra or {})))
     notify = NotifyListener()
     env["NOTIFY_SOCKET"] = notify.path
     command = [*bitdust_command(), "--instance", instance, "run"]

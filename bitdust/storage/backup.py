@@ -95,22 +95,45 @@ class UploadResult:
 
 
 class _InThread:
-    """Calls of one function in a worker thread, one at a time and in order, each running while
-    its caller goes on: :meth:`submit` waits for the call before it and returns its result."""
+    """One function called on each piece of a stream, in order, in a worker thread, while the
+    caller goes on receiving. Pieces that arrive while a call runs wait (up to ``backlog``
+    bytes; beyond that :meth:`submit` waits) and go to the thread together in the next call, so
+    a slow call (a chunker's cut) never stops the stream's reader."""
 
-    def __init__(self, function: Callable[[bytes], Any]) -> None:
+    def __init__(self, function: Callable[[bytes], Any], backlog: int = 8 * 1024 * 1024) -> None:
         self._function = function
-        self._running: asyncio.Future[Any] | None = None
+        self._backlog = backlog
+        self._waiting: list[bytes] = []
+        self._waiting_bytes = 0
+        self._running: asyncio.Future[list[Any]] | None = None
 
-    async def submit(self, data: bytes) -> Any:
-        previous = await self.drain()
-        self._running = asyncio.ensure_future(asyncio.to_thread(self._function, data))
-        return previous
+    async def submit(self, data: bytes) -> list[Any]:
+        """Take ``data``; return the results of the calls that finished meanwhile, in order."""
+        self._waiting.append(data)
+        self._waiting_bytes += len(data)
+        running = self._running is not None and not self._running.done()
+        if running and self._waiting_bytes < self._backlog:
+            return []
+        return await self._start_waiting()
 
-    async def drain(self) -> Any:
-        """The result of the call still running, if any."""
+    async def drain(self) -> list[Any]:
+        """The results of every piece taken and not returned yet, once all have run."""
+        results = await self._start_waiting() if self._waiting else []
+        return results + await self.settle()
+
+    async def settle(self) -> list[Any]:
+        """The results of the call running, if any; pieces still waiting are not run."""
         running, self._running = self._running, None
-        return None if running is None else await running
+        return [] if running is None else await running
+
+    async def _start_waiting(self) -> list[Any]:
+        results = await self.settle()
+        batch, self._waiting, self._waiting_bytes = self._waiting, [], 0
+        self._running = asyncio.ensure_future(asyncio.to_thread(self._run, batch))
+        return results
+
+    def _run(self, batch: list[bytes]) -> list[Any]:
+        return [self._function(piece) for piece in batch]
 
 
 async def back_up(
@@ -161,9 +184,9 @@ async def back_up(
                         "(the file grew while it was read); not backed up"
                     )
                 await hashing.submit(piece)
-                await dispatch(await cutting.submit(piece) or [])
+                await dispatch(_joined(await cutting.submit(piece)))
             await hashing.drain()
-            await dispatch(await cutting.drain() or [])
+            await dispatch(_joined(await cutting.drain()))
             if received != size:
                 raise BackupError(
                     f"{remote}: {received} of the announced {size} bytes arrived (the file "
@@ -174,7 +197,9 @@ async def back_up(
         except BaseException:
             for task in stored:
                 task.cancel()
-            await asyncio.gather(*stored, hashing.drain(), cutting.drain(), return_exceptions=True)
+            await asyncio.gather(
+                *stored, hashing.settle(), cutting.settle(), return_exceptions=True
+            )
             raise
         version = await asyncio.to_thread(
             catalogue.add_version,
@@ -200,6 +225,10 @@ async def back_up(
         sent,
         time.monotonic() - started,
     )
+
+
+def _joined(cuts: list[list[bytes]]) -> list[bytes]:
+    return [chunk for chunks in cuts for chunk in chunks]
 
 
 async def restore(
@@ -237,7 +266,7 @@ async def restore(
             waiting = queue.get_nowait()
             if waiting is not None:
                 waiting.cancel()
-        await asyncio.gather(hashing.drain(), return_exceptions=True)
+        await asyncio.gather(hashing.settle(), return_exceptions=True)
     if restored != version.size or digest.digest() != version.sha256:
         raise BackupError(f"{version.path}: the restored bytes differ from the backed-up file")
     if held:

@@ -21,7 +21,6 @@ from bitdust.storage.backup import BackupError, UploadResult, normalize_remote
 from bitdust.storage.catalogue import FileVersion, NotInCatalogue
 from bitdust.storage.customer import CustomerService
 
-READ_PIECE = 1024 * 1024
 MAX_FILE = 2**50
 MODE_BITS = 0o7777
 
@@ -61,17 +60,8 @@ async def file_upload_start(call: Call) -> dict[str, Any]:
         raise ApiError(400, "field 'mtime_ns': expected a time after 1970")
 
     async def pieces() -> Any:
-        """The body in pieces of at least READ_PIECE bytes (the socket delivers far smaller
-        ones, and each piece costs the pipeline a hop to a worker thread)."""
-        gathered, length = [], 0
-        while piece := await call.request.content.read(READ_PIECE):
-            gathered.append(piece)
-            length += len(piece)
-            if length >= READ_PIECE:
-                yield b"".join(gathered)
-                gathered, length = [], 0
-        if gathered:
-            yield b"".join(gathered)
+        while piece := await call.request.content.readany():
+            yield piece
 
     try:
         result = await customer.upload(pieces(), remote, size, mode, mtime_ns)

@@ -96,12 +96,19 @@ class UploadResult:
 
 class _InThread:
     """One function called on each piece of a stream, in order, in a worker thread, while the
-    caller goes on receiving. Pieces that arrive while a call runs wait (up to ``backlog``
-    bytes; beyond that :meth:`submit` waits) and go to the thread together in the next call, so
-    a slow call (a chunker's cut) never stops the stream's reader."""
+    caller goes on receiving. Pieces go to the thread together, at least ``batch`` bytes a call
+    (each call costs a hop to a thread, and the socket delivers far smaller pieces); pieces that
+    arrive while a call runs wait for the next one, up to ``backlog`` bytes (beyond that
+    :meth:`submit` waits), so a slow call (a chunker's cut) never stops the stream's reader."""
 
-    def __init__(self, function: Callable[[bytes], Any], backlog: int = 8 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        function: Callable[[bytes], Any],
+        batch: int = 1024 * 1024,
+        backlog: int = 8 * 1024 * 1024,
+    ) -> None:
         self._function = function
+        self._batch = batch
         self._backlog = backlog
         self._waiting: list[bytes] = []
         self._waiting_bytes = 0
@@ -112,7 +119,7 @@ class _InThread:
         self._waiting.append(data)
         self._waiting_bytes += len(data)
         running = self._running is not None and not self._running.done()
-        if running and self._waiting_bytes < self._backlog:
+        if self._waiting_bytes < (self._backlog if running else self._batch):
             return []
         return await self._start_waiting()
 

@@ -25,12 +25,13 @@ import hashlib
 import hmac
 import struct
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bitdust.identity.keys import derive_key
@@ -197,7 +198,9 @@ def encode_chunk(
     return EncodedChunk(chunk_id, len(plaintext), header.compressed, fragments)
 
 
-def decode_chunk(keys: DataKeys, chunk_id: bytes, fragments: Mapping[int, bytes]) -> bytes:
+def decode_chunk(
+    keys: DataKeys, chunk_id: bytes, fragments: Mapping[int, bytes]
+) -> bytes | bytearray:
     """The chunk's plaintext from any k of its fragments, keyed by index.
 
     Every header given is checked; the shares of the k lowest indices are used.
@@ -266,8 +269,12 @@ def _check_chunk_id(chunk_id: bytes) -> None:
         raise ValueError(f"a chunk id is {ID_SIZE} bytes")
 
 
+def _key_of(keys: DataKeys, chunk_id: bytes) -> bytes:
+    return hmac.new(keys.data, b"aes-256-gcm" + chunk_id, hashlib.sha256).digest()
+
+
 def _cipher_of(keys: DataKeys, chunk_id: bytes) -> AESGCM:
-    return AESGCM(hmac.new(keys.data, b"aes-256-gcm" + chunk_id, hashlib.sha256).digest())
+    return AESGCM(_key_of(keys, chunk_id))
 
 
 def _nonce_of(keys: DataKeys, chunk_id: bytes, payload: bytes) -> bytes:
@@ -306,21 +313,52 @@ def _decrypt(
     chunk_id: bytes,
     header: FragmentHeader,
     primary: tuple[bytes | memoryview, ...],
-) -> bytes:
+) -> bytearray:
+    """The chunk's payload, decrypted share by share into one buffer (joining the shares first
+    would cost a copy of the chunk, and page faults for its fresh memory)."""
     _check_chunk_id(chunk_id)
-    padded = memoryview(b"".join(primary))
-    ciphertext = padded[: header.length]
-    if any(padded[header.length :]):  # the padding is zeros, so every byte of a fragment counts
+    shares = [memoryview(share) for share in primary]
+    total = sum(len(share) for share in shares)
+    body = header.length - TAG_SIZE
+    if body < 0:
+        raise _unauthentic(chunk_id)
+    # the padding is zeros, so every byte of a fragment counts
+    if any(any(piece) for piece in _spans(shares, header.length, total)):
         raise ChunkCorrupt(f"chunk {chunk_id.hex()}: the padding of its last share is altered")
+    decryptor = Cipher(algorithms.AES(_key_of(keys, chunk_id)), modes.GCM(header.nonce)).decryptor()
+    decryptor.authenticate_additional_data(header.associated_data(chunk_id))
+    payload = bytearray(body + UPDATE_SPARE)
+    with memoryview(payload) as out:
+        written = 0
+        for piece in _spans(shares, 0, body):
+            written += decryptor.update_into(piece, out[written:])
     try:
-        return _cipher_of(keys, chunk_id).decrypt(
-            header.nonce, ciphertext, header.associated_data(chunk_id)
-        )
+        decryptor.finalize_with_tag(b"".join(_spans(shares, body, header.length)))
     except InvalidTag:
-        raise ChunkCorrupt(
-            f"chunk {chunk_id.hex()}: its fragments fail authentication (altered, or mixed with"
-            " another chunk's)"
-        ) from None
+        raise _unauthentic(chunk_id) from None
+    del payload[body:]
+    return payload
+
+
+#: Room ``update_into`` asks for beyond its input (a cipher block less one byte).
+UPDATE_SPARE = 15
+
+
+def _spans(shares: list[memoryview], start: int, end: int) -> Iterator[memoryview]:
+    """The bytes [start, end) of the shares laid end to end, share by share, uncopied."""
+    offset = 0
+    for share in shares:
+        low, high = max(start - offset, 0), min(end - offset, len(share))
+        if low < high:
+            yield share[low:high]
+        offset += len(share)
+
+
+def _unauthentic(chunk_id: bytes) -> ChunkCorrupt:
+    return ChunkCorrupt(
+        f"chunk {chunk_id.hex()}: its fragments fail authentication (altered, or mixed with"
+        " another chunk's)"
+    )
 
 
 _per_thread = threading.local()
@@ -352,7 +390,7 @@ def _compressed(plaintext: bytes | memoryview) -> bytes | None:
     return packed if len(packed) < len(plaintext) else None
 
 
-def _decompressed(chunk_id: bytes, payload: bytes, size: int) -> bytes:
+def _decompressed(chunk_id: bytes, payload: bytes | bytearray, size: int) -> bytes:
     # The payload is authenticated, but a frame header's content size is still never trusted for
     # an allocation: it must be the recorded size, and the output is bounded by it.
     import zstandard  # at first use: an idle node goes without its memory

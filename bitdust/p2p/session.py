@@ -16,8 +16,14 @@ and each stream's unread bytes (one credit window).
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from noise.connection import NoiseConnection
+from noise.constants import MAX_NONCE
+from noise.exceptions import NoiseMaxNonceError
 
 from bitdust.p2p.errors import PeerBusy, SessionEnded
 from bitdust.p2p.events import (
@@ -40,12 +46,15 @@ from bitdust.p2p.events import (
 from bitdust.p2p.handshake import Handshake, HandshakeRefused, LocalPeer, PeerIdentity
 from bitdust.p2p.streams import MAX_STREAMS, ReceivingStream, SendingStream
 from bitdust.p2p.wire import (
+    MAX_NOISE_MESSAGE,
     MAX_PAYLOAD,
+    TAG_SIZE,
     Frame,
     FrameType,
     MalformedFrame,
     decode_frame,
     encode_frame,
+    stream_data_header,
 )
 
 LENGTH_SIZE = 2
@@ -54,6 +63,48 @@ MAX_PENDING_REQUESTS = 32
 #: Input kept unprocessed while the shell fetches the peer's identity (the shell also stops
 #: reading meanwhile; this bounds what was already on its way).
 MAX_HELD_INPUT = 1024 * 1024
+
+
+class TransportCipher:
+    """Noise's transport messages of one session, sealed and opened by ``cryptography``'s AESGCM
+    with the keys and nonces of the session's Noise cipher states (which stay current, so
+    noiseprotocol's own ``encrypt``/``decrypt`` could take over at any record).
+
+    The same bytes as noiseprotocol's (AESGCM, nonce = 4 zero bytes and the 64-bit counter
+    big-endian, no associated data), without its per-message checks and copies: a record is
+    opened straight from a view of the received bytes into a buffer kept for the session."""
+
+    _NONCE = struct.Struct(">4xQ")
+
+    def __init__(self, noise: NoiseConnection) -> None:
+        protocol = noise.noise_protocol
+        assert protocol.name.endswith(b"_AESGCM_SHA256"), protocol.name
+        self._seal_state = protocol.cipher_state_encrypt
+        self._open_state = protocol.cipher_state_decrypt
+        self._seal = AESGCM(self._seal_state.k)
+        self._open = AESGCM(self._open_state.k)
+        self._plaintext = memoryview(bytearray(MAX_NOISE_MESSAGE))
+
+    def encrypt(self, plaintext: bytes | bytearray | memoryview) -> bytes:
+        state = self._seal_state
+        nonce = state.n
+        if nonce >= MAX_NONCE:
+            raise NoiseMaxNonceError("Nonce has depleted!")
+        message = self._seal.encrypt(self._NONCE.pack(nonce), plaintext, None)
+        state.n = nonce + 1
+        return message
+
+    def decrypt(self, message: bytes | bytearray | memoryview) -> memoryview:
+        """The plaintext, valid until the next call (no allocation per record); raises
+        ``cryptography``'s InvalidTag for a record that fails, ValueError for one too short."""
+        state = self._open_state
+        nonce = state.n
+        if nonce >= MAX_NONCE:
+            raise NoiseMaxNonceError("Nonce has depleted!")
+        plaintext = self._plaintext[: len(message) - TAG_SIZE]
+        self._open.decrypt_into(self._NONCE.pack(nonce), message, None, plaintext)
+        state.n = nonce + 1
+        return plaintext
 
 
 @dataclass(frozen=True)
@@ -83,6 +134,7 @@ class Session:
         self.bytes_out = 0
         self._input = bytearray()
         self._output: list[bytes] = []
+        self._cipher: TransportCipher | None = None  # once the handshake is done
         self._events: deque[Event] = deque()
         self._handshake_deadline = now + timeouts.handshake
         self._last_activity = now
@@ -110,10 +162,13 @@ class Session:
         """The shell is fetching the peer's identity: it should stop reading meanwhile."""
         return self.handshake.awaiting_identity and self.closed is None
 
+    def records_to_send(self) -> list[bytes]:
+        """What to send, in pieces (a shell writes them with ``writelines``: no copy)."""
+        records, self._output = self._output, []
+        return records
+
     def data_to_send(self) -> bytes:
-        data = b"".join(self._output)
-        self._output.clear()
-        return data
+        return b"".join(self.records_to_send())
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
@@ -131,16 +186,19 @@ class Session:
 
     # -- inputs ---------------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes, now: float) -> None:
+    def receive_data(self, data: bytes | memoryview, now: float) -> None:
+        """Bytes from the peer. ``data`` is read during the call only (a shell may pass a view
+        of a buffer it reuses): what is kept of it, a record's beginning, is copied."""
         if self.closed is not None:
             return
         self.bytes_in += len(data)
-        if self._input:  # a record began in an earlier piece: it goes on from there
-            self._input += data
-            self._process(now)
-            return
-        with memoryview(data) as view:  # records straight from the piece, copied once each
-            used = self._read_records(view, now)
+        with memoryview(data) as view:  # records are read straight from the piece
+            used = 0
+            if self._input:  # a record began in an earlier piece: complete it, handle it
+                used = self._complete_held(view)
+                self._process(now)
+            if not self._input:
+                used += self._read_records(view[used:], now)
             if self.closed is None:
                 self._input += view[used:]  # a record's beginning, for the next piece
         self._check_held()
@@ -168,6 +226,7 @@ class Session:
         except HandshakeRefused as exc:
             self._end(exc.reason, exc.detail, send=False)
             return
+        self._cipher = TransportCipher(self.handshake.noise)
         if last:
             self._send_record(last)
         claim = self.handshake.claim
@@ -222,9 +281,11 @@ class Session:
             raise ValueError(f"stream {stream_id} was ended")
         allowed = stream.take(len(data))
         view = memoryview(data)
+        encrypt = self._transport_cipher().encrypt
         for start in range(0, allowed, MAX_PAYLOAD):
-            chunk = bytes(view[start : min(allowed, start + MAX_PAYLOAD)])
-            self._send_frame(Frame(FrameType.STREAM_DATA, ident=stream_id, data=chunk))
+            chunk = view[start : min(allowed, start + MAX_PAYLOAD)]
+            # the frame's header and the data joined: the only copy before encryption
+            self._send_record(encrypt(b"".join((stream_data_header(stream_id, len(chunk)), chunk))))
         return allowed
 
     def stream_end(self, stream_id: int) -> None:
@@ -242,15 +303,17 @@ class Session:
         if self._sending.pop(stream_id, None) is not None:
             self._send_frame(Frame(FrameType.STREAM_RESET, ident=stream_id, reason=reason[:200]))
 
-    def stream_consumed(self, stream_id: int, size: int) -> None:
-        """The application used ``size`` bytes of an incoming stream: grant credit, and free the
-        stream once it ended and was read whole."""
+    def stream_consumed(self, stream_id: int, size: int) -> bool:
+        """The application used ``size`` bytes of an incoming stream: grant credit. True when
+        that queued a credit frame to send (most calls queue nothing)."""
         stream = self._receiving.get(stream_id)
         if stream is None or self.closed is not None:
-            return
+            return False
         limit = stream.consume(size)
-        if limit is not None:
-            self._send_frame(Frame(FrameType.STREAM_CREDIT, ident=stream_id, limit=limit))
+        if limit is None:
+            return False
+        self._send_frame(Frame(FrameType.STREAM_CREDIT, ident=stream_id, limit=limit))
+        return True
 
     def stream_done(self, stream_id: int) -> None:
         """The application read an incoming stream to its end and acted on it (a supplier
@@ -287,21 +350,38 @@ class Session:
         del held[:used]  # when ``_end`` replaced the input meanwhile, this trims the old one
         self._check_held()
 
+    def _complete_held(self, view: memoryview) -> int:
+        """Move from ``view`` to the held input what completes the record it begins (all of
+        ``view`` while the peer's identity is awaited); returns how many bytes moved."""
+        held = self._input
+        if self.handshake.awaiting_identity:
+            held += view
+            return len(view)
+        moved = min(max(0, LENGTH_SIZE - len(held)), len(view))
+        held += view[:moved]
+        if len(held) >= LENGTH_SIZE:
+            missing = LENGTH_SIZE + int.from_bytes(held[:LENGTH_SIZE], "big") - len(held)
+            more = min(missing, len(view) - moved)
+            held += view[moved : moved + more]
+            moved += more
+        return moved
+
     def _read_records(self, view: memoryview, now: float) -> int:
         """Handle the whole records at the start of ``view``; returns the bytes they took."""
         start = 0
+        size = len(view)
         while self.closed is None and not self.handshake.awaiting_identity:
-            if len(view) - start < LENGTH_SIZE:
+            if size - start < LENGTH_SIZE:
                 break
-            end = start + LENGTH_SIZE + int.from_bytes(view[start : start + LENGTH_SIZE], "big")
-            if len(view) < end:
+            end = start + LENGTH_SIZE + (view[start] << 8 | view[start + 1])
+            if size < end:
                 break
-            message = bytes(view[start + LENGTH_SIZE : end])
+            message = view[start + LENGTH_SIZE : end]
             start = end
-            if self.handshake.done:
+            if self._cipher is not None:
                 self._receive_transport(message, now)
             else:
-                self._receive_handshake(message)
+                self._receive_handshake(bytes(message))
         return start
 
     def _check_held(self) -> None:
@@ -319,10 +399,11 @@ class Session:
         if claim is not None:
             self._events.append(PeerIdentityNeeded(claim.idurl, claim.revision))
 
-    def _receive_transport(self, message: bytes, now: float) -> None:
+    def _receive_transport(self, message: memoryview, now: float) -> None:
+        assert self._cipher is not None
         try:
-            plaintext = self.handshake.noise.decrypt(message)
-        except Exception:  # noiseprotocol raises several types for a record that fails
+            plaintext = self._cipher.decrypt(message)
+        except Exception:  # InvalidTag, a record shorter than its tag, the nonces ran out
             self._end(CloseReason.DECRYPT_FAILED, send=False)
             return
         try:
@@ -339,7 +420,11 @@ class Session:
         self._output += (len(message).to_bytes(LENGTH_SIZE, "big"), message)
 
     def _send_frame(self, frame: Frame) -> None:
-        self._send_record(self.handshake.noise.encrypt(encode_frame(frame)))
+        self._send_record(self._transport_cipher().encrypt(encode_frame(frame)))
+
+    def _transport_cipher(self) -> TransportCipher:
+        assert self._cipher is not None, "transport messages before the handshake is done"
+        return self._cipher
 
     # -- frames ---------------------------------------------------------------------------------
 

@@ -52,7 +52,6 @@ from bitdust.p2p.events import (
 from bitdust.p2p.handshake import LocalPeer
 from bitdust.p2p.preamble import Kind, Preamble
 from bitdust.p2p.session import Session, SessionTimeouts
-from bitdust.p2p.streams import STREAM_WINDOW
 
 log = logging.getLogger(__name__)
 _peer_log = RateLimitedLog(log)  # peers choose how often these happen
@@ -63,6 +62,7 @@ StreamHandler = Callable[[str, "IncomingStream"], Awaitable[None]]
 Resolve = Callable[[str], Awaitable[str]]
 
 
+READ_BUFFER = 256 * 1024  # what one read from a socket may bring
 RETRY_PAUSE = 0.5  # seconds between attempts of an idempotent request whose session was lost
 CONNECTION_ENDED = frozenset({CloseReason.CONNECTION_LOST, CloseReason.TRUNCATED})
 
@@ -98,7 +98,7 @@ class Divert:
     take: Callable[[asyncio.Transport, bytes], None]
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     """One TCP connection and its session core.
 
     ``preamble`` is written before the session's first byte: a relay preamble when the session
@@ -129,7 +129,7 @@ class Connection(asyncio.Protocol):
         self._receiving: dict[int, IncomingStream] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    # -- asyncio.Protocol ---------------------------------------------------------------------
+    # -- asyncio.BufferedProtocol -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio's classes: no isinstance check here
@@ -143,7 +143,11 @@ class Connection(asyncio.Protocol):
             self.transport.write(self.preamble)
         self.pump()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.endpoint._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        data: bytes | memoryview = self.endpoint._read_buffer[:nbytes]
         if self._first is not None:
             data = self._sniff(self._first + data)
             if not data:
@@ -189,22 +193,32 @@ class Connection(asyncio.Protocol):
 
     def pump(self) -> None:
         """Write what the core queued, handle its events, re-arm its timer."""
+        session = self.session
         while True:
-            data = self.session.data_to_send()
-            if data and self.transport is not None and not self.transport.is_closing():
-                self.transport.write(data)
-            event = self.session.next_event()
+            records = session.records_to_send()
+            if records and self.transport is not None and not self.transport.is_closing():
+                self.transport.writelines(records)
+            event = session.next_event()
             if event is None:
                 break
             self._handle(event)
-        self._timer.arm(self.session.get_timer())
+        deadline = session.get_timer()
+        armed = self._timer.deadline
+        # a deadline that only moved later (the idle one, at every record) keeps the callback
+        # already scheduled: it fires early, the core finds nothing due, and it is re-armed then
+        if deadline is None or armed is None or deadline < armed:
+            self._timer.arm(deadline)
 
     def _on_timer(self) -> None:
         self.session.handle_timer(self._loop.time())
         self.pump()
 
     def _handle(self, event: Event) -> None:
-        match event:
+        match event:  # the events of a stream's data first: they are most of them
+            case StreamData(stream_id, data):
+                self._receiving[stream_id]._feed(data)
+            case StreamWritable(stream_id):
+                self._sending[stream_id]._credit.set()
             case PeerIdentityNeeded(idurl, revision):
                 assert self.transport is not None
                 self.transport.pause_reading()  # the core holds input until it knows the peer
@@ -226,15 +240,11 @@ class Connection(asyncio.Protocol):
                 self.endpoint._deliver_event(self.peer, kind, data)
             case StreamOpened(stream_id, kind, header):
                 self._open_incoming(stream_id, kind, header)
-            case StreamData(stream_id, data):
-                self._receiving[stream_id]._feed(data)
             case StreamEnded(stream_id):
                 self._receiving[stream_id]._end(None)
             case StreamReset(stream_id, reason):
                 incoming = self._receiving.pop(stream_id)
                 incoming._end(SessionEnded(CloseReason.PEER, f"the sender reset it: {reason}"))
-            case StreamWritable(stream_id):
-                self._sending[stream_id]._credit.set()
             case StreamClosed(stream_id, reason):
                 self._sending.pop(stream_id)._closed(reason)
                 self._slot_freed.set()
@@ -412,7 +422,7 @@ class OutgoingStream:
             if self._done.done():
                 self._done.result()  # raises why the stream ended
             self._credit.clear()
-            sent = session.stream_send(self.stream_id, bytes(view[:STREAM_WINDOW]))
+            sent = session.stream_send(self.stream_id, view)
             self.connection.pump()
             view = view[sent:]
             if view and not sent:
@@ -469,8 +479,8 @@ class IncomingStream:
             self._ready.clear()
             await self._ready.wait()
         chunk = self._chunks.popleft()
-        self.connection.session.stream_consumed(self.stream_id, len(chunk))
-        self.connection.pump()
+        if self.connection.session.stream_consumed(self.stream_id, len(chunk)):
+            self.connection.pump()  # the sender's new credit
         return chunk
 
     @property
@@ -538,6 +548,11 @@ class P2PEndpoint:
         self._event_handlers: dict[str, EventHandler] = {}
         self._stream_handlers: dict[str, StreamHandler] = {}
         self.divert: Divert | None = None  # set by the proxy router sharing the listener
+        # every connection reads into this one buffer: the session handles what a read brought
+        # before the next read, decrypting records straight from it and copying only a
+        # record's beginning, so nothing else holds on to it (and a node with many sessions
+        # does not keep a buffer for each)
+        self._read_buffer = memoryview(bytearray(READ_BUFFER))
         # since the endpoint started: sessions established, sessions that ended before their
         # handshake did, and the bytes of the connections that are gone (the open ones': sessions())
         self.counts: Counter[str] = Counter()

@@ -9,6 +9,7 @@ module's: these functions see plaintext only.
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,8 @@ STATIC_KEY_LABEL = b"bitdust-p2p-static-key:"
 
 #: A Noise message is at most 65,535 bytes, 16 of which are the AEAD tag.
 MAX_NOISE_MESSAGE = 65535
-MAX_PLAINTEXT = MAX_NOISE_MESSAGE - 16
+TAG_SIZE = 16
+MAX_PLAINTEXT = MAX_NOISE_MESSAGE - TAG_SIZE
 #: What one frame may carry: a request, response, event payload or a chunk of stream data.
 MAX_PAYLOAD = MAX_PLAINTEXT - 512
 MAX_KIND = 64
@@ -116,6 +118,51 @@ def encode_frame(frame: Frame) -> bytes:
     return data
 
 
+# The frame every chunk of a stream travels in, laid out without msgpack's general code: a
+# fixarray of 3, the type, the stream id (a positive fixint or a marker and a big-endian uint),
+# and the data (bin 8 or bin 16 and its length). The same bytes msgpack writes.
+_STREAM_DATA_START = bytes((0x93, FrameType.STREAM_DATA))
+_UINTS = {0xCC: struct.Struct(">B"), 0xCD: struct.Struct(">H"), 0xCE: struct.Struct(">I")}
+_UINTS[0xCF] = struct.Struct(">Q")
+_BIN_LENGTHS = {0xC4: struct.Struct(">B"), 0xC5: struct.Struct(">H")}
+
+
+def stream_data_header(ident: int, size: int) -> bytes:
+    """The bytes a STREAM_DATA frame of ``size`` data bytes on stream ``ident`` starts with; the
+    data follows them. The same bytes as :func:`encode_frame`, so a sender joins this and a view
+    of its data instead of copying the data into a frame first."""
+    if ident < 0x80:
+        header = _STREAM_DATA_START + bytes((ident,))
+    else:
+        marker, form = next((m, f) for m, f in _UINTS.items() if ident < 1 << 8 * f.size)
+        header = _STREAM_DATA_START + bytes((marker,)) + form.pack(ident)
+    if size < 0x100:
+        return header + b"\xc4" + _BIN_LENGTHS[0xC4].pack(size)
+    return header + b"\xc5" + _BIN_LENGTHS[0xC5].pack(size)  # size <= MAX_PAYLOAD < 2**16
+
+
+def _decode_stream_data(data: bytes | memoryview) -> Frame | None:
+    """A STREAM_DATA frame laid out as above, decoded without msgpack (most frames of a
+    transfer are these); None for any other bytes, which :func:`decode_frame` judges."""
+    try:
+        if data[:2] != _STREAM_DATA_START:
+            return None
+        at = 3
+        ident = data[2]
+        if ident >= 0x80:
+            form = _UINTS[ident]
+            (ident,) = form.unpack_from(data, at)
+            at += form.size
+        form = _BIN_LENGTHS[data[at]]
+        (size,) = form.unpack_from(data, at + 1)
+        at += 1 + form.size
+    except (IndexError, KeyError, struct.error):
+        return None
+    if ident > MAX_ID or size > MAX_PAYLOAD or at + size != len(data):
+        return None
+    return Frame(FrameType.STREAM_DATA, ident, data=bytes(data[at:]))
+
+
 def _unpack(data: bytes, limit: int, max_items: int) -> Any:
     if not isinstance(data, bytes | bytearray | memoryview) or not 0 < len(data) <= limit:
         raise MalformedFrame("size out of bounds")
@@ -135,8 +182,11 @@ def _unpack(data: bytes, limit: int, max_items: int) -> Any:
         raise MalformedFrame(f"not msgpack: {type(exc).__name__}") from None
 
 
-def decode_frame(data: bytes) -> Frame:
+def decode_frame(data: bytes | memoryview) -> Frame:
     """Parse and check one frame's plaintext; raises :class:`MalformedFrame` and nothing else."""
+    frame = _decode_stream_data(data)
+    if frame is not None:
+        return frame
     items = _unpack(data, MAX_PLAINTEXT, 4)
     if not isinstance(items, list) or not items:
         raise MalformedFrame("a frame is a non-empty array")

@@ -23,7 +23,7 @@ from bitdust.p2p.handshake import LocalPeer
 from bitdust.p2p.session import MAX_PENDING_REQUESTS, SessionTimeouts
 from bitdust.p2p.streams import MAX_STREAMS, STREAM_WINDOW
 from bitdust.p2p.transport import EndpointLimits, IncomingStream, P2PEndpoint
-from tests.p2p.peers import ALICE, BOB, identity_key
+from tests.p2p.peers import ALICE, BOB, MALLORY, identity_key
 
 HOST = "127.0.0.1"
 
@@ -155,6 +155,29 @@ async def test_large_streams_both_ways_arrive_whole(net: Net):
     assert received[b"to-bob"] == (size, hashlib.sha256(to_bob).hexdigest())
     assert received[b"to-alice"] == (size, hashlib.sha256(to_alice).hexdigest())
     print(f"2 x 32 MiB both ways in {elapsed:.2f} s: {2 * size / elapsed / 1e6:.0f} MB/s")
+
+
+async def test_streams_from_two_peers_at_once_arrive_whole_through_one_read_buffer(net: Net):
+    """An endpoint's connections all read into one buffer: what one read brought must be
+    handled, or copied, before another connection's read overwrites it."""
+    alice = await net.endpoint(ALICE, "alice")
+    mallory = await net.endpoint(MALLORY, "mallory")
+    bob = await net.endpoint(BOB, "bob")
+    received: dict[bytes, tuple[int, str]] = {}
+    bob.on_stream("blob", lambda peer, stream: receive_all(stream, received))
+    size = 8 * 1024 * 1024 + 12345  # records straddle the reads
+    from_alice = hashlib.sha256(b"alice").digest() * (size // 32)
+    from_mallory = hashlib.sha256(b"mallory").digest() * (size // 32)
+    async with asyncio.timeout(60):
+        await asyncio.gather(
+            send_all(alice, BOB, from_alice, b"from-alice"),
+            send_all(mallory, BOB, from_mallory, b"from-mallory"),
+        )
+    assert received[b"from-alice"] == (len(from_alice), hashlib.sha256(from_alice).hexdigest())
+    assert received[b"from-mallory"] == (
+        len(from_mallory),
+        hashlib.sha256(from_mallory).hexdigest(),
+    )
 
 
 async def test_refused_stream_fails_the_writer_with_the_reason(net: Net):

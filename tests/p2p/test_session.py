@@ -162,6 +162,29 @@ def test_idle_session_is_closed_and_the_peer_told_why():
     assert closed(wire, wire.b) == SessionClosed(CloseReason.PEER, CloseReason.IDLE.value)
 
 
+def test_records_are_noiseprotocols_transport_messages_both_ways():
+    """The session seals and opens records with AESGCM itself, from the Noise cipher states:
+    noiseprotocol, as a node before that change used, must read them and write them alike."""
+    wire = established()
+    wire.a.send_event("to-noise", b"sealed by the session")
+    record = wire.a.data_to_send()
+    assert wire.b.handshake.noise.decrypt(record[2:]) == encode_frame(
+        Frame(FrameType.EVENT, kind="to-noise", data=b"sealed by the session")
+    )
+    wire.a.send_event("next", b"its nonce moved on with noiseprotocol's")
+    wire.b.receive_data(wire.a.data_to_send(), wire.now)
+    wire.b.receive_data(
+        forged_record(wire.a, encode_frame(Frame(FrameType.EVENT, kind="from-noise", data=b"x"))),
+        wire.now,
+    )
+    wire.drain_events(wire.b)
+    assert wire.of(wire.b, EventReceived)[-2:] == [
+        EventReceived("next", b"its nonce moved on with noiseprotocol's"),
+        EventReceived("from-noise", b"x"),
+    ]
+    assert wire.b.closed is None
+
+
 def forged_record(sender: Session, plaintext: bytes) -> bytes:
     """A record ``sender`` never sent itself: ``plaintext`` encrypted with its next nonce."""
     message = sender.handshake.noise.encrypt(plaintext)
@@ -347,10 +370,15 @@ def _long_exchange(wire: Wire) -> dict[int, bytes]:
 
 def _deliver(wire: Wire, data: bytes, cuts: list[int]) -> None:
     """``data`` to bob in pieces cut at ``cuts``; his events are handled after each, as the
-    shell does (an identity he needs is fetched in between)."""
+    shell does (an identity he needs is fetched in between). Each piece is a view of one
+    buffer, overwritten once he returns, as the shell's read buffer is."""
     inner = {cut for cut in cuts if 0 < cut < len(data)}
+    buffer = bytearray(len(data))
     for start, end in itertools.pairwise([0, *sorted(inner), len(data)]):
-        wire.b.receive_data(data[start:end], wire.now)
+        buffer[: end - start] = data[start:end]
+        with memoryview(buffer) as view:
+            wire.b.receive_data(view[: end - start], wire.now)
+        buffer[:] = bytes(len(buffer))  # whatever he kept must have been copied
         wire.drain_events(wire.b)
 
 

@@ -180,6 +180,22 @@ async def test_streams_from_two_peers_at_once_arrive_whole_through_one_read_buff
     )
 
 
+async def test_an_idle_deadline_moved_by_traffic_closes_the_session_only_when_reached(net: Net):
+    """The shell keeps its timer callback when traffic moves the idle deadline later: the
+    callback fires early, finds nothing due, and is set again for the new deadline."""
+    limits = EndpointLimits(timeouts=SessionTimeouts(idle=1.0))
+    alice = await net.endpoint(ALICE, "alice", limits)
+    bob = await net.endpoint(BOB, "bob", limits)
+    bob.on_request("echo", echo)
+    await alice.request(BOB, "echo", b"first")
+    await asyncio.sleep(0.6)
+    await alice.request(BOB, "echo", b"moves the deadline")
+    await asyncio.sleep(0.6)  # past the first deadline, 0.4 s before the second
+    assert [s["state"] for s in alice.sessions()] == ["open"]
+    await asyncio.sleep(1.0)
+    assert alice.sessions() == []
+
+
 async def test_refused_stream_fails_the_writer_with_the_reason(net: Net):
     alice = await net.endpoint(ALICE, "alice")
     await net.endpoint(BOB, "bob")  # takes no streams at all

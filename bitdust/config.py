@@ -11,7 +11,6 @@ line atomically and leaves the file byte-for-byte unchanged when the new value i
 from __future__ import annotations
 
 import contextlib
-import difflib
 import ipaddress
 import json
 import os
@@ -20,7 +19,6 @@ import stat
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +136,8 @@ def _parse_size(text: str) -> int:
     match = re.fullmatch(r"([0-9]{1,19}(?:\.[0-9]{1,6})?) *([a-zA-Z]{0,3})", text)
     if not match or match.group(2).lower() not in _SIZE_UNITS:
         raise ValueError("not a size")
-    value = int(Decimal(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    numerator, denominator = _scaled(match.group(1), _SIZE_UNITS[match.group(2).lower()])
+    value = numerator // denominator
     if value > MAX_SIZE:
         raise ValueError("too large")
     return value
@@ -173,10 +172,17 @@ def _parse_duration(text: str) -> float:
     match = re.fullmatch(r"([0-9]{1,9}(?:\.[0-9]{1,6})?) *([a-z]{0,4})", text.lower())
     if not match or match.group(2) not in _DURATION_UNITS:
         raise ValueError("not a duration")
-    seconds = Decimal(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    if seconds > MAX_DURATION:
+    numerator, denominator = _scaled(match.group(1), _DURATION_UNITS[match.group(2)])
+    if numerator > MAX_DURATION * denominator:
         raise ValueError(f"longer than {MAX_DURATION} s")
-    return float(seconds)
+    return numerator / denominator  # a quotient of integers, rounded once
+
+
+def _scaled(number: str, factor: int) -> tuple[int, int]:
+    """``number`` (digits, perhaps a point and decimals) times ``factor``, exactly: a numerator
+    over a power of ten (a node that read its settings need not load the decimal module)."""
+    whole, _, decimals = number.partition(".")
+    return int(whole + decimals) * factor, 10 ** len(decimals)
 
 
 def _format_duration(value: float) -> str:
@@ -655,6 +661,8 @@ def get_option(key: str) -> Option:
     try:
         return OPTIONS[key]
     except KeyError:
+        import difflib  # only for this message: a running node need not load it
+
         near = difflib.get_close_matches(key, OPTIONS, n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(near)}?" if near else "; see 'bitdust set list'"
         raise UnknownKey(f"unknown setting {key!r}{hint}") from None

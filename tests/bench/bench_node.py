@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bitdust.malloc import with_tunables
 from tests.helpers import REPO, NotifyListener, cli, free_port, node_env, write_conf
 
 #: the node from the source tree
@@ -75,7 +76,8 @@ def bare_import() -> tuple[float, int]:
     """Seconds to import the node's libraries in a fresh interpreter, and its RSS after."""
     code = f"{LIBRARIES}\nimport os, sys\nsys.stdout.write(open('/proc/self/status').read())"
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=with_tunables(os.environ))  # fmt: skip
     elapsed = time.perf_counter() - started
     rss = next(int(line.split()[1]) for line in out.stdout.splitlines() if line.startswith("VmRSS"))
     return elapsed, rss
@@ -102,7 +104,7 @@ class StartedNode:
             "logs/level": "warning",
             **(settings or {}),
         })  # fmt: skip
-        env = node_env(base)
+        env = with_tunables(node_env(base))  # as the unit and `bitdust daemon` start a node
         self.notify = NotifyListener()
         env["NOTIFY_SOCKET"] = self.notify.path
         self.started = time.perf_counter()

@@ -410,31 +410,39 @@ class _BadDownload(Exception):
 
 
 class _HashingSink:
-    """The temporary file, hashing and counting what is written to it. Each piece is hashed
-    in a thread while the next one is received and written (hashlib lets go of the GIL), so
-    the check costs the download no time of its own."""
+    """The temporary file, hashing and counting what is written to it. Each piece is hashed in
+    one worker thread and written in another while the next one is received (hashlib and file
+    writes let go of the GIL), so neither the check nor the disk holds up the reader; at most
+    ``QUEUED_PIECES`` pieces wait for them."""
 
-    def __init__(self, handle: BinaryIO, hasher: ThreadPoolExecutor) -> None:
+    QUEUED_PIECES = 8
+
+    def __init__(self, handle: BinaryIO, hasher: ThreadPoolExecutor, writer: ThreadPoolExecutor):
         self.handle = handle
         self.size = 0
         self._digest = hashlib.sha256()
         self._hasher = hasher
-        self._hashing: Future[None] | None = None
+        self._writer = writer
+        self._queued: deque[tuple[Future[None], Future[int]]] = deque()
 
     def write(self, data: bytes) -> int:
-        self._wait_for_hashing()
-        self._hashing = self._hasher.submit(self._digest.update, data)
+        while len(self._queued) >= self.QUEUED_PIECES:
+            self._finish_oldest()
+        hashing = self._hasher.submit(self._digest.update, data)
+        self._queued.append((hashing, self._writer.submit(self.handle.write, data)))
         self.size += len(data)
-        return self.handle.write(data)
+        return len(data)
 
-    def hexdigest(self) -> str:
-        self._wait_for_hashing()
+    def finish(self) -> str:
+        """The SHA-256 of all that was written, once written (a write's OSError is raised)."""
+        while self._queued:
+            self._finish_oldest()
         return self._digest.hexdigest()
 
-    def _wait_for_hashing(self) -> None:
-        if self._hashing is not None:
-            self._hashing.result()
-            self._hashing = None
+    def _finish_oldest(self) -> None:
+        hashing, writing = self._queued.popleft()
+        hashing.result()
+        writing.result()
 
 
 def _download_file(
@@ -483,10 +491,14 @@ def _receive(
         prefix=f".{item.local.name}.", suffix=TEMP_SUFFIX, dir=directory
     )
     try:
-        with open(fd, "wb") as handle, ThreadPoolExecutor(1) as hasher:
-            sink = _HashingSink(handle, hasher)
+        with (
+            open(fd, "wb") as handle,
+            ThreadPoolExecutor(1) as hasher,
+            ThreadPoolExecutor(1) as writer,
+        ):
+            sink = _HashingSink(handle, hasher, writer)
             headers = client.download("file/download/start", query, sink, on_progress)
-            mode, mtime_ns = _check(headers, sink)
+            mode, mtime_ns = _check(headers, sink.size, sink.finish())
             handle.flush()
             os.fsync(fd)
             os.fchmod(fd, mode)
@@ -500,7 +512,7 @@ def _receive(
     return headers
 
 
-def _check(headers: dict[str, str], sink: _HashingSink) -> tuple[int, int]:
+def _check(headers: dict[str, str], size_written: int, sha256_written: str) -> tuple[int, int]:
     """(mode, mtime_ns) from the headers, once the bytes match their size and SHA-256."""
     try:
         size = int(headers["x-bitdust-size"])
@@ -512,8 +524,8 @@ def _check(headers: dict[str, str], sink: _HashingSink) -> tuple[int, int]:
         raise _BadDownload(f"the node sent no valid x-bitdust headers ({exc})") from None
     if not 0 <= mode <= 0o7777:
         raise _BadDownload(f"the node sent mode {mode}, not a file mode")
-    if sink.size != size:
-        raise _BadDownload(f"received {sink.size} bytes, the file has {size}")
-    if sink.hexdigest() != sha256.lower():
+    if size_written != size:
+        raise _BadDownload(f"received {size_written} bytes, the file has {size}")
+    if sha256_written != sha256.lower():
         raise _BadDownload("the content does not match its SHA-256")
     return mode, mtime_ns

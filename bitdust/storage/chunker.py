@@ -21,8 +21,8 @@ class Chunker:
     So the buffer is cut once it holds ``2 * max_size`` bytes: every chunk but the one ending at the
     buffer's end (which more input may extend) is final; that last one (at most ``max_size``) is
     carried over. ``buffered`` thus never exceeds ``2 * max_size``, however large a piece is fed.
-    The buffer is allocated once and refilled in place: memory mapped afresh for every piece
-    would cost a page fault per 4 KiB, more than the cutting itself.
+    The buffer grows once to what the stream needs and is then refilled in place: memory mapped
+    afresh for every piece would cost a page fault per 4 KiB, more than the cutting itself.
     Not thread-safe: one chunker per stream.
     """
 
@@ -33,7 +33,10 @@ class Chunker:
 
         # FastCDC checks the sizes (min 64 B to 1 MiB, avg 256 B to 4 MiB, max 1 KiB to 16 MiB).
         self._fastcdc = FastCDC(avg_size, min_size=min_size, max_size=max_size)
-        self._buffer = bytearray(2 * max_size)
+        self._limit = 2 * max_size
+        self._buffer = (
+            bytearray()
+        )  # grows to what the stream needs (at most the limit), never shrinks
         self._filled = 0
 
     @property
@@ -44,29 +47,28 @@ class Chunker:
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """Take the next piece of the stream; return the chunks it completed, in order."""
         chunks: list[bytes] = []
-        with memoryview(data) as piece, memoryview(self._buffer) as buffer:
+        with memoryview(data) as piece:
             taken = 0
             while taken < len(piece):
-                part = piece[taken : taken + len(buffer) - self._filled]
-                buffer[self._filled : self._filled + len(part)] = part
+                part = piece[taken : taken + self._limit - self._filled]
+                self._buffer[self._filled : self._filled + len(part)] = part
                 self._filled += len(part)
                 taken += len(part)
-                if self._filled == len(buffer):
-                    chunks += self._cut(buffer, final=False)
+                if self._filled == self._limit:
+                    chunks += self._cut(final=False)
         return chunks
 
     def finish(self) -> list[bytes]:
         """End the stream: return the chunks left (``[]`` if the stream was empty)."""
-        with memoryview(self._buffer) as buffer:
-            return self._cut(buffer, final=True)
+        return self._cut(final=True)
 
-    def _cut(self, buffer: memoryview, final: bool) -> list[bytes]:
-        filled = buffer[: self._filled]
-        bounds = [(chunk.offset, chunk.length) for chunk in self._fastcdc.cut_buf(filled)]
-        if not final:
-            bounds.pop()  # ends at the buffer's end: more input may move its cut
-        chunks = [bytes(filled[offset : offset + length]) for offset, length in bounds]
-        done = sum(length for _, length in bounds)
-        buffer[: self._filled - done] = buffer[done : self._filled]  # the carried-over chunk
+    def _cut(self, final: bool) -> list[bytes]:
+        with memoryview(self._buffer) as buffer, buffer[: self._filled] as filled:
+            bounds = [(chunk.offset, chunk.length) for chunk in self._fastcdc.cut_buf(filled)]
+            if not final:
+                bounds.pop()  # ends at the buffer's end: more input may move its cut
+            chunks = [bytes(filled[offset : offset + length]) for offset, length in bounds]
+            done = sum(length for _, length in bounds)
+            buffer[: self._filled - done] = buffer[done : self._filled]  # the carried-over chunk
         self._filled -= done
         return chunks

@@ -105,7 +105,7 @@ class _InThread:
         self,
         function: Callable[[bytes], Any],
         batch: int = 1024 * 1024,
-        backlog: int = 8 * 1024 * 1024,
+        backlog: int = 4 * 1024 * 1024,
     ) -> None:
         self._function = function
         self._batch = batch

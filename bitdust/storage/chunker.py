@@ -34,9 +34,8 @@ class Chunker:
         # FastCDC checks the sizes (min 64 B to 1 MiB, avg 256 B to 4 MiB, max 1 KiB to 16 MiB).
         self._fastcdc = FastCDC(avg_size, min_size=min_size, max_size=max_size)
         self._limit = 2 * max_size
-        self._buffer = (
-            bytearray()
-        )  # grows to what the stream needs (at most the limit), never shrinks
+        # grows to what the stream needs (at most the limit) and never shrinks
+        self._buffer = bytearray()
         self._filled = 0
 
     @property

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 from bitdust.malloc import TUNABLES, with_tunables
 from tests.helpers import REPO
@@ -31,16 +34,23 @@ def churn(seed):
 
 with concurrent.futures.ThreadPoolExecutor(4) as pool:
     list(pool.map(churn, range(8)))
-print(round(rss_mib() - before))
+print(round(rss_mib() - before), "ctypes" in sys.modules)
 """
 
 
-def test_chunk_buffers_freed_in_threads_leave_no_resident_memory() -> None:
+@pytest.mark.parametrize("launched", [False, True], ids=["mallopt", "launchers-tunables"])
+def test_chunk_buffers_freed_in_threads_leave_no_resident_memory(launched: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     grown = subprocess.run(
-        [sys.executable, "-c", PROGRAM], capture_output=True, text=True, check=True, timeout=60
-    )
+        [sys.executable, "-c", PROGRAM],
+        env=with_tunables(env) if launched else env,
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    megabytes, loaded_ctypes = grown.stdout.split()
     # 4 threads held up to 3 buffers of up to 16 MiB each (about 190 MiB at most at once)
-    assert int(grown.stdout) < 16, grown.stdout
+    assert int(megabytes) < 16, grown.stdout
+    # started by a launcher, the node has what mallopt would set and needs no ctypes for it
+    assert loaded_ctypes == str(not launched)
 
 
 def test_the_launchers_tunables_keep_the_operators_own() -> None:
@@ -50,8 +60,11 @@ def test_the_launchers_tunables_keep_the_operators_own() -> None:
         "GLIBC_TUNABLES": f"glibc.malloc.tcache_count=0:{TUNABLES}",
         "HOME": "/root",
     }
-    theirs = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}  # the operator's choice wins
-    assert with_tunables(theirs) == theirs
+    theirs = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0:glibc.malloc.arena_max=8"}
+    assert with_tunables(theirs) == {  # the operator's choices win
+        "GLIBC_TUNABLES": "glibc.malloc.hugetlb=0:glibc.malloc.arena_max=8"
+        ":glibc.malloc.mmap_threshold=262144"
+    }
 
 
 def test_the_unit_starts_the_node_with_the_tunables() -> None:

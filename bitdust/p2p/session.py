@@ -16,6 +16,7 @@ and each stream's unread bytes (one credit window).
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections import deque
 from dataclasses import dataclass
@@ -83,7 +84,9 @@ class TransportCipher:
         self._open_state = protocol.cipher_state_decrypt
         self._seal = AESGCM(self._seal_state.k)
         self._open = AESGCM(self._open_state.k)
-        self._plaintext = memoryview(bytearray(MAX_NOISE_MESSAGE))
+        # mapped: a page becomes resident when a record first reaches it, and a session that
+        # carries only small messages (most of a supplier's or router's) keeps few of them
+        self._plaintext = memoryview(mmap.mmap(-1, MAX_NOISE_MESSAGE))
 
     def encrypt(self, plaintext: bytes | bytearray | memoryview) -> bytes:
         state = self._seal_state

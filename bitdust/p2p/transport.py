@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import mmap
 import os
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
@@ -551,8 +552,9 @@ class P2PEndpoint:
         # every connection reads into this one buffer: the session handles what a read brought
         # before the next read, decrypting records straight from it and copying only a
         # record's beginning, so nothing else holds on to it (and a node with many sessions
-        # does not keep a buffer for each)
-        self._read_buffer = memoryview(bytearray(READ_BUFFER))
+        # does not keep a buffer for each); mapped, not allocated, so that its pages become
+        # resident only as reads reach them (an idle node's reads are small)
+        self._read_buffer = memoryview(mmap.mmap(-1, READ_BUFFER))
         # since the endpoint started: sessions established, sessions that ended before their
         # handshake did, and the bytes of the connections that are gone (the open ones': sessions())
         self.counts: Counter[str] = Counter()

@@ -167,19 +167,18 @@ async def back_up(
     # piece arrives.
     hashing, cutting = _InThread(digest.update), _InThread(chunker.feed)
 
-    async def place(chunk: bytes) -> tuple[bytes, int]:
-        try:
-            return await placer.store_chunk(chunk)
-        finally:
-            slots.release()
-
     async def dispatch(chunks: list[bytes]) -> None:
-        for chunk in chunks:
+        # each chunk is handed over, not kept here: the placer lets its plaintext go once it
+        # is encoded, while its fragments travel
+        chunks.reverse()
+        while chunks:
             await slots.acquire()
             if any(task.done() and task.exception() for task in stored):
                 slots.release()
                 break
-            stored.append(asyncio.create_task(place(chunk)))
+            task = asyncio.create_task(placer.store_chunk(chunks.pop()))
+            task.add_done_callback(lambda _: slots.release())
+            stored.append(task)
 
     try:
         try:

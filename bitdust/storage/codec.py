@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bitdust.identity.keys import derive_key
 from bitdust.storage.chunker import MAX_CHUNK
@@ -149,7 +148,7 @@ class EncodedChunk:
     chunk_id: bytes
     size: int  # of the plaintext
     compressed: bool
-    fragments: list[bytes]  # n of them; fragment i (for supplier i) at position i
+    fragments: list[bytearray]  # n of them; fragment i (for supplier i) at position i
 
 
 def encode_chunk(
@@ -185,16 +184,30 @@ def encode_chunk(
     )
     import zfec  # at first use: an idle node goes without its memory
 
-    share_size = header.share_size
-    # Encrypted in place into k equal shares, the zeros after the ciphertext padding the last.
-    padded = memoryview(bytearray(k * share_size))
-    aad = header.associated_data(chunk_id)
-    _cipher_of(keys, chunk_id).encrypt_into(nonce, payload, aad, padded[: header.length])
-    primary = tuple(padded[i * share_size : (i + 1) * share_size] for i in range(k))
-    shares = zfec.Encoder(k, n).encode(primary)
-    fragments = [
-        b"".join((replace(header, index=index).pack(), share)) for index, share in enumerate(shares)
-    ]
+    # Each fragment is allocated once, its header then its share. The ciphertext and its tag
+    # are written straight into the k primary shares (the zeros after them pad the last), and
+    # each parity share is copied into its fragment as zfec makes it: a chunk being encoded
+    # holds its fragments and one share besides, not a joined ciphertext and parity as well.
+    fragments = [bytearray(HEADER.size + header.share_size) for _ in range(n)]
+    shares = []
+    for index, fragment in enumerate(fragments):
+        fragment[: HEADER.size] = replace(header, index=index).pack()
+        shares.append(memoryview(fragment)[HEADER.size :])
+    primary = shares[:k]
+    encryptor = Cipher(algorithms.AES(_key_of(keys, chunk_id)), modes.GCM(nonce)).encryptor()
+    encryptor.authenticate_additional_data(header.associated_data(chunk_id))
+    source, read = memoryview(payload), 0
+    for out in _spans(primary, 0, len(payload)):
+        read += encryptor.update_into(source[read : read + len(out)], out)
+    encryptor.finalize()
+    written = 0
+    for out in _spans(primary, len(payload), header.length):
+        out[:] = encryptor.tag[written : written + len(out)]
+        written += len(out)
+    encoder = zfec.Encoder(k, n)
+    for index in range(k, n):
+        (parity,) = encoder.encode(primary, (index,))
+        shares[index][:] = parity
     return EncodedChunk(chunk_id, len(plaintext), header.compressed, fragments)
 
 
@@ -271,10 +284,6 @@ def _check_chunk_id(chunk_id: bytes) -> None:
 
 def _key_of(keys: DataKeys, chunk_id: bytes) -> bytes:
     return hmac.new(keys.data, b"aes-256-gcm" + chunk_id, hashlib.sha256).digest()
-
-
-def _cipher_of(keys: DataKeys, chunk_id: bytes) -> AESGCM:
-    return AESGCM(_key_of(keys, chunk_id))
 
 
 def _nonce_of(keys: DataKeys, chunk_id: bytes, payload: bytes) -> bytes:

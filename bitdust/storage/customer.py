@@ -331,19 +331,25 @@ class CustomerService(Service, ChunkPlacer):
 
     async def rebuild_chunk(self, chunk_id: bytes) -> None:
         """Restore a chunk from any k healthy fragments and put the missing ones back."""
-        plaintext = await self.load_chunk(chunk_id)
-        await self._put_missing(self.data_keys(), chunk_id, plaintext)
+        keys = self.data_keys()
+        encoded = await self._encode_known(keys, chunk_id, await self.load_chunk(chunk_id))
+        await self._put_missing(keys, chunk_id, encoded)
         self.counters["chunks_rebuilt"] += 1
 
-    async def _put_missing(self, keys: codec.DataKeys, chunk_id: bytes, plaintext: bytes) -> int:
+    async def _encode_known(
+        self, keys: codec.DataKeys, chunk_id: bytes, plaintext: bytes
+    ) -> codec.EncodedChunk:
+        """A catalogued chunk encoded again, as it was (its own k of n)."""
+        row = self.catalogue.chunk(chunk_id)
+        return await asyncio.to_thread(codec.encode_chunk, keys, plaintext, row.k, row.n, chunk_id)
+
+    async def _put_missing(
+        self, keys: codec.DataKeys, chunk_id: bytes, encoded: codec.EncodedChunk
+    ) -> int:
         """Put the fragments of a known chunk that are not stored (bad, or on a supplier that
         was replaced) where they belong; encoding is deterministic, so each is the one that was
         lost. Returns the bytes sent."""
         hired = [row.idurl for row in self.catalogue.suppliers()]
-        row = self.catalogue.chunk(chunk_id)
-        encoded = await asyncio.to_thread(
-            codec.encode_chunk, keys, plaintext, row.k, row.n, chunk_id
-        )
         sent = 0
         for placement in self.catalogue.placements(chunk_id):
             if placement.state == "stored":
@@ -523,6 +529,9 @@ class CustomerService(Service, ChunkPlacer):
     # -- chunks (ChunkPlacer) ---------------------------------------------------------------------
 
     async def store_chunk(self, plaintext: bytes) -> tuple[bytes, int]:
+        """Store a chunk unless the catalogue has it. The plaintext is let go once it is encoded
+        (the caller keeps no reference): a chunk waiting on its suppliers holds only its
+        fragments."""
         keys = self.data_keys()
         chunk_id = await asyncio.to_thread(keys.chunk_id_of, plaintext)
         while True:
@@ -536,10 +545,20 @@ class CustomerService(Service, ChunkPlacer):
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._storing[chunk_id] = done
         try:
-            if self.catalogue.knows_chunk(chunk_id):  # some fragments lost: only those again
-                sent = await self._put_missing(keys, chunk_id, plaintext)
+            hired: list[str] = []
+            repairing = self.catalogue.knows_chunk(chunk_id)  # some fragments lost: only those
+            if repairing:
+                encoded = await self._encode_known(keys, chunk_id, plaintext)
             else:
-                sent = await self._encode_and_put(keys, chunk_id, plaintext)
+                hired = await self.hired_suppliers()
+                encoded = await asyncio.to_thread(
+                    codec.encode_chunk, keys, plaintext, self.k, len(hired), chunk_id
+                )
+            del plaintext
+            if repairing:
+                sent = await self._put_missing(keys, chunk_id, encoded)
+            else:
+                sent = await self._put_new(keys, chunk_id, encoded, hired)
             done.set_result(None)
         except BaseException as exc:
             done.set_exception(exc)
@@ -550,9 +569,10 @@ class CustomerService(Service, ChunkPlacer):
         self.counters["chunks_sent"] += 1
         return chunk_id, sent
 
-    async def _encode_and_put(self, keys: codec.DataKeys, chunk_id: bytes, plaintext: bytes) -> int:
-        hired = await self.hired_suppliers()
-        encoded, placed, checks = await self._put_fragments(keys, chunk_id, plaintext, hired)
+    async def _put_new(
+        self, keys: codec.DataKeys, chunk_id: bytes, encoded: codec.EncodedChunk, hired: list[str]
+    ) -> int:
+        placed, checks = await self._put_fragments(keys, chunk_id, encoded, hired)
         placements = [
             (index, placed[index], keys.fragment_id_of(chunk_id, index))
             for index in range(len(placed))
@@ -571,18 +591,12 @@ class CustomerService(Service, ChunkPlacer):
         return sum(len(fragment) for fragment in encoded.fragments)
 
     async def _put_fragments(
-        self, keys: codec.DataKeys, chunk_id: bytes, plaintext: bytes, hired: list[str]
-    ) -> tuple[codec.EncodedChunk, list[str], list[tuple[bytes, list[Any]]]]:
-        """Encode a chunk and put fragment i on supplier i, all or nothing; returns it, the
-        suppliers that took each fragment and each fragment's audit checks. A supplier that
-        refuses (full, over quota, no longer taking this customer) is replaced once and the
-        fragment goes to the new one."""
-
-        def encode() -> tuple[codec.EncodedChunk, list[tuple[bytes, list[Any]]]]:
-            encoded = codec.encode_chunk(keys, plaintext, self.k, len(hired), chunk_id)
-            return encoded, [audit_checks(fragment) for fragment in encoded.fragments]
-
-        encoded, checks = await asyncio.to_thread(encode)
+        self, keys: codec.DataKeys, chunk_id: bytes, encoded: codec.EncodedChunk, hired: list[str]
+    ) -> tuple[list[str], list[tuple[bytes, list[Any]]]]:
+        """Put fragment i on supplier i, all or nothing; returns the suppliers that took each
+        fragment and each fragment's audit checks. A supplier that refuses (full, over quota, no
+        longer taking this customer) is replaced once and the fragment goes to the new one."""
+        checks = await asyncio.to_thread(lambda: [audit_checks(f) for f in encoded.fragments])
         placed = list(hired)
 
         async def put(index: int) -> None:
@@ -599,7 +613,7 @@ class CustomerService(Service, ChunkPlacer):
                 await self._put(placed[index], fragment_id, fragment, index, digest)
 
         await _all_or_nothing([put(index) for index in range(len(hired))])
-        return encoded, placed, checks
+        return placed, checks
 
     async def _put(
         self,

@@ -336,7 +336,7 @@ def _decrypt(
         raise ChunkCorrupt(f"chunk {chunk_id.hex()}: the padding of its last share is altered")
     decryptor = Cipher(algorithms.AES(_key_of(keys, chunk_id)), modes.GCM(header.nonce)).decryptor()
     decryptor.authenticate_additional_data(header.associated_data(chunk_id))
-    payload = bytearray(body + UPDATE_SPARE)
+    payload = bytearray(body)
     with memoryview(payload) as out:
         written = 0
         for piece in _spans(shares, 0, body):
@@ -345,12 +345,7 @@ def _decrypt(
         decryptor.finalize_with_tag(b"".join(_spans(shares, body, header.length)))
     except InvalidTag:
         raise _unauthentic(chunk_id) from None
-    del payload[body:]
     return payload
-
-
-#: Room ``update_into`` asks for beyond its input (a cipher block less one byte).
-UPDATE_SPARE = 15
 
 
 def _spans(shares: list[memoryview], start: int, end: int) -> Iterator[memoryview]:

@@ -3,7 +3,7 @@
 A sans-IO core: it is fed bytes and returns chunks, and never reads a file or a socket. The chunks
 are exactly those FastCDC cuts from the whole input at once, whatever the sizes of the pieces, so
 an insertion in a file shifts no chunk boundary after it and unchanged chunks keep their ids.
-It must never hold a whole file: at most ``2 * max_size`` bytes stay buffered.
+It must never hold a whole file: at most ``1.5 * max_size`` bytes stay buffered.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ class Chunker:
 
     FastCDC decides a cut from at most ``max_size`` bytes after the chunk's start, and a cut it
     finds before the end of the buffer it was given is the cut it would find in the whole input.
-    So the buffer is cut once it holds ``2 * max_size`` bytes: every chunk but the one ending at the
-    buffer's end (which more input may extend) is final; that last one (at most ``max_size``) is
-    carried over. ``buffered`` thus never exceeds ``2 * max_size``, however large a piece is fed.
+    So the buffer is cut once it holds ``1.5 * max_size`` bytes: every chunk but the one ending at
+    the buffer's end (which more input may extend) is final; that last one (at most ``max_size``) is
+    carried over. ``buffered`` thus never exceeds ``1.5 * max_size``, however large a piece is fed,
+    and each cut takes at least ``max_size / 2`` new bytes, so a carried chunk is scanned again at
+    most twice. A larger buffer would cost no less CPU here but hold more, twice over: the buffer
+    and the chunks one cut returns, which wait in memory for their turn to be encoded.
     The buffer grows once to what the stream needs and is then refilled in place: memory mapped
     afresh for every piece would cost a page fault per 4 KiB, more than the cutting itself.
     Not thread-safe: one chunker per stream.
@@ -33,14 +36,14 @@ class Chunker:
 
         # FastCDC checks the sizes (min 64 B to 1 MiB, avg 256 B to 4 MiB, max 1 KiB to 16 MiB).
         self._fastcdc = FastCDC(avg_size, min_size=min_size, max_size=max_size)
-        self._limit = 2 * max_size
+        self._limit = max_size + max_size // 2
         # grows to what the stream needs (at most the limit) and never shrinks
         self._buffer = bytearray()
         self._filled = 0
 
     @property
     def buffered(self) -> int:
-        """Bytes held back for chunks not yet complete (at most ``2 * max_size``)."""
+        """Bytes held back for chunks not yet complete (at most ``1.5 * max_size``)."""
         return self._filled
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:

@@ -196,9 +196,9 @@ def encode_chunk(
     primary = shares[:k]
     encryptor = Cipher(algorithms.AES(_key_of(keys, chunk_id)), modes.GCM(nonce)).encryptor()
     encryptor.authenticate_additional_data(header.associated_data(chunk_id))
-    source, read = memoryview(payload), 0
+    source, offset = memoryview(payload), 0
     for out in _spans(primary, 0, len(payload)):
-        read += encryptor.update_into(source[read : read + len(out)], out)
+        offset += encryptor.update_into(source[offset : offset + len(out)], out)
     encryptor.finalize()
     written = 0
     for out in _spans(primary, len(payload), header.length):

@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bitdust.dht.service import DHTService
-from bitdust.files import atomic_write
+from bitdust.files import atomic_write, fsync_dir
 from bitdust.identity.keys import derive_key
 from bitdust.lookup.adverts import Role
 from bitdust.lookup.service import NodesLookupService
@@ -482,11 +482,18 @@ class CustomerService(Service, ChunkPlacer):
         slot, newest = max(found.items(), key=lambda item: item[1].generation)
         data = await self._read_catalogue_copy(newest)
         path = self.node.paths.state_dir / CATALOGUE_FILE
-        await asyncio.to_thread(self.catalogue.close)
+        staged = path.with_name(path.name + ".recovered")
+        await asyncio.to_thread(atomic_write, staged, data, mode=0o600, overwrite=True)
+        # opened once off the event loop: checked (a bad copy changes nothing) and migrated
+        await asyncio.to_thread(lambda: Catalogue(staged).close())
+        # swapped without yielding to the event loop, so that an API call meanwhile sees the
+        # empty catalogue or the recovered one, never a closed one
+        self.catalogue.close()
         for suffix in ("-wal", "-shm"):
             path.with_name(path.name + suffix).unlink(missing_ok=True)
-        await asyncio.to_thread(atomic_write, path, data, mode=0o600, overwrite=True)
-        self.catalogue = await asyncio.to_thread(Catalogue, path)
+        staged.replace(path)
+        fsync_dir(path.parent)
+        self.catalogue = Catalogue(path)
         self._manifests, self._slot = found, slot
         self._pushed_generation = self.catalogue.generation
         log.info(

@@ -16,7 +16,6 @@ and each stream's unread bytes (one credit window).
 
 from __future__ import annotations
 
-import mmap
 import struct
 from collections import deque
 from dataclasses import dataclass
@@ -47,9 +46,7 @@ from bitdust.p2p.events import (
 from bitdust.p2p.handshake import Handshake, HandshakeRefused, LocalPeer, PeerIdentity
 from bitdust.p2p.streams import MAX_STREAMS, ReceivingStream, SendingStream
 from bitdust.p2p.wire import (
-    MAX_NOISE_MESSAGE,
     MAX_PAYLOAD,
-    TAG_SIZE,
     Frame,
     FrameType,
     MalformedFrame,
@@ -73,7 +70,8 @@ class TransportCipher:
 
     The same bytes as noiseprotocol's (AESGCM, nonce = 4 zero bytes and the 64-bit counter
     big-endian, no associated data), without its per-message checks and copies: a record is
-    opened straight from a view of the received bytes into a buffer kept for the session."""
+    opened straight from a view of the received bytes into the plaintext it becomes, which a
+    stream's chunk then is a view of (no copy between the record and the application)."""
 
     _NONCE = struct.Struct(">4xQ")
 
@@ -84,9 +82,6 @@ class TransportCipher:
         self._open_state = protocol.cipher_state_decrypt
         self._seal = AESGCM(self._seal_state.k)
         self._open = AESGCM(self._open_state.k)
-        # mapped: a page becomes resident when a record first reaches it, and a session that
-        # carries only small messages (most of a supplier's or router's) keeps few of them
-        self._plaintext = memoryview(mmap.mmap(-1, MAX_NOISE_MESSAGE))
 
     def encrypt(self, plaintext: bytes | bytearray | memoryview) -> bytes:
         state = self._seal_state
@@ -97,15 +92,14 @@ class TransportCipher:
         state.n = nonce + 1
         return message
 
-    def decrypt(self, message: bytes | bytearray | memoryview) -> memoryview:
-        """The plaintext, valid until the next call (no allocation per record); raises
-        ``cryptography``'s InvalidTag for a record that fails, ValueError for one too short."""
+    def decrypt(self, message: bytes | bytearray | memoryview) -> bytes:
+        """Raises ``cryptography``'s InvalidTag for a record that fails (a record shorter than
+        its tag fails too)."""
         state = self._open_state
         nonce = state.n
         if nonce >= MAX_NONCE:
             raise NoiseMaxNonceError("Nonce has depleted!")
-        plaintext = self._plaintext[: len(message) - TAG_SIZE]
-        self._open.decrypt_into(self._NONCE.pack(nonce), message, None, plaintext)
+        plaintext = self._open.decrypt(self._NONCE.pack(nonce), message, None)
         state.n = nonce + 1
         return plaintext
 

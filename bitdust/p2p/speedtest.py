@@ -91,7 +91,7 @@ class Tally:
         self.received = 0
         self._hash = hashlib.sha256()
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes | memoryview) -> None:
         if self.received + len(chunk) > self.announced:
             raise SpeedtestRefused(f"the peer sent more than the {self.announced} bytes announced")
         self.received += len(chunk)

@@ -66,6 +66,7 @@ Resolve = Callable[[str], Awaitable[str]]
 READ_BUFFER = 256 * 1024  # what one read from a socket may bring
 RETRY_PAUSE = 0.5  # seconds between attempts of an idempotent request whose session was lost
 CONNECTION_ENDED = frozenset({CloseReason.CONNECTION_LOST, CloseReason.TRUNCATED})
+_END_OF_STREAM = memoryview(b"")
 
 NO_IDENTITY = (
     "this node has no identity yet: create one (bitdust identity create NAME) or restore a key "
@@ -458,25 +459,27 @@ class OutgoingStream:
 
 
 class IncomingStream:
-    """A stream a peer sends us. ``read`` returns the next chunk, ``b""`` at the end; reading
-    is what gives the sender credit again. What it holds unread never exceeds one window."""
+    """A stream a peer sends us. ``read`` returns the next chunk, an empty one at the end;
+    reading is what gives the sender credit again. What it holds unread never exceeds one
+    window. A chunk is a view of the record it arrived in (a consumer that keeps many should
+    join them)."""
 
     def __init__(self, connection: Connection, stream_id: int, kind: str, header: bytes) -> None:
         self.connection = connection
         self.stream_id = stream_id
         self.kind = kind
         self.header = header
-        self._chunks: deque[bytes] = deque()
+        self._chunks: deque[memoryview] = deque()
         self._ended = False
         self._error: Exception | None = None
         self._ready = asyncio.Event()
 
-    async def read(self) -> bytes:
+    async def read(self) -> memoryview:
         while not self._chunks:
             if self._error is not None:
                 raise self._error
             if self._ended:
-                return b""
+                return _END_OF_STREAM
             self._ready.clear()
             await self._ready.wait()
         chunk = self._chunks.popleft()
@@ -492,7 +495,7 @@ class IncomingStream:
     def __aiter__(self) -> IncomingStream:
         return self
 
-    async def __anext__(self) -> bytes:
+    async def __anext__(self) -> memoryview:
         chunk = await self.read()
         if not chunk:
             raise StopAsyncIteration
@@ -509,7 +512,7 @@ class IncomingStream:
         self._end(SessionEnded(CloseReason.LOCAL, f"stream refused: {reason}"))
         self.connection.pump()
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: memoryview) -> None:
         self._chunks.append(data)
         self._ready.set()
 

@@ -99,12 +99,12 @@ class Frame:
     """One decoded frame; only the fields of its ``type`` mean anything.
 
     ``ident`` is the request or stream id, ``limit`` a credit offset, ``data`` a payload, a
-    stream's header or a chunk."""
+    stream's header or a chunk (a decoded chunk is a view of the decrypted record)."""
 
     type: FrameType
     ident: int = 0
     kind: str = ""
-    data: bytes = b""
+    data: bytes | memoryview = b""
     reason: str = ""
     limit: int = 0
 
@@ -141,9 +141,10 @@ def stream_data_header(ident: int, size: int) -> bytes:
     return header + b"\xc5" + _BIN_LENGTHS[0xC5].pack(size)  # size <= MAX_PAYLOAD < 2**16
 
 
-def _decode_stream_data(data: bytes | memoryview) -> Frame | None:
-    """A STREAM_DATA frame laid out as above, decoded without msgpack (most frames of a
-    transfer are these); None for any other bytes, which :func:`decode_frame` judges."""
+def _decode_stream_data(data: bytes) -> Frame | None:
+    """A STREAM_DATA frame laid out as above, decoded without msgpack or a copy of its chunk
+    (most frames of a transfer are these); None for any other bytes, which
+    :func:`decode_frame` judges."""
     try:
         if data[:2] != _STREAM_DATA_START:
             return None
@@ -160,7 +161,7 @@ def _decode_stream_data(data: bytes | memoryview) -> Frame | None:
         return None
     if ident > MAX_ID or size > MAX_PAYLOAD or at + size != len(data):
         return None
-    return Frame(FrameType.STREAM_DATA, ident, data=bytes(data[at:]))
+    return Frame(FrameType.STREAM_DATA, ident, data=memoryview(data)[at:])
 
 
 def _unpack(data: bytes, limit: int, max_items: int) -> Any:
@@ -182,8 +183,9 @@ def _unpack(data: bytes, limit: int, max_items: int) -> Any:
         raise MalformedFrame(f"not msgpack: {type(exc).__name__}") from None
 
 
-def decode_frame(data: bytes | memoryview) -> Frame:
-    """Parse and check one frame's plaintext; raises :class:`MalformedFrame` and nothing else."""
+def decode_frame(data: bytes) -> Frame:
+    """Parse and check one frame's plaintext; raises :class:`MalformedFrame` and nothing else.
+    A STREAM_DATA frame's chunk is a view of ``data``."""
     frame = _decode_stream_data(data)
     if frame is not None:
         return frame

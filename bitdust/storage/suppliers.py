@@ -40,7 +40,7 @@ class Suppliers:
 
     def __init__(self, p2p: P2PService) -> None:
         self.p2p = p2p
-        self._expected: dict[tuple[str, bytes], asyncio.Future[list[bytes]]] = {}
+        self._expected: dict[tuple[str, bytes], asyncio.Future[list[memoryview]]] = {}
         self.bytes_sent = 0
         self.bytes_received = 0
         p2p.on_stream(wire.FRAGMENT, self._receive_fragment)
@@ -104,7 +104,7 @@ class Suppliers:
         key = (idurl, fragment_id)
         if key in self._expected:
             raise StorageRefused("this fragment is already being fetched from this supplier")
-        arrived: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
+        arrived: asyncio.Future[list[memoryview]] = asyncio.get_running_loop().create_future()
         self._expected[key] = arrived
         try:
             async with asyncio.timeout(transfer_timeout(size)):

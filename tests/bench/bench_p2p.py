@@ -1,9 +1,10 @@
 """p2p: one stream between two processes against raw loopback TCP between two processes, and
 handshakes per second against bare Noise XX handshakes.
 
-Both sides of the throughput figures run on uvloop, as the node does; the receiver is a child
-process (``python -m tests.bench.bench_p2p receive p2p|raw|sealed PORT_A PORT_B``). Identities
-are served from memory (no identity server): the figures are the session's, not HTTP's.
+Both sides of the throughput figures run on uvloop and glibc's tunables, as the node does, each
+a child process (``python -m tests.bench.bench_p2p receive|send p2p|raw|sealed PORT_A PORT_B
+[SIZE]``; :mod:`tests.bench.streams`). Identities are served from memory (no identity server):
+the figures are the session's, not HTTP's.
 
 ``sealed`` is the stream's ceiling: the same two processes doing only the per-byte work the
 design requires (Noise-sized records, AES-256-GCM sealed by the sender and opened by the
@@ -17,7 +18,6 @@ import datetime
 import socket
 import statistics
 import struct
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -36,7 +36,7 @@ from bitdust.p2p.handshake import LocalPeer, PeerIdentity
 from bitdust.p2p.session import Session
 from bitdust.p2p.transport import READ_BUFFER, IncomingStream, P2PEndpoint
 from bitdust.p2p.wire import MAX_PLAINTEXT, NOISE_PROTOCOL, TAG_SIZE
-from tests.bench.streams import CHUNK, stream_rate
+from tests.bench.streams import CHUNK, measured_rate, start_child, stop, stream_rate
 from tests.identity.conftest import VECTORS
 
 HOST = "127.0.0.1"
@@ -214,26 +214,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def stop(child: subprocess.Popen) -> None:
-    """Close the child's stdin (the bench's children end with it or with their work) and wait
-    for it; one still running 30 s later is killed, so no run leaves a process behind."""
-    try:
-        child.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
-        raise
-
-
 def direct_rate(kind: str, size: int) -> float:
-    ports = {ALICE: _free_port(), BOB: _free_port()}
-    command = [sys.executable, "-m", "tests.bench.bench_p2p", "receive", kind]
-    child = subprocess.Popen([*command, str(ports[ALICE]), str(ports[BOB])], stdout=subprocess.PIPE)
+    ports = [_free_port(), _free_port()]
+    receiver = start_child("tests.bench.bench_p2p", "receive", kind, *ports)
     try:
-        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
-        return uvloop.run(asyncio.wait_for(_send(kind, ports, size), 120))
+        return measured_rate("tests.bench.bench_p2p", "send", kind, *ports, size)
     finally:
-        stop(child)
+        stop(receiver)
 
 
 def handshakes_per_second(count: int) -> float:
@@ -312,9 +299,14 @@ def run(smoke: bool) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["receive"]:
+    if sys.argv[1:2] in (["receive"], ["send"]):
         kind, port_a, port_b = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-        uvloop.run(_receive(kind, {ALICE: port_a, BOB: port_b}))
+        ports = {ALICE: port_a, BOB: port_b}
+        if sys.argv[1] == "receive":
+            uvloop.run(_receive(kind, ports))
+        else:
+            print("ready", flush=True)
+            print(uvloop.run(asyncio.wait_for(_send(kind, ports, int(sys.argv[5])), 120)))
     else:
         import json
 

@@ -3,12 +3,12 @@ relayed one at 0.6 of the direct one or better), the router's memory per routed 
 the router scales with 1, 10 and 100 routed clients (curves: relayed throughput with every client
 receiving at once, an idle client's round trip, the router's RSS).
 
-Processes as on real hosts: the sender (this one), the router (``python -m
-tests.bench.bench_proxy router ...``) and routed nodes with no listening socket (``... routed
-...`` for the one-stream figure, ``... clients ... FIRST COUNT`` for the curves: many routed
-clients, each its own identity and session with the router, share a process). The direct figure
-is bench_p2p's two-process stream, measured in the same run, interleaved. Identities are served
-from memory.
+Processes as on real hosts, each started as a node is (:mod:`tests.bench.streams`): the
+sender (``python -m tests.bench.bench_proxy send ... SIZE``; this one for the curves), the router
+(``... router ...``) and routed nodes with no listening socket (``... routed ...`` for the
+one-stream figure, ``... clients ... FIRST COUNT`` for the curves: many routed clients, each its
+own identity and session with the router, share a process). The direct figure is bench_p2p's
+two-process stream, measured in the same run, interleaved. Identities are served from memory.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from bitdust.proxy.protocol import REGISTER
 from bitdust.proxy.relay import Relay, RelayLimits, route_id
 from bitdust.proxy.router import Router
 from tests.bench import bench_p2p
-from tests.bench.bench_p2p import ALICE, BOB, HOST, _free_port, stop
-from tests.bench.streams import CHUNK, stream_rate, streams_rate
+from tests.bench.bench_p2p import ALICE, BOB, HOST, _free_port
+from tests.bench.streams import CHUNK, measured_rate, start_child, stop, stream_rate, streams_rate
 from tests.identity.conftest import VECTORS
 
 ROUTER = "http://host-c.com/router.xml"
@@ -201,17 +201,8 @@ async def _send(router_key: Path, ports: dict[str, int], size: int) -> float:
 
 def _start(role: str, router_key: Path, ports: dict[str, int], *extra: int) -> subprocess.Popen:
     """A child process of this module in ``role``, once it said it is ready."""
-    args = [str(router_key), str(ports[ALICE]), str(ports[ROUTER]), *map(str, extra)]
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tests.bench.bench_proxy", role, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert child.stdout is not None
-    if child.stdout.readline() != b"ready\n":
-        child.kill()
-        raise RuntimeError(f"bench_proxy {role} did not start (exit {child.wait()})")
-    return child
+    arguments = (router_key, ports[ALICE], ports[ROUTER], *extra)
+    return start_child("tests.bench.bench_proxy", role, *arguments)
 
 
 def _router_rss(router: subprocess.Popen) -> int:
@@ -227,7 +218,8 @@ def relayed_rate(router_key: Path, size: int) -> float:
     routed = None
     try:
         routed = _start("routed", router_key, ports)
-        return uvloop.run(asyncio.wait_for(_send(router_key, ports, size), 120))
+        arguments = (router_key, ports[ALICE], ports[ROUTER], size)
+        return measured_rate("tests.bench.bench_proxy", "send", *arguments)
     finally:
         if routed is not None:
             stop(routed)
@@ -384,5 +376,8 @@ if __name__ == "__main__":
     if role == "clients":
         first_client, client_count = map(int, extra)
         uvloop.run(_routed_clients(Path(key_path), bench_ports, first_client, client_count))
+    elif role == "send":
+        print("ready", flush=True)
+        print(uvloop.run(asyncio.wait_for(_send(Path(key_path), bench_ports, int(extra[0])), 120)))
     else:
         uvloop.run((_router if role == "router" else _routed)(Path(key_path), bench_ports))

@@ -1,13 +1,21 @@
 """p2p streams timed the same way for every benchmark that compares stream throughputs
 (bench_p2p's direct stream, bench_proxy's relayed ones): a difference between their figures is
-then the path's, never the measurement's."""
+then the path's, never the measurement's.
+
+Every process of those figures, senders included, is a child started as the unit starts a node
+(glibc's tunables of :mod:`bitdust.malloc`): a stream's rate depends on the allocator, as the
+node's does."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 
+from bitdust.malloc import with_tunables
 from bitdust.p2p.transport import P2PEndpoint
 
 #: The size of each write into a stream, as a file upload's pieces.
@@ -41,3 +49,41 @@ async def _send(endpoint: P2PEndpoint, peer: str, size: int, kind: str) -> None:
     for start in range(0, size, CHUNK):
         await stream.write(data if size - start >= CHUNK else data[: size - start])
     await stream.finish()
+
+
+def start_child(module: str, *args: object) -> subprocess.Popen:
+    """``python -m module args``, on the node's allocator, once it printed ``ready``; its
+    stdin is a pipe (the bench's children end with it, or with their work)."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", module, *map(str, args)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=with_tunables(os.environ),
+    )
+    assert child.stdout is not None
+    if child.stdout.readline() != b"ready\n":
+        child.kill()
+        raise RuntimeError(f"{module} {args[0]} did not start (exit {child.wait()})")
+    return child
+
+
+def stop(child: subprocess.Popen) -> None:
+    """Close the child's stdin and wait for it; one still running 30 s later is killed, so no
+    run leaves a process behind."""
+    try:
+        child.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        raise
+
+
+def measured_rate(module: str, *args: object) -> float:
+    """The bytes per second that a sender child (``python -m module args``, which prints
+    ``ready`` and then its figure) measured."""
+    sender = start_child(module, *args)
+    try:
+        assert sender.stdout is not None
+        return float(sender.stdout.readline())
+    finally:
+        stop(sender)

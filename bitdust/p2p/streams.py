@@ -2,18 +2,23 @@
 MAX_STREAM_DATA do it.
 
 Streams are one-way. The receiver grants the sender an absolute offset it may send up to
-(``limit``); it starts at :data:`STREAM_WINDOW` and moves forward as the receiving application
-consumes what it was given, so what a receiver holds unread never exceeds one window. A sender
-that goes past its limit breaks the protocol and the session ends. Limits are absolute offsets, so
-a credit frame can be repeated or merged without harm.
+(``limit``); it starts at :data:`STREAM_WINDOW`, and the receiver moves it to
+:data:`RECEIVE_WINDOW` past what its application consumed, so what a receiver holds unread never
+exceeds that. A sender that goes past its limit breaks the protocol and the session ends. Limits
+are absolute offsets, so a credit frame can be repeated or merged without harm.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: What a receiver lets a sender have in flight on one stream (also what it may hold unread).
+#: The credit every stream starts with: a protocol constant both ends keep.
 STREAM_WINDOW = 1024 * 1024
+#: How far past what its application consumed a receiver lets the sender go (also what it may
+#: hold unread): its own choice, granted with its first credit frame. A sender at most one
+#: initial window ahead stopped for credit every 512 KiB and spent its time waking up: 4 MiB took
+#: a stream on 2 cores from about 1.3 to 1.9 GB/s and a fifth less CPU on each side.
+RECEIVE_WINDOW = 4 * 1024 * 1024
 #: Streams open at once in each direction of a session (a protocol constant, like the window).
 MAX_STREAMS = 8
 
@@ -79,7 +84,7 @@ class ReceivingStream:
         """The application used ``size`` more bytes; the new limit to grant, or None when the
         sender still has at least half a window (credit goes out in few, large steps)."""
         self.consumed = min(self.received, self.consumed + size)
-        if self.ended or self.limit - self.consumed >= STREAM_WINDOW // 2:
+        if self.ended or self.limit - self.consumed >= RECEIVE_WINDOW // 2:
             return None
-        self.limit = self.consumed + STREAM_WINDOW
+        self.limit = self.consumed + RECEIVE_WINDOW
         return self.limit

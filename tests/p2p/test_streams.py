@@ -15,7 +15,7 @@ from bitdust.p2p.events import (
     StreamReset,
     StreamWritable,
 )
-from bitdust.p2p.streams import MAX_STREAMS, STREAM_WINDOW
+from bitdust.p2p.streams import MAX_STREAMS, RECEIVE_WINDOW, STREAM_WINDOW
 from bitdust.p2p.wire import MAX_PAYLOAD, Frame, FrameType, encode_frame
 from tests.p2p.peers import Wire
 
@@ -57,7 +57,7 @@ def test_stream_delivers_everything_in_order_with_a_consuming_receiver():
     assert wire.of(wire.a, StreamWritable)  # it ran out of credit and got more
 
 
-def test_slow_receiver_stops_the_sender_and_unread_bytes_never_exceed_the_window():
+def test_slow_receiver_stops_the_sender_and_unread_bytes_never_exceed_its_window():
     wire = established()
     sid = wire.a.open_stream("backup")
     sent = 0
@@ -65,17 +65,21 @@ def test_slow_receiver_stops_the_sender_and_unread_bytes_never_exceed_the_window
         sent += wire.a.stream_send(sid, b"z" * (STREAM_WINDOW // 3))
         wire.pump()
         assert wire.b.unread_bytes() <= STREAM_WINDOW
-    assert sent == STREAM_WINDOW  # the sender stopped at the credit it was given
+    assert sent == STREAM_WINDOW  # the credit every stream starts with: nothing read yet
     assert wire.b.unread_bytes() == STREAM_WINDOW
     assert not wire.of(wire.a, StreamWritable)
-    # the application reads half: credit goes back and the sender resumes
-    wire.b.stream_consumed(sid, STREAM_WINDOW // 2 + 1)
+    # the application reads: the receiver grants its own window past that, the sender resumes
+    consumed = STREAM_WINDOW // 2 + 1
+    wire.b.stream_consumed(sid, consumed)
     wire.pump()
     assert wire.of(wire.a, StreamWritable) == [StreamWritable(sid)]
-    assert wire.a.stream_send(sid, b"z" * STREAM_WINDOW) == STREAM_WINDOW // 2 + 1
-    wire.pump()
-    assert wire.b.unread_bytes() == STREAM_WINDOW
-    assert received(wire, sid) == b"z" * (STREAM_WINDOW + STREAM_WINDOW // 2 + 1)
+    for _ in range(20):
+        sent += wire.a.stream_send(sid, b"z" * STREAM_WINDOW)
+        wire.pump()
+        assert wire.b.unread_bytes() <= RECEIVE_WINDOW
+    assert sent == consumed + RECEIVE_WINDOW  # and stopped there: the rest is unread
+    assert wire.b.unread_bytes() == RECEIVE_WINDOW
+    assert received(wire, sid) == b"z" * sent
 
 
 def test_sender_beyond_its_credit_is_cut_off_and_the_excess_never_delivered():

@@ -49,16 +49,16 @@ from bitdust.config import (
 from bitdust.errors import ExitStatus
 from bitdust.files import atomic_write, read_bounded
 from bitdust.identity.errors import IdentityError
-from bitdust.malloc import with_tunables
-from bitdust.node.checks import SYSTEMD_UNIT_DIR, pid_of_running, systemd_enabled_instances
-from bitdust.node.service import StatusSection
-from bitdust.rsakeys import (
+from bitdust.keysize import (
     ALLOWED_KEY_BITS,
     DEFAULT_KEY_BITS,
     KeyRefused,
     allowed_key_sizes_text,
     check_key_size,
 )
+from bitdust.malloc import with_tunables
+from bitdust.node.checks import SYSTEMD_UNIT_DIR, pid_of_running, systemd_enabled_instances
+from bitdust.node.service import StatusSection
 
 DAEMON_TIMEOUT = 90.0
 MAX_PASSPHRASE_BYTES = 4096
@@ -1016,7 +1016,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reread",
         action="store_true",
         help="upload: read every file, also one whose size, mode and mtime match its newest "
-        "version in the catalogue (only what the suppliers lack is sent)",
+        "version in the catalogue, and send it when its SHA-256 differs from that version's",
     )
 
     p = command(

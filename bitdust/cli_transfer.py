@@ -151,8 +151,8 @@ def upload(
     client: ApiClient, local: str, remote: str | None, reporter: Reporter, reread: bool = False
 ) -> int:
     """Upload a file, or a directory's regular files, to REMOTE (default: LOCAL's name). A file
-    whose size, mode and mtime match its newest version in the catalogue is not read, unless
-    ``reread``."""
+    whose size, mode and mtime match its newest version in the catalogue is not read; with
+    ``reread`` it is, and is sent only when its SHA-256 differs from that version's."""
     source = Path(local)
     try:
         top = source.stat()
@@ -167,8 +167,7 @@ def upload(
         uploads = [_Upload(source, remote, named=True)]
     else:
         raise CliError(f"{source} is neither a regular file nor a directory")
-    if not reread:
-        uploads = _skip_unchanged(client, uploads, reporter)
+    uploads = _skip_unchanged(client, uploads, reporter, reread)
     _upload_all(client, uploads, reporter)
     return 1 if reporter.failures else 0
 
@@ -223,10 +222,13 @@ def _no_progress(size: int) -> Callable[[int], None]:
 UNCHANGED_BATCH = 1000
 
 
-def _skip_unchanged(client: ApiClient, uploads: list[_Upload], reporter: Reporter) -> list[_Upload]:
+def _skip_unchanged(
+    client: ApiClient, uploads: list[_Upload], reporter: Reporter, reread: bool
+) -> list[_Upload]:
     """The uploads whose file differs from its newest version in the catalogue by size, mode
-    or mtime; the others are reported done, unread. A file that cannot be looked at is left to
-    the upload, which reports why."""
+    or mtime (or, when ``reread``, by its SHA-256: rsync's --checksum); the others are reported
+    done, unread (or read, not sent). A file that cannot be looked at is left to the upload,
+    which reports why."""
     remaining = []
     for start in range(0, len(uploads), UNCHANGED_BATCH):
         asked: list[tuple[_Upload, os.stat_result]] = []
@@ -246,13 +248,59 @@ def _skip_unchanged(client: ApiClient, uploads: list[_Upload], reporter: Reporte
         ]  # fmt: skip
         found = client.call("POST", "file/unchanged", {"files": files}) if files else []
         for (item, _), result in zip(asked, found, strict=True):
-            if result is None:
+            if result is None or (reread and not _holds(item, result.get("sha256"), reporter)):
                 remaining.append(item)
             else:
-                summary = f"unchanged {item.local} -> {result['remote']}: not read, nothing sent"
+                how = "the same SHA-256" if reread else "not read"
+                summary = f"unchanged {item.local} -> {result['remote']}: {how}, nothing sent"
                 reporter.done(summary, {"file": str(item.local), **result, "unchanged": True})
     order = {id(item): position for position, item in enumerate(uploads)}
     return sorted(remaining, key=lambda item: order[id(item)])
+
+
+#: What one read takes of a file being checked.
+CHECK_READ = 1024 * 1024
+
+
+def _holds(item: _Upload, sha256: str | None, reporter: Reporter) -> bool:
+    """Whether ``item``'s file holds the bytes whose SHA-256 is ``sha256`` (hex), with a
+    progress bar for a large one; one that cannot be read does not (its upload says why)."""
+    try:
+        with open(_open_source(item), "rb") as source:
+            seen = os.fstat(source.fileno())
+            if not stat.S_ISREG(seen.st_mode) or sha256 is None:
+                return False
+            on_progress = (
+                reporter.start(str(item.local), seen.st_size)
+                if seen.st_size > SMALL_UPLOAD
+                else _no_progress(seen.st_size)
+            )
+            return _sha256(source, on_progress) == sha256
+    except OSError:
+        return False
+
+
+def _sha256(source: BinaryIO, on_progress: Callable[[int], None]) -> str:
+    """``source``'s SHA-256 (hex), each read made in a worker thread while the one before is
+    hashed: both let go of the GIL (256 MiB in 0.16 s instead of 0.20)."""
+    digest, done = hashlib.sha256(), 0
+    current, following = bytearray(CHECK_READ), bytearray(CHECK_READ)
+    with ThreadPoolExecutor(1, thread_name_prefix="read") as reader:
+        reading = reader.submit(source.readinto, current)
+        while read := reading.result():
+            reading = reader.submit(source.readinto, following)
+            digest.update(memoryview(current)[:read])
+            done += read
+            on_progress(done)
+            current, following = following, current
+    return digest.hexdigest()
+
+
+def _open_source(item: _Upload) -> int:
+    """A descriptor of ``item``'s file to read; a symbolic link is followed only when the user
+    named it. O_NONBLOCK: a file replaced by a FIFO since the walk must not hang the open."""
+    no_follow = 0 if item.named else os.O_NOFOLLOW
+    return os.open(item.local, os.O_RDONLY | no_follow | os.O_NONBLOCK)
 
 
 def _walk(directory: Path, remote: str, reporter: Reporter) -> Iterator[_Upload]:
@@ -294,9 +342,7 @@ def _send(
     state (it runs in a worker thread for small files); NotRunning stops the whole command."""
     started = time.monotonic()
     try:
-        # O_NONBLOCK: a file replaced by a FIFO since the walk must not hang the open
-        no_follow = 0 if item.named else os.O_NOFOLLOW
-        fd = os.open(item.local, os.O_RDONLY | no_follow | os.O_NONBLOCK)
+        fd = _open_source(item)
     except OSError as exc:
         return _Outcome(failure=f"cannot read {item.local}: {exc.strerror}")
     with open(fd, "rb") as source:

@@ -13,29 +13,10 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-DEFAULT_KEY_BITS = 2048
-ALLOWED_KEY_BITS = (1024, 2048, 3072, 4096)
+from bitdust.keysize import ALLOWED_KEY_BITS, KeyRefused, allowed_key_sizes_text
+
 PUBLIC_EXPONENT = 65537
 PSS_SALT_LENGTH = 32
-
-
-class KeyRefused(ValueError):
-    """A key from outside breaks a rule above; the message says which."""
-
-
-def allowed_key_sizes_text() -> str:
-    """``1024, 2048, 3072 or 4096``: for messages that list the choices."""
-    sizes = [str(bits) for bits in ALLOWED_KEY_BITS]
-    return ", ".join(sizes[:-1]) + " or " + sizes[-1]
-
-
-def check_key_size(bits: int) -> int:
-    """``bits`` when it is an allowed size, else :class:`KeyRefused` naming the choices."""
-    if bits not in ALLOWED_KEY_BITS:
-        raise KeyRefused(
-            f"key size {bits!r} is not supported (expected {allowed_key_sizes_text()})"
-        )
-    return bits
 
 
 def check_public_key(key: object) -> rsa.RSAPublicKey:

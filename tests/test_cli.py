@@ -17,7 +17,7 @@ import pytest
 from bitdust.cli import as_text, build_parser, main, start_command
 from bitdust.config import OPTIONS, Paths
 from bitdust.errors import ExitStatus
-from bitdust.rsakeys import ALLOWED_KEY_BITS
+from bitdust.keysize import ALLOWED_KEY_BITS
 from tests.helpers import REPO, cli, node_env, running_node
 
 SEED = {"services/entangled-dht/known-nodes": "genesis"}

@@ -101,7 +101,8 @@ class FakeNode:
                 )  # fmt: skip
                 answers.append(
                     {"remote": item["remote"], "version": stored.version, "size": item["size"],
-                     "chunks": 1, "new_chunks": 0, "sent_bytes": 0, "seconds": 0.0}
+                     "chunks": 1, "new_chunks": 0, "sent_bytes": 0, "seconds": 0.0,
+                     "sha256": hashlib.sha256(stored.data).hexdigest()}
                     if same else None
                 )  # fmt: skip
             return answers
@@ -269,9 +270,25 @@ def test_unchanged_files_are_not_read_again_unless_reread_is_asked(
     assert done["tree/sub/b.bin"]["unchanged"] and done["tree/sub/b.bin"]["sent_bytes"] == 0
     assert "unchanged" not in done["tree/a.txt"]
     assert instance.node.files["tree/a.txt"].data == b"HELLO\n"
+
+    # an edit that kept the size and the mtime: unseen unless the files are read again
+    big = files["tree/sub/b.bin"]
+    seen = big.stat()
+    big.write_bytes(os.urandom(seen.st_size))
+    os.utime(big, ns=(seen.st_atime_ns, seen.st_mtime_ns))
+    instance.node.received.clear()
+    assert main(["file", "upload", str(instance.base / "tree")]) == 0
+    assert instance.node.received == {}
+    capsys.readouterr()
     assert main(["file", "upload", str(instance.base / "tree"), "--reread"]) == 0
-    assert sorted(instance.node.received) == ["tree/a.txt", "tree/sub/b.bin"]
-    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["uploaded"] * 2
+    assert instance.node.received == {"tree/sub/b.bin": seen.st_size}  # only the edited one
+    assert instance.node.files["tree/sub/b.bin"].data == big.read_bytes()
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines] == [
+        ["unchanged", str(small)],
+        ["uploaded", str(big)],
+    ]
+    assert "the same SHA-256, nothing sent" in lines[0]
 
 
 def test_a_download_is_byte_identical_with_mode_and_mtime(

@@ -15,7 +15,7 @@ from bitdust.cli import MAX_PASSPHRASE_BYTES
 from bitdust.config import OPTIONS, BadValue, ConfigError, Paths, edit_conffile, load_config
 from bitdust.dht.service import settings_from_config
 from bitdust.errors import ExitStatus
-from bitdust.rsakeys import ALLOWED_KEY_BITS, allowed_key_sizes_text
+from bitdust.keysize import ALLOWED_KEY_BITS, allowed_key_sizes_text
 from tests.helpers import REPO, cli, node_env
 
 ROUTERS = "services/proxy-transport/preferred-routers"

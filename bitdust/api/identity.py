@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bitdust import rsakeys
+from bitdust import keysize
 from bitdust.api.server import ApiError, Call, Param, Route, route
 from bitdust.files import FileError, FileExists, atomic_write, read_bounded
 from bitdust.identity.errors import IdentityError, KeyFileError
@@ -30,11 +30,11 @@ def _cli_hint(path: str, exc: Exception, command: str) -> ApiError:
 
 
 @route("POST", "identity/create", Param("username", str, required=True),
-       Param("key_size", int, default=rsakeys.DEFAULT_KEY_BITS))  # fmt: skip
+       Param("key_size", int, default=keysize.DEFAULT_KEY_BITS))  # fmt: skip
 async def identity_create(call: Call) -> dict[str, Any]:
     try:
-        rsakeys.check_key_size(call.args["key_size"])
-    except rsakeys.KeyRefused as exc:
+        keysize.check_key_size(call.args["key_size"])
+    except keysize.KeyRefused as exc:
         raise ApiError(400, f"field 'key_size': {exc}") from None
     try:
         return await _propagate(call).create(call.args["username"], call.args["key_size"])

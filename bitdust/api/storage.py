@@ -94,8 +94,8 @@ _FILE_FIELDS = {"remote": str, "size": int, "mode": int, "mtime_ns": int}
 async def file_unchanged(call: Call) -> list[dict[str, Any] | None]:
     """For each of ``files`` (``remote``, ``size``, ``mode``, ``mtime_ns``; up to 1,000), in
     order: when the catalogue's newest version of it has that size, mode and mtime, that version
-    as an upload's result that sent nothing (an upload skips the file without reading a byte),
-    else null."""
+    as an upload's result that sent nothing, with the file's ``sha256`` (an upload skips the file
+    without reading a byte, or, asked to read it again, compares its digest), else null."""
     customer = _customer(call)
     files = call.args["files"]
     if len(files) > MAX_UNCHANGED_BATCH:
@@ -116,7 +116,10 @@ async def file_unchanged(call: Call) -> list[dict[str, Any] | None]:
         wanted.append((remote, item["size"], item["mode"], item["mtime_ns"]))
     found = await asyncio.to_thread(customer.catalogue.unchanged, wanted)
     return [
-        UploadResult(v.path, v.version, v.size, len(v.chunk_ids), 0, 0, 0.0).to_dict()
+        {
+            **UploadResult(v.path, v.version, v.size, len(v.chunk_ids), 0, 0, 0.0).to_dict(),
+            "sha256": v.sha256.hex(),
+        }
         if v
         else None
         for v in found

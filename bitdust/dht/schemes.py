@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from bitdust import rsakeys
+from bitdust import keysize, rsakeys
 
 ED25519 = "ed25519"
 RSA_PSS = "rsa-pss-sha256"
@@ -111,7 +111,7 @@ def verify_rsa_pss(public_key: bytes, data: bytes, signature: bytes) -> bool:
     """Refuses keys :mod:`bitdust.rsakeys` refuses (size, exponent) before any RSA arithmetic."""
     try:
         key = rsakeys.load_der_public_key(public_key)
-    except rsakeys.KeyRefused:
+    except keysize.KeyRefused:
         return False
     return rsakeys.verify_pss(key, data, signature)
 

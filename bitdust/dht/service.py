@@ -17,7 +17,7 @@ import asyncio
 import logging
 from typing import Any
 
-from bitdust import rsakeys
+from bitdust import keysize, rsakeys
 from bitdust.dht.owners import Found, OwnerKeys, OwnerUnknown
 from bitdust.dht.records import dht_key, owned_key
 from bitdust.dht.schemes import RsaSigner, Signer
@@ -133,7 +133,7 @@ class DHTService(Service):
             if idurl not in {str(known) for known in identity.idurls}:
                 raise OwnerUnknown(f"{idurl}: the identity found there does not name it")
             return rsakeys.public_key_der(rsakeys.check_public_key(identity.public_key))
-        except (IdentityError, rsakeys.KeyRefused) as exc:
+        except (IdentityError, keysize.KeyRefused) as exc:
             raise OwnerUnknown(str(exc)) from None
 
     def _identity_signer(self) -> tuple[Signer | None, str | None]:
@@ -145,7 +145,7 @@ class DHTService(Service):
             return None, None
         try:
             return RsaSigner(current.private_key), current.identity.idurl
-        except rsakeys.KeyRefused as exc:
+        except keysize.KeyRefused as exc:
             raise ServiceError(f"the identity key cannot sign DHT records: {exc}") from None
 
     def info(self) -> dict[str, Any]:

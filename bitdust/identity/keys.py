@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from bitdust import rsakeys
+from bitdust import keysize, rsakeys
 from bitdust.files import atomic_write, read_bounded
 from bitdust.identity.errors import IdurlError, KeyFileError, WrongPassphraseError
 from bitdust.identity.idurl import parse_idurl
@@ -47,11 +47,11 @@ RSAPublicKey = rsa.RSAPublicKey
 # --- generation and public keys -------------------------------------------------------------------
 
 
-def generate_private_key(bits: int = rsakeys.DEFAULT_KEY_BITS) -> rsa.RSAPrivateKey:
-    """A new RSA identity key of ``bits`` bits (one of :data:`bitdust.rsakeys.ALLOWED_KEY_BITS`)."""
+def generate_private_key(bits: int = keysize.DEFAULT_KEY_BITS) -> rsa.RSAPrivateKey:
+    """A new RSA identity key of ``bits`` bits (one of :data:`bitdust.keysize.ALLOWED_KEY_BITS`)."""
     try:
-        rsakeys.check_key_size(bits)
-    except rsakeys.KeyRefused as exc:
+        keysize.check_key_size(bits)
+    except keysize.KeyRefused as exc:
         raise KeyFileError(str(exc)) from None
     return rsa.generate_private_key(public_exponent=rsakeys.PUBLIC_EXPONENT, key_size=bits)
 
@@ -83,7 +83,7 @@ def public_key_from_openssh(text: str) -> rsa.RSAPublicKey:
         raise KeyFileError("the public key is not a valid OpenSSH RSA key") from None
     try:
         return rsakeys.check_public_key(key)
-    except rsakeys.KeyRefused as exc:
+    except keysize.KeyRefused as exc:
         raise KeyFileError(f"the public key is refused: {exc}") from None
 
 
@@ -165,7 +165,7 @@ def private_key_from_pem(
         raise KeyFileError(f"{what} does not hold an RSA private key")
     try:
         rsakeys.check_public_key(key)
-    except rsakeys.KeyRefused as exc:
+    except keysize.KeyRefused as exc:
         raise KeyFileError(f"{what} holds a key that is refused: {exc}") from None
     return key
 

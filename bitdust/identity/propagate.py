@@ -25,7 +25,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from bitdust import __version__, rsakeys
+from bitdust import __version__, keysize
 from bitdust.identity.client import Resolver, fetch_identity, resolve_host, send_identity
 from bitdust.identity.document import SCHEME_PSS, Identity, format_date, parse_identity
 from bitdust.identity.errors import (
@@ -277,7 +277,7 @@ async def create_identity(
     contacts: Sequence[str],
     resolve: Resolver,
     *,
-    key_bits: int = rsakeys.DEFAULT_KEY_BITS,
+    key_bits: int = keysize.DEFAULT_KEY_BITS,
     min_servers: int = 1,
     retries: int = 3,
     backoff: float = 1.0,

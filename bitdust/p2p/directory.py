@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from bitdust import rsakeys
+from bitdust import keysize, rsakeys
 from bitdust.identity.document import Identity, parse_identity
 from bitdust.identity.errors import IdentityError
 from bitdust.identity.signing import verify
@@ -121,7 +121,7 @@ class Directory:
                 if idurl not in document.sources:
                     raise PeerUnknown(f"{idurl}: the identity found there does not name it")
                 key = rsakeys.check_public_key(document.public_key)
-            except (IdentityError, rsakeys.KeyRefused) as exc:
+            except (IdentityError, keysize.KeyRefused) as exc:
                 reason = f"{idurl}: {exc}"
                 self._failed[idurl] = (time.monotonic(), reason)
                 self._trim_failures()

@@ -19,7 +19,7 @@ from bitdust.dht.schemes import (
     verify_ed25519,
     verify_rsa_pss,
 )
-from bitdust.rsakeys import KeyRefused
+from bitdust.keysize import KeyRefused
 
 NOW = 1_800_000_000
 OWNER = "http://host-a.com:8084/alice.xml"

@@ -180,11 +180,16 @@ def test_guide_parts_6_and_7_backup_restore_and_a_lost_supplier(
                 assert not any(secret in data for secret in secrets), path
 
     # The same file again: not even read (its size, mode and mtime match the catalogue's);
-    # read again when asked: no chunk data sent, no more file data on the suppliers.
+    # read again when asked, and not sent (the same SHA-256). Touched, it is read and recorded
+    # as a new version: no chunk data sent, no more file data on the suppliers.
     used, stored = used_on_suppliers(suppliers), file_data_on_suppliers(customer)
     [same] = upload(customer, tree / "random.bin", "docs/random.bin")
     assert same["unchanged"] and same["version"] == listed["docs/random.bin"]["version"]
-    [again] = upload(customer, tree / "random.bin", "docs/random.bin", "--reread")
+    [checked] = upload(customer, tree / "random.bin", "docs/random.bin", "--reread")
+    assert checked["unchanged"] and checked["version"] == listed["docs/random.bin"]["version"]
+    os.utime(tree / "random.bin")
+    before = tree_state(tree)
+    [again] = upload(customer, tree / "random.bin", "docs/random.bin")
     assert again["new_chunks"] == 0 and again["sent_bytes"] == 0
     assert again["version"] != listed["docs/random.bin"]["version"]
     assert file_data_on_suppliers(customer) == stored
@@ -232,7 +237,8 @@ def test_deduplication_sends_only_changed_chunks(
     used = used_on_suppliers(suppliers)
     assert stored <= used < stored + CATALOGUE_COPIES
 
-    [second] = upload(customer, big, "big.bin", "--reread")
+    os.utime(big)  # the same bytes, read and cut again
+    [second] = upload(customer, big, "big.bin")
     assert second["new_chunks"] == 0 and second["sent_bytes"] == 0
     assert file_data_on_suppliers(customer) == stored
     assert used_on_suppliers(suppliers) - used < CATALOGUE_COPIES

@@ -275,6 +275,8 @@ def _holds(item: _Upload, sha256: str | None, reporter: Reporter) -> bool:
                 if seen.st_size > SMALL_UPLOAD
                 else _no_progress(seen.st_size)
             )
+            if seen.st_size <= CHECK_READ:
+                return hashlib.sha256(source.read()).hexdigest() == sha256
             return _sha256(source, on_progress) == sha256
     except OSError:
         return False

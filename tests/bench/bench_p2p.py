@@ -36,7 +36,14 @@ from bitdust.p2p.handshake import LocalPeer, PeerIdentity
 from bitdust.p2p.session import Session
 from bitdust.p2p.transport import READ_BUFFER, IncomingStream, P2PEndpoint
 from bitdust.p2p.wire import MAX_PLAINTEXT, NOISE_PROTOCOL, TAG_SIZE
-from tests.bench.streams import CHUNK, measured_rate, start_child, stop, stream_rate
+from tests.bench.streams import (
+    CHUNK,
+    measured_rate,
+    report_rate,
+    start_child,
+    stop,
+    stream_rate,
+)
 from tests.identity.conftest import VECTORS
 
 HOST = "127.0.0.1"
@@ -305,8 +312,7 @@ if __name__ == "__main__":
         if sys.argv[1] == "receive":
             uvloop.run(_receive(kind, ports))
         else:
-            print("ready", flush=True)
-            print(uvloop.run(asyncio.wait_for(_send(kind, ports, int(sys.argv[5])), 120)))
+            report_rate(_send(kind, ports, int(sys.argv[5])))
     else:
         import json
 

@@ -43,7 +43,15 @@ from bitdust.proxy.relay import Relay, RelayLimits, route_id
 from bitdust.proxy.router import Router
 from tests.bench import bench_p2p
 from tests.bench.bench_p2p import ALICE, BOB, HOST, _free_port
-from tests.bench.streams import CHUNK, measured_rate, start_child, stop, stream_rate, streams_rate
+from tests.bench.streams import (
+    CHUNK,
+    measured_rate,
+    report_rate,
+    start_child,
+    stop,
+    stream_rate,
+    streams_rate,
+)
 from tests.identity.conftest import VECTORS
 
 ROUTER = "http://host-c.com/router.xml"
@@ -377,7 +385,6 @@ if __name__ == "__main__":
         first_client, client_count = map(int, extra)
         uvloop.run(_routed_clients(Path(key_path), bench_ports, first_client, client_count))
     elif role == "send":
-        print("ready", flush=True)
-        print(uvloop.run(asyncio.wait_for(_send(Path(key_path), bench_ports, int(extra[0])), 120)))
+        report_rate(_send(Path(key_path), bench_ports, int(extra[0])))
     else:
         uvloop.run((_router if role == "router" else _routed)(Path(key_path), bench_ports))

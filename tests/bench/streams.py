@@ -13,7 +13,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+import uvloop
 
 from bitdust.malloc import with_tunables
 from bitdust.p2p.transport import P2PEndpoint
@@ -79,11 +82,18 @@ def stop(child: subprocess.Popen) -> None:
 
 
 def measured_rate(module: str, *args: object) -> float:
-    """The bytes per second that a sender child (``python -m module args``, which prints
-    ``ready`` and then its figure) measured."""
+    """The bytes per second that a sender child (``python -m module args``, which calls
+    :func:`report_rate`) measured."""
     sender = start_child(module, *args)
     try:
         assert sender.stdout is not None
         return float(sender.stdout.readline())
     finally:
         stop(sender)
+
+
+def report_rate(sending: Coroutine[Any, Any, float]) -> None:
+    """A sender child's side of :func:`measured_rate`: ``ready``, then the bytes per second
+    ``sending`` returns (within 120 s)."""
+    print("ready", flush=True)
+    print(uvloop.run(asyncio.wait_for(sending, 120)))

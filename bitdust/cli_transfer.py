@@ -265,10 +265,12 @@ CHECK_READ = 1024 * 1024
 def _holds(item: _Upload, sha256: str | None, reporter: Reporter) -> bool:
     """Whether ``item``'s file holds the bytes whose SHA-256 is ``sha256`` (hex), with a
     progress bar for a large one; one that cannot be read does not (its upload says why)."""
+    if sha256 is None:
+        return False
     try:
         with open(_open_source(item), "rb") as source:
             seen = os.fstat(source.fileno())
-            if not stat.S_ISREG(seen.st_mode) or sha256 is None:
+            if not stat.S_ISREG(seen.st_mode):
                 return False
             on_progress = (
                 reporter.start(str(item.local), seen.st_size)

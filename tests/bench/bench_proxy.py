@@ -207,10 +207,14 @@ async def _send(router_key: Path, ports: dict[str, int], size: int) -> float:
     return await stream_rate(endpoint, BOB, size)
 
 
+def _child(role: str, router_key: Path, ports: dict[str, int], *extra: int) -> tuple[object, ...]:
+    """The arguments of ``python -m`` for a child process of this module in ``role``."""
+    return ("tests.bench.bench_proxy", role, router_key, ports[ALICE], ports[ROUTER], *extra)
+
+
 def _start(role: str, router_key: Path, ports: dict[str, int], *extra: int) -> subprocess.Popen:
     """A child process of this module in ``role``, once it said it is ready."""
-    arguments = (router_key, ports[ALICE], ports[ROUTER], *extra)
-    return start_child("tests.bench.bench_proxy", role, *arguments)
+    return start_child(*_child(role, router_key, ports, *extra))
 
 
 def _router_rss(router: subprocess.Popen) -> int:
@@ -226,8 +230,7 @@ def relayed_rate(router_key: Path, size: int) -> float:
     routed = None
     try:
         routed = _start("routed", router_key, ports)
-        arguments = (router_key, ports[ALICE], ports[ROUTER], size)
-        return measured_rate("tests.bench.bench_proxy", "send", *arguments)
+        return measured_rate(*_child("send", router_key, ports, size))
     finally:
         if routed is not None:
             stop(routed)

@@ -107,15 +107,22 @@ class StartedNode:
         env = with_tunables(node_env(base))  # as the unit and `bitdust daemon` start a node
         self.notify = NotifyListener()
         env["NOTIFY_SOCKET"] = self.notify.path
+        # kept out of the bench's output, and shown when the node fails to start
+        self.stderr = base / "stderr.log"
         self.started = time.perf_counter()
-        self.process = subprocess.Popen([*command, "--instance", instance, "run"],
-                                        env=env, stderr=subprocess.DEVNULL)  # fmt: skip
+        with self.stderr.open("wb") as stderr:
+            self.process = subprocess.Popen([*command, "--instance", instance, "run"],
+                                            env=env, stderr=stderr)  # fmt: skip
         self.ready_after = 0.0
 
     def wait_ready(self) -> float:
         """Seconds from the start to READY=1 as read here: a start's own figure only when
         nothing else was waited for meanwhile."""
-        self.notify.wait_for("READY=1", 60, self.process)
+        try:
+            self.notify.wait_for("READY=1", 60, self.process)
+        except AssertionError as exc:
+            said = self.stderr.read_text(errors="replace").strip().splitlines()[-10:]
+            raise AssertionError(f"{self.instance}: {exc}; its stderr ends: {said}") from None
         self.ready_after = time.perf_counter() - self.started
         return self.ready_after
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bitdust.malloc import with_tunables
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,12 +60,6 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def node_env(base: Path, **extra: str) -> dict[str, str]:

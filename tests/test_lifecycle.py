@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from bitdust.errors import ExitStatus
-from tests.helpers import alive, cli, free_port, node_env, running_node, start_node, write_conf
+from tests.helpers import alive, cli, node_env, running_node, start_node, write_conf
+from tests.ports import free_port
 
 # A dht-seed on a free port: one real service with its own socket.
 SEED = {"services/entangled-dht/known-nodes": "genesis"}

@@ -19,7 +19,8 @@ from bitdust.metrics import Kind, node_families, service_families
 from bitdust.node.checks import check_config
 from bitdust.node.node import Node
 from bitdust.node.service import Service, ServiceState
-from tests.helpers import GuideHost, free_port, running_node
+from tests.helpers import GuideHost, running_node
+from tests.ports import free_port
 from tests.test_guide_identity import identity_server_settings
 
 SEED = {"services/entangled-dht/known-nodes": "genesis"}

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from bitdust.malloc import with_tunables
-from tests.helpers import REPO, NotifyListener, cli, free_port, node_env, write_conf
+from tests.helpers import REPO, NotifyListener, cli, node_env, write_conf
+from tests.ports import free_port
 
 #: the node from the source tree
 SOURCE = [sys.executable, "-m", "bitdust"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import socket
 import statistics
 import struct
 import sys
@@ -45,6 +44,7 @@ from tests.bench.streams import (
     stream_rate,
 )
 from tests.identity.conftest import VECTORS
+from tests.ports import free_port
 
 HOST = "127.0.0.1"
 ALICE = "http://host-a.com/alice.xml"
@@ -215,14 +215,8 @@ async def _send(kind: str, ports: dict[str, int], size: int) -> float:
     return await _send_tcp(ports, size, lambda chunk: [chunk])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def direct_rate(kind: str, size: int) -> float:
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(host=HOST), free_port(host=HOST)]
     receiver = start_child("tests.bench.bench_p2p", "receive", kind, *ports)
     try:
         return measured_rate("tests.bench.bench_p2p", "send", kind, *ports, size)

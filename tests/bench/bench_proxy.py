@@ -42,7 +42,7 @@ from bitdust.proxy.protocol import REGISTER
 from bitdust.proxy.relay import Relay, RelayLimits, route_id
 from bitdust.proxy.router import Router
 from tests.bench import bench_p2p
-from tests.bench.bench_p2p import ALICE, BOB, HOST, _free_port
+from tests.bench.bench_p2p import ALICE, BOB, HOST
 from tests.bench.streams import (
     CHUNK,
     measured_rate,
@@ -53,6 +53,7 @@ from tests.bench.streams import (
     streams_rate,
 )
 from tests.identity.conftest import VECTORS
+from tests.ports import free_port
 
 ROUTER = "http://host-c.com/router.xml"
 ECHO = "bench/echo"
@@ -225,7 +226,7 @@ def _router_rss(router: subprocess.Popen) -> int:
 
 
 def relayed_rate(router_key: Path, size: int) -> float:
-    ports = {ALICE: _free_port(), ROUTER: _free_port()}
+    ports = {ALICE: free_port(host=HOST), ROUTER: free_port(host=HOST)}
     router = _start("router", router_key, ports)
     routed = None
     try:
@@ -261,7 +262,7 @@ async def _clients(router_key: Path, ports: dict[str, int], count: int, child: A
 
 def router_memory(router_key: Path, count: int) -> tuple[float, float]:
     """Bytes of router memory per routed client, and per plain p2p session (the limit's base)."""
-    ports = {ALICE: _free_port(), ROUTER: _free_port()}
+    ports = {ALICE: free_port(host=HOST), ROUTER: free_port(host=HOST)}
     child = _start("router", router_key, ports)
     try:
         alone, sessions, routes = uvloop.run(_clients(router_key, ports, count, child))
@@ -299,7 +300,7 @@ async def _load(
 def router_scaling(router_key: Path, count: int, size: int, round_trips: int) -> Scaling:
     """A fresh router and ``count`` routed clients (keys ``client<i>.pem`` beside the router's)
     in up to :data:`CLIENT_PROCESSES` processes; ``size`` bytes in all are streamed to them."""
-    ports = {ALICE: _free_port(), ROUTER: _free_port()}
+    ports = {ALICE: free_port(host=HOST), ROUTER: free_port(host=HOST)}
     for index in range(count):
         name = _client_name(index)
         key = load_private_key(router_key.parent / f"client{index}.pem")

@@ -12,18 +12,13 @@ import pytest
 from bitdust.dht.protocol import DHTBusy
 from bitdust.dht.settings import DHTSettings
 from bitdust.dht.transport import start_dht
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.ports import free_port
 
 
 @pytest.mark.timeout(30)
 async def test_a_busy_node_refuses_lookups_then_serves_and_joins() -> None:
     settings = DHTSettings(rpc_timeout=0.5, max_operations=4, join_retry_initial=0.1)
-    seed_port = free_udp_port()
+    seed_port = free_port(socket.SOCK_DGRAM)
     node = await start_dht("127.0.0.1", 0, None, settings, known_nodes=[("127.0.0.1", seed_port)])
     seed = None
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from bitdust.identity.propagate import KnownServer
 from bitdust.identity.server import start_identity_server
 from bitdust.identity.signing import sign
 from bitdust.identity.store import IdentityStore
+from tests.ports import free_port
 
 VECTORS = Path(__file__).parent / "vectors"
 LOCAL_REFERENCE = VECTORS / "bitdust"
@@ -66,12 +66,6 @@ def resolve(host: str) -> str:
     return HOSTS[host]
 
 
-def free_port(address: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return sock.getsockname()[1]
-
-
 def snapshot(directory: Path) -> dict[str, tuple[bytes, float]]:
     """Every file below ``directory`` with its bytes and mtime."""
     return {
@@ -105,7 +99,7 @@ async def two_servers(tmp_path):
     handles, servers = [], []
     for host in ("host-a.com", "host-b.com"):
         address = HOSTS[host]
-        web_port = free_port(address)
+        web_port = free_port(host=address)
         store = IdentityStore(tmp_path / host, host, web_port)
         handle = await start_identity_server(store, address, web_port, 0)
         handles.append(handle)

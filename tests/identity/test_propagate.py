@@ -34,7 +34,8 @@ from bitdust.identity.propagate import (
     recover_identity,
 )
 from bitdust.identity.signing import verify
-from tests.identity.conftest import TODAY, free_port, loop_ticks, resolve
+from tests.identity.conftest import TODAY, loop_ticks, resolve
+from tests.ports import free_port
 
 
 def test_known_servers_come_from_the_setting_config_parses(tmp_path):
@@ -97,7 +98,7 @@ async def test_propagate_reports_refusal_and_unreachable_server(two_servers, key
     identity = build_identity("alice", servers, [], key, today=TODAY)
     await propagate(identity.to_xml(), servers[:1], resolve)
     takeover = build_identity("alice", servers, [], other_key, today=TODAY, revision=5)
-    dead = KnownServer("host-c.com", free_port("127.0.1.3"), free_port("127.0.1.3"))
+    dead = KnownServer("host-c.com", free_port(host="127.0.1.3"), free_port(host="127.0.1.3"))
     results = await propagate(
         takeover.to_xml(), [servers[0], dead], resolve, retries=3, backoff=0.01, timeout=2
     )
@@ -116,7 +117,7 @@ async def test_check_name_available(two_servers, key):
     assert not taken.available and taken.taken_on == (servers[1],)
     free = await check_name_available("bob", servers, resolve)
     assert free.available and free.taken_on == () and free.unreachable == ()
-    dead = KnownServer("host-c.com", free_port("127.0.1.3"), free_port("127.0.1.3"))
+    dead = KnownServer("host-c.com", free_port(host="127.0.1.3"), free_port(host="127.0.1.3"))
     partly = await check_name_available("alice", [servers[1], dead], resolve, timeout=2)
     assert partly.taken_on == (servers[1],)
     assert [(s, "cannot reach" in reason) for s, reason in partly.unreachable] == [(dead, True)]
@@ -152,7 +153,7 @@ async def test_create_identity_then_backup_and_restore(two_servers, tmp_path):
 
 async def test_create_identity_fails_when_too_few_servers_accept(two_servers):
     servers, _ = two_servers
-    dead = KnownServer("host-c.com", free_port("127.0.1.3"), free_port("127.0.1.3"))
+    dead = KnownServer("host-c.com", free_port(host="127.0.1.3"), free_port(host="127.0.1.3"))
     with pytest.raises(IdentityError, match="accepted by 1 of 2 identity servers, 2 needed"):
         await create_identity(
             "dave",

@@ -19,7 +19,8 @@ from bitdust.identity.errors import (
 )
 from bitdust.identity.server import ServerLimits, start_identity_server
 from bitdust.identity.store import IdentityStore
-from tests.identity.conftest import HOSTS, free_port, loop_ticks, make_identity, resolve
+from tests.identity.conftest import HOSTS, loop_ticks, make_identity, resolve
+from tests.ports import free_port
 
 NOW = 1_800_000_000.0
 
@@ -41,7 +42,7 @@ def clock():
 async def server(tmp_path, clock):
     """host-a.com's identity server, served directly (no nginx): IDURL port = web port."""
     address = HOSTS["host-a.com"]
-    web_port = free_port(address)
+    web_port = free_port(host=address)
     store = IdentityStore(tmp_path / "ids", "host-a.com", web_port, expiry_seconds=100)
     handle = await start_identity_server(
         store,
@@ -206,7 +207,7 @@ async def test_untouched_identity_expires(server, key, clock):
 
 
 async def test_clients_report_unreachable_servers(key):
-    port = free_port("127.0.1.3")
+    port = free_port(host="127.0.1.3")
     with pytest.raises(IdentityServerError, match="cannot reach identity server"):
         await send_identity("127.0.1.3", port, b"<identity/>", timeout=2)
     with pytest.raises(IdentityServerError, match="cannot reach"):

@@ -19,7 +19,8 @@ import pytest
 from bitdust.identity.intake import encode_request, parse_reply
 from bitdust.identity.server import ConnectionCaps, ServerLimits, start_identity_server
 from bitdust.identity.store import IdentityStore
-from tests.identity.conftest import free_port, make_identity
+from tests.identity.conftest import make_identity
+from tests.ports import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,7 +31,7 @@ ATTACKER = "127.0.1.3"
 
 @contextlib.asynccontextmanager
 async def identity_server(tmp_path, limits: ServerLimits):
-    web_port = free_port(SERVER)
+    web_port = free_port(host=SERVER)
     store = IdentityStore(tmp_path / "ids", "host-a.com", web_port)
     handle = await start_identity_server(store, SERVER, web_port, 0, limits=limits)
     try:

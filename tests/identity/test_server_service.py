@@ -7,7 +7,7 @@ import pytest
 from bitdust.config import Paths, load_config
 from bitdust.identity.server_service import IdentityServerService
 from bitdust.node.node import Node
-from tests.identity.conftest import free_port
+from tests.ports import free_port
 
 
 def server_service(tmp_path, known_port: int, web_port: int) -> IdentityServerService:
@@ -17,7 +17,7 @@ def server_service(tmp_path, known_port: int, web_port: int) -> IdentityServerSe
         "services/identity-server/enabled": "true",
         "services/identity-server/host": "host-a.com",
         "services/identity-server/web-port": str(web_port),
-        "services/identity-server/tcp-port": str(free_port("127.0.1.1")),
+        "services/identity-server/tcp-port": str(free_port(host="127.0.1.1")),
         "services/identity-propagate/known-servers": f"host-a.com:{known_port}:6661",
         "services/network/listen-host": "127.0.1.1",
     }
@@ -29,7 +29,7 @@ def server_service(tmp_path, known_port: int, web_port: int) -> IdentityServerSe
 async def test_the_per_address_http_cap_is_nginxs_when_nginx_fronts_the_server(
     tmp_path, behind_nginx, per_address
 ):
-    web_port = free_port("127.0.1.1")
+    web_port = free_port(host="127.0.1.1")
     service = server_service(tmp_path, 80 if behind_nginx else web_port, web_port)
     await service.start()
     try:

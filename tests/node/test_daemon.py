@@ -20,9 +20,10 @@ from bitdust.config import ConfigError, Paths
 from bitdust.daemon import Daemon, Notifier
 from bitdust.errors import ExitStatus
 from bitdust.node.service import ServiceError
-from tests.helpers import NotifyListener, free_port
+from tests.helpers import NotifyListener
 from tests.node import fakes
 from tests.node.fakes import JOURNAL, base_config, enable, spec
+from tests.ports import free_port
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "bitdust@.service"
 

@@ -18,6 +18,7 @@ from bitdust.p2p.service import P2PService, published_host
 from bitdust.p2p.transport import EndpointLimits
 from tests.identity.conftest import make_identity
 from tests.p2p.peers import identity_key
+from tests.ports import free_port
 
 CATALOG = (SPECS["identity-propagate"], SPECS["p2p"])
 
@@ -90,9 +91,7 @@ async def test_the_published_host_is_never_loopback_unless_listen_host_is():
 async def test_a_restart_keeps_the_published_contact_and_revision(tmp_path: Path):
     """Stopping is a shutdown or a restart: withdrawing the contact would sign a revision
     without it (peers could not even try) and another one with it at the next start."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     key = identity_key("alice")
     contact = f"tcp://127.0.0.1:{port}"
     identity_dir = tmp_path / "s" / "default" / "identity"

@@ -138,9 +138,3 @@ def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
     notify = NotifySocket(tmp_path / "notify.sock")
     yield notify
     notify.close()
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 import bitdust
-from tests.packaging.conftest import REPO, NotifySocket, bare_env, free_port
+from tests.packaging.conftest import REPO, NotifySocket, bare_env
+from tests.ports import free_port
 
 pytestmark = pytest.mark.packaging
 

@@ -36,7 +36,8 @@ import pytest
 
 import bitdust
 from bitdust.config import ROLES
-from tests.packaging.conftest import REPO, NotifySocket, debian_version, free_port, require_tool
+from tests.packaging.conftest import REPO, NotifySocket, debian_version, require_tool
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.packaging, pytest.mark.timeout(900)]
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from bitdust.errors import ExitStatus
-from tests.packaging.conftest import REPO, NotifySocket, bare_env, free_port, require_tool
+from tests.packaging.conftest import REPO, NotifySocket, bare_env, require_tool
+from tests.ports import free_port
 
 pytestmark = pytest.mark.packaging
 

@@ -11,4 +11,3 @@ def test_chosen_ports_are_below_the_ephemeral_range_and_never_repeat() -> None:
     ports = [free_port() for _ in range(300)] + [free_port(socket.SOCK_DGRAM) for _ in range(300)]
     assert all(port < _ephemeral_start() for port in ports)
     assert len(set(ports[:300])) == 300 and len(set(ports[300:])) == 300
-

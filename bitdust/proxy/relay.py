@@ -1,13 +1,13 @@
 """The router's relay as a sans-IO core: routes, pending connections, pairs and their limits.
 
-Fed the shell's observations (a connection's preamble, bytes it forwarded, a socket whose send
-buffer is full or drained, a closed socket) and the time; hands back actions (tell a routed node
+Fed the shell's observations (a connection's preamble, bytes it forwarded, a socket that takes
+no more or took some, a closed socket) and the time; hands back actions (tell a routed node
 a peer is waiting, pair two sockets, pause or resume reading one, close one with a reason). It
 never sees what the bytes mean: they are the peers' own Noise sessions, end to end.
 
 Limits are per routed node (its *route*): relayed connections at once, bytes waiting in the
 router's send buffers, bytes per second (a token bucket: a route over its rate is paused, not
-dropped). A pair whose receiver stops reading for ``stall_timeout`` is closed, and so is a pair
+dropped). A pair whose receiver takes nothing for ``stall_timeout`` is closed, and so is a pair
 holding more than its route's buffer: one slow or hostile party costs its own pairs, nothing else.
 """
 
@@ -222,7 +222,7 @@ class Relay:
         route.refilled = now
 
     def buffered(self, conn: int, size: int, now: float) -> None:
-        """``conn``'s send buffer in the router now holds ``size`` bytes."""
+        """The router now holds ``size`` bytes on their way to ``conn``."""
         side = self._sides.get(conn)
         if side is None:
             return
@@ -235,7 +235,8 @@ class Relay:
             self._drop(conn, DropReason.OVER_BUFFER)
 
     def blocked(self, conn: int, now: float) -> None:
-        """``conn``'s send buffer is full: its partner's reading is paused by the shell."""
+        """``conn`` takes no more now (the shell reads its partner no further meanwhile); it
+        counts as stalled from the first such moment without an :meth:`unblocked` since."""
         side = self._sides.get(conn)
         if side is not None and side.blocked_since is None:
             side.blocked_since = now

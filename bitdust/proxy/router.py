@@ -1,16 +1,20 @@
 """The asyncio shell of the router's relay: sockets the p2p listener diverts to it (their first
 bytes were a relay preamble), paired and spliced byte for byte as :class:`Relay` decides.
 
-It reads preambles, forwards bytes between paired sockets, passes asyncio's flow control
-through (a receiver's full send buffer pauses its sender's reading, so the router holds at most
-a high-water mark per direction), and carries out the core's pauses and closes. It never parses
-what it forwards: those bytes are the peers' own end-to-end Noise sessions.
+It reads preambles on asyncio transports; once a pair exists, it takes both sockets from their
+transports and moves each direction's bytes in the kernel (socket, pipe, socket: see
+:mod:`bitdust.proxy.splice`), reading a sender only while the router holds nothing of it, so a
+receiver that stops reading stops its sender through TCP. It carries out the core's pauses and
+closes. It never parses what it forwards: those bytes are the peers' own end-to-end Noise
+sessions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+from collections.abc import Callable
 
 from bitdust.coretimer import CoreTimer
 from bitdust.logs import RateLimitedLog
@@ -28,6 +32,7 @@ from bitdust.proxy.relay import (
     RelayRefused,
     Resume,
 )
+from bitdust.proxy.splice import Buffer, MemoryBuffer, PipePool
 
 log = logging.getLogger(__name__)
 _peer_log = RateLimitedLog(log)
@@ -37,26 +42,26 @@ MAX_EARLY_BYTES = 2 + 65535  # what a peer may send before its pair exists: one 
 
 
 class _Side(asyncio.Protocol):
-    """One relayed socket: its preamble first, then bytes for its partner."""
+    """One relayed socket: its preamble first, then bytes for its partner. Once paired, the socket
+    leaves its transport, and its bytes move between the kernel's buffers (:class:`_Flow`)."""
 
     def __init__(self, router: Router, conn: int, transport: asyncio.Transport) -> None:
         self.router = router
         self.conn = conn
-        self.transport = transport
-        self.partner: _Side | None = None
-        self.host = (transport.get_extra_info("peername") or ("?",))[0]
+        self.transport: asyncio.Transport | None = transport  # until paired
+        self.fd = -1  # once paired: the socket, taken from its transport
+        self.outgoing: _Flow | None = None  # what it sends, on its way to the partner
+        self.incoming: _Flow | None = None  # what the partner sends, on its way to it
+        address = transport.get_extra_info("peername") or ("?", 0)
+        self.host = address[0]
+        self.peername = f"{address[0]}:{address[1]}"
         self.early = b""  # the preamble, then what arrives before the pair exists
         self.opened = False
-        self.flow_paused = False  # the partner cannot take more yet
         self.rate_paused = False  # the route is over its rate
         # a preamble cut short would hold the socket for ever
         self._preamble_timer = router._loop.call_later(router.preamble_timeout, transport.abort)
 
     def data_received(self, data: bytes) -> None:
-        if self.partner is not None:
-            self.partner.transport.write(data)
-            self.router._relayed(self, len(data))
-            return
         self.early += data
         if not self.opened:
             self._read_preamble()
@@ -68,7 +73,7 @@ class _Side(asyncio.Protocol):
             decoded = preamble.decode(self.early)
         except preamble.BadPreamble as exc:
             _peer_log.info("proxy: %s: %s", self.peername, exc)
-            self.transport.abort()
+            self._abort_transport()
             return
         if decoded is None:
             return
@@ -78,10 +83,9 @@ class _Side(asyncio.Protocol):
         self._preamble_timer.cancel()
         self.router._opened(self, found)
 
-    @property
-    def peername(self) -> str:
-        address = self.transport.get_extra_info("peername") or ("?", 0)
-        return f"{address[0]}:{address[1]}"
+    def _abort_transport(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
 
     def eof_received(self) -> bool:
         return False
@@ -90,27 +94,167 @@ class _Side(asyncio.Protocol):
         self._preamble_timer.cancel()
         self.router._lost(self)
 
-    def pause_writing(self) -> None:
-        self.router.relay.blocked(self.conn, self.router.now())
-        if self.partner is not None:
-            self.partner.flow_paused = True
-            self.partner._update_reading()
-        self.router.pump()
+    def take_socket(self) -> None:
+        """Leave the transport: asyncio's transports copy every byte through Python, and the
+        flows move them with splice(2) on the socket itself."""
+        transport = self.transport
+        assert transport is not None
+        self.fd = os.dup(transport.get_extra_info("socket").fileno())
+        transport.set_protocol(asyncio.Protocol())  # its end is not this side's end
+        transport.abort()
+        self.transport = None
 
-    def resume_writing(self) -> None:
-        self.router.relay.unblocked(self.conn)
-        if self.partner is not None:
-            self.partner.flow_paused = False
-            self.partner._update_reading()
-        self.router.pump()
-
-    def _update_reading(self) -> None:
-        if self.transport.is_closing():
+    def close(self, graceful: bool) -> None:
+        """Close the socket; a graceful close first gives it what waits for it."""
+        self._preamble_timer.cancel()
+        if self.transport is not None:
+            if graceful:
+                self.transport.close()  # what it was sent still reaches it
+            else:
+                self.transport.abort()
             return
-        if self.flow_paused or self.rate_paused:
-            self.transport.pause_reading()
+        if self.outgoing is not None:
+            self.outgoing.stop_reading()
+        if graceful and self.incoming is not None:
+            self.incoming.finish(self._close_socket)
         else:
-            self.transport.resume_reading()
+            self._close_socket()
+
+    def _close_socket(self) -> None:
+        if self.incoming is not None:
+            self.incoming.drop()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _Flow:
+    """One direction of a pair: what ``src`` sends waits in a buffer until ``dst`` takes it.
+    ``src`` is read only while nothing waits, so the router holds one buffer per direction,
+    and a receiver that stops reading stops its sender through TCP's own flow control."""
+
+    def __init__(self, router: Router, src: _Side, dst: _Side, early: bytes) -> None:
+        self.router, self.src, self.dst = router, src, dst
+        self.buffer: Buffer | None = MemoryBuffer(early) if early else None
+        self.may_read = True
+        self.reading = self.writing = False
+        self.closed = False
+        self._on_drained: Callable[[], None] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+
+    @property
+    def held(self) -> int:
+        return self.buffer.held if self.buffer is not None else 0
+
+    def start(self) -> None:
+        if self.held:
+            self.router.relay.relayed(self.src.conn, self.held, self.router.now())
+            self._drain()
+        else:
+            self.watch()
+
+    def _on_readable(self) -> None:
+        buffer = self.router.pipes.take()  # nothing is held while src is read
+        try:
+            size = buffer.fill(self.src.fd)
+        except BlockingIOError:
+            size = -1
+        except OSError:
+            size = 0  # reset by its peer: the end of what it sends
+        if size <= 0:
+            self.router.pipes.give(buffer)
+            self.buffer = None
+            if size == 0:
+                self.router._lost(self.src)
+            return
+        self.buffer = buffer
+        self.router.relay.relayed(self.src.conn, size, self.router.now())
+        self._drain()
+        self.router.pump()
+
+    def _on_writable(self) -> None:
+        self._drain()
+        self.router.pump()
+
+    def _drain(self) -> None:
+        """Give ``dst`` what it takes now; the pair is stalled only while none of it moves."""
+        buffer, relay, now = self.buffer, self.router.relay, self.router.now()
+        if buffer is None:
+            return  # dropped meanwhile
+        moved = 0
+        try:
+            while buffer.held:
+                moved += buffer.drain(self.dst.fd)
+        except BlockingIOError:
+            if moved:
+                relay.unblocked(self.dst.conn)
+            relay.blocked(self.dst.conn, now)
+        except OSError:
+            self.router._lost(self.dst)
+            return
+        else:
+            relay.unblocked(self.dst.conn)
+            self.buffer = None
+            self.router.pipes.give(buffer)
+        relay.buffered(self.dst.conn, self.held, now)
+        if self.held == 0 and self._on_drained is not None:
+            self._end()
+        else:
+            self.watch()
+
+    def watch(self) -> None:
+        """Wait for what lets the bytes move next: ``src`` to have some, or ``dst`` to take."""
+        if self.closed:
+            return
+        loop = self.router._loop
+        read = self.may_read and not self.held and not self.src.rate_paused
+        if read != self.reading:
+            if read:
+                loop.add_reader(self.src.fd, self._on_readable)
+            else:
+                loop.remove_reader(self.src.fd)
+            self.reading = read
+        write = self.held > 0
+        if write != self.writing:
+            if write:
+                loop.add_writer(self.dst.fd, self._on_writable)
+            else:
+                loop.remove_writer(self.dst.fd)
+            self.writing = write
+
+    def stop_reading(self) -> None:
+        """``src`` is closing: what it sent already may still reach ``dst``."""
+        self.may_read = False
+        self.watch()
+
+    def finish(self, then: Callable[[], None]) -> None:
+        """``dst`` is closing: give it what waits (within the stall timeout), then ``then``."""
+        self.stop_reading()
+        self._on_drained = then
+        if not self.held:
+            self._end()
+            return
+        timeout = self.router.relay.limits.stall_timeout
+        self._deadline = self.router._loop.call_later(timeout, self._end)
+
+    def _end(self) -> None:
+        then, self._on_drained = self._on_drained, None
+        self.drop()
+        if then is not None:
+            then()
+
+    def drop(self) -> None:
+        """Forget what waits and stop waiting for either socket."""
+        if self.closed:
+            return
+        self.may_read = False
+        self.buffer, buffer = None, self.buffer
+        self.watch()
+        self.closed = True
+        if buffer is not None:
+            self.router.pipes.give(buffer)
+        if self._deadline is not None:
+            self._deadline.cancel()
 
 
 class Router:
@@ -131,6 +275,7 @@ class Router:
         self.contact = contact
         self._loop = asyncio.get_running_loop()
         self._sides: dict[int, _Side] = {}
+        self.pipes = PipePool()
         self._next = 0
         self._timer = CoreTimer(self._loop, self._on_timer, self.now)
         endpoint.divert = Divert(self.take)
@@ -175,15 +320,10 @@ class Router:
         self.relay.opened(side.conn, found, self.now())
         self.pump()
 
-    def _relayed(self, side: _Side, size: int) -> None:
-        assert side.partner is not None
-        now = self.now()
-        self.relay.relayed(side.conn, size, now)
-        self.relay.buffered(side.partner.conn, side.partner.transport.get_write_buffer_size(), now)
-        self.pump()
-
     def _lost(self, side: _Side) -> None:
-        self._sides.pop(side.conn, None)
+        if self._sides.pop(side.conn, None) is None:
+            return  # closed already
+        side.close(graceful=False)
         self.relay.closed(side.conn)
         self.pump()
 
@@ -194,10 +334,8 @@ class Router:
         self.relay.closed(conn)
         if reason not in (DropReason.PARTNER_CLOSED, DropReason.ROUTE_CLOSED):
             _peer_log.info("proxy: closed relayed connection from %s: %s", side.peername, reason)
-        if reason in (DropReason.STALLED, DropReason.OVER_BUFFER):
-            side.transport.abort()  # its buffer goes with it
-        else:
-            side.transport.close()  # what it was sent still reaches it
+        # a stalled or overfull socket's buffer goes with it; others still get what waits for them
+        side.close(graceful=reason not in (DropReason.STALLED, DropReason.OVER_BUFFER))
         self.pump()
 
     def pump(self) -> None:
@@ -213,7 +351,8 @@ class Router:
                 case Pause(conn) | Resume(conn) if conn in self._sides:
                     side = self._sides[conn]
                     side.rate_paused = isinstance(action, Pause)
-                    side._update_reading()
+                    if side.outgoing is not None:
+                        side.outgoing.watch()
         self._timer.arm(self.relay.get_timer())
 
     def _on_timer(self) -> None:
@@ -221,19 +360,22 @@ class Router:
         self.pump()
 
     def _pair(self, peer: _Side, routed: _Side) -> None:
-        peer.partner, routed.partner = routed, peer
         for side in (peer, routed):
-            if side.early:
-                early, side.early = side.early, b""
-                side.data_received(early)
+            side.take_socket()
+        peer.outgoing = routed.incoming = _Flow(self, peer, routed, peer.early)
+        routed.outgoing = peer.incoming = _Flow(self, routed, peer, routed.early)
+        peer.early = routed.early = b""
+        peer.outgoing.start()
+        routed.outgoing.start()
 
     def close(self) -> None:
         """Stop routing: the listener takes no more relayed connections; open ones end."""
         self.endpoint.divert = None
         self._timer.cancel()
         for side in list(self._sides.values()):
-            side.transport.abort()
+            side.close(graceful=False)
         self._sides.clear()
+        self.pipes.close()
 
     @property
     def connections(self) -> int:

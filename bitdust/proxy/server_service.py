@@ -18,6 +18,7 @@ from bitdust.node.service import Service, ServiceError, StatusSection
 from bitdust.p2p.service import P2PService
 from bitdust.proxy.relay import Relay, RelayLimits
 from bitdust.proxy.router import Router
+from bitdust.proxy.splice import PIPES
 
 
 class RouterState(enum.StrEnum):
@@ -50,7 +51,8 @@ class ProxyServerService(Service):
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         limits = RelayLimits(
             routes=self.config["services/proxy-server/routes-limit"],
-            connections=max(2, min(RelayLimits.connections, nofile // 3)),  # p2p has a third
+            # p2p has a third of the descriptors, and the relay's pipes take a few
+            connections=max(2, min(RelayLimits.connections, (nofile - 2 * PIPES) // 3)),
         )
         self.relay = Relay(limits)
         self.router = Router(self.relay, self.p2p.endpoint, self.p2p.contact)

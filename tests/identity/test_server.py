@@ -155,10 +155,15 @@ async def test_http_serves_xml_with_etag_and_304(server, key):
             assert response.status == 200
         async with session.post(url, data=b"x") as response:
             assert response.status == 405
+            assert response.headers["Allow"] == "GET, HEAD"
         async with session.get(f"http://127.0.1.1:{server.web_port}/bob.xml") as response:
             assert response.status == 404
-        async with session.get(f"http://127.0.1.1:{server.web_port}/../etc/passwd") as response:
-            assert response.status == 404
+        site = f"http://127.0.1.1:{server.web_port}"
+        for path in ("/../etc/passwd", "/alice", "/x/alice.xml", "/alice.xml/", "/.xml", "/A.xml"):
+            async with session.get(site + path) as response:
+                assert response.status == 404, path
+        async with session.get(f"{site}/%61lice.xml?x=1") as response:  # as any client may send
+            assert response.status == 200 and await response.read() == identity.to_xml()
 
 
 async def test_index_page_lists_identities_and_is_built_only_when_names_change(

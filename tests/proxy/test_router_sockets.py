@@ -4,7 +4,10 @@ reading is cut after the stall timeout with bounded memory, while another pair c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -212,3 +215,25 @@ async def test_a_closed_router_leaves_no_descriptor_open(net: Network):
     await endpoint.close()
     await asyncio.sleep(0.1)
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+async def test_a_side_that_resets_mid_transfer_ends_its_pair_only(net: Network):
+    endpoint, router = await net.router(ROUTER)
+    pair = pairing(router, endpoint.address[1])
+    alice_peer_r, alice_peer_w, alice_r, alice_w = await pair(ALICE)
+    carol_peer_r, carol_peer_w, carol_r, carol_w = await pair(CAROL)
+    alice_peer_w.write(os.urandom(8 * 1024 * 1024))  # the router holds some of it when...
+    await alice_r.readexactly(1024 * 1024)
+    sock = alice_w.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    alice_w.transport.abort()  # ...the routed node resets its connection
+    # its peer's end closes (reset, as the peer was still sending when the router closed it)
+    with contextlib.suppress(ConnectionResetError):
+        assert await asyncio.wait_for(alice_peer_r.read(), 5) == b""
+    await until(lambda: router.connections == 2)
+    carol_peer_w.write(b"still here")
+    assert await carol_r.readexactly(10) == b"still here"
+    carol_w.write(b"and here")
+    assert await carol_peer_r.readexactly(8) == b"and here"
+    for writer in (alice_peer_w, carol_peer_w, carol_w):
+        writer.close()

@@ -209,17 +209,11 @@ class _Flow:
         loop = self.router._loop
         read = self.may_read and not self.held and not self.src.rate_paused
         if read != self.reading:
-            if read:
-                loop.add_reader(self.src.fd, self._on_readable)
-            else:
-                loop.remove_reader(self.src.fd)
+            _wait_for(read, loop.add_reader, loop.remove_reader, self.src.fd, self._on_readable)
             self.reading = read
         write = self.held > 0
         if write != self.writing:
-            if write:
-                loop.add_writer(self.dst.fd, self._on_writable)
-            else:
-                loop.remove_writer(self.dst.fd)
+            _wait_for(write, loop.add_writer, loop.remove_writer, self.dst.fd, self._on_writable)
             self.writing = write
 
     def stop_reading(self) -> None:
@@ -255,6 +249,19 @@ class _Flow:
             self.router.pipes.give(buffer)
         if self._deadline is not None:
             self._deadline.cancel()
+
+
+def _wait_for(
+    wanted: bool,
+    add: Callable[[int, Callable[[], None]], None],
+    remove: Callable[[int], object],
+    fd: int,
+    callback: Callable[[], None],
+) -> None:
+    if wanted:
+        add(fd, callback)
+    else:
+        remove(fd)
 
 
 class Router:

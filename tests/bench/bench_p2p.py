@@ -42,6 +42,7 @@ from tests.bench.streams import (
     start_child,
     stop,
     stream_rate,
+    with_ceiling,
 )
 from tests.identity.conftest import VECTORS
 from tests.ports import free_port
@@ -278,20 +279,17 @@ def run(smoke: bool) -> list[dict[str, Any]]:
     ours = handshakes_per_second(count)
     bare = bare_noise_handshakes_per_second(count)
     return [
-        {"name": "p2p.stream_throughput", "figure": statistics.median(p2p) / 1e6, "unit": "MB/s",
-         "limit": raw_limit, "target": "above",
-         "note": f"{size // CHUNK} MiB, one stream, sender and receiver processes on 2 cores; "
-                 "limit = half of raw TCP (1 MiB writes, a Protocol that drops what it reads); "
-                 f"the stream reached {statistics.median(p2p) / 1e6 / ceiling:.2f} of its "
-                 "CEILING (p2p.stream_ceiling)"},
-        {"name": "p2p.stream_ceiling", "figure": ceiling, "unit": "MB/s",
-         "limit": raw_limit, "target": "above",
-         "note": "CEILING of p2p.stream_throughput, not a path of the node: the same sender and "
-                 "receiver processes doing only the per-byte work the design requires (1 MiB "
-                 "writes cut into Noise-sized 64 KiB records, AES-256-GCM sealed by the sender, "
-                 "opened by the receiver; no framing, no flow control, no session); limit = the "
-                 "stream's (half of raw TCP): a ceiling below it shows that target out of reach "
-                 "on this machine"},
+        *with_ceiling(
+            {"name": "p2p.stream_throughput", "figure": statistics.median(p2p) / 1e6,
+             "unit": "MB/s", "limit": raw_limit, "target": "above",
+             "note": f"{size // CHUNK} MiB, one stream, sender and receiver processes on 2 "
+                     "cores; limit = half of raw TCP (1 MiB writes, a Protocol that drops what "
+                     "it reads)"},
+            ceiling,
+            "the same sender and receiver processes doing only the per-byte work the design "
+            "requires (1 MiB writes cut into Noise-sized 64 KiB records, AES-256-GCM sealed by "
+            "the sender, opened by the receiver; no framing, no flow control, no session)",
+        ),
         {"name": "p2p.handshakes_per_second", "figure": ours, "unit": "1/s",
          "limit": 0.5 * bare, "target": "above",
          "note": "sans-IO, both sides in one process (one core), identity binding and checks "

@@ -62,6 +62,7 @@ from tests.bench.streams import (
     stop,
     stream_rate,
     streams_rate,
+    with_ceiling,
 )
 from tests.identity.conftest import VECTORS
 from tests.ports import free_port
@@ -419,19 +420,16 @@ def run(smoke: bool) -> list[dict[str, Any]]:
                   file=sys.stderr)  # fmt: skip
     limit, ceiling = 0.6 * statistics.median(direct) / 1e6, statistics.median(forwarded) / 1e6
     return [
-        {"name": "proxy.relayed_stream_throughput", "figure": statistics.median(relayed) / 1e6,
-         "unit": "MB/s", "limit": limit, "target": "above",
-         "note": f"{size // CHUNK} MiB, one stream, sender, router, routed: 3 processes, 2 cores; "
-                 "limit = 0.6 of the same stream direct; the relayed stream reached "
-                 f"{statistics.median(relayed) / 1e6 / ceiling:.2f} of its CEILING "
-                 "(proxy.relayed_stream_ceiling)"},
-        {"name": "proxy.relayed_stream_ceiling", "figure": ceiling, "unit": "MB/s",
-         "limit": limit, "target": "above",
-         "note": "CEILING of proxy.relayed_stream_throughput, not a path of the node: the direct "
-                 "stream's sender and receiver through the barest relay (one process splicing "
-                 "the two sockets in two blocking loops: no preamble, no limits, no event loop); "
-                 "limit = the relayed stream's (0.6 of direct): a ceiling below it shows that "
-                 "target out of reach on this machine"},
+        *with_ceiling(
+            {"name": "proxy.relayed_stream_throughput", "figure": statistics.median(relayed) / 1e6,
+             "unit": "MB/s", "limit": limit, "target": "above",
+             "note": f"{size // CHUNK} MiB, one stream, sender, router, routed: 3 processes, "
+                     "2 cores; limit = 0.6 of the same stream direct"},
+            ceiling,
+            "the direct stream's sender and receiver through the barest relay (one process "
+            "splicing the two sockets in two blocking loops: no preamble, no limits, no event "
+            "loop)",
+        ),
         {"name": "proxy.router_memory_per_client", "figure": per_client / 1024, "unit": "KiB",
          "limit": 2 * per_session / 1024, "target": "below",
          "note": "router RSS growth per registered routed node (its session and route); "

@@ -97,3 +97,18 @@ def report_rate(sending: Coroutine[Any, Any, float]) -> None:
     ``sending`` returns (within 120 s)."""
     print("ready", flush=True)
     print(uvloop.run(asyncio.wait_for(sending, 120)))
+
+
+def with_ceiling(row: dict[str, Any], ceiling: float, ceiling_work: str) -> list[dict[str, Any]]:
+    """A throughput ``row`` and its CEILING's: the same processes doing only ``ceiling_work``,
+    against the row's own limit, so that a ceiling below it shows the target out of reach."""
+    name = row["name"]
+    ceiling_name = name.replace("_throughput", "_ceiling")
+    return [
+        {**row, "note": f"{row['note']}; it reached {row['figure'] / ceiling:.2f} of its CEILING "
+                        f"({ceiling_name})"},
+        {"name": ceiling_name, "figure": ceiling, "unit": row["unit"], "limit": row["limit"],
+         "target": row["target"],
+         "note": f"CEILING of {name}, not a path of the node: {ceiling_work}; limit = the same as "
+                 f"{name}'s: a ceiling below it shows that target out of reach on this machine"},
+    ]  # fmt: skip

@@ -10,7 +10,7 @@ one-stream figure, ``... clients ... FIRST COUNT`` for the curves: many routed c
 own identity and session with the router, share a process). The direct figure is bench_p2p's
 two-process stream, measured in the same run, interleaved. Identities are served from memory.
 
-The relayed stream's ceiling is bench_p2p's direct stream through the barest relay there is
+The relayed stream's reference is bench_p2p's direct stream through the barest relay there is
 (``python -m tests.bench.bench_proxy forward PORT TARGET_PORT``): one connection spliced to the
 receiver both ways in two blocking loops, with no preamble, limits or event loop. What it costs
 is a third process's share of the kernel's loopback TCP, which any relay on this host pays.
@@ -265,7 +265,7 @@ def forwarded_rate(size: int) -> float:
 
 
 def _forward(port: int, target: int) -> None:
-    """The ceiling's relay: the first connection to ``port`` spliced to ``target`` both ways."""
+    """The reference's relay: the first connection to ``port`` spliced to ``target`` both ways."""
     with socket.create_server((HOST, port)) as server:
         print("ready", flush=True)
         inbound, _ = server.accept()
@@ -407,7 +407,7 @@ def run(smoke: bool) -> list[dict[str, Any]]:
             relayed.append(relayed_rate(router_key, size))
             forwarded.append(forwarded_rate(size))
         print(f"# bench_proxy: direct {statistics.median(direct) / 1e6:.0f} MB/s, relayed "
-              f"{statistics.median(relayed) / 1e6:.0f} MB/s, forwarded (ceiling) "
+              f"{statistics.median(relayed) / 1e6:.0f} MB/s, forwarded (reference) "
               f"{statistics.median(forwarded) / 1e6:.0f} MB/s", file=sys.stderr)  # fmt: skip
         per_client, per_session = router_memory(router_key, 20 if smoke else MEMORY_CLIENTS)
         for index in range(max(scale)):
@@ -418,17 +418,18 @@ def run(smoke: bool) -> list[dict[str, Any]]:
             points.append(router_scaling(router_key, count, scale_size, 20 if smoke else 300))
             print(f"# bench_proxy: {count} routed clients: {points[-1].rate / 1e6:.0f} MB/s",
                   file=sys.stderr)  # fmt: skip
-    limit, ceiling = 0.6 * statistics.median(direct) / 1e6, statistics.median(forwarded) / 1e6
+    limit, reference = 0.6 * statistics.median(direct) / 1e6, statistics.median(forwarded) / 1e6
     return [
         *with_ceiling(
             {"name": "proxy.relayed_stream_throughput", "figure": statistics.median(relayed) / 1e6,
              "unit": "MB/s", "limit": limit, "target": "above",
              "note": f"{size // CHUNK} MiB, one stream, sender, router, routed: 3 processes, "
                      "2 cores; limit = 0.6 of the same stream direct"},
-            ceiling,
+            reference,
             "the direct stream's sender and receiver through the barest relay (one process "
             "splicing the two sockets in two blocking loops: no preamble, no limits, no event "
-            "loop)",
+            "loop), what any relay on this host pays for its share of loopback TCP",
+            label="reference",
         ),
         {"name": "proxy.router_memory_per_client", "figure": per_client / 1024, "unit": "KiB",
          "limit": 2 * per_session / 1024, "target": "below",

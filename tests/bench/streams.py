@@ -99,16 +99,20 @@ def report_rate(sending: Coroutine[Any, Any, float]) -> None:
     print(uvloop.run(asyncio.wait_for(sending, 120)))
 
 
-def with_ceiling(row: dict[str, Any], ceiling: float, ceiling_work: str) -> list[dict[str, Any]]:
-    """A throughput ``row`` and its CEILING's: the same processes doing only ``ceiling_work``,
-    against the row's own limit, so that a ceiling below it shows the target out of reach."""
+def with_ceiling(
+    row: dict[str, Any], ceiling: float, ceiling_work: str, label: str = "ceiling"
+) -> list[dict[str, Any]]:
+    """A throughput ``row`` and its ``label``'s row: the same processes doing only
+    ``ceiling_work``, against the row's own limit, so that one below it shows the target out of
+    reach in that run."""
     name = row["name"]
-    ceiling_name = name.replace("_throughput", "_ceiling")
+    ceiling_name = name.replace("_throughput", f"_{label}")
     return [
-        {**row, "note": f"{row['note']}; it reached {row['figure'] / ceiling:.2f} of its CEILING "
-                        f"({ceiling_name})"},
+        {**row, "note": f"{row['note']}; it reached {row['figure'] / ceiling:.2f} of its "
+                        f"{label.upper()} ({ceiling_name})"},
         {"name": ceiling_name, "figure": ceiling, "unit": row["unit"], "limit": row["limit"],
          "target": row["target"],
-         "note": f"CEILING of {name}, not a path of the node: {ceiling_work}; limit = the same as "
-                 f"{name}'s: a ceiling below it shows that target out of reach on this machine"},
+         "note": f"{label.upper()} of {name}, not a path of the node: {ceiling_work}; limit = the "
+                 f"same as {name}'s: below it, that target was out of reach on this machine in "
+                 "this run"},
     ]  # fmt: skip

@@ -141,6 +141,49 @@ async def test_an_idempotent_request_in_flight_when_the_router_dies_is_answered_
     assert client.router == ROUTER2 and calls.count(b"a") == 2 and calls.count(b"b") == 1
 
 
+async def test_a_stream_cut_by_a_dying_router_fails_at_both_ends_and_the_next_one_arrives_whole(
+    net: Network,
+):
+    """The router dies mid-stream: neither end takes the cut stream for a whole one (the sender's
+    write or finish fails, the receiver's handler ends), and once the routed node has moved, the
+    same bytes go through again intact."""
+    endpoint1, router1 = await net.router(ROUTER)
+    await net.router(ROUTER2)
+    alice, client = await net.routed(ALICE, [ROUTER, ROUTER2])
+    bob = await net.direct(BOB)
+    received: dict[bytes, tuple[str, int, str]] = {}
+    failed: list[BaseException] = []
+    half = asyncio.Event()
+
+    async def take(peer: str, stream: IncomingStream) -> None:
+        digest, size = hashlib.sha256(), 0
+        try:
+            async for chunk in stream:
+                digest.update(chunk)
+                size += len(chunk)
+                if size >= STREAM_SIZE // 2:
+                    half.set()
+        except (SessionEnded, asyncio.CancelledError) as exc:  # its session ended: cancelled
+            failed.append(exc)
+            raise
+        received[stream.header] = (peer, size, digest.hexdigest())
+
+    alice.on_stream("blob", take)
+    data = payload()
+    cut = asyncio.create_task(send(bob, ALICE, b"cut", data))
+    await asyncio.wait_for(half.wait(), 10)
+    router1.close()  # the router dies with the stream half through it
+    await endpoint1.close()
+    with pytest.raises(SessionEnded):
+        await asyncio.wait_for(cut, 10)
+    await until(lambda: len(failed) == 1)
+    await until(lambda: client.router == ROUTER2)
+    await send(bob, ALICE, b"again", data)
+    await until(lambda: b"again" in received)
+    assert b"cut" not in received
+    assert received[b"again"] == (BOB, len(data), hashlib.sha256(data).hexdigest())
+
+
 async def test_without_routers_it_asks_less_and_less_often_and_withdraws_a_lost_routers_contact(
     net: Network,
 ):

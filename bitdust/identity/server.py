@@ -242,7 +242,7 @@ async def start_identity_server(
 
 def _http_handler(store: IdentityStore) -> Callable[[web.BaseRequest], Awaitable[web.Response]]:
     """The whole site: the index at ``/`` and ``/<name>.xml``, for GET and HEAD. One function,
-    not an aiohttp application: its router and middleware chain cost about a fifth of every
+    not an aiohttp application: its router and middleware chain cost about a quarter of every
     request, and a site of two pages has nothing for them to do."""
     index_page: tuple[int, str] = (-1, "")  # (store.names_generation, page): built on change
 

@@ -73,7 +73,8 @@ class _Side(asyncio.Protocol):
             decoded = preamble.decode(self.early)
         except preamble.BadPreamble as exc:
             _peer_log.info("proxy: %s: %s", self.peername, exc)
-            self._abort_transport()
+            assert self.transport is not None  # bytes come from it until the pair exists
+            self.transport.abort()
             return
         if decoded is None:
             return
@@ -82,10 +83,6 @@ class _Side(asyncio.Protocol):
         self.opened = True
         self._preamble_timer.cancel()
         self.router._opened(self, found)
-
-    def _abort_transport(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
 
     def eof_received(self) -> bool:
         return False
@@ -100,7 +97,7 @@ class _Side(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         self.fd = os.dup(transport.get_extra_info("socket").fileno())
-        transport.set_protocol(asyncio.Protocol())  # its end is not this side's end
+        transport.set_protocol(asyncio.Protocol())  # its connection_lost no longer ends the side
         transport.abort()
         self.transport = None
 

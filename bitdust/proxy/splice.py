@@ -2,7 +2,7 @@
 
 The router forwards ciphertext it never reads, so it need not copy it through Python at all:
 ``splice`` moves a socket's bytes into a pipe and from the pipe into the partner's socket inside
-the kernel, which takes a quarter off the router's CPU per byte (the rest is the kernel's TCP).
+the kernel, which takes a fifth off the router's CPU per byte (the rest is the kernel's TCP).
 Pipes are a per-user resource (the kernel charges their pages to ``fs.pipe-user-pages-soft``,
 64 MiB by default), so a :class:`PipePool` keeps a few dozen, lent to a direction only while
 bytes wait in it; when none is free, or the kernel refuses one, the bytes wait in a

@@ -11,7 +11,15 @@ download rate on 4 KiB pages. On transparent huge pages (``TUNABLES``, which gli
 when a process starts, so the launchers pass them: ``bitdust daemon`` and the systemd unit) the
 rates are those of the default allocator.
 
-The launchers pass the threshold and the arena bound as tunables too, so a node they start
+Fixing the threshold also fixes the trim threshold, at 128 KiB, while on huge pages the heap grows
+by 2 MiB: a process that makes and frees 64 KiB blocks at a steady rate (a p2p stream's records)
+gave the top of its heap back and faulted in a fresh, zeroed huge page about every twenty records
+(strace: 1,643 brk and 826 madvise calls per GiB a stream sender sent). The top of a heap is trimmed
+only above two huge pages instead (``TRIM_THRESHOLD``; 2 brk calls for that GiB): at most that much
+free memory stays resident per arena. A stream's sender spent a tenth less CPU, and the stream ran
+about 15 % faster.
+
+The launchers pass the thresholds and the arena bound as tunables too, so a node they start
 need not load ctypes (0.3 MiB of every node) to set them; a node started otherwise sets them
 with mallopt(3).
 """
@@ -26,14 +34,19 @@ log = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD = -3  # mallopt(3)
 M_ARENA_MAX = -8
+M_TRIM_THRESHOLD = -1
 MMAP_THRESHOLD = 256 * 1024
 ARENA_MAX = 2
-TUNABLES = (
-    "glibc.malloc.hugetlb=1"
-    f":glibc.malloc.mmap_threshold={MMAP_THRESHOLD}:glibc.malloc.arena_max={ARENA_MAX}"
+TRIM_THRESHOLD = 4 * 1024 * 1024
+#: what the mallopt calls below set, by tunable name
+_SETTINGS = {
+    "glibc.malloc.mmap_threshold": (M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+    "glibc.malloc.arena_max": (M_ARENA_MAX, ARENA_MAX),
+    "glibc.malloc.trim_threshold": (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+}
+TUNABLES = ":".join(
+    ["glibc.malloc.hugetlb=1", *(f"{name}={value}" for name, (_, value) in _SETTINGS.items())]
 )
-#: the tunables that stand for the mallopt calls below (the operator's own values included)
-_BOUNDING = {"glibc.malloc.mmap_threshold", "glibc.malloc.arena_max"}
 
 
 def _tunable_names(value: str) -> set[str]:
@@ -43,7 +56,7 @@ def _tunable_names(value: str) -> set[str]:
 def bound_allocator_memory() -> bool:
     """Apply the settings above unless this process started with them as tunables; False (and
     a debug line) where the C library is not glibc."""
-    if _tunable_names(os.environ.get("GLIBC_TUNABLES", "")) >= _BOUNDING:
+    if _tunable_names(os.environ.get("GLIBC_TUNABLES", "")) >= _SETTINGS.keys():
         return True
     import ctypes  # only here: see the module's docstring
     import ctypes.util
@@ -55,7 +68,7 @@ def bound_allocator_memory() -> bool:
         log.debug("no mallopt in %s: the allocator keeps its defaults", name)
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_ARENA_MAX, ARENA_MAX))
+    return all([bool(mallopt(option, value)) for option, value in _SETTINGS.values()])
 
 
 def with_tunables(env: Mapping[str, str]) -> dict[str, str]:

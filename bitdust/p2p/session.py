@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from noise.connection import NoiseConnection
 from noise.constants import MAX_NONCE
 from noise.exceptions import NoiseMaxNonceError
+from noise.state import CipherState
 
 from bitdust.p2p.errors import PeerBusy, SessionEnded
 from bitdust.p2p.events import (
@@ -47,6 +48,7 @@ from bitdust.p2p.handshake import Handshake, HandshakeRefused, LocalPeer, PeerId
 from bitdust.p2p.streams import MAX_STREAMS, ReceivingStream, SendingStream
 from bitdust.p2p.wire import (
     MAX_PAYLOAD,
+    TAG_SIZE,
     Frame,
     FrameType,
     MalformedFrame,
@@ -70,10 +72,12 @@ class TransportCipher:
 
     The same bytes as noiseprotocol's (AESGCM, nonce = 4 zero bytes and the 64-bit counter
     big-endian, no associated data), without its per-message checks and copies: a record is
-    opened straight from a view of the received bytes into the plaintext it becomes, which a
-    stream's chunk then is a view of (no copy between the record and the application)."""
+    sealed in the one buffer it is sent from, and opened straight from a view of the received
+    bytes into the plaintext it becomes, which a stream's chunk then is a view of (no copy
+    between the record and the application)."""
 
     _NONCE = struct.Struct(">4xQ")
+    _TAG_ROOM = bytes(TAG_SIZE)
 
     def __init__(self, noise: NoiseConnection) -> None:
         protocol = noise.noise_protocol
@@ -83,25 +87,34 @@ class TransportCipher:
         self._seal = AESGCM(self._seal_state.k)
         self._open = AESGCM(self._open_state.k)
 
-    def encrypt(self, plaintext: bytes | bytearray | memoryview) -> bytes:
+    def seal_record(self, *plaintext: bytes | memoryview) -> bytearray:
+        """One whole record: the length, then the Noise message of ``plaintext``'s pieces. The
+        pieces are copied once, into the record, and encrypted in place there."""
+        size = sum(len(piece) for piece in plaintext)
+        length = (size + TAG_SIZE).to_bytes(LENGTH_SIZE, "big")
+        record = bytearray().join((length, *plaintext, self._TAG_ROOM))
+        view = memoryview(record)
         state = self._seal_state
-        nonce = state.n
-        if nonce >= MAX_NONCE:
-            raise NoiseMaxNonceError("Nonce has depleted!")
-        message = self._seal.encrypt(self._NONCE.pack(nonce), plaintext, None)
-        state.n = nonce + 1
-        return message
+        self._seal.encrypt_into(
+            self._nonce(state), view[LENGTH_SIZE : LENGTH_SIZE + size], None, view[LENGTH_SIZE:]
+        )
+        state.n += 1
+        return record
 
     def decrypt(self, message: bytes | bytearray | memoryview) -> bytes:
         """Raises ``cryptography``'s InvalidTag for a record that fails (a record shorter than
         its tag fails too)."""
         state = self._open_state
-        nonce = state.n
-        if nonce >= MAX_NONCE:
-            raise NoiseMaxNonceError("Nonce has depleted!")
-        plaintext = self._open.decrypt(self._NONCE.pack(nonce), message, None)
-        state.n = nonce + 1
+        plaintext = self._open.decrypt(self._nonce(state), message, None)
+        state.n += 1
         return plaintext
+
+    @classmethod
+    def _nonce(cls, state: CipherState) -> bytes:
+        """The nonce of ``state``'s next message."""
+        if state.n >= MAX_NONCE:
+            raise NoiseMaxNonceError("Nonce has depleted!")
+        return cls._NONCE.pack(state.n)
 
 
 @dataclass(frozen=True)
@@ -130,7 +143,7 @@ class Session:
         self.bytes_in = 0
         self.bytes_out = 0
         self._input = bytearray()
-        self._output: list[bytes] = []
+        self._output: list[bytes | bytearray] = []
         self._cipher: TransportCipher | None = None  # once the handshake is done
         self._events: deque[Event] = deque()
         self._handshake_deadline = now + timeouts.handshake
@@ -146,7 +159,7 @@ class Session:
         self._sending: dict[int, SendingStream] = {}
         self._receiving: dict[int, ReceivingStream] = {}
         if initiator:
-            self._send_record(self.handshake.start())
+            self._send_handshake(self.handshake.start())
 
     # -- outputs --------------------------------------------------------------------------------
 
@@ -159,8 +172,8 @@ class Session:
         """The shell is fetching the peer's identity: it should stop reading meanwhile."""
         return self.handshake.awaiting_identity and self.closed is None
 
-    def records_to_send(self) -> list[bytes]:
-        """What to send, in pieces (a shell writes them with ``writelines``: no copy)."""
+    def records_to_send(self) -> list[bytes | bytearray]:
+        """What to send, record by record (a shell writes them with ``writelines``: no copy)."""
         records, self._output = self._output, []
         return records
 
@@ -225,7 +238,7 @@ class Session:
             return
         self._cipher = TransportCipher(self.handshake.noise)
         if last:
-            self._send_record(last)
+            self._send_handshake(last)
         claim = self.handshake.claim
         assert claim is not None
         self.peer_idurl = claim.idurl
@@ -278,11 +291,11 @@ class Session:
             raise ValueError(f"stream {stream_id} was ended")
         allowed = stream.take(len(data))
         view = memoryview(data)
-        encrypt = self._transport_cipher().encrypt
+        seal = self._transport_cipher().seal_record
         for start in range(0, allowed, MAX_PAYLOAD):
             chunk = view[start : min(allowed, start + MAX_PAYLOAD)]
-            # the frame's header and the data joined: the only copy before encryption
-            self._send_record(encrypt(b"".join((stream_data_header(stream_id, len(chunk)), chunk))))
+            # the frame's header and the data go straight into the record: their only copy
+            self._queue(seal(stream_data_header(stream_id, len(chunk)), chunk))
         return allowed
 
     def stream_end(self, stream_id: int) -> None:
@@ -392,7 +405,7 @@ class Session:
             self._end(exc.reason, exc.detail, send=False)
             return
         if reply:
-            self._send_record(reply)
+            self._send_handshake(reply)
         if claim is not None:
             self._events.append(PeerIdentityNeeded(claim.idurl, claim.revision))
 
@@ -411,13 +424,15 @@ class Session:
         self._last_activity = now
         self._dispatch(frame)
 
-    def _send_record(self, message: bytes) -> None:
-        self.bytes_out += LENGTH_SIZE + len(message)
-        # the length and the message apart: data_to_send joins them with the rest, one copy
-        self._output += (len(message).to_bytes(LENGTH_SIZE, "big"), message)
+    def _send_handshake(self, message: bytes) -> None:
+        self._queue(len(message).to_bytes(LENGTH_SIZE, "big") + message)
 
     def _send_frame(self, frame: Frame) -> None:
-        self._send_record(self._transport_cipher().encrypt(encode_frame(frame)))
+        self._queue(self._transport_cipher().seal_record(encode_frame(frame)))
+
+    def _queue(self, record: bytes | bytearray) -> None:
+        self.bytes_out += len(record)
+        self._output.append(record)
 
     def _transport_cipher(self) -> TransportCipher:
         assert self._cipher is not None, "transport messages before the handshake is done"

@@ -94,12 +94,13 @@ _FIELDS: dict[FrameType, tuple[tuple[str, Any], ...]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Frame:
     """One decoded frame; only the fields of its ``type`` mean anything.
 
     ``ident`` is the request or stream id, ``limit`` a credit offset, ``data`` a payload, a
-    stream's header or a chunk (a decoded chunk is a view of the decrypted record)."""
+    stream's header or a chunk (a decoded chunk is a view of the decrypted record). Not frozen:
+    one is made for every record, and a frozen dataclass's fields cost a call each to set."""
 
     type: FrameType
     ident: int = 0

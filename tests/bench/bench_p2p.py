@@ -137,7 +137,7 @@ class _Open(asyncio.BufferedProtocol):
             self.held += data[used : used + take]
             used += take
             if len(self.held) == whole > 2:
-                self._open(bytes(self.held[2:]))
+                self._open(memoryview(self.held)[2:])
                 self.held.clear()
         while nbytes - used >= 2:
             end = used + 2 + (data[used] << 8 | data[used + 1])

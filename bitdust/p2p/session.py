@@ -90,7 +90,7 @@ class TransportCipher:
     def seal_record(self, *plaintext: bytes | memoryview) -> bytearray:
         """One whole record: the length, then the Noise message of ``plaintext``'s pieces. The
         pieces are copied once, into the record, and encrypted in place there."""
-        size = sum(len(piece) for piece in plaintext)
+        size = sum(map(len, plaintext))
         length = (size + TAG_SIZE).to_bytes(LENGTH_SIZE, "big")
         record = bytearray().join((length, *plaintext, self._TAG_ROOM))
         view = memoryview(record)

@@ -38,17 +38,23 @@ print(round(rss_mib() - before), "ctypes" in sys.modules)
 """
 
 
-@pytest.mark.parametrize("launched", [False, True], ids=["mallopt", "launchers-tunables"])
-def test_chunk_buffers_freed_in_threads_leave_no_resident_memory(launched: bool) -> None:
+def _run(program: str, launched: bool) -> str:
+    """What ``program`` prints, run as a launcher starts a node (the tunables) or without them
+    (the node calls mallopt)."""
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    grown = subprocess.run(
-        [sys.executable, "-c", PROGRAM],
+    return subprocess.run(
+        [sys.executable, "-c", program],
         env=with_tunables(env) if launched else env,
         capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    megabytes, loaded_ctypes = grown.stdout.split()
+    ).stdout  # fmt: skip
+
+
+@pytest.mark.parametrize("launched", [False, True], ids=["mallopt", "launchers-tunables"])
+def test_chunk_buffers_freed_in_threads_leave_no_resident_memory(launched: bool) -> None:
+    grown = _run(PROGRAM, launched)
+    megabytes, loaded_ctypes = grown.split()
     # 4 threads held up to 3 buffers of up to 16 MiB each (about 190 MiB at most at once)
-    assert int(megabytes) < 16, grown.stdout
+    assert int(megabytes) < 16, grown
     # started by a launcher, the node has what mallopt would set and needs no ctypes for it
     assert loaded_ctypes == str(not launched)
 
@@ -77,12 +83,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 @pytest.mark.parametrize("launched", [False, True], ids=["mallopt", "launchers-tunables"])
 def test_a_steady_churn_of_record_sized_blocks_keeps_its_pages(launched: bool) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    faults = subprocess.run(
-        [sys.executable, "-c", CHURN],
-        env=with_tunables(env) if launched else env,
-        capture_output=True, text=True, check=True, timeout=60,
-    ).stdout  # fmt: skip
+    faults = _run(CHURN, launched)
     # trimmed at glibc's default 128 KiB, the heap gave its top back and faulted it in again:
     # 50,000 faults on 4 KiB pages for these 20,000 blocks of 64 KiB
     assert int(faults) < 200, faults

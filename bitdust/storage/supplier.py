@@ -171,9 +171,7 @@ class Supplier:
             if self.closed:
                 raise wire.StorageRefused("this node is no longer a supplier")
             header = wire.PUT_HEADER.decode(stream.header)
-            pending = await asyncio.to_thread(
-                self.store.begin_put, peer, header["id"], header["size"], header["sha256"]
-            )
+            pending = await self._begin_put(peer, header["id"], header["size"], header["sha256"])
             with pending:
                 await self._receive(stream, pending)
         except (FragmentStoreError, wire.StorageRefused) as exc:
@@ -183,6 +181,21 @@ class Supplier:
         else:
             self.counters["fragments_stored"] += 1
             self.counters["bytes_stored"] += pending.size
+
+    async def _begin_put(
+        self, peer: str, fragment_id: bytes, size: int, sha256: bytes
+    ) -> PendingFragment:
+        """The store's ``begin_put`` in a worker thread. A handler cancelled meanwhile (its
+        session ended) cannot stop the thread: the reservation the thread still makes is dropped
+        once made, or the fragment would stay "being written" until the supplier restarts."""
+        reserving = asyncio.ensure_future(
+            asyncio.to_thread(self.store.begin_put, peer, fragment_id, size, sha256)
+        )
+        try:
+            return await asyncio.shield(reserving)
+        except asyncio.CancelledError:
+            reserving.add_done_callback(_drop_reserved)
+            raise
 
     @staticmethod
     async def _receive(stream: IncomingStream, pending: PendingFragment) -> None:
@@ -287,3 +300,8 @@ class SupplierService(Service):
             f"supplier for {totals['customers']} customers, {format_size(totals['used'])} of "
             f"{format_size(totals['donated'])} used"
         )
+
+
+def _drop_reserved(reserving: asyncio.Future[PendingFragment]) -> None:
+    if not reserving.cancelled() and reserving.exception() is None:
+        reserving.result().abort()

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,6 +205,43 @@ async def test_a_put_with_another_sha256_is_not_kept(setup: Setup) -> None:
     assert await setup.customer.listing() == []
     assert setup.store.usage().used == 0 and setup.store.usage().fragments == 0
     assert [p for p in setup.store.fragments_dir.rglob("*") if p.is_file()] == []
+
+
+async def test_a_put_whose_session_ends_while_its_space_is_reserved_leaves_nothing_reserved(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session ends while the store reserves a fragment in a worker thread: the handler is
+    cancelled, the thread is not. What it reserves is dropped, and the customer's next put of
+    that fragment is kept (not refused as "being written already")."""
+    reserving, release, reserved = threading.Event(), threading.Event(), threading.Event()
+    begin_put = setup.store.begin_put
+
+    def held_begin_put(*args: object) -> object:
+        reserving.set()
+        release.wait(TIMEOUT)
+        try:
+            return begin_put(*args)
+        finally:
+            reserved.set()
+
+    await setup.customer.ask(wire.HIRE_REQUEST, wire.HIRE_ANSWER, needed=1_000_000, suppliers=4)
+    monkeypatch.setattr(setup.store, "begin_put", held_begin_put)
+    data = os.urandom(100_000)
+    put = asyncio.ensure_future(setup.customer.put(fid(1), data))
+    assert await asyncio.to_thread(reserving.wait, TIMEOUT)
+    connection = setup.customer.endpoint.established(SUPPLIER)
+    assert connection is not None
+    connection.close()
+    with pytest.raises(P2PError):
+        await put
+    async with asyncio.timeout(TIMEOUT):  # the supplier's side of the session has ended
+        while setup.supplier.peers.sessions():
+            await asyncio.sleep(0.01)
+    release.set()
+    assert await asyncio.to_thread(reserved.wait, TIMEOUT)
+    monkeypatch.setattr(setup.store, "begin_put", begin_put)
+    await setup.customer.put_kept(fid(1), data)
+    assert (await setup.customer.get(fid(1)))["size"] == len(data)
 
 
 async def test_a_fragment_corrupt_on_disk_is_never_served(setup: Setup) -> None:

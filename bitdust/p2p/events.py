@@ -84,8 +84,9 @@ class StreamOpened:
 
 @dataclass(frozen=True, slots=True)
 class StreamData:
-    """A chunk of an incoming stream (a view of the record it came in: not copied). It counts
-    against the stream's credit until the application calls ``Session.stream_consumed``."""
+    """A chunk of an incoming stream (a view of the record it came in, decrypted: not copied).
+    It counts against the stream's credit until the application calls
+    ``Session.stream_consumed``."""
 
     stream_id: int
     data: memoryview

@@ -6,12 +6,14 @@ streams, ``close``). Outputs: ``data_to_send()``, ``get_timer()`` and ``next_eve
 
 The record layer is Noise's: each record is a 2-byte big-endian length and one Noise message
 (handshake message, then transport messages of at most 65,535 bytes), each transport message one
-msgpack frame (:mod:`bitdust.p2p.wire`). Noise's nonces make a replayed, reordered or altered
-record fail authentication, and anything wrong — a failed record, a malformed frame, a broken
-rule, credit overrun, a stalled handshake — ends the session with a :class:`CloseReason` and
-delivers nothing more. Nothing is delivered before the peer's identity is verified. Bounded: the
-input held while the shell fetches an identity, requests and streams in flight per direction,
-and each stream's unread bytes (one credit window).
+msgpack frame (:mod:`bitdust.p2p.wire`) or, after a STREAM_DATA frame, as many bytes of that
+stream's data as it announced, unframed: the sender encrypts them straight from the
+application's buffer and the receiver hands on the plaintext as it is. Noise's nonces make a
+replayed, reordered or altered record fail authentication, and anything wrong — a failed
+record, a malformed frame, a broken rule, credit overrun, a stalled handshake — ends the session
+with a :class:`CloseReason` and delivers nothing more. Nothing is delivered before the peer's
+identity is verified. Bounded: the input held while the shell fetches an identity, requests and
+streams in flight per direction, and each stream's unread bytes (one credit window).
 """
 
 from __future__ import annotations
@@ -48,13 +50,12 @@ from bitdust.p2p.handshake import Handshake, HandshakeRefused, LocalPeer, PeerId
 from bitdust.p2p.streams import MAX_STREAMS, ReceivingStream, SendingStream
 from bitdust.p2p.wire import (
     MAX_PAYLOAD,
-    TAG_SIZE,
+    MAX_PLAINTEXT,
     Frame,
     FrameType,
     MalformedFrame,
     decode_frame,
     encode_frame,
-    stream_data_header,
 )
 
 LENGTH_SIZE = 2
@@ -68,16 +69,13 @@ MAX_HELD_INPUT = 1024 * 1024
 class TransportCipher:
     """Noise's transport messages of one session, sealed and opened by ``cryptography``'s AESGCM
     with the keys and nonces of the session's Noise cipher states (which stay current, so
-    noiseprotocol's own ``encrypt``/``decrypt`` could take over at any record).
+    noiseprotocol's own ``encrypt``/``decrypt`` could take over at any message).
 
     The same bytes as noiseprotocol's (AESGCM, nonce = 4 zero bytes and the 64-bit counter
-    big-endian, no associated data), without its per-message checks and copies: a record is
-    sealed in the one buffer it is sent from, and opened straight from a view of the received
-    bytes into the plaintext it becomes, which a stream's chunk then is a view of (no copy
-    between the record and the application)."""
+    big-endian, no associated data), without its per-message checks and copies: a message is
+    sealed from, and opened into, the buffers it is given."""
 
     _NONCE = struct.Struct(">4xQ")
-    _TAG_ROOM = bytes(TAG_SIZE)
 
     def __init__(self, noise: NoiseConnection) -> None:
         protocol = noise.noise_protocol
@@ -87,23 +85,15 @@ class TransportCipher:
         self._seal = AESGCM(self._seal_state.k)
         self._open = AESGCM(self._open_state.k)
 
-    def seal_record(self, *plaintext: bytes | memoryview) -> bytearray:
-        """One whole record: the length, then the Noise message of ``plaintext``'s pieces. The
-        pieces are copied once, into the record, and encrypted in place there."""
-        size = sum(map(len, plaintext))
-        length = (size + TAG_SIZE).to_bytes(LENGTH_SIZE, "big")
-        record = bytearray().join((length, *plaintext, self._TAG_ROOM))
-        view = memoryview(record)
+    def encrypt(self, plaintext: bytes | memoryview) -> bytes:
         state = self._seal_state
-        self._seal.encrypt_into(
-            self._nonce(state), view[LENGTH_SIZE : LENGTH_SIZE + size], None, view[LENGTH_SIZE:]
-        )
+        message = self._seal.encrypt(self._nonce(state), plaintext, None)
         state.n += 1
-        return record
+        return message
 
     def decrypt(self, message: bytes | bytearray | memoryview) -> bytes:
-        """Raises ``cryptography``'s InvalidTag for a record that fails (a record shorter than
-        its tag fails too)."""
+        """Raises ``cryptography``'s InvalidTag for a message that fails (one shorter than its
+        tag fails too)."""
         state = self._open_state
         plaintext = self._open.decrypt(self._nonce(state), message, None)
         state.n += 1
@@ -143,7 +133,7 @@ class Session:
         self.bytes_in = 0
         self.bytes_out = 0
         self._input = bytearray()
-        self._output: list[bytes | bytearray] = []
+        self._output: list[bytes] = []
         self._cipher: TransportCipher | None = None  # once the handshake is done
         self._events: deque[Event] = deque()
         self._handshake_deadline = now + timeouts.handshake
@@ -158,8 +148,11 @@ class Session:
         self._last_peer_stream = 0
         self._sending: dict[int, SendingStream] = {}
         self._receiving: dict[int, ReceivingStream] = {}
+        # the stream whose data the next records are, and how many bytes of it are still owed
+        self._data_stream = 0
+        self._data_left = 0
         if initiator:
-            self._send_handshake(self.handshake.start())
+            self._send_record(self.handshake.start())
 
     # -- outputs --------------------------------------------------------------------------------
 
@@ -172,8 +165,9 @@ class Session:
         """The shell is fetching the peer's identity: it should stop reading meanwhile."""
         return self.handshake.awaiting_identity and self.closed is None
 
-    def records_to_send(self) -> list[bytes | bytearray]:
-        """What to send, record by record (a shell writes them with ``writelines``: no copy)."""
+    def records_to_send(self) -> list[bytes]:
+        """What to send, each record's length and message as two pieces (a shell writes them
+        with ``writelines``: no copy)."""
         records, self._output = self._output, []
         return records
 
@@ -238,7 +232,7 @@ class Session:
             return
         self._cipher = TransportCipher(self.handshake.noise)
         if last:
-            self._send_handshake(last)
+            self._send_record(last)
         claim = self.handshake.claim
         assert claim is not None
         self.peer_idurl = claim.idurl
@@ -290,12 +284,12 @@ class Session:
         if stream.ended:
             raise ValueError(f"stream {stream_id} was ended")
         allowed = stream.take(len(data))
-        view = memoryview(data)
-        seal = self._transport_cipher().seal_record
-        for start in range(0, allowed, MAX_PAYLOAD):
-            chunk = view[start : min(allowed, start + MAX_PAYLOAD)]
-            # the frame's header and the data go straight into the record: their only copy
-            self._queue(seal(stream_data_header(stream_id, len(chunk)), chunk))
+        if allowed:
+            self._send_frame(Frame(FrameType.STREAM_DATA, ident=stream_id, size=allowed))
+            view = memoryview(data)[:allowed]
+            encrypt = self._transport_cipher().encrypt
+            for start in range(0, allowed, MAX_PLAINTEXT):
+                self._send_record(encrypt(view[start : start + MAX_PLAINTEXT]))
         return allowed
 
     def stream_end(self, stream_id: int) -> None:
@@ -405,7 +399,7 @@ class Session:
             self._end(exc.reason, exc.detail, send=False)
             return
         if reply:
-            self._send_handshake(reply)
+            self._send_record(reply)
         if claim is not None:
             self._events.append(PeerIdentityNeeded(claim.idurl, claim.revision))
 
@@ -416,23 +410,33 @@ class Session:
         except Exception:  # InvalidTag, a record shorter than its tag, the nonces ran out
             self._end(CloseReason.DECRYPT_FAILED, send=False)
             return
+        self._last_activity = now
+        if self._data_left:
+            self._receive_stream_data(plaintext)
+            return
         try:
             frame = decode_frame(plaintext)
         except MalformedFrame as exc:
             self._end(CloseReason.MALFORMED, str(exc))
             return
-        self._last_activity = now
         self._dispatch(frame)
 
-    def _send_handshake(self, message: bytes) -> None:
-        self._queue(len(message).to_bytes(LENGTH_SIZE, "big") + message)
+    def _receive_stream_data(self, data: bytes) -> None:
+        """A record of the data the last STREAM_DATA frame announced (the frame took its
+        credit)."""
+        if not 0 < len(data) <= self._data_left:
+            self._end(CloseReason.PROTOCOL, "STREAM_DATA: more data than the frame announced")
+            return
+        self._data_left -= len(data)
+        if self._data_stream in self._receiving:  # else we refused it: in flight, dropped
+            self._events.append(StreamData(self._data_stream, memoryview(data)))
 
     def _send_frame(self, frame: Frame) -> None:
-        self._queue(self._transport_cipher().seal_record(encode_frame(frame)))
+        self._send_record(self._transport_cipher().encrypt(encode_frame(frame)))
 
-    def _queue(self, record: bytes | bytearray) -> None:
-        self.bytes_out += len(record)
-        self._output.append(record)
+    def _send_record(self, message: bytes) -> None:
+        self.bytes_out += LENGTH_SIZE + len(message)
+        self._output += (len(message).to_bytes(LENGTH_SIZE, "big"), message)
 
     def _transport_cipher(self) -> TransportCipher:
         assert self._cipher is not None, "transport messages before the handshake is done"
@@ -495,11 +499,9 @@ class Session:
         stream = self._incoming(frame)
         if isinstance(stream, str):
             return stream
-        if stream is None:
-            return ""  # we refused it; what was in flight is dropped
-        if not stream.accept(len(frame.data)):
+        if stream is not None and not stream.accept(frame.size):
             return _OVERRUN
-        self._events.append(StreamData(frame.ident, frame.data))
+        self._data_stream, self._data_left = frame.ident, frame.size
         return ""
 
     def _on_stream_end(self, frame: Frame) -> str:

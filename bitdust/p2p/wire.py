@@ -9,14 +9,14 @@ module's: these functions see plaintext only.
 from __future__ import annotations
 
 import enum
-import struct
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
-#: Our wire version; it is in the Noise prologue, so both sides must speak the same one.
-WIRE_VERSION = 1
+#: Our wire version; it is in the Noise prologue, so both sides must speak the same one. Version 2
+#: carries a stream's data in records of their own after a STREAM_DATA frame (1 framed each chunk).
+WIRE_VERSION = 2
 NOISE_PROTOCOL = b"Noise_XX_25519_AESGCM_SHA256"
 PROLOGUE = b"bitdust-p2p/" + str(WIRE_VERSION).encode() + b"\x00" + NOISE_PROTOCOL
 #: libp2p's identity binding: the identity key signs this label followed by the static key.
@@ -26,7 +26,7 @@ STATIC_KEY_LABEL = b"bitdust-p2p-static-key:"
 MAX_NOISE_MESSAGE = 65535
 TAG_SIZE = 16
 MAX_PLAINTEXT = MAX_NOISE_MESSAGE - TAG_SIZE
-#: What one frame may carry: a request, response, event payload or a chunk of stream data.
+#: What one frame may carry: a request, response or event payload, or a stream's header.
 MAX_PAYLOAD = MAX_PLAINTEXT - 512
 MAX_KIND = 64
 MAX_REASON = 200
@@ -46,7 +46,7 @@ class FrameType(enum.IntEnum):
     REQUEST_ERROR = 3  # id, reason
     EVENT = 4  # kind, payload
     STREAM_OPEN = 5  # stream, kind, header
-    STREAM_DATA = 6  # stream, data
+    STREAM_DATA = 6  # stream, size: the next records are ``size`` bytes of the stream's data
     STREAM_END = 7  # stream: the sender wrote everything
     STREAM_RESET = 8  # stream, reason: the sender gave up
     STREAM_CREDIT = 9  # stream, limit: the receiver lets the sender reach offset ``limit``
@@ -58,6 +58,12 @@ class FrameType(enum.IntEnum):
 def _uint(value: Any) -> int:
     if type(value) is not int or not 0 <= value <= MAX_ID:
         raise MalformedFrame("expected an unsigned integer")
+    return value
+
+
+def _size(value: Any) -> int:
+    if type(value) is not int or not 0 < value <= MAX_ID:
+        raise MalformedFrame("expected a positive integer")
     return value
 
 
@@ -85,7 +91,7 @@ _FIELDS: dict[FrameType, tuple[tuple[str, Any], ...]] = {
     FrameType.REQUEST_ERROR: (("ident", _uint), ("reason", _reason)),
     FrameType.EVENT: (("kind", _kind), ("data", _blob)),
     FrameType.STREAM_OPEN: (("ident", _uint), ("kind", _kind), ("data", _blob)),
-    FrameType.STREAM_DATA: (("ident", _uint), ("data", _blob)),
+    FrameType.STREAM_DATA: (("ident", _uint), ("size", _size)),
     FrameType.STREAM_END: (("ident", _uint),),
     FrameType.STREAM_RESET: (("ident", _uint), ("reason", _reason)),
     FrameType.STREAM_CREDIT: (("ident", _uint), ("limit", _uint)),
@@ -94,20 +100,20 @@ _FIELDS: dict[FrameType, tuple[tuple[str, Any], ...]] = {
 }
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Frame:
     """One decoded frame; only the fields of its ``type`` mean anything.
 
-    ``ident`` is the request or stream id, ``limit`` a credit offset, ``data`` a payload, a
-    stream's header or a chunk (a decoded chunk is a view of the decrypted record). Not frozen:
-    one is made for every record, and a frozen dataclass's fields cost a call each to set."""
+    ``ident`` is the request or stream id, ``limit`` a credit offset, ``size`` how many bytes of
+    a stream's data follow in records of their own, ``data`` a payload or a stream's header."""
 
     type: FrameType
     ident: int = 0
     kind: str = ""
-    data: bytes | memoryview = b""
+    data: bytes = b""
     reason: str = ""
     limit: int = 0
+    size: int = 0
 
 
 def encode_frame(frame: Frame) -> bytes:
@@ -117,52 +123,6 @@ def encode_frame(frame: Frame) -> bytes:
     if len(data) > MAX_PLAINTEXT:
         raise ValueError(f"{frame.type.name} frame of {len(data)} bytes exceeds {MAX_PLAINTEXT}")
     return data
-
-
-# The frame every chunk of a stream travels in, laid out without msgpack's general code: a
-# fixarray of 3, the type, the stream id (a positive fixint or a marker and a big-endian uint),
-# and the data (bin 8 or bin 16 and its length). The same bytes msgpack writes.
-_STREAM_DATA_START = bytes((0x93, FrameType.STREAM_DATA))
-_UINTS = {0xCC: struct.Struct(">B"), 0xCD: struct.Struct(">H"), 0xCE: struct.Struct(">I")}
-_UINTS[0xCF] = struct.Struct(">Q")
-_BIN_LENGTHS = {0xC4: struct.Struct(">B"), 0xC5: struct.Struct(">H")}
-
-
-def stream_data_header(ident: int, size: int) -> bytes:
-    """The bytes a STREAM_DATA frame of ``size`` data bytes on stream ``ident`` starts with; the
-    data follows them. The same bytes as :func:`encode_frame`, so a sender joins this and a view
-    of its data instead of copying the data into a frame first."""
-    if ident < 0x80:
-        header = _STREAM_DATA_START + bytes((ident,))
-    else:
-        marker, form = next((m, f) for m, f in _UINTS.items() if ident < 1 << 8 * f.size)
-        header = _STREAM_DATA_START + bytes((marker,)) + form.pack(ident)
-    if size < 0x100:
-        return header + b"\xc4" + _BIN_LENGTHS[0xC4].pack(size)
-    return header + b"\xc5" + _BIN_LENGTHS[0xC5].pack(size)  # size <= MAX_PAYLOAD < 2**16
-
-
-def _decode_stream_data(data: bytes) -> Frame | None:
-    """A STREAM_DATA frame laid out as above, decoded without msgpack or a copy of its chunk
-    (most frames of a transfer are these); None for any other bytes, which
-    :func:`decode_frame` judges."""
-    try:
-        if data[:2] != _STREAM_DATA_START:
-            return None
-        at = 3
-        ident = data[2]
-        if ident >= 0x80:
-            form = _UINTS[ident]
-            (ident,) = form.unpack_from(data, at)
-            at += form.size
-        form = _BIN_LENGTHS[data[at]]
-        (size,) = form.unpack_from(data, at + 1)
-        at += 1 + form.size
-    except (IndexError, KeyError, struct.error):
-        return None
-    if ident > MAX_ID or size > MAX_PAYLOAD or at + size != len(data):
-        return None
-    return Frame(FrameType.STREAM_DATA, ident, data=memoryview(data)[at:])
 
 
 def _unpack(data: bytes, limit: int, max_items: int) -> Any:
@@ -185,11 +145,7 @@ def _unpack(data: bytes, limit: int, max_items: int) -> Any:
 
 
 def decode_frame(data: bytes) -> Frame:
-    """Parse and check one frame's plaintext; raises :class:`MalformedFrame` and nothing else.
-    A STREAM_DATA frame's chunk is a view of ``data``."""
-    frame = _decode_stream_data(data)
-    if frame is not None:
-        return frame
+    """Parse and check one frame's plaintext; raises :class:`MalformedFrame` and nothing else."""
     items = _unpack(data, MAX_PLAINTEXT, 4)
     if not isinstance(items, list) or not items:
         raise MalformedFrame("a frame is a non-empty array")

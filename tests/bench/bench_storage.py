@@ -29,7 +29,7 @@ from typing import Any
 from noise.connection import Keypair, NoiseConnection
 
 from bitdust.api.client import PIECE
-from bitdust.p2p.wire import MAX_PAYLOAD, NOISE_PROTOCOL, PROLOGUE
+from bitdust.p2p.wire import MAX_PLAINTEXT, NOISE_PROTOCOL, PROLOGUE
 from bitdust.storage import codec
 from bitdust.storage.backup import back_up, restore
 from bitdust.storage.catalogue import Catalogue, FileVersion
@@ -64,7 +64,7 @@ RSS_BOUND_MIB = 200
 #: upload's samples moved between 115 and 178 MiB throughout, at either size.
 RSS_SAME = 1.1
 RSS_INTERVAL = 0.05
-NOISE_FRAME = MAX_PAYLOAD + codec.TAG_SIZE  # one STREAM_DATA payload and its AEAD tag
+NOISE_FRAME = MAX_PLAINTEXT + codec.TAG_SIZE  # one record of a stream's data and its AEAD tag
 SUPPLIER_NAMES = ("alice", "bob", "carl", "dave")
 #: Each file is its own remote path (no version of one is pruned while another is measured),
 #: so the customer asks for room for every file's fragments.
@@ -101,9 +101,9 @@ def noise_pair() -> tuple[NoiseConnection, NoiseConnection]:
 
 
 def noise_frames(cipher: NoiseConnection, data: bytes) -> Iterator[bytes]:
-    """``data`` encrypted as a p2p stream sends it: one Noise message per MAX_PAYLOAD bytes."""
-    for start in range(0, len(data), MAX_PAYLOAD):
-        yield cipher.encrypt(data[start : start + MAX_PAYLOAD])
+    """``data`` encrypted as a p2p stream sends it: one Noise message per MAX_PLAINTEXT bytes."""
+    for start in range(0, len(data), MAX_PLAINTEXT):
+        yield cipher.encrypt(data[start : start + MAX_PLAINTEXT])
 
 
 class NoisePlacer:

@@ -7,6 +7,7 @@ import pytest
 from bitdust.p2p.errors import PeerBusy
 from bitdust.p2p.events import (
     CloseReason,
+    EventReceived,
     SessionClosed,
     StreamClosed,
     StreamData,
@@ -16,7 +17,7 @@ from bitdust.p2p.events import (
     StreamWritable,
 )
 from bitdust.p2p.streams import MAX_STREAMS, RECEIVE_WINDOW, STREAM_WINDOW
-from bitdust.p2p.wire import MAX_PAYLOAD, Frame, FrameType, encode_frame
+from bitdust.p2p.wire import MAX_PLAINTEXT, Frame, FrameType, encode_frame
 from tests.p2p.peers import Wire
 
 
@@ -82,19 +83,55 @@ def test_slow_receiver_stops_the_sender_and_unread_bytes_never_exceed_its_window
     assert received(wire, sid) == b"z" * sent
 
 
+def _record(wire: Wire, plaintext: bytes) -> bytes:
+    """A record as the sender's session seals it (its Noise cipher state stays current)."""
+    message = wire.a.handshake.noise.encrypt(plaintext)
+    return len(message).to_bytes(2, "big") + message
+
+
+def _data_frame(wire: Wire, sid: int, size: int) -> bytes:
+    return _record(wire, encode_frame(Frame(FrameType.STREAM_DATA, ident=sid, size=size)))
+
+
 def test_sender_beyond_its_credit_is_cut_off_and_the_excess_never_delivered():
     wire = established()
     sid = wire.a.open_stream("backup")
     assert wire.a.stream_send(sid, b"a" * STREAM_WINDOW) == STREAM_WINDOW
     wire.pump()
-    extra = wire.a.handshake.noise.encrypt(
-        encode_frame(Frame(FrameType.STREAM_DATA, ident=sid, data=b"EXCESS"))
-    )
-    wire.b.receive_data(len(extra).to_bytes(2, "big") + extra, wire.now)
+    wire.b.receive_data(_data_frame(wire, sid, 6) + _record(wire, b"EXCESS"), wire.now)
     wire.drain_events(wire.b)
     assert b"EXCESS" not in received(wire, sid)
     end = wire.of(wire.b, SessionClosed)[0]
     assert end.reason is CloseReason.FLOW_CONTROL
+
+
+@pytest.mark.parametrize("records", [[b"12345", b"67"], [b"1234567"], [b"123", b""]])
+def test_data_records_beyond_what_the_frame_announced_end_the_session(records):
+    """A STREAM_DATA frame announces the bytes its records carry: a record that brings more, or
+    an empty one, is a protocol violation, and nothing of that record is delivered."""
+    wire = established()
+    sid = wire.a.open_stream("backup")
+    wire.pump()
+    sent = _data_frame(wire, sid, 6) + b"".join(_record(wire, data) for data in records)
+    wire.b.receive_data(sent, wire.now)
+    wire.drain_events(wire.b)
+    assert received(wire, sid) == b"".join(records[:-1])
+    end = wire.of(wire.b, SessionClosed)[0]
+    assert end.reason is CloseReason.PROTOCOL
+    assert "more data than the frame announced" in end.detail
+
+
+def test_a_data_record_is_data_even_when_it_reads_as_a_frame():
+    """The records after a STREAM_DATA frame are never parsed: data that happens to be a CLOSE
+    frame's bytes is delivered, and the session goes on."""
+    wire = established()
+    sid = wire.a.open_stream("backup")
+    close = encode_frame(Frame(FrameType.CLOSE, reason="not a frame here"))
+    wire.a.stream_send(sid, close)
+    wire.a.send_event("after", b"")
+    wire.pump()
+    assert received(wire, sid) == close
+    assert wire.b.closed is None and wire.of(wire.b, EventReceived)
 
 
 def test_streams_per_direction_are_bounded():
@@ -158,10 +195,10 @@ def test_receiver_refusal_and_sender_reset_reach_the_other_side():
     assert wire.a.closed is None and wire.b.closed is None
 
 
-def test_big_writes_are_cut_into_frames_that_fit():
+def test_big_writes_are_cut_into_records_that_fit():
     wire = established()
     sid = wire.a.open_stream("s")
-    wire.a.stream_send(sid, b"y" * (3 * MAX_PAYLOAD + 5))
+    wire.a.stream_send(sid, b"y" * (3 * MAX_PLAINTEXT + 5))
     wire.pump()
     sizes = [len(e.data) for e in wire.of(wire.b, StreamData)]
-    assert sizes == [MAX_PAYLOAD, MAX_PAYLOAD, MAX_PAYLOAD, 5]
+    assert sizes == [MAX_PLAINTEXT, MAX_PLAINTEXT, MAX_PLAINTEXT, 5]

@@ -26,6 +26,7 @@ from bitdust.p2p.wire import (
     NOISE_PROTOCOL,
     PROLOGUE,
     STATIC_KEY_LABEL,
+    WIRE_VERSION,
     HandshakePayload,
     MalformedFrame,
     decode_handshake_payload,
@@ -192,5 +193,7 @@ class Handshake:
             return bytes(self.noise.read_message(message))
         except Exception as exc:  # the library raises many unrelated types on bad input
             raise HandshakeRefused(
-                CloseReason.HANDSHAKE_FAILED, f"bad handshake message ({type(exc).__name__})"
+                CloseReason.HANDSHAKE_FAILED,
+                f"bad handshake message ({type(exc).__name__}): damaged, or the peer speaks "
+                f"another p2p wire version than this node's {WIRE_VERSION} (upgrade both)",
             ) from None

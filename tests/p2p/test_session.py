@@ -10,6 +10,7 @@ import random
 import msgpack
 import pytest
 
+from bitdust.p2p import handshake
 from bitdust.p2p.errors import PeerBusy, SessionEnded
 from bitdust.p2p.events import (
     CloseReason,
@@ -27,7 +28,7 @@ from bitdust.p2p.events import (
 from bitdust.p2p.handshake import LocalPeer, PeerIdentity, static_public_key
 from bitdust.p2p.session import MAX_HELD_INPUT, MAX_PENDING_REQUESTS, Session, SessionTimeouts
 from bitdust.p2p.streams import STREAM_WINDOW
-from bitdust.p2p.wire import MAX_PAYLOAD, Frame, FrameType, encode_frame
+from bitdust.p2p.wire import MAX_PAYLOAD, WIRE_VERSION, Frame, FrameType, encode_frame
 from tests.p2p.peers import ALICE, BOB, MALLORY, Wire, identity_key
 
 
@@ -295,6 +296,23 @@ def test_input_held_during_the_identity_fetch_is_bounded():
     for _ in range(MAX_HELD_INPUT // len(chunk) + 1):
         wire.b.receive_data(chunk, wire.now)
     assert wire.b.closed == SessionClosed(CloseReason.INPUT_LIMIT)
+
+
+def test_a_peer_of_another_wire_version_fails_the_handshake_saying_so(monkeypatch):
+    """Nodes of different wire versions cannot talk (the version is in the Noise prologue):
+    the one that notices says so, as an operator upgrading a network needs to know."""
+    wire = Wire()
+    older_prologue = handshake.PROLOGUE.replace(
+        f"/{WIRE_VERSION}".encode(), f"/{WIRE_VERSION - 1}".encode(), 1
+    )
+    with monkeypatch.context() as patch:
+        patch.setattr(handshake, "PROLOGUE", older_prologue)
+        older = Session(initiator=False, local=wire.b.handshake.local, now=wire.now)
+    wire.b, wire.events[older] = older, []
+    wire.pump()
+    assert wire.a.closed is not None and wire.a.closed.reason is CloseReason.HANDSHAKE_FAILED
+    assert f"another p2p wire version than this node's {WIRE_VERSION}" in wire.a.closed.detail
+    assert not wire.of(wire.a, Established) and not wire.of(older, Established)
 
 
 def test_garbage_instead_of_a_handshake_fails_the_handshake():

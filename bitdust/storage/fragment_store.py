@@ -446,11 +446,11 @@ class PendingFragment:
     ) -> None:
         self.abort()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         with self._lock:
             self._write(data)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | bytearray) -> None:
         if self._done or self._fd is None:
             raise BadFragment("the fragment was already committed or dropped")
         if self.received + len(data) > self.size:

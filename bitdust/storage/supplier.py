@@ -203,10 +203,10 @@ class Supplier:
         async for chunk in stream:
             batch += chunk
             if len(batch) >= WRITE_BATCH or pending.received + len(batch) > pending.size:
-                await asyncio.to_thread(pending.write, bytes(batch))
+                await asyncio.to_thread(pending.write, batch)
                 batch.clear()
         if batch:
-            await asyncio.to_thread(pending.write, bytes(batch))
+            await asyncio.to_thread(pending.write, batch)
         await asyncio.to_thread(pending.commit)
 
     async def _get(self, peer: str, data: bytes) -> bytes:

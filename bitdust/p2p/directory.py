@@ -1,11 +1,14 @@
 """Peers' identities as p2p needs them: fetched from their identity servers, verified, cached.
 
 A session trusts a peer only as far as its identity document: the document must verify, name the
-IDURL asked for among its sources, and carry an acceptable RSA key. Documents are cached by every
-IDURL they name; a newer revision than the cached one (a peer says so in its handshake) or a
-failed connection makes the next lookup fetch again. Failures are remembered for a short while,
-so a peer that claims IDURLs nobody serves cannot make this node fetch in a loop, and fetches run
-a few at a time.
+IDURL asked for among its sources, and carry an acceptable RSA key. A document is cached for the
+IDURL it was fetched for (and the source it came from), never for the other IDURLs it names:
+anyone can list someone else's IDURL among the sources of their own. A newer revision than the
+cached one (a peer says so in its handshake) or a failed connection makes the next lookup fetch
+again. A fetch tries the IDURL asked for, then the other sources its last verified document named
+(a peer whose first identity server is down is found on its second). Failures are remembered for
+a short while, so a peer that claims IDURLs nobody serves cannot make this node fetch in a loop,
+and fetches run a few at a time.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import NamedTuple
+
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bitdust import keysize, rsakeys
 from bitdust.identity.document import Identity, parse_identity
@@ -78,6 +83,9 @@ class Directory:
         self.fetch = fetch
         self.accept_legacy = accept_legacy
         self._cache: OrderedDict[str, Peer] = OrderedDict()
+        # each IDURL's sources as its last verified document named them: kept when the cache
+        # forgets a peer, as that is when its first source may be the one that is down
+        self._sources: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._failed: dict[str, tuple[float, str]] = {}
         self._inflight: dict[str, asyncio.Task[Peer]] = {}
         self._fetching = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
@@ -115,28 +123,40 @@ class Directory:
 
     async def _fetch(self, idurl: str) -> Peer:
         async with self._fetching:
-            try:
-                document = parse_identity(await self.fetch(idurl))
-                verify(document, self.accept_legacy)
-                if idurl not in document.sources:
-                    raise PeerUnknown(f"{idurl}: the identity found there does not name it")
-                key = rsakeys.check_public_key(document.public_key)
-            except (IdentityError, keysize.KeyRefused) as exc:
-                reason = f"{idurl}: {exc}"
+            failures = []
+            for source in dict.fromkeys((idurl, *self._sources.get(idurl, ()))):
+                try:
+                    document, key = await self._fetch_from(source, idurl)
+                    break
+                except PeerUnknown as exc:
+                    failures.append(str(exc))
+            else:
+                reason = "; ".join(failures)
                 self._failed[idurl] = (time.monotonic(), reason)
                 self._trim_failures()
-                raise PeerUnknown(reason) from None
-            except PeerUnknown as exc:
-                self._failed[idurl] = (time.monotonic(), str(exc))
-                raise
+                raise PeerUnknown(reason)
         self._failed.pop(idurl, None)
         peer = Peer(document, PeerIdentity(document.sources, document.revision, key))
-        for source in document.sources:
-            self._cache[source] = peer
-            self._cache.move_to_end(source)
-        while len(self._cache) > MAX_CACHED:
-            self._cache.popitem(last=False)
+        for fetched_for in {idurl, source}:
+            self._cache[fetched_for] = peer
+            self._cache.move_to_end(fetched_for)
+        self._sources[idurl] = document.sources
+        self._sources.move_to_end(idurl)
+        for known in (self._cache, self._sources):
+            while len(known) > MAX_CACHED:
+                known.popitem(last=False)
         return peer
+
+    async def _fetch_from(self, source: str, idurl: str) -> tuple[Identity, rsa.RSAPublicKey]:
+        """The verified document at ``source`` if it names ``idurl``, and its key."""
+        try:
+            document = parse_identity(await self.fetch(source))
+            verify(document, self.accept_legacy)
+            if idurl not in document.sources:
+                raise PeerUnknown(f"{source}: the identity found there does not name {idurl}")
+            return document, rsakeys.check_public_key(document.public_key)
+        except (IdentityError, keysize.KeyRefused) as exc:
+            raise PeerUnknown(f"{source}: {exc}") from None
 
     def _trim_failures(self) -> None:
         if len(self._failed) > MAX_CACHED:

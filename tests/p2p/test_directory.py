@@ -15,12 +15,19 @@ from bitdust.identity.signing import sign
 from bitdust.p2p.directory import Directory, Peer, PeerUnknown
 from tests.p2p.peers import BOB, identity_key
 
+BOB_ON_HOST_D = "http://host-d.com/bob.xml"
 
-def signed(idurl: str, revision: int, contacts: tuple[str, ...] = ("tcp://127.0.0.1:7771",)):
+
+def signed(
+    idurl: str,
+    revision: int,
+    contacts: tuple[str, ...] = ("tcp://127.0.0.1:7771",),
+    more_sources: tuple[str, ...] = (),
+):
     key = identity_key("bob")
     return sign(
         Identity(
-            sources=(idurl,),
+            sources=(idurl, *more_sources),
             contacts=contacts,
             date=format_date(datetime.date(2026, 11, 25)),
             revision=revision,
@@ -64,10 +71,63 @@ async def test_a_failed_fetch_is_remembered_so_a_peer_cannot_make_us_fetch_in_a_
         await directory.peer(BOB)
 
 
+async def test_a_peer_whose_first_identity_server_is_down_is_found_on_its_second():
+    """The guide runs two identity servers so that one can fail: once this node has seen a
+    peer's document, a fetch that finds the first source down tries the others it names."""
+    server = Server()
+    server.documents[BOB] = server.documents[BOB_ON_HOST_D] = signed(
+        BOB, 3, more_sources=(BOB_ON_HOST_D,)
+    ).to_xml()
+    directory = Directory(server.fetch)
+    assert (await directory.peer(BOB)).document.revision == 3
+    del server.documents[BOB]  # host-b.com's identity server is down
+    server.documents[BOB_ON_HOST_D] = signed(BOB, 4, more_sources=(BOB_ON_HOST_D,)).to_xml()
+    directory.forget(BOB)  # its contacts failed: fetch again
+    peer = await directory.peer(BOB)
+    assert peer.document.revision == 4 and peer.idurl == BOB
+    assert (await directory.peer_identity(BOB, 4)).revision == 4
+    assert server.fetches == 3  # host-b.com, refused; host-d.com; then cached
+
+
+async def test_a_document_speaks_only_for_the_idurl_it_was_fetched_for():
+    """A document may name someone else's IDURL among its sources: that IDURL is still looked up
+    at its own address, and its fallbacks come only from its own document."""
+    server = Server()
+    impostor = "http://host-c.com/bob.xml"
+    server.documents[impostor] = signed(BOB, 9, more_sources=(impostor,)).to_xml()
+    server.documents[BOB] = signed(BOB, 3).to_xml()
+    directory = Directory(server.fetch)
+    assert (await directory.peer(impostor)).document.revision == 9
+    assert (await directory.peer(BOB)).document.revision == 3
+    assert server.fetches == 2
+    del server.documents[BOB]
+    directory.forget(BOB)
+    with pytest.raises(PeerUnknown, match="HTTP 404"):
+        await directory.peer(BOB)
+    assert server.fetches == 3  # bob.xml's own address only, never the impostor's
+
+
+async def test_every_source_failing_says_why_for_each_and_is_remembered():
+    server = Server()
+    server.documents[BOB] = signed(BOB, 3, more_sources=(BOB_ON_HOST_D,)).to_xml()
+    directory = Directory(server.fetch)
+    await directory.peer(BOB)
+    server.documents[BOB] = signed(BOB, 4).to_xml().replace(b"7771", b"7772")  # tampered
+    server.documents[BOB_ON_HOST_D] = signed(BOB_ON_HOST_D, 4).to_xml()  # names only itself
+    directory.forget(BOB)
+    with pytest.raises(PeerUnknown) as refused:
+        await directory.peer(BOB)
+    assert str(refused.value).startswith(f"{BOB}: ")
+    assert f"{BOB_ON_HOST_D}: the identity found there does not name {BOB}" in str(refused.value)
+    fetches = server.fetches
+    assert await directory.peer_identity(BOB, 4) is None
+    assert server.fetches == fetches
+
+
 async def test_a_document_that_does_not_name_the_idurl_is_refused():
     server = Server()
     server.documents[BOB] = signed("http://host-c.com/bob.xml", 1).to_xml()
-    with pytest.raises(PeerUnknown, match="does not name it"):
+    with pytest.raises(PeerUnknown, match=f"does not name {BOB}"):
         await Directory(server.fetch).peer(BOB)
 
 

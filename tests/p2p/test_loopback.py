@@ -28,10 +28,12 @@ from tests.p2p.peers import ALICE, BOB, MALLORY, identity_key
 HOST = "127.0.0.1"
 
 
-def document(idurl: str, key_name: str, port: int, revision: int = 1) -> Identity:
+def document(
+    idurl: str, key_name: str, port: int, revision: int = 1, sources: tuple[str, ...] = ()
+) -> Identity:
     key = identity_key(key_name)
     unsigned = Identity(
-        sources=(idurl,),
+        sources=sources or (idurl,),
         contacts=(f"tcp://{HOST}:{port}",),
         date=format_date(datetime.date(2026, 11, 25)),
         revision=revision,
@@ -55,9 +57,17 @@ class Net:
         return self.documents[idurl]
 
     async def endpoint(
-        self, idurl: str, key_name: str, limits: EndpointLimits | None = None
+        self,
+        idurl: str,
+        key_name: str,
+        limits: EndpointLimits | None = None,
+        *,
+        claims: str = "",
+        sources: tuple[str, ...] = (),
     ) -> P2PEndpoint:
-        local = LocalPeer.from_identity_key(identity_key(key_name), idurl, 1)
+        """An endpoint whose document is served at ``idurl``; its handshakes claim ``claims``
+        and its document names ``sources`` (``idurl`` unless told)."""
+        local = LocalPeer.from_identity_key(identity_key(key_name), claims or idurl, 1)
 
         async def resolve(host: str) -> str:
             return host
@@ -65,7 +75,7 @@ class Net:
         directory = Directory(self.fetch)
         endpoint = P2PEndpoint(lambda: local, directory, resolve, limits or EndpointLimits())
         _, port = await endpoint.listen(HOST, 0)
-        self.documents[idurl] = document(idurl, key_name, port).to_xml()
+        self.documents[idurl] = document(idurl, key_name, port, 1, sources).to_xml()
         self.endpoints.append(endpoint)
         return endpoint
 
@@ -94,6 +104,27 @@ async def test_requests_both_ways_over_one_reused_session(net: Net):
     assert session["idurl"] == BOB and session["direction"] == "outgoing"
     assert session["bytes_out"] > 0 and session["bytes_in"] > 0
     assert [s["direction"] for s in bob.sessions()] == ["incoming"]
+
+
+async def test_a_document_that_names_another_peers_idurl_does_not_speak_for_it(net: Net):
+    """Anyone can list someone else's IDURL among the sources of their own identity. Once this
+    node has fetched such a document, the other IDURL is still looked up at its own address: the
+    one who listed it is neither dialled in its place nor taken for it (a document's sources
+    must all carry the same name, so Mallory names herself bob.xml on her own host)."""
+    alice = await net.endpoint(ALICE, "alice")
+    bob = await net.endpoint(BOB, "bob")
+    mallory_as_bob = "http://host-c.com/bob.xml"
+    impostor = await net.endpoint(
+        mallory_as_bob, "mallory", claims=BOB, sources=(BOB, mallory_as_bob)
+    )
+    bob.on_request("who", lambda peer, data: asyncio.sleep(0, b"bob"))
+    impostor.on_request("who", lambda peer, data: asyncio.sleep(0, b"mallory"))
+    alice.on_request("who", lambda peer, data: asyncio.sleep(0, b"alice"))
+    await alice.directory.peer(mallory_as_bob)  # as when Mallory's node first contacts Alice
+    assert await alice.request(BOB, "who", b"") == b"bob"
+    with pytest.raises(P2PError):  # Alice ends the session: the key is not bob.xml's
+        await impostor.request(ALICE, "who", b"")
+    assert [(s["idurl"], s["direction"]) for s in alice.sessions()] == [(BOB, "outgoing")]
 
 
 async def test_handler_errors_reach_the_requester_as_its_reason(net: Net):

@@ -73,7 +73,8 @@ class TransportCipher:
 
     The same bytes as noiseprotocol's (AESGCM, nonce = 4 zero bytes and the 64-bit counter
     big-endian, no associated data), without its per-message checks and copies: a message is
-    sealed from, and opened into, the buffers it is given."""
+    sealed straight from the buffer it is given, and opened straight from a view of the bytes
+    received."""
 
     _NONCE = struct.Struct(">4xQ")
 

@@ -106,6 +106,21 @@ class Directory:
             task.add_done_callback(lambda _: self._inflight.pop(idurl, None))
         return await asyncio.shield(task)
 
+    async def primary(self, idurl: str) -> Peer:
+        """The peer at ``idurl`` as its first source names it, which is what its sessions
+        claim. A first source that does not name ``idurl`` back in its own document is refused:
+        a document cannot send this node to someone else."""
+        peer = await self.peer(idurl)
+        if peer.idurl == idurl:
+            return peer
+        first = await self.peer(peer.idurl)
+        if idurl not in first.document.sources:
+            raise PeerUnknown(
+                f"{idurl} names {peer.idurl} as its first source, whose identity does not name "
+                f"{idurl}"
+            )
+        return first
+
     async def peer_identity(self, idurl: str, min_revision: int) -> PeerIdentity | None:
         """What a session checks a handshake claim against; None when it cannot be had."""
         try:

@@ -622,7 +622,7 @@ class P2PEndpoint:
         """An established session with ``idurl``: an open one, or a new one through the
         contacts of its identity (fetched again once when they all fail)."""
         try:
-            peer = await self.directory.peer(idurl)
+            peer = await self.directory.primary(idurl)
         except PeerUnknown as exc:
             raise PeerUnreachable(str(exc)) from None
         connection = self.established(peer.idurl)

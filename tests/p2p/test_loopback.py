@@ -127,6 +127,23 @@ async def test_a_document_that_names_another_peers_idurl_does_not_speak_for_it(n
     assert [(s["idurl"], s["direction"]) for s in alice.sessions()] == [(BOB, "outgoing")]
 
 
+async def test_a_peer_asked_for_by_another_of_its_sources_is_its_own_first_source(net: Net):
+    """A document's first source is the IDURL its sessions claim, so a peer asked for by another
+    source is dialled as that one; but only when the first source's own document names it back
+    (Mallory's document at host-c.com/bob.xml, naming bob.xml first, is refused)."""
+    alice = await net.endpoint(ALICE, "alice")
+    bob_on_host_d = "http://host-d.com/bob.xml"
+    bob = await net.endpoint(BOB, "bob", sources=(BOB, bob_on_host_d))
+    net.documents[bob_on_host_d] = net.documents[BOB]
+    bob.on_request("who", lambda peer, data: asyncio.sleep(0, b"bob"))
+    assert await alice.request(bob_on_host_d, "who", b"") == b"bob"
+    assert [s["idurl"] for s in alice.sessions()] == [BOB]
+    mallory_as_bob = "http://host-c.com/bob.xml"
+    await net.endpoint(mallory_as_bob, "mallory", sources=(BOB, mallory_as_bob))
+    with pytest.raises(PeerUnreachable, match="whose identity does not name"):
+        await alice.request(mallory_as_bob, "who", b"")
+
+
 async def test_handler_errors_reach_the_requester_as_its_reason(net: Net):
     alice = await net.endpoint(ALICE, "alice")
     bob = await net.endpoint(BOB, "bob")

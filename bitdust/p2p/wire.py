@@ -62,7 +62,7 @@ def _uint(value: Any) -> int:
 
 
 def _size(value: Any) -> int:
-    if type(value) is not int or not 0 < value <= MAX_ID:
+    if not _uint(value):
         raise MalformedFrame("expected a positive integer")
     return value
 

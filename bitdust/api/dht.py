@@ -13,19 +13,21 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bitdust.api.server import ApiError, Call, Param, Route, route
-from bitdust.dht.owners import Found
 from bitdust.dht.protocol import DHTBusy
 from bitdust.dht.refusals import RecordRefused
-from bitdust.dht.service import DHTService
+
+if TYPE_CHECKING:
+    from bitdust.dht.owners import Found
+    from bitdust.dht.service import DHTService
 
 MAX_KEY = 256
 
 
 def _dht(call: Call) -> DHTService:
-    return call.service("entangled-dht", DHTService)
+    return call.service("entangled-dht")
 
 
 @contextlib.contextmanager

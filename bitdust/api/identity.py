@@ -9,18 +9,20 @@ their content over this API.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bitdust import keysize
 from bitdust.api.server import ApiError, Call, Param, Route, route
 from bitdust.files import FileError, FileExists, atomic_write, read_bounded
 from bitdust.identity.errors import IdentityError, KeyFileError
 from bitdust.identity.keys import MAX_KEY_FILE_SIZE
-from bitdust.identity.propagate_service import IdentityPropagateService
+
+if TYPE_CHECKING:
+    from bitdust.identity.propagate_service import IdentityPropagateService
 
 
 def _propagate(call: Call) -> IdentityPropagateService:
-    return call.service("identity-propagate", IdentityPropagateService)
+    return call.service("identity-propagate")
 
 
 def _cli_hint(path: str, exc: Exception, command: str) -> ApiError:

@@ -4,13 +4,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bitdust.api.server import ApiError, Call, Param, Route, route
 from bitdust.identity.errors import IdurlError
 from bitdust.identity.idurl import parse_idurl
-from bitdust.p2p.service import P2PService
 from bitdust.p2p.speedtest import MAX_BYTES, MAX_MARKER
+
+if TYPE_CHECKING:
+    from bitdust.p2p.service import P2PService
+
+
+def _p2p(call: Call) -> P2PService:
+    return call.service("p2p")
 
 
 @route("GET", "network/connected")
@@ -18,7 +24,7 @@ async def network_connected(call: Call) -> list[dict[str, Any]]:
     """One row per session: the peer's IDURL (None while its handshake runs), direction
     (incoming/outgoing), route (direct; routed sessions come with proxy-transport), address,
     state (handshake/open) and bytes each way on the wire."""
-    return call.service("p2p", P2PService).sessions()
+    return _p2p(call).sessions()
 
 
 MAX_PING_TIMEOUT = 60
@@ -31,7 +37,7 @@ async def user_ping(call: Call) -> dict[str, Any]:
     timeout = call.args["timeout"]
     if not 1 <= timeout <= MAX_PING_TIMEOUT:
         raise ApiError(400, f"field 'timeout': expected 1 to {MAX_PING_TIMEOUT} seconds")
-    return await call.service("p2p", P2PService).ping(idurl, timeout)
+    return await _p2p(call).ping(idurl, timeout)
 
 
 MAX_SPEEDTEST_TIMEOUT = 600
@@ -62,7 +68,7 @@ async def network_speedtest(call: Call) -> dict[str, Any]:
     marker = call.args["marker"].encode()
     if len(marker) > MAX_MARKER:
         raise ApiError(400, f"field 'marker': at most {MAX_MARKER} bytes")
-    p2p = call.service("p2p", P2PService)
+    p2p = _p2p(call)
     return await p2p.run_speedtest(idurl, size, direction == "down", timeout, marker)
 
 

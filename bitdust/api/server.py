@@ -22,13 +22,13 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
 from bitdust.api.meta import METRICS_URL, OPENAPI_URL, openapi, url_forms
 from bitdust.config import BadValue, Config, ConfigError, Overridden, UnknownKey
-from bitdust.node.service import Service, ServiceError
+from bitdust.node.service import ServiceError
 
 if TYPE_CHECKING:
     from bitdust.api.metrics import Exporter
@@ -83,9 +83,6 @@ class Process(Protocol):
         ...
 
 
-ServiceT = TypeVar("ServiceT", bound=Service)
-
-
 @dataclass(frozen=True)
 class Call:
     """One API call as a handler sees it: the process, the request, the checked arguments.
@@ -110,12 +107,12 @@ class Call:
         """A variable part of the route's path, e.g. ``key`` of ``config/get/{key:.+}``."""
         return self.request.match_info[name]
 
-    def service(self, name: str, kind: type[ServiceT]) -> ServiceT:
-        """The running service ``name`` as its class; ServiceUnavailable (409) says why not."""
-        service = self.node.service(name)
-        if not isinstance(service, kind):
-            raise TypeError(f"service {name} is {type(service).__name__}, not {kind.__name__}")
-        return service
+    def service(self, name: str) -> Any:
+        """The running service ``name``, an instance of the class the catalogue names for it;
+        ServiceUnavailable (409) says why it is not running. Typed by the caller: a route module
+        imports its service's class for annotations only, so that a node loads the code of the
+        services it runs and no other (DESIGN §5)."""
+        return self.node.service(name)
 
 
 Handler = Callable[[Call], Awaitable[Any]]

@@ -12,23 +12,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from bitdust.api.server import ApiError, Call, Param, Route, route
 from bitdust.identity.errors import IdurlError
 from bitdust.identity.idurl import parse_idurl
-from bitdust.storage.backup import BackupError, UploadResult, normalize_remote
-from bitdust.storage.catalogue import FileVersion, NotInCatalogue
-from bitdust.storage.customer import CustomerService
+from bitdust.storage.interface import BackupError, NotInCatalogue, UploadResult, normalize_remote
+
+if TYPE_CHECKING:
+    from bitdust.storage.catalogue import FileVersion
+    from bitdust.storage.customer import CustomerService
 
 MAX_FILE = 2**50
 MODE_BITS = 0o7777
 
 
 def _customer(call: Call) -> CustomerService:
-    return call.service("customer", CustomerService)
+    return call.service("customer")
 
 
 def _remote(call: Call, customer: CustomerService, name: str = "remote") -> str:

@@ -4,15 +4,17 @@ side, deleting its fragments). Sizes are bytes, ``since`` is Unix time."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bitdust.api.server import ApiError, Call, Param, Route, route
 from bitdust.storage.fragment_store import NotACustomer
-from bitdust.storage.supplier import SupplierService
+
+if TYPE_CHECKING:
+    from bitdust.storage.supplier import SupplierService
 
 
 def _supplier(call: Call) -> SupplierService:
-    return call.service("supplier", SupplierService)
+    return call.service("supplier")
 
 
 @route("GET", "space/donated")

@@ -21,12 +21,14 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from bitdust.p2p.errors import P2PError
-from bitdust.p2p.transport import IncomingStream, P2PEndpoint
+
+if TYPE_CHECKING:
+    from bitdust.p2p.transport import IncomingStream, P2PEndpoint
 
 STREAM = "p2p/speedtest"
 RESULT = "p2p/speedtest/result"

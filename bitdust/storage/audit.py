@@ -23,14 +23,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bitdust.p2p.errors import P2PError, RequestRefused
-from bitdust.storage.catalogue import (
-    BAD,
-    STORED,
-    Catalogue,
-    Challenge,
-    ChunkPlacement,
-    NotInCatalogue,
-)
+from bitdust.storage.catalogue import BAD, STORED, Catalogue, Challenge, ChunkPlacement
+from bitdust.storage.interface import NotInCatalogue
 from bitdust.storage.wire import MIN_NONCE, StorageRefused
 
 log = logging.getLogger(__name__)

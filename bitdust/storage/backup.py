@@ -13,27 +13,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import posixpath
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bitdust.storage.catalogue import Catalogue, FileVersion
 from bitdust.storage.chunker import Chunker
 from bitdust.storage.codec import CodecError
+from bitdust.storage.interface import BackupError, UploadResult
 
 #: Chunks encoded and sent at once (each up to 16 MiB of plaintext and its fragments): two
 #: keep both cores busy; a third only added memory.
 CHUNKS_IN_FLIGHT = 2
 #: Chunks a restore fetches ahead of the one it writes (fetching waits on the network more).
 CHUNKS_AHEAD = 3
-MAX_REMOTE_PATH = 4096
-MAX_NAME = 255
-
-
-class BackupError(Exception):
-    """A backup or a restore cannot go on; the message says why, in words the user can act on."""
 
 
 class FragmentUnavailable(Exception):
@@ -50,48 +43,6 @@ class ChunkPlacer(Protocol):
     async def load_chunk(self, chunk_id: bytes) -> bytes:
         """The plaintext of a stored chunk, from any k of its fragments."""
         ...
-
-
-def normalize_remote(path: str, own_names: tuple[str, ...] = ()) -> str:
-    """A remote path as the catalogue keeps it: relative, '/'-separated, no '.' or '..'.
-
-    BitDust's form ``master$alice@host-a.com:docs/a.txt`` is accepted for this node's own
-    identity (``own_names`` are its ``alice@host-a.com`` forms); only the path part is kept."""
-    if "$" in path and ":" in path:
-        owner, _, rest = path.partition(":")
-        if owner.partition("$")[2] not in own_names:
-            raise BackupError(f"{path!r}: not a path of this node's own identity")
-        path = rest
-    if not path or len(path.encode("utf-8", "surrogatepass")) > MAX_REMOTE_PATH or "\0" in path:
-        raise BackupError(f"remote path {path[:80]!r}: expected 1 to {MAX_REMOTE_PATH} bytes")
-    parts = [part for part in path.split("/") if part not in ("", ".")]
-    if not parts or ".." in parts:
-        raise BackupError(f"remote path {path[:80]!r}: '..' and empty paths are not allowed")
-    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME for part in parts):
-        raise BackupError(f"remote path {path[:80]!r}: a name is longer than {MAX_NAME} bytes")
-    return posixpath.join(*parts)
-
-
-@dataclass(frozen=True)
-class UploadResult:
-    remote: str
-    version: int
-    size: int
-    chunks: int
-    new_chunks: int
-    sent_bytes: int
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "remote": self.remote,
-            "version": self.version,
-            "size": self.size,
-            "chunks": self.chunks,
-            "new_chunks": self.new_chunks,
-            "sent_bytes": self.sent_bytes,
-            "seconds": round(self.seconds, 3),
-        }
 
 
 class _InThread:

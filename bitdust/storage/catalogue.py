@@ -36,6 +36,7 @@ from typing import Any
 
 from bitdust.errors import DataFormatError
 from bitdust.sqlite_file import open_versioned
+from bitdust.storage.interface import NotInCatalogue
 from bitdust.storage.repair import SupplierHealth
 from bitdust.storage.wire import ID_SIZE as FRAGMENT_ID_SIZE
 from bitdust.storage.wire import MAX_NONCE, MIN_NONCE
@@ -97,11 +98,6 @@ def _migrate_1_to_2(db: sqlite3.Connection) -> None:
 MIGRATIONS = (_migrate_0_to_1, _migrate_1_to_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 WHAT = "catalogue"
-
-
-class NotInCatalogue(Exception):
-    """A path, version, chunk, snapshot or placement the catalogue does not hold; the message
-    names it."""
 
 
 @dataclass(frozen=True)

@@ -44,17 +44,10 @@ from bitdust.p2p.errors import P2PError, RequestRefused
 from bitdust.p2p.service import P2PService
 from bitdust.storage import codec, offsite
 from bitdust.storage.audit import Auditor, make_challenges
-from bitdust.storage.backup import (
-    BackupError,
-    ChunkPlacer,
-    FragmentUnavailable,
-    UploadResult,
-    back_up,
-    read_chunk,
-    restore,
-)
+from bitdust.storage.backup import ChunkPlacer, FragmentUnavailable, back_up, read_chunk, restore
 from bitdust.storage.catalogue import Catalogue, FileVersion
 from bitdust.storage.chunker import Chunker
+from bitdust.storage.interface import BackupError, UploadResult
 from bitdust.storage.repair import RepairPolicy
 from bitdust.storage.suppliers import (
     SUPPLIER_LIST_NAME,

@@ -14,15 +14,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bitdust.storage import codec
-from bitdust.storage.backup import (
-    BackupError,
-    FragmentUnavailable,
-    back_up,
-    normalize_remote,
-    read_chunk,
-    restore,
-)
+from bitdust.storage.backup import FragmentUnavailable, back_up, read_chunk, restore
 from bitdust.storage.catalogue import Catalogue
+from bitdust.storage.interface import BackupError, normalize_remote
 from tests.storage.inprocess import InProcessPlacer
 
 MiB = 1024 * 1024

@@ -20,9 +20,9 @@ from bitdust.storage.catalogue import (
     Challenge,
     ChunkPlacement,
     ChunkRow,
-    NotInCatalogue,
     Placement,
 )
+from bitdust.storage.interface import NotInCatalogue
 from bitdust.storage.repair import SupplierHealth
 
 MTIME_NS = 1_700_000_000_123_456_789  # more digits than a float's seconds keep

@@ -29,7 +29,7 @@ from typing import Any
 from noise.connection import Keypair, NoiseConnection
 
 from bitdust.api.client import PIECE
-from bitdust.p2p.wire import MAX_PLAINTEXT, NOISE_PROTOCOL, PROLOGUE
+from bitdust.p2p.wire import MAX_NOISE_MESSAGE, MAX_PLAINTEXT, NOISE_PROTOCOL, PROLOGUE
 from bitdust.storage import codec
 from bitdust.storage.backup import back_up, restore
 from bitdust.storage.catalogue import Catalogue, FileVersion
@@ -64,7 +64,6 @@ RSS_BOUND_MIB = 200
 #: upload's samples moved between 115 and 178 MiB throughout, at either size.
 RSS_SAME = 1.1
 RSS_INTERVAL = 0.05
-NOISE_FRAME = MAX_PLAINTEXT + codec.TAG_SIZE  # one record of a stream's data and its AEAD tag
 SUPPLIER_NAMES = ("alice", "bob", "carl", "dave")
 #: Each file is its own remote path (no version of one is pruned while another is measured),
 #: so the customer asks for room for every file's fragments.
@@ -141,7 +140,9 @@ class NoisePlacer:
         fragments = {}
         for index, path in self.fragment_paths(chunk_id, K):
             noisy = path.with_suffix(".noise").read_bytes()
-            messages = (noisy[i : i + NOISE_FRAME] for i in range(0, len(noisy), NOISE_FRAME))
+            messages = (
+                noisy[i : i + MAX_NOISE_MESSAGE] for i in range(0, len(noisy), MAX_NOISE_MESSAGE)
+            )
             fragments[index] = b"".join(self.customer.decrypt(m) for m in messages)
         return await asyncio.to_thread(codec.decode_chunk, self.inner.keys, chunk_id, fragments)
 

@@ -8,7 +8,8 @@ cached one (a peer says so in its handshake) or a failed connection makes the ne
 again. A fetch tries the IDURL asked for, then the other sources its last verified document named
 (a peer whose first identity server is down is found on its second). Failures are remembered for
 a short while, so a peer that claims IDURLs nobody serves cannot make this node fetch in a loop,
-and fetches run a few at a time.
+and fetches run a few at a time. The sources outlive the process (``known_sources``, and the
+``sources`` a directory starts with: :mod:`bitdust.p2p.sources` keeps them in a file).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -77,15 +78,23 @@ class Contact(NamedTuple):
 
 
 class Directory:
-    """Verified peer identities by IDURL; ``fetch(idurl)`` returns a document's bytes."""
+    """Verified peer identities by IDURL; ``fetch(idurl)`` returns a document's bytes, and
+    ``sources`` are each IDURL's sources as an earlier run learned them."""
 
-    def __init__(self, fetch: Fetch, accept_legacy: bool = False) -> None:
+    def __init__(
+        self,
+        fetch: Fetch,
+        accept_legacy: bool = False,
+        sources: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> None:
         self.fetch = fetch
         self.accept_legacy = accept_legacy
         self._cache: OrderedDict[str, Peer] = OrderedDict()
         # each IDURL's sources as its last verified document named them: kept when the cache
         # forgets a peer, as that is when its first source may be the one that is down
-        self._sources: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self._sources: OrderedDict[str, tuple[str, ...]] = OrderedDict(
+            list((sources or {}).items())[-MAX_CACHED:]
+        )
         self._failed: dict[str, tuple[float, str]] = {}
         self._inflight: dict[str, asyncio.Task[Peer]] = {}
         self._fetching = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
@@ -128,6 +137,10 @@ class Directory:
         except PeerUnknown as exc:
             log.info("p2p: %s", exc)
             return None
+
+    def known_sources(self) -> dict[str, tuple[str, ...]]:
+        """Each IDURL's sources as its last verified document named them, least recent first."""
+        return dict(self._sources)
 
     def forget(self, idurl: str) -> None:
         """Fetch again next time (a connection to the cached contacts failed)."""

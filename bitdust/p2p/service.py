@@ -18,8 +18,10 @@ import ipaddress
 import logging
 import resource
 import socket
+from pathlib import Path
 from typing import Any
 
+from bitdust.files import FileError
 from bitdust.identity.client import fetch_identity
 from bitdust.identity.local import LocalIdentity
 from bitdust.identity.propagate_service import IdentityPropagateService
@@ -27,6 +29,8 @@ from bitdust.node.service import Service, ServiceError
 from bitdust.p2p.directory import Directory
 from bitdust.p2p.errors import P2PError
 from bitdust.p2p.handshake import LocalPeer
+from bitdust.p2p.sources import FILE_NAME as SOURCES_FILE
+from bitdust.p2p.sources import SourcesFileError, load_sources, save_sources
 from bitdust.p2p.speedtest import Speedtest
 from bitdust.p2p.transport import (
     NO_IDENTITY,
@@ -49,6 +53,7 @@ class P2PService(Service):
     name = "p2p"  # the owner of the contact it declares to identity-propagate
     metric_gauges = ("sessions", "streams")
     endpoint: P2PEndpoint
+    directory: Directory
     speedtest: Speedtest
 
     def __init__(self, node: Any) -> None:
@@ -56,14 +61,17 @@ class P2PService(Service):
         self.propagate: IdentityPropagateService = node.service("identity-propagate")
         self.contact: str | None = None
         self._local: tuple[LocalIdentity, LocalPeer] | None = None
+        self.sources_file: Path | None = node.paths.state_dir / SOURCES_FILE
 
     async def start(self) -> None:
-        directory = Directory(
-            self._fetch, accept_legacy=self.config["services/network/accept-legacy-identities"]
+        self.directory = Directory(
+            self._fetch,
+            accept_legacy=self.config["services/network/accept-legacy-identities"],
+            sources=await asyncio.to_thread(self._load_sources),
         )
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         limits = EndpointLimits.within_descriptors(nofile)
-        self.endpoint = P2PEndpoint(self.local_peer, directory, self.node.resolve, limits)
+        self.endpoint = P2PEndpoint(self.local_peer, self.directory, self.node.resolve, limits)
         port = self.config[PORT_KEY]
         try:
             _, bound = await self.endpoint.listen(self.node.bind_host, port)
@@ -94,8 +102,27 @@ class P2PService(Service):
     async def stop(self) -> None:
         """Close the listener and the sessions. The contact stays declared: the node stops
         only to shut down or restart, and withdrawing it would sign a revision without it (that
-        peers could not even try) and another one with it at the next start."""
+        peers could not even try) and another one with it at the next start. Peers' identity
+        sources are kept for the next start."""
         await self.endpoint.close()
+        if self.sources_file is not None:
+            try:
+                await asyncio.to_thread(
+                    save_sources, self.sources_file, self.directory.known_sources()
+                )
+            except FileError as exc:
+                log.warning("p2p: peers' identity sources not kept: %s", exc)
+
+    def _load_sources(self) -> dict[str, tuple[str, ...]]:
+        """What the last run learned; nothing when the file cannot be used, which is then left
+        as it is (not written at stop)."""
+        assert self.sources_file is not None
+        try:
+            return load_sources(self.sources_file)
+        except SourcesFileError as exc:
+            log.warning("p2p: %s; not used, and left as it is (remove it to keep them again)", exc)
+            self.sources_file = None
+            return {}
 
     # -- this node in handshakes ------------------------------------------------------------------
 

@@ -84,13 +84,12 @@ class StreamOpened:
 
 @dataclass(frozen=True, slots=True)
 class StreamData:
-    """Chunks of an incoming stream, in order: views of the records they came in, decrypted,
-    not copied. Records of one stream that arrive one after another share an event, so a shell
-    hands them on at once. They count against the stream's credit until the application calls
+    """A chunk of an incoming stream (a view of the record it came in, decrypted: not copied).
+    It counts against the stream's credit until the application calls
     ``Session.stream_consumed``."""
 
     stream_id: int
-    chunks: list[memoryview]
+    data: memoryview
 
 
 @dataclass(frozen=True, slots=True)

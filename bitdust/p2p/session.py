@@ -429,13 +429,8 @@ class Session:
             self._end(CloseReason.PROTOCOL, "STREAM_DATA: more data than the frame announced")
             return
         self._data_left -= len(data)
-        if self._data_stream not in self._receiving:  # we refused it: in flight, dropped
-            return
-        last = self._events[-1] if self._events else None
-        if isinstance(last, StreamData) and last.stream_id == self._data_stream:
-            last.chunks.append(memoryview(data))
-        else:
-            self._events.append(StreamData(self._data_stream, [memoryview(data)]))
+        if self._data_stream in self._receiving:  # else we refused it: in flight, dropped
+            self._events.append(StreamData(self._data_stream, memoryview(data)))
 
     def _send_frame(self, frame: Frame) -> None:
         self._send_record(self._transport_cipher().encrypt(encode_frame(frame)))

@@ -208,9 +208,8 @@ class Speedtest:
         future = self._expect(peer, test)
         self._receiving.add(key)
         try:
-            async for chunks in stream:
-                for chunk in chunks:
-                    tally.feed(chunk)
+            async for chunk in stream:
+                tally.feed(chunk)
             outcome = tally.finish()
         except SpeedtestRefused as exc:
             stream.refuse(str(exc))

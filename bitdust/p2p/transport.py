@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import mmap
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -66,6 +66,7 @@ Resolve = Callable[[str], Awaitable[str]]
 READ_BUFFER = 256 * 1024  # what one read from a socket may bring
 RETRY_PAUSE = 0.5  # seconds between attempts of an idempotent request whose session was lost
 CONNECTION_ENDED = frozenset({CloseReason.CONNECTION_LOST, CloseReason.TRUNCATED})
+_END_OF_STREAM = memoryview(b"")
 
 NO_IDENTITY = (
     "this node has no identity yet: create one (bitdust identity create NAME) or restore a key "
@@ -216,8 +217,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def _handle(self, event: Event) -> None:
         match event:  # the events of a stream's data first: they are most of them
-            case StreamData(stream_id, chunks):
-                self._receiving[stream_id]._feed(chunks)
+            case StreamData(stream_id, data):
+                self._receiving[stream_id]._feed(data)
             case StreamWritable(stream_id):
                 self._sending[stream_id]._credit.set()
             case PeerIdentityNeeded(idurl, revision):
@@ -458,49 +459,47 @@ class OutgoingStream:
 
 
 class IncomingStream:
-    """A stream a peer sends us. ``read`` returns every chunk that arrived since the last read
-    (waiting for one), an empty list at the end; ``async for chunks in stream`` reads it to its
-    end. Reading is what gives the sender credit again: what the stream holds unread never
-    exceeds one window. A chunk is a view of the record it arrived in (a consumer that keeps
-    many should join them). Chunks come in lists so that a stream costs the reader one wake-up
-    per socket read, not one per record."""
+    """A stream a peer sends us. ``read`` returns the next chunk, an empty one at the end;
+    reading is what gives the sender credit again. What it holds unread never exceeds one
+    window. A chunk is a view of the record it arrived in (a consumer that keeps many should
+    join them)."""
 
     def __init__(self, connection: Connection, stream_id: int, kind: str, header: bytes) -> None:
         self.connection = connection
         self.stream_id = stream_id
         self.kind = kind
         self.header = header
-        self._unread: list[memoryview] = []
+        self._chunks: deque[memoryview] = deque()
         self._ended = False
         self._error: Exception | None = None
         self._ready = asyncio.Event()
 
-    async def read(self) -> list[memoryview]:
-        while not self._unread:
+    async def read(self) -> memoryview:
+        while not self._chunks:
             if self._error is not None:
                 raise self._error
             if self._ended:
-                return []
+                return _END_OF_STREAM
             self._ready.clear()
             await self._ready.wait()
-        chunks, self._unread = self._unread, []
-        if self.connection.session.stream_consumed(self.stream_id, sum(map(len, chunks))):
+        chunk = self._chunks.popleft()
+        if self.connection.session.stream_consumed(self.stream_id, len(chunk)):
             self.connection.pump()  # the sender's new credit
-        return chunks
+        return chunk
 
     @property
     def finished(self) -> bool:
         """Read to its end, refused, or failed."""
-        return self._ended and not self._unread
+        return self._ended and not self._chunks
 
     def __aiter__(self) -> IncomingStream:
         return self
 
-    async def __anext__(self) -> list[memoryview]:
-        chunks = await self.read()
-        if not chunks:
+    async def __anext__(self) -> memoryview:
+        chunk = await self.read()
+        if not chunk:
             raise StopAsyncIteration
-        return chunks
+        return chunk
 
     def refuse(self, reason: str) -> None:
         """Stop reading, or refuse what was read whole (the receiving service could not keep
@@ -513,14 +512,14 @@ class IncomingStream:
         self._end(SessionEnded(CloseReason.LOCAL, f"stream refused: {reason}"))
         self.connection.pump()
 
-    def _feed(self, chunks: list[memoryview]) -> None:
-        self._unread += chunks
+    def _feed(self, data: memoryview) -> None:
+        self._chunks.append(data)
         self._ready.set()
 
     def _end(self, error: Exception | None) -> None:
         self._ended = True
         if error is not None:
-            self._unread.clear()
+            self._chunks.clear()
             self._error = error
         self._ready.set()
 

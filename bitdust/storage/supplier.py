@@ -200,9 +200,8 @@ class Supplier:
     @staticmethod
     async def _receive(stream: IncomingStream, pending: PendingFragment) -> None:
         batch = bytearray()
-        async for chunks in stream:
-            for chunk in chunks:
-                batch += chunk
+        async for chunk in stream:
+            batch += chunk
             if len(batch) >= WRITE_BATCH or pending.received + len(batch) > pending.size:
                 await asyncio.to_thread(pending.write, batch)
                 batch.clear()

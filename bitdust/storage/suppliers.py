@@ -141,9 +141,9 @@ class Suppliers:
             stream.refuse("no such fragment was asked for")
             return
         pieces, length = [], 0
-        async for chunks in stream:
-            pieces += chunks
-            length += sum(map(len, chunks))
+        async for piece in stream:
+            pieces.append(piece)
+            length += len(piece)
             if length > wire.MAX_FRAGMENT:
                 stream.refuse(f"a fragment has at most {wire.MAX_FRAGMENT} bytes")
                 arrived.set_exception(StorageRefused(f"{peer} sent an oversized fragment"))

@@ -170,10 +170,9 @@ async def test_events_reach_their_handler(net: Net):
 async def receive_all(stream: IncomingStream, sink: dict) -> None:
     digest = hashlib.sha256()
     size = 0
-    async for chunks in stream:
-        for chunk in chunks:
-            digest.update(chunk)
-            size += len(chunk)
+    async for chunk in stream:
+        digest.update(chunk)
+        size += len(chunk)
     sink[stream.header] = (size, digest.hexdigest())
 
 
@@ -323,7 +322,7 @@ async def test_a_reader_that_stops_stops_the_writer_within_one_window(net: Net):
     async def slow_reader(peer: str, stream: IncomingStream) -> None:
         opened.set_result(stream)
         await gate.wait()
-        read.extend([chunk async for chunks in stream for chunk in chunks])
+        read.extend([chunk async for chunk in stream])
 
     bob.on_stream("blob", slow_reader)
     stream = await alice.open_stream(BOB, "blob")
@@ -362,7 +361,7 @@ async def test_finish_returns_only_once_the_handler_kept_the_stream(net: Net):
     release = asyncio.Event()
 
     async def keep_unless_told(peer: str, stream: IncomingStream) -> None:
-        data = b"".join([chunk async for chunks in stream for chunk in chunks])
+        data = b"".join([chunk async for chunk in stream])
         await release.wait()
         if stream.header == b"refuse":
             stream.refuse("the disk is full")

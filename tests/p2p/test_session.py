@@ -419,26 +419,14 @@ def _received(script, cut, *, with_handshake: bool) -> tuple[list, dict[int, byt
     wire.b.connection_lost(wire.now)  # nothing half-read is left over
     wire.drain_events(wire.b)
     assert closed(wire, wire.b).reason is CloseReason.CONNECTION_LOST
-    return _one_record_each(wire.events[wire.b]), sent, wire.b.bytes_in
-
-
-def _one_record_each(events: list) -> list:
-    """``events`` with each record of a stream in a StreamData of its own: how many records
-    share one depends on where the traffic was cut, nothing else may."""
-    split = []
-    for event in events:
-        if isinstance(event, StreamData):
-            split += (StreamData(event.stream_id, [chunk]) for chunk in event.chunks)
-        else:
-            split.append(event)
-    return split
+    return wire.events[wire.b], sent, wire.b.bytes_in
 
 
 def _streams(events: list) -> dict[int, bytes]:
     carried: dict[int, bytes] = {}
     for event in events:
         if isinstance(event, StreamData):
-            carried[event.stream_id] = carried.get(event.stream_id, b"") + b"".join(event.chunks)
+            carried[event.stream_id] = carried.get(event.stream_id, b"") + event.data
     return carried
 
 

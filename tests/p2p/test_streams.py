@@ -28,9 +28,7 @@ def established() -> Wire:
 
 
 def received(wire: Wire, stream_id: int) -> bytes:
-    return b"".join(
-        chunk for e in wire.of(wire.b, StreamData) if e.stream_id == stream_id for chunk in e.chunks
-    )
+    return b"".join(e.data for e in wire.of(wire.b, StreamData) if e.stream_id == stream_id)
 
 
 def test_stream_delivers_everything_in_order_with_a_consuming_receiver():
@@ -42,9 +40,8 @@ def test_stream_delivers_everything_in_order_with_a_consuming_receiver():
         offset += wire.a.stream_send(sid, payload[offset:])
         wire.pump()
         for event in wire.of(wire.b, StreamData):
-            for chunk in event.chunks:
-                got += chunk
-                wire.b.stream_consumed(sid, len(chunk))
+            got += event.data
+            wire.b.stream_consumed(sid, len(event.data))
         wire.events[wire.b] = [e for e in wire.events[wire.b] if not isinstance(e, StreamData)]
         if offset == len(payload):
             break
@@ -203,22 +200,5 @@ def test_big_writes_are_cut_into_records_that_fit():
     sid = wire.a.open_stream("s")
     wire.a.stream_send(sid, b"y" * (3 * MAX_PLAINTEXT + 5))
     wire.pump()
-    sizes = [len(chunk) for e in wire.of(wire.b, StreamData) for chunk in e.chunks]
+    sizes = [len(e.data) for e in wire.of(wire.b, StreamData)]
     assert sizes == [MAX_PLAINTEXT, MAX_PLAINTEXT, MAX_PLAINTEXT, 5]
-
-
-def test_records_of_a_stream_that_arrive_together_share_one_event_in_order():
-    wire = established()
-    first, second = wire.a.open_stream("s"), wire.a.open_stream("s")
-    wire.a.stream_send(first, b"1" * (2 * MAX_PLAINTEXT + 1))
-    wire.a.stream_send(second, b"2" * 3)
-    wire.a.stream_send(first, b"3" * 4)
-    wire.pump()
-    assert [
-        (event.stream_id, [bytes(chunk) for chunk in event.chunks])
-        for event in wire.of(wire.b, StreamData)
-    ] == [
-        (first, [b"1" * MAX_PLAINTEXT, b"1" * MAX_PLAINTEXT, b"1"]),
-        (second, [b"222"]),
-        (first, [b"3333"]),
-    ]

@@ -39,10 +39,9 @@ async def echo(peer: str, data: bytes) -> bytes:
 def serve(endpoint: P2PEndpoint, received: dict[bytes, tuple[str, int, str]]) -> None:
     async def take(peer: str, stream: IncomingStream) -> None:
         digest, size = hashlib.sha256(), 0
-        async for chunks in stream:
-            for chunk in chunks:
-                digest.update(chunk)
-                size += len(chunk)
+        async for chunk in stream:
+            digest.update(chunk)
+            size += len(chunk)
         received[stream.header] = (peer, size, digest.hexdigest())
 
     endpoint.on_request("echo", echo)
@@ -159,10 +158,9 @@ async def test_a_stream_cut_by_a_dying_router_fails_at_both_ends_and_the_next_on
     async def take(peer: str, stream: IncomingStream) -> None:
         digest, size = hashlib.sha256(), 0
         try:
-            async for chunks in stream:
-                for chunk in chunks:
-                    digest.update(chunk)
-                    size += len(chunk)
+            async for chunk in stream:
+                digest.update(chunk)
+                size += len(chunk)
                 if size >= STREAM_SIZE // 2:
                     half.set()
         except (SessionEnded, asyncio.CancelledError) as exc:  # its session ended: cancelled

@@ -96,8 +96,8 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
         async def receive(peer: str, stream: IncomingStream, received=received) -> None:
             header = wire.FRAGMENT_HEADER.decode(stream.header)
             data = bytearray()
-            async for chunks in stream:
-                data += b"".join(chunks)
+            async for chunk in stream:
+                data += chunk
             received[header["id"]] = bytes(data)
 
         endpoint.on_stream(wire.FRAGMENT, receive)

@@ -116,7 +116,8 @@ class P2PService(Service):
     def _load_sources(self) -> dict[str, tuple[str, ...]]:
         """What the last run learned; nothing when the file cannot be used, which is then left
         as it is (not written at stop)."""
-        assert self.sources_file is not None
+        if self.sources_file is None:
+            return {}
         try:
             return load_sources(self.sources_file)
         except SourcesFileError as exc:

@@ -22,11 +22,11 @@ from bitdust.files import FileError, atomic_write, read_bounded
 from bitdust.identity.document import MAX_SOURCES
 from bitdust.identity.errors import IdurlError
 from bitdust.identity.idurl import parse_idurl
+from bitdust.p2p.directory import MAX_CACHED
 
 FILE_NAME = "p2p-sources.json"
 #: The file's format; a newer one is left alone, as a node that was downgraded finds it.
 VERSION = 1
-MAX_PEERS = 4096
 MAX_FILE_SIZE = 4 * 1024 * 1024
 FILE_MODE = 0o640
 
@@ -52,8 +52,8 @@ def load_sources(path: Path) -> Sources:
             f"{path}: format version {kept['version']}, this node reads {VERSION} (upgrade)"
         )
     peers = kept.get("sources")
-    if not isinstance(peers, dict) or len(peers) > MAX_PEERS:
-        raise SourcesFileError(f"{path}: 'sources' must map at most {MAX_PEERS} IDURLs")
+    if not isinstance(peers, dict) or len(peers) > MAX_CACHED:
+        raise SourcesFileError(f"{path}: 'sources' must map at most {MAX_CACHED} IDURLs")
     try:
         return {idurl: _checked(idurl, sources) for idurl, sources in peers.items()}
     except (IdurlError, ValueError) as exc:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -672,8 +672,11 @@ def cmd_file(args: argparse.Namespace, paths: Paths) -> int:
     if args.action == "list":
         if len(args.args) > 1:
             raise UsageError("usage: bitdust file list [PATH]")
-        path = args.args[0] if args.args else None
-        show(args, client.call("GET", "file/list", path=path), _files_text)
+        files = cli_transfer.listed(client, args.args[0] if args.args else None)
+        if args.json:
+            print_json(list(files))
+        else:
+            _print_files(files)
     elif args.action == "info":
         (remote,) = _positional(args, "file info REMOTE")
         show(args, client.call("GET", "file/info", remote=remote), as_text)
@@ -683,14 +686,14 @@ def cmd_file(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
-def _files_text(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'size':>10}  {'modified':<16}  {'versions':>8}  remote"]
+def _print_files(rows: Iterable[dict[str, Any]]) -> None:
+    """One line per file, printed as the rows come: a long listing starts at once."""
+    print(f"{'size':>10}  {'modified':<16}  {'versions':>8}  remote")
     for row in rows:
         modified = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["mtime_ns"] / 1e9))
-        lines.append(
+        print(
             f"{size_text(row['size']):>10}  {modified:<16}  {row['versions']:>8}  {row['remote']}"
         )
-    return "\n".join(lines)
 
 
 def cmd_supplier(args: argparse.Namespace, paths: Paths) -> int:

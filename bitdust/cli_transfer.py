@@ -29,6 +29,7 @@ from bitdust.cli import CliError, UsageError, size_text
 from bitdust.files import fsync_dir
 
 TEMP_SUFFIX = ".part"
+LIST_PAGE = 1000  # files per request of a listing: each answer is quick to make and to read
 BAR_INTERVAL = 0.1  # a terminal's bar is redrawn at most 10 times a second
 JSON_INTERVAL = 0.5  # progress lines for scripts: at most 2 a second
 
@@ -39,6 +40,18 @@ class FileChanged(Exception):
 
 def _rate_text(size: int, seconds: float) -> str:
     return f"{size_text(size / seconds) if seconds > 0 else '-'}/s"
+
+
+def listed(client: ApiClient, remote: str | None) -> Iterator[dict[str, Any]]:
+    """Every file at or under ``remote`` (all when None) in path order, asked for a page at a
+    time: the first lines show at once, and no one request holds the node up for long."""
+    after = ""
+    while True:
+        page = client.call("GET", "file/list", path=remote, after=after, limit=LIST_PAGE)
+        yield from page
+        if len(page) != LIST_PAGE:  # the last page (or a node that sent every file at once)
+            return
+        after = page[-1]["remote"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,7 +434,7 @@ def download(
 ) -> int:
     """Restore the file REMOTE, or every file below the directory REMOTE, to LOCAL."""
     remote = remote.rstrip("/")
-    entries = client.call("GET", "file/list", path=remote)
+    entries = list(listed(client, remote))
     name = _base_name(remote)
     exact = [entry for entry in entries if entry["remote"] == remote]
     if exact:

@@ -2,9 +2,9 @@
 them over the API (the daemon cannot reach users' homes).
 
 The node here is a TEST DOUBLE: a real aiohttp server (the API's own shell, ``build_app``, with its
-secret) whose file routes keep files in memory, because the real storage routes are not written
-yet. It stands for the *remote node* only; the lead's integration tests run the real thing. It
-checks what a user would see: trees uploaded with their modes and mtimes, byte-identical
+secret) whose file routes keep files in memory, so that faults a real node does not show on demand
+(a download cut short, a wrong digest, a slow upload) can be made. It stands for the *remote node*
+only; the real routes are tested with real nodes in tests/storage. It checks what a user would see: trees uploaded with their modes and mtimes, byte-identical
 restores, no file and no temporary file left by a bad download, a file changed while read
 refused, JSON progress lines, one line for an unreadable file.
 """
@@ -57,6 +57,7 @@ class FakeNode:
     upload_delay: float = 0.0  # seconds each upload takes, to see how many run at once
     uploading: int = 0
     most_at_once: int = 0
+    list_pages: int = 0  # requests of file/list
 
     def routes(self) -> list[Any]:
         node = self
@@ -107,15 +108,18 @@ class FakeNode:
                 )  # fmt: skip
             return answers
 
-        @route("GET", "file/list", Param("path", str))
+        @route("GET", "file/list", Param("path", str), Param("after", str, default=""),
+               Param("limit", int, default=0))  # fmt: skip
         async def listing(call: Call) -> list[dict[str, Any]]:
-            path = call.args["path"]
+            path, after, limit = call.args["path"], call.args["after"], call.args["limit"]
+            node.list_pages += 1
             return [
                 {"remote": remote, "size": len(f.data), "mtime_ns": f.mtime_ns, "mode": f.mode,
                  "version": f.version, "versions": f.version, "created": 0}
                 for remote, f in sorted(node.files.items())
-                if path is None or remote == path or remote.startswith(f"{path}/")
-            ]  # fmt: skip
+                if (path is None or remote == path or remote.startswith(f"{path}/"))
+                and remote > after
+            ][: limit or None]  # fmt: skip
 
         @route("GET", "file/download/start", Param("remote", str, required=True),
                Param("version", int))  # fmt: skip
@@ -409,10 +413,36 @@ def test_file_list_and_storage_show_what_the_node_serves(
     assert lines[0].split() == ["size", "modified", "versions", "remote"]
     assert len(lines) == 2 and lines[1].split()[:2] == ["2.5", "MB"]
     assert lines[1].split()[-2:] == ["3", "docs/a.txt"]
+    assert instance.node.list_pages == 1
     assert main(["storage"]) == 0  # the supplier side's 409 is skipped
     assert capsys.readouterr().out.splitlines() == [
         "consumed:", "  suppliers: 4", "  stored: 2500000", "  needed: 5000000"
     ]  # fmt: skip
+
+
+def test_file_list_and_a_directory_download_ask_for_the_listing_a_page_at_a_time(
+    instance: Instance,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr("bitdust.cli_transfer.LIST_PAGE", 2)
+    names = [f"docs/{n}.txt" for n in range(5)]  # 2 + 2 + 1
+    for name in [*names, "other.txt"]:
+        instance.node.files[name] = Stored(name.encode(), 0o644, 1_600_000_000 * 10**9, 1)
+    assert main(["--json", "file", "list", "docs"]) == 0
+    assert [row["remote"] for row in json.loads(capsys.readouterr().out)] == names
+    assert instance.node.list_pages == 3
+    instance.node.files.pop(names[-1])  # 2 + 2, then an empty page
+    assert main(["file", "list", "docs"]) == 0
+    assert [line.split()[-1] for line in capsys.readouterr().out.splitlines()] == [
+        "remote", *names[:-1]
+    ]  # fmt: skip
+    assert instance.node.list_pages == 6
+    assert main(["file", "download", "docs", str(tmp_path / "restored")]) == 0
+    restored = sorted(p.name for p in (tmp_path / "restored").iterdir())
+    assert restored == [name.removeprefix("docs/") for name in names[:-1]]
+    assert instance.node.list_pages == 9
 
 
 class Terminal(io.StringIO):

@@ -87,8 +87,8 @@ class Process(Protocol):
 class Call:
     """One API call as a handler sees it: the process, the request, the checked arguments.
 
-    Handlers reach services through :meth:`service`, typed by the class they expect, and take
-    everything else from ``args`` and :meth:`path`; they never parse the request themselves.
+    Handlers reach services through :meth:`service` and take everything else from ``args``
+    and :meth:`path`; they never parse the request themselves.
     """
 
     process: Process

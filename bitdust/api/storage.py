@@ -19,7 +19,13 @@ from aiohttp import web
 from bitdust.api.server import ApiError, Call, Param, Route, route
 from bitdust.identity.errors import IdurlError
 from bitdust.identity.idurl import parse_idurl
-from bitdust.storage.interface import BackupError, NotInCatalogue, UploadResult, normalize_remote
+from bitdust.storage.interface import (
+    MAX_REMOTE_PATH,
+    BackupError,
+    NotInCatalogue,
+    UploadResult,
+    normalize_remote,
+)
 
 if TYPE_CHECKING:
     from bitdust.storage.catalogue import FileVersion
@@ -178,15 +184,28 @@ def _file_row(version: FileVersion, versions: int) -> dict[str, Any]:
     }
 
 
-@route("GET", "file/list", Param("path", str, default=""), alias="file/list/all")
+@route(
+    "GET",
+    "file/list",
+    Param("path", str, default=""),
+    Param("after", str, default=""),
+    Param("limit", int, default=0),
+    alias="file/list/all",
+)
 async def file_list(call: Call) -> list[dict[str, Any]]:
-    """The newest version of every backed-up file at or under ``path`` (all when empty)."""
+    """The newest version of every backed-up file at or under ``path`` (all when empty), in
+    path order. With ``limit``, at most that many, the first whose remote path sorts after
+    ``after``: the next page starts after the last remote of this one. The catalogue is read in
+    a worker thread, so that a listing of many files does not hold up the node."""
     customer = _customer(call)
     prefix = _remote(call, customer, "path") if call.args["path"] else ""
-    return [
-        _file_row(summary.latest, summary.versions)
-        for summary in customer.catalogue.list_files(prefix)
-    ]
+    after, limit = call.args["after"], call.args["limit"]
+    if len(after.encode()) > MAX_REMOTE_PATH:
+        raise ApiError(400, f"field 'after': at most {MAX_REMOTE_PATH} bytes")
+    if limit < 0:
+        raise ApiError(400, "field 'limit': expected 0 (every file) or more")
+    found = await asyncio.to_thread(customer.catalogue.list_files, prefix, after, limit or -1)
+    return [_file_row(summary.latest, summary.versions) for summary in found]
 
 
 @route("GET", "file/info", Param("remote", str, required=True))

@@ -247,7 +247,9 @@ _CHUNK = "id, size, stored_size, k, n, refs"
 _PLACEMENT = 'fragment AS "index", supplier, fragment_id, state, verified_at, digest'
 _CHALLENGE = "nonce, offset, length, digest"
 _VERSION = "id AS version, path, snapshot, size, mtime_ns, mode, sha256, created_at"
-_UNDER = "(path = :path OR (path >= :path || '/' AND path < :path || '0'))"  # '0' follows '/'
+#: ``path`` or under ``path/`` ('0' follows '/'), bounded on both sides so that SQLite reads
+#: only that range of the index on paths
+_UNDER = "(path >= :path AND path < :path || '0' AND (path = :path OR path >= :path || '/'))"
 
 
 class Catalogue:
@@ -653,17 +655,21 @@ class Catalogue:
             version, path, snapshot, size, mtime_ns, mode, sha256, created_at, tuple(chunk_ids)
         )
 
-    def list_files(self, prefix: str = "") -> list[FileSummary]:
+    def list_files(self, prefix: str = "", after: str = "", limit: int = -1) -> list[FileSummary]:
         """The latest version of each path equal to ``prefix`` or under ``prefix/`` ("" = all),
-        in path order, with its number of versions."""
+        in path order, with its number of versions: the first ``limit`` (all when negative)
+        whose path sorts after ``after``, so that a long listing is read a page at a time, each
+        page found through the index on paths rather than by skipping the ones before it."""
         prefix = prefix.rstrip("/")
-        where = f"WHERE {_UNDER}" if prefix else ""
+        where = f"path > :after AND {_UNDER}" if prefix else "path > :after"
         query = (
             f"SELECT {_VERSION}, versions FROM files JOIN (SELECT MAX(id) AS latest,"
-            f" COUNT(*) AS versions FROM files {where} GROUP BY path) ON id = latest ORDER BY path"
+            f" COUNT(*) AS versions FROM files WHERE {where} GROUP BY path ORDER BY path"
+            " LIMIT :limit) ON id = latest ORDER BY path"
         )
         with self._lock:
-            return [_summary(row) for row in self._rows(query, {"path": prefix})]
+            rows = self._rows(query, {"path": prefix, "after": after, "limit": limit})
+            return [_summary(row) for row in rows]
 
     def versions(self, path: str) -> list[FileVersion]:
         """Every version of ``path``, newest first ([] for an unknown path)."""

@@ -136,6 +136,23 @@ def test_list_files_shows_the_latest_version_under_a_prefix(catalogue: Catalogue
     assert len(catalogue.list_files()) == 4
 
 
+def test_list_files_reads_a_listing_a_page_at_a_time(catalogue: Catalogue) -> None:
+    for name in ("docs/a", "docs/b", "docs/c", "docs/d", "docs/e", "docs2/f", "other"):
+        add_file(catalogue, name, "x")
+    add_file(catalogue, "docs/c", "y")  # two versions: one row, its latest
+    whole = catalogue.list_files("docs")
+    pages, after = [], ""
+    while page := catalogue.list_files("docs", after=after, limit=2):
+        pages.append([summary.latest.path for summary in page])
+        after = page[-1].latest.path
+    assert pages == [["docs/a", "docs/b"], ["docs/c", "docs/d"], ["docs/e"]]
+    assert [summary for page in pages for summary in page] == [s.latest.path for s in whole]
+    assert [s.versions for s in catalogue.list_files("docs", after="docs/b", limit=1)] == [2]
+    assert [s.latest.path for s in catalogue.list_files(after="docs2/f")] == ["other"]
+    assert catalogue.list_files("docs", after="docs/e") == []
+    assert catalogue.list_files(limit=0) == []
+
+
 def test_unchanged_matches_the_newest_version_by_size_mode_and_mtime(
     catalogue: Catalogue,
 ) -> None:

@@ -163,6 +163,23 @@ def test_guide_parts_6_and_7_backup_restore_and_a_lost_supplier(
     assert set(listed) == {f"docs/{name}" for name in before}
     assert listed["docs/random.bin"]["size"] == 10 * MiB
     first_version = listed["docs/random.bin"]["version"]
+    # The REST route a page at a time: two files after the last one's remote path, until a
+    # short page; its bad arguments refused.
+    pages, after = [], ""
+    while True:
+        status, answer = customer.api("GET", f"/file/list/v1?path=docs/sub&limit=2&after={after}")
+        assert status == 200, answer
+        pages.append([row["remote"] for row in answer["result"]])
+        if len(pages[-1]) < 2:
+            break
+        after = pages[-1][-1]
+    assert pages == [
+        ["docs/sub/deeper/photo.jpg", "docs/sub/deeper/script.sh"],
+        ["docs/sub/text.txt"],
+    ]
+    for query, error in (("limit=-1", "field 'limit'"), ("after=" + "x" * 4097, "field 'after'")):
+        status, answer = customer.api("GET", f"/file/list/v1?{query}")
+        assert status == 400 and error in answer["errors"][0], answer
 
     restored = tmp_path / "restored"
     customer.bitdust("file", "download", "docs", str(restored))

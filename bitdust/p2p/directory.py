@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -33,6 +33,8 @@ from bitdust.p2p.handshake import PeerIdentity
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[str], Awaitable[bytes]]
+#: each IDURL's sources, as its last verified identity document named them
+Sources = dict[str, tuple[str, ...]]
 
 MAX_CACHED = 4096
 FAILURE_MEMORY = 30.0  # seconds a failed fetch is not retried
@@ -85,7 +87,7 @@ class Directory:
         self,
         fetch: Fetch,
         accept_legacy: bool = False,
-        sources: Mapping[str, tuple[str, ...]] | None = None,
+        sources: Sources | None = None,
     ) -> None:
         self.fetch = fetch
         self.accept_legacy = accept_legacy
@@ -138,7 +140,7 @@ class Directory:
             log.info("p2p: %s", exc)
             return None
 
-    def known_sources(self) -> dict[str, tuple[str, ...]]:
+    def known_sources(self) -> Sources:
         """Each IDURL's sources as its last verified document named them, least recent first."""
         return dict(self._sources)
 

@@ -26,7 +26,7 @@ from bitdust.identity.client import fetch_identity
 from bitdust.identity.local import LocalIdentity
 from bitdust.identity.propagate_service import IdentityPropagateService
 from bitdust.node.service import Service, ServiceError
-from bitdust.p2p.directory import Directory
+from bitdust.p2p.directory import Directory, Sources
 from bitdust.p2p.errors import P2PError
 from bitdust.p2p.handshake import LocalPeer
 from bitdust.p2p.sources import FILE_NAME as SOURCES_FILE
@@ -113,7 +113,7 @@ class P2PService(Service):
             except FileError as exc:
                 log.warning("p2p: peers' identity sources not kept: %s", exc)
 
-    def _load_sources(self) -> dict[str, tuple[str, ...]]:
+    def _load_sources(self) -> Sources:
         """What the last run learned; nothing when the file cannot be used, which is then left
         as it is (not written at stop)."""
         if self.sources_file is None:

@@ -22,15 +22,13 @@ from bitdust.files import FileError, atomic_write, read_bounded
 from bitdust.identity.document import MAX_SOURCES
 from bitdust.identity.errors import IdurlError
 from bitdust.identity.idurl import parse_idurl
-from bitdust.p2p.directory import MAX_CACHED
+from bitdust.p2p.directory import MAX_CACHED, Sources
 
 FILE_NAME = "p2p-sources.json"
 #: The file's format; a newer one is left alone, as a node that was downgraded finds it.
 VERSION = 1
 MAX_FILE_SIZE = 4 * 1024 * 1024
 FILE_MODE = 0o640
-
-Sources = dict[str, tuple[str, ...]]
 
 
 class SourcesFileError(Exception):

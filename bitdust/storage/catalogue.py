@@ -279,6 +279,17 @@ class Catalogue:
         """How many committed changes the catalogue has seen; a newer copy has a larger one."""
         return self._generation
 
+    def advance_generation(self, past: int) -> None:
+        """Take a generation above ``past`` unless it is there already: the next copy stored
+        off-site must be newer than every copy there, also when this catalogue is older than
+        they are."""
+        with self._lock:
+            if self._generation > past:
+                return
+            with self._db:
+                self._db.execute("UPDATE meta SET value = ? WHERE name = 'generation'", (past + 1,))
+            self._generation = past + 1
+
     # Suppliers --------------------------------------------------------------------------------
 
     def set_suppliers(self, idurls: Sequence[str], quota: int) -> None:

@@ -181,7 +181,10 @@ class CustomerService(Service, ChunkPlacer):
         now = time.monotonic()
         if self._recovery_rounds < RECOVERY_ROUNDS:
             self._recovery_rounds += 1
-            if await self.recover_catalogue() or self.catalogue.suppliers():
+            if self.catalogue.suppliers():
+                await self.find_catalogue_copies()  # a restart: where the last run left them
+                self._recovery_rounds = RECOVERY_ROUNDS
+            elif await self.recover_catalogue():
                 self._recovery_rounds = RECOVERY_ROUNDS
             else:
                 return  # no hiring while this identity's own suppliers may still show up
@@ -449,24 +452,7 @@ class CustomerService(Service, ChunkPlacer):
             listing = await self.supplier_list_in_dht(None)
         except ServiceError:
             return False  # nothing published: a new account
-        catalogue_key = self.catalogue_key()
-        found: dict[int, offsite.Manifest] = {}
-
-        async def read_slot(supplier: str, slot: int) -> None:
-            try:
-                data = await self.suppliers.get(
-                    supplier, offsite.slot_id(catalogue_key, slot), offsite.MAX_MANIFEST
-                )
-                manifest = offsite.unseal(catalogue_key, slot, data)
-            except (P2PError, StorageRefused, TimeoutError, offsite.ManifestRefused) as exc:
-                log.debug("customer: no catalogue copy %d from %s: %s", slot, supplier, exc)
-                return
-            if slot not in found or found[slot].generation < manifest.generation:
-                found[slot] = manifest
-
-        await asyncio.gather(
-            *(read_slot(s, slot) for s in listing["suppliers"] for slot in range(offsite.SLOTS))
-        )
+        found = await self._catalogue_copies(listing["suppliers"])
         if not found:
             quota = self.quota
             await asyncio.to_thread(self.catalogue.set_suppliers, listing["suppliers"], quota)
@@ -495,6 +481,53 @@ class CustomerService(Service, ChunkPlacer):
             newest.n,
         )
         return True
+
+    async def find_catalogue_copies(self) -> None:
+        """After a restart, learn which copies of the catalogue the suppliers hold, as the last
+        run knew them: the next push then writes the slot without the newest copy, sends only
+        the chunks they lack and deletes those only the overwritten copy used. When the newest
+        is of this generation nothing is pushed at all."""
+        found = await self._catalogue_copies([row.idurl for row in self.catalogue.suppliers()])
+        if not found:
+            return  # none yet, or no supplier answered: the next push writes a whole copy
+        slot, newest = max(found.items(), key=lambda item: item[1].generation)
+        self._manifests, self._slot = found, slot
+        log.info("customer: catalogue generation %d found off-site", newest.generation)
+        if newest.generation == self.catalogue.generation:
+            self._pushed_generation = newest.generation
+        elif newest.generation > self.catalogue.generation:
+            # stored as it is, this catalogue would lose to that copy in a recovery
+            log.warning(
+                "customer: the suppliers hold a newer catalogue (generation %d) than this "
+                "node's (%d), as after restoring this machine from an older backup of its own; "
+                "this node's catalogue is stored off-site as the newest",
+                newest.generation,
+                self.catalogue.generation,
+            )
+            await asyncio.to_thread(self.catalogue.advance_generation, newest.generation)
+
+    async def _catalogue_copies(self, suppliers: list[str]) -> dict[int, offsite.Manifest]:
+        """The newest manifest in each slot that any of ``suppliers`` returns and that
+        decrypts; a supplier that does not answer or holds none is passed over."""
+        catalogue_key = self.catalogue_key()
+        found: dict[int, offsite.Manifest] = {}
+
+        async def read_slot(supplier: str, slot: int) -> None:
+            try:
+                data = await self.suppliers.get(
+                    supplier, offsite.slot_id(catalogue_key, slot), offsite.MAX_MANIFEST
+                )
+                manifest = offsite.unseal(catalogue_key, slot, data)
+            except (P2PError, StorageRefused, TimeoutError, offsite.ManifestRefused) as exc:
+                log.debug("customer: no catalogue copy %d from %s: %s", slot, supplier, exc)
+                return
+            if slot not in found or found[slot].generation < manifest.generation:
+                found[slot] = manifest
+
+        await asyncio.gather(
+            *(read_slot(s, slot) for s in suppliers for slot in range(offsite.SLOTS))
+        )
+        return found
 
     async def _read_catalogue_copy(self, manifest: offsite.Manifest) -> bytes:
         parts = [

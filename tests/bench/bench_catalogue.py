@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bitdust.cli_transfer import LIST_PAGE
 from bitdust.storage.backup import back_up
 from bitdust.storage.catalogue import Catalogue
 from bitdust.storage.customer import CATALOGUE_FILE
@@ -201,7 +202,8 @@ def run(smoke: bool) -> list[dict[str, Any]]:
                          f"off-site copy current in {started:.1f} s, file list {listing:.2f} s, "
                          f"restore of one file {restore:.2f} s")  # fmt: skip
                 size = catalogue_path(customer).stat().st_size
-                note = (f"bitdust --json file list (whole listing, CLI start included), "
+                note = (f"bitdust --json file list (whole listing, asked for {LIST_PAGE:,} "
+                        f"files at a time, CLI start included), "
                         f"catalogue {size / 1e6:.1f} MB; customer restarted after the catalogue "
                         f"grew, measured once its off-site copy was current")  # fmt: skip
                 points.append(

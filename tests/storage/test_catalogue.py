@@ -322,6 +322,20 @@ def test_generation_goes_up_once_per_change(path: Path, catalogue: Catalogue) ->
     assert Catalogue(path).generation == 7
 
 
+def test_the_generation_advances_past_a_newer_copy_and_never_goes_back(
+    path: Path, catalogue: Catalogue
+) -> None:
+    add_chunks(catalogue, "x")
+    catalogue.advance_generation(40)  # a copy off-site of generation 40
+    assert catalogue.generation == 41
+    catalogue.advance_generation(12)
+    assert catalogue.generation == 41
+    add_chunks(catalogue, "y")
+    assert catalogue.generation == 42
+    catalogue.close()
+    assert Catalogue(path).generation == 42
+
+
 def test_suppliers_are_replaced_and_keep_their_hiring_time(catalogue: Catalogue) -> None:
     catalogue.set_suppliers(SUPPLIERS[:2], 500)
     first = catalogue.suppliers()

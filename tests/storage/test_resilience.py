@@ -334,3 +334,46 @@ def test_a_supplier_killed_in_the_middle_of_a_write(
     restored = tmp_path / "restored.bin"
     customer.bitdust("file", "download", "big.bin", str(restored))
     assert restored.read_bytes() == big.read_bytes()
+
+
+def fragments_on(suppliers: list[GuideHost]) -> int:
+    return sum(_is_fragment(p) for host in suppliers for p in (host.base / "state").rglob("*"))
+
+
+@pytest.mark.timeout(420)
+def test_a_restarted_customer_finds_its_catalogue_copies_instead_of_storing_another(
+    guide_hosts: dict[str, GuideHost],
+    customer: GuideHost,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """After a restart the catalogue is not stored off-site again while it has not changed; a
+    change replaces the older of its two copies there (the slot without the newest): however
+    often the customer restarts, the suppliers hold as many fragments."""
+    suppliers = start_suppliers(guide_hosts, NAMES)
+    start_customer(customer)
+    tree = tmp_path / "docs"
+    tree.mkdir()
+    for n in range(3):
+        write_random(tree / f"{n}.bin", 100_000, n)
+    upload(customer, tree, "docs")
+    touched = tree / "0.bin"
+
+    def new_version() -> None:
+        """A new version of a file with the same bytes: a change of the catalogue alone."""
+        os.utime(touched)
+        [done] = upload(customer, touched, "docs/0.bin")
+        assert done["sent_bytes"] == 0
+        wait_for(lambda: offsite_current(customer), 60, "the changed catalogue stored off-site")
+
+    new_version()
+    new_version()  # both slots hold a copy now
+    stored = fragments_on(suppliers)
+    for _ in range(2):
+        customer.bitdust("stop")
+        customer.bitdust("daemon")
+        wait_for(lambda: offsite_current(customer), 60, "the catalogue's copies found off-site")
+        assert customer.data("service", "customer")["sent_bytes"] == 0
+        new_version()
+        wait_for(
+            lambda: fragments_on(suppliers) == stored, 30, "the older copy's fragments deleted"
+        )

@@ -10,13 +10,14 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import CUSTOMER_HOST, GuideHost, cli, wait_for
+from tests.helpers import CUSTOMER_HOST, GuideHost, bitdust_command, cli, wait_for
 from tests.test_guide_identity import start_core
 
 SERVERS = "host-a.com:8084:6661,host-b.com:8084:6661"
@@ -357,3 +358,64 @@ def test_customer_behind_a_router_backs_up_and_restores(
     assert restored.read_bytes() == source.read_bytes()
     contacts = customer.data("network", "status")["identity_contacts"]
     assert contacts and all(c.startswith("tcp://127.0.1.3:7771/") for c in contacts), contacts
+
+
+@pytest.mark.timeout(420)
+def test_a_suppliers_router_lost_in_the_middle_of_an_upload(
+    guide_hosts: dict[str, GuideHost], customer: GuideHost, tmp_path: Path
+) -> None:
+    """Dave, a supplier behind routers, loses his router (SIGKILL) while the customer writes to
+    him through it: the upload completes or ends with an error that names him; once he has
+    moved to his second router, the upload run again completes, sending only what he lacks,
+    and the file restores from his fragments alone (k = 1 of N = 2, Bob the other)."""
+    _, b = start_core(guide_hosts, SERVERS)
+    c, d = guide_hosts["host-c.com"], guide_hosts["host-d.com"]
+    router = {"services/identity-propagate/known-servers": SERVERS,
+              "services/proxy-server/enabled": "true"}  # fmt: skip
+    c.configure("host-a.com:14441", **router)
+    c.bitdust("daemon")
+    routers = [create_identity(c, "router1")]
+    c.bitdust("restart")
+    b.bitdust("set", "services/proxy-server/enabled", "true")
+    b.bitdust("set", "services/supplier/enabled", "true")
+    b.bitdust("set", "services/supplier/donated-space", "1", "GB")
+    routers.append(create_identity(b, "bob"))  # a supplier and the second router
+    b.bitdust("restart")
+    d.configure(
+        "host-a.com:14441",
+        **SUPPLIER,
+        **{"services/nodes-lookup/enabled": "true", "services/proxy-transport/enabled": "true",
+           "services/proxy-transport/preferred-routers": ",".join(routers)},
+    )  # fmt: skip
+    d.bitdust("daemon")
+    dave = create_identity(d, "dave")
+    d.bitdust("restart")  # advertises at once now that it has an identity
+
+    def router_of_dave() -> str | None:
+        return d.data("network", "status", "--proxy")["proxy"].get("router")
+
+    wait_for(lambda: router_of_dave() == routers[0], 90, "dave routed through host-c.com")
+    start_customer(customer, suppliers_number=2, **{"services/customer/data-fragments": 1})
+    assert dave in [row["idurl"] for row in customer.data("supplier", "list")]
+
+    big = write_random(tmp_path / "big.bin", 96 * MiB, 11)
+    command = [*bitdust_command(), "--json", "file", "upload", str(big), "big.bin"]
+    running = subprocess.Popen(command, env=customer.env, stderr=subprocess.PIPE, text=True)
+    wait_for(
+        lambda: customer.data("service", "customer")["counters"]["chunks_sent"] >= 2,
+        60,
+        "the upload under way",
+    )
+    os.kill(c.pid(), signal.SIGKILL)
+    _, stderr = running.communicate(timeout=120)
+    assert running.returncode == 0 or dave in stderr, stderr
+
+    wait_for(lambda: router_of_dave() == routers[1], 90, "dave moved to host-b.com")
+    [done] = upload(customer, big, "big.bin")
+    # the chunks stored before the kill (two at least) are not sent again
+    assert done["new_chunks"] <= done["chunks"] - 2, done
+    assert done["sent_bytes"] < 2 * big.stat().st_size, done
+    b.bitdust("set", "services/supplier/enabled", "false")  # bob's copy gone: dave's restores it
+    restored = tmp_path / "restored.bin"
+    customer.bitdust("file", "download", "big.bin", str(restored))
+    assert restored.read_bytes() == big.read_bytes()

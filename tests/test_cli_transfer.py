@@ -4,9 +4,10 @@ them over the API (the daemon cannot reach users' homes).
 The node here is a TEST DOUBLE: a real aiohttp server (the API's own shell, ``build_app``, with its
 secret) whose file routes keep files in memory, so that faults a real node does not show on demand
 (a download cut short, a wrong digest, a slow upload) can be made. It stands for the *remote node*
-only; the real routes are tested with real nodes in tests/storage. It checks what a user would see: trees uploaded with their modes and mtimes, byte-identical
-restores, no file and no temporary file left by a bad download, a file changed while read
-refused, JSON progress lines, one line for an unreadable file.
+only; the real routes are tested with real nodes in tests/storage. It checks what a user would
+see: trees uploaded with their modes and mtimes, byte-identical restores, no file and no temporary
+file left by a bad download, a file changed while read refused, JSON progress lines, one line for
+an unreadable file, a listing asked for a page at a time.
 """
 
 from __future__ import annotations

@@ -22,10 +22,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Protocol
 
-from bitdust.p2p.errors import P2PError, RequestRefused
 from bitdust.storage.catalogue import BAD, STORED, Catalogue, Challenge, ChunkPlacement
 from bitdust.storage.interface import NotInCatalogue
-from bitdust.storage.wire import MIN_NONCE, StorageRefused
+from bitdust.storage.wire import MIN_NONCE, REFUSED, UNREACHABLE
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +32,6 @@ NONCE_SIZE = MIN_NONCE
 #: The largest range one challenge hashes: enough to prove possession of a random spot, small
 #: enough that answering costs the supplier one read, not a pass over a 16 MiB fragment.
 MAX_RANGE = 64 * 1024
-
-#: The supplier answered, but not with the proof: it refused ("no such fragment", its copy is
-#: corrupt, we are no customer of it) or its answer broke the protocol.
-NO_PROOF = (RequestRefused, StorageRefused)
-#: No answer at all: no session, the session ended, or no answer in time.
-UNREACHABLE = (P2PError, TimeoutError, OSError)
 
 
 class Randomness(Protocol):
@@ -173,7 +166,7 @@ class Auditor:
         if challenge is not None:
             try:
                 answer = await self.suppliers.audit(idurl, target.fragment_id, challenge)
-            except NO_PROOF:
+            except REFUSED:  # an answer, but not the proof
                 return False
             return answer == challenge.digest
         if target.digest is None:
@@ -185,7 +178,7 @@ class Auditor:
         it matches, make fresh challenges from those bytes."""
         try:
             fragment = await self.suppliers.get(idurl, target.fragment_id, target.stored_size)
-        except NO_PROOF:
+        except REFUSED:  # an answer, but not the proof
             return False
         if await asyncio.to_thread(lambda: hashlib.sha256(fragment).digest()) != digest:
             return False

@@ -55,7 +55,7 @@ from bitdust.storage.suppliers import (
     decode_supplier_list,
     encode_supplier_list,
 )
-from bitdust.storage.wire import StorageRefused
+from bitdust.storage.wire import REFUSED, UNREACHABLE, StorageRefused
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,9 @@ class CustomerService(Service, ChunkPlacer):
         self._pushed_generation = -1
         self._manifests: dict[int, offsite.Manifest] = {}  # by slot: the copies on suppliers
         self._slot = 0  # the slot written last
+        # whether _manifests are what the suppliers hold: nothing is stored off-site before
+        # (a copy stored blind could overwrite the newest one)
+        self._copies_known = False
         self.counters = {
             "chunks_sent": 0,
             "chunks_deduplicated": 0,
@@ -179,15 +182,12 @@ class CustomerService(Service, ChunkPlacer):
         if self.p2p.propagate.current is None:
             raise ServiceError(NO_IDENTITY)
         now = time.monotonic()
-        if self._recovery_rounds < RECOVERY_ROUNDS:
+        if self._recovery_rounds < RECOVERY_ROUNDS and not self.catalogue.suppliers():
             self._recovery_rounds += 1
-            if self.catalogue.suppliers():
-                await self.find_catalogue_copies()  # a restart: where the last run left them
-                self._recovery_rounds = RECOVERY_ROUNDS
-            elif await self.recover_catalogue():
-                self._recovery_rounds = RECOVERY_ROUNDS
-            else:
+            if not await self.recover_catalogue():
                 return  # no hiring while this identity's own suppliers may still show up
+        if not self._copies_known and self.catalogue.suppliers():
+            self._copies_known = await self.find_catalogue_copies()
         if now >= self._next_hire:
             missing = await self.hire_missing()
             self._next_hire = now + (HIRE_RETRY if missing else HIRE_CHECK)
@@ -203,7 +203,8 @@ class CustomerService(Service, ChunkPlacer):
                         result.checked,
                     )
             await self.repair_round()
-        if not self._uploads and self.catalogue.generation != self._pushed_generation:
+        pending = self.catalogue.generation != self._pushed_generation
+        if pending and self._copies_known and not self._uploads:
             await self.push_catalogue()
 
     async def hire_missing(self) -> int:
@@ -452,7 +453,7 @@ class CustomerService(Service, ChunkPlacer):
             listing = await self.supplier_list_in_dht(None)
         except ServiceError:
             return False  # nothing published: a new account
-        found = await self._catalogue_copies(listing["suppliers"])
+        found, _ = await self._catalogue_copies(listing["suppliers"])
         if not found:
             quota = self.quota
             await asyncio.to_thread(self.catalogue.set_suppliers, listing["suppliers"], quota)
@@ -473,7 +474,7 @@ class CustomerService(Service, ChunkPlacer):
         staged.replace(path)
         fsync_dir(path.parent)
         self.catalogue = Catalogue(path)
-        self._manifests, self._slot = found, slot
+        self._manifests, self._slot, self._copies_known = found, slot, True
         self._pushed_generation = self.catalogue.generation
         log.info(
             "customer: catalogue generation %d recovered from %d suppliers",
@@ -482,14 +483,17 @@ class CustomerService(Service, ChunkPlacer):
         )
         return True
 
-    async def find_catalogue_copies(self) -> None:
-        """After a restart, learn which copies of the catalogue the suppliers hold, as the last
+    async def find_catalogue_copies(self) -> bool:
+        """After a start, learn which copies of the catalogue the suppliers hold, as the last
         run knew them: the next push then writes the slot without the newest copy, sends only
         the chunks they lack and deletes those only the overwritten copy used. When the newest
-        is of this generation nothing is pushed at all."""
-        found = await self._catalogue_copies([row.idurl for row in self.catalogue.suppliers()])
+        is of this generation nothing is pushed at all. False when no supplier answered (at
+        boot, before the network is up): asked again at the next round."""
+        found, answered = await self._catalogue_copies(
+            [row.idurl for row in self.catalogue.suppliers()]
+        )
         if not found:
-            return  # none yet, or no supplier answered: the next push writes a whole copy
+            return answered  # when they answered, none is there yet: a new account
         slot, newest = max(found.items(), key=lambda item: item[1].generation)
         self._manifests, self._slot = found, slot
         log.info("customer: catalogue generation %d found off-site", newest.generation)
@@ -505,21 +509,34 @@ class CustomerService(Service, ChunkPlacer):
                 self.catalogue.generation,
             )
             await asyncio.to_thread(self.catalogue.advance_generation, newest.generation)
+        return True
 
-    async def _catalogue_copies(self, suppliers: list[str]) -> dict[int, offsite.Manifest]:
+    async def _catalogue_copies(
+        self, suppliers: list[str]
+    ) -> tuple[dict[int, offsite.Manifest], bool]:
         """The newest manifest in each slot that any of ``suppliers`` returns and that
-        decrypts; a supplier that does not answer or holds none is passed over."""
+        decrypts (a supplier that does not answer or holds none is passed over), and whether
+        any of them answered at all."""
         catalogue_key = self.catalogue_key()
         found: dict[int, offsite.Manifest] = {}
+        answered = False
 
         async def read_slot(supplier: str, slot: int) -> None:
+            nonlocal answered
             try:
                 data = await self.suppliers.get(
                     supplier, offsite.slot_id(catalogue_key, slot), offsite.MAX_MANIFEST
                 )
+                answered = True
                 manifest = offsite.unseal(catalogue_key, slot, data)
-            except (P2PError, StorageRefused, TimeoutError, offsite.ManifestRefused) as exc:
+            except (*REFUSED, offsite.ManifestRefused) as exc:
+                answered = True  # it has none there, or not one that decrypts
                 log.debug("customer: no catalogue copy %d from %s: %s", slot, supplier, exc)
+                return
+            except UNREACHABLE as exc:
+                log.debug(
+                    "customer: no answer for catalogue copy %d from %s: %s", slot, supplier, exc
+                )
                 return
             if slot not in found or found[slot].generation < manifest.generation:
                 found[slot] = manifest
@@ -527,7 +544,7 @@ class CustomerService(Service, ChunkPlacer):
         await asyncio.gather(
             *(read_slot(s, slot) for s in suppliers for slot in range(offsite.SLOTS))
         )
-        return found
+        return found, answered
 
     async def _read_catalogue_copy(self, manifest: offsite.Manifest) -> bytes:
         parts = [

@@ -30,7 +30,7 @@ from typing import Any
 
 import msgpack
 
-from bitdust.p2p.errors import P2PError
+from bitdust.p2p.errors import P2PError, RequestRefused
 
 VERSION = 1
 
@@ -55,6 +55,13 @@ MAX_SPACE = 2**62
 
 class StorageRefused(P2PError):
     """A storage request or answer broke the protocol, or was refused; the message says why."""
+
+
+#: The supplier answered, but refused ("no such fragment", its copy is corrupt, we are no
+#: customer of it) or its answer broke the protocol: an answer all the same.
+REFUSED = (RequestRefused, StorageRefused)
+#: No answer at all: no session, the session ended, or no answer in time.
+UNREACHABLE = (P2PError, TimeoutError, OSError)
 
 
 def _bytes_of(size: int) -> Callable[[Any], bool]:

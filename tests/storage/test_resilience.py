@@ -7,12 +7,14 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import SPARE_HOST, GuideHost, bitdust_command, cli, wait_for
+from bitdust.storage.customer import MAINTENANCE_TICK, RECOVERY_ROUNDS
+from tests.helpers import SPARE_HOST, GuideHost, cli, wait_for
 from tests.storage.test_guide_storage import (
     SERVERS,
     SUPPLIER,
@@ -23,6 +25,7 @@ from tests.storage.test_guide_storage import (
     start_suppliers,
     tree_state,
     upload,
+    upload_killing,
     write_random,
 )
 from tests.test_guide_identity import start_core
@@ -221,16 +224,8 @@ def test_a_customer_killed_in_the_middle_of_an_upload(
     early = write_random(tmp_path / "early.bin", 2 * MiB, 1)
     upload(customer, early, "early.bin")
     big = write_random(tmp_path / "big.bin", 96 * MiB, 2)
-    command = [*bitdust_command(), "file", "upload", str(big), "big.bin"]
-    running = subprocess.Popen(command, env=customer.env, stderr=subprocess.PIPE, text=True)
-    wait_for(
-        lambda: customer.data("service", "customer")["counters"]["chunks_sent"] >= 2,
-        60,
-        "the upload under way",
-    )
-    os.kill(customer.pid(), signal.SIGKILL)
-    _, stderr = running.communicate(timeout=60)
-    assert running.returncode != 0 and stderr.startswith("bitdust: "), stderr
+    stderr = upload_killing(customer, big, "big.bin", customer)
+    assert stderr.startswith("bitdust: "), stderr
 
     customer.bitdust("daemon")
     assert [row["remote"] for row in customer.data("file", "list")] == ["early.bin"]
@@ -311,17 +306,9 @@ def test_a_supplier_killed_in_the_middle_of_a_write(
     big = write_random(tmp_path / "big.bin", 96 * MiB, 3)
     start_spare_supplier(spare, "erin")
     hired = [row["idurl"] for row in customer.data("supplier", "list")]
-    command = [*bitdust_command(), "file", "upload", str(big), "big.bin"]
-    running = subprocess.Popen(command, env=customer.env, stderr=subprocess.PIPE, text=True)
-    wait_for(
-        lambda: customer.data("service", "customer")["counters"]["chunks_sent"] >= 2,
-        60,
-        "the upload under way",
-    )
     position, _ = plain_suppliers(hired)
-    os.kill(host_of(suppliers, hired[position]).pid(), signal.SIGKILL)
-    _, stderr = running.communicate(timeout=120)
-    assert running.returncode == 1 and hired[position] in stderr, stderr
+    stderr = upload_killing(customer, big, "big.bin", host_of(suppliers, hired[position]))
+    assert hired[position] in stderr, stderr
 
     wait_for(
         lambda: hired[position] not in [r["idurl"] for r in customer.data("supplier", "list")],
@@ -348,7 +335,8 @@ def test_a_restarted_customer_finds_its_catalogue_copies_instead_of_storing_anot
 ) -> None:
     """After a restart the catalogue is not stored off-site again while it has not changed; a
     change replaces the older of its two copies there (the slot without the newest): however
-    often the customer restarts, the suppliers hold as many fragments."""
+    often the customer restarts, the suppliers hold as many fragments. A customer that starts
+    while its suppliers are down waits for them before it stores anything."""
     suppliers = start_suppliers(guide_hosts, NAMES)
     start_customer(customer)
     tree = tmp_path / "docs"
@@ -377,3 +365,16 @@ def test_a_restarted_customer_finds_its_catalogue_copies_instead_of_storing_anot
         wait_for(
             lambda: fragments_on(suppliers) == stored, 30, "the older copy's fragments deleted"
         )
+
+    # Started while none of its suppliers answers (a boot before the network is up): it stores
+    # no copy blind, over rounds of maintenance, and none once they answer.
+    for host in suppliers:
+        host.bitdust("stop")
+    customer.bitdust("stop")
+    customer.bitdust("daemon")
+    time.sleep(RECOVERY_ROUNDS * MAINTENANCE_TICK + 2)
+    assert not offsite_current(customer)
+    for host in suppliers:
+        host.bitdust("daemon")
+    wait_for(lambda: offsite_current(customer), 90, "the catalogue's copies found off-site")
+    assert customer.data("service", "customer")["sent_bytes"] == 0

@@ -101,11 +101,9 @@ class CustomerService(Service, ChunkPlacer):
         self._next_audit = time.monotonic() + float(self.config["services/customer/audit-interval"])
         self._recovery_rounds = 0
         self._pushed_generation = -1
-        self._manifests: dict[int, offsite.Manifest] = {}  # by slot: the copies on suppliers
-        self._slot = 0  # the slot written last
-        # whether _manifests are what the suppliers hold: nothing is stored off-site before
-        # (a copy stored blind could overwrite the newest one)
-        self._copies_known = False
+        # the catalogue's copies on the suppliers, once they have told: nothing is stored
+        # off-site before (a copy stored blind could overwrite the newest one)
+        self._copies: offsite.Copies | None = None
         self.counters = {
             "chunks_sent": 0,
             "chunks_deduplicated": 0,
@@ -186,8 +184,8 @@ class CustomerService(Service, ChunkPlacer):
             self._recovery_rounds += 1
             if not await self.recover_catalogue():
                 return  # no hiring while this identity's own suppliers may still show up
-        if not self._copies_known and self.catalogue.suppliers():
-            self._copies_known = await self.find_catalogue_copies()
+        if self._copies is None and self.catalogue.suppliers():
+            await self.find_catalogue_copies()
         if now >= self._next_hire:
             missing = await self.hire_missing()
             self._next_hire = now + (HIRE_RETRY if missing else HIRE_CHECK)
@@ -204,8 +202,8 @@ class CustomerService(Service, ChunkPlacer):
                     )
             await self.repair_round()
         pending = self.catalogue.generation != self._pushed_generation
-        if pending and self._copies_known and not self._uploads:
-            await self.push_catalogue()
+        if pending and self._copies is not None and not self._uploads:
+            await self.push_catalogue(self._copies)
 
     async def hire_missing(self) -> int:
         """Hire suppliers for the empty positions and publish the list; how many are missing."""
@@ -386,7 +384,7 @@ class CustomerService(Service, ChunkPlacer):
             raise ServiceError(NO_IDENTITY)
         return derive_key(current.private_key, CATALOGUE_KEY_LABEL)
 
-    async def push_catalogue(self) -> None:
+    async def push_catalogue(self, copies: offsite.Copies) -> None:
         """Store the catalogue as it is now on the suppliers: its chunks (those not there
         already), then its manifest in the slot not holding the newest copy; then delete the
         chunks only the overwritten copy used."""
@@ -396,7 +394,7 @@ class CustomerService(Service, ChunkPlacer):
         data = await asyncio.to_thread(self.catalogue.snapshot_bytes)
         chunker = Chunker()
         chunks = await asyncio.to_thread(lambda: chunker.feed(data) + chunker.finish())
-        on_suppliers = {c for m in self._manifests.values() for c, _ in m.chunks}
+        on_suppliers = copies.chunk_ids()
         listed = []
         for chunk in chunks:
             chunk_id = await asyncio.to_thread(keys.chunk_id_of, chunk)
@@ -416,20 +414,16 @@ class CustomerService(Service, ChunkPlacer):
         manifest = offsite.Manifest(
             generation, len(data), digest, self.k, tuple(hired), tuple(listed)
         )
-        slot = 1 - self._slot
+        slot = copies.next_slot()
         sealed = offsite.seal(catalogue_key, slot, manifest)
         manifest_id = offsite.slot_id(catalogue_key, slot)
         await self._put_to_most(
             [self._put(supplier, manifest_id, sealed, i) for i, supplier in enumerate(hired)]
         )
-        replaced = self._manifests.get(slot)
-        self._manifests[slot], self._slot = manifest, slot
+        unused, stored_on = copies.stored(slot, manifest)
         self._pushed_generation = generation
-        if replaced is not None:
-            kept = {c for m in self._manifests.values() for c, _ in m.chunks}
-            await self._delete_fragments(
-                [c for c, _ in replaced.chunks if c not in kept], list(replaced.suppliers)
-            )
+        if unused:
+            await self._delete_fragments(unused, list(stored_on))
         log.info("customer: catalogue generation %d stored off-site (slot %d)", generation, slot)
 
     async def _put_to_most(self, puts: list[Awaitable[None]]) -> None:
@@ -454,12 +448,13 @@ class CustomerService(Service, ChunkPlacer):
         except ServiceError:
             return False  # nothing published: a new account
         found, _ = await self._catalogue_copies(listing["suppliers"])
-        if not found:
+        copies = offsite.Copies.found(found)
+        newest = copies.newest
+        if newest is None:
             quota = self.quota
             await asyncio.to_thread(self.catalogue.set_suppliers, listing["suppliers"], quota)
             log.info("customer: supplier list recovered from the DHT; no catalogue copy yet")
             return False
-        slot, newest = max(found.items(), key=lambda item: item[1].generation)
         data = await self._read_catalogue_copy(newest)
         path = self.node.paths.state_dir / CATALOGUE_FILE
         staged = path.with_name(path.name + ".recovered")
@@ -474,7 +469,7 @@ class CustomerService(Service, ChunkPlacer):
         staged.replace(path)
         fsync_dir(path.parent)
         self.catalogue = Catalogue(path)
-        self._manifests, self._slot, self._copies_known = found, slot, True
+        self._copies = copies
         self._pushed_generation = self.catalogue.generation
         log.info(
             "customer: catalogue generation %d recovered from %d suppliers",
@@ -483,19 +478,21 @@ class CustomerService(Service, ChunkPlacer):
         )
         return True
 
-    async def find_catalogue_copies(self) -> bool:
+    async def find_catalogue_copies(self) -> None:
         """After a start, learn which copies of the catalogue the suppliers hold, as the last
         run knew them: the next push then writes the slot without the newest copy, sends only
         the chunks they lack and deletes those only the overwritten copy used. When the newest
-        is of this generation nothing is pushed at all. False when no supplier answered (at
-        boot, before the network is up): asked again at the next round."""
+        is of this generation nothing is pushed at all. Nothing is learned when no supplier
+        answered (at boot, before the network is up): they are asked again at the next round."""
         found, answered = await self._catalogue_copies(
             [row.idurl for row in self.catalogue.suppliers()]
         )
-        if not found:
-            return answered  # when they answered, none is there yet: a new account
-        slot, newest = max(found.items(), key=lambda item: item[1].generation)
-        self._manifests, self._slot = found, slot
+        if not answered:
+            return
+        self._copies = copies = offsite.Copies.found(found)
+        newest = copies.newest
+        if newest is None:
+            return  # none there yet: a new account
         log.info("customer: catalogue generation %d found off-site", newest.generation)
         if newest.generation == self.catalogue.generation:
             self._pushed_generation = newest.generation
@@ -509,7 +506,6 @@ class CustomerService(Service, ChunkPlacer):
                 self.catalogue.generation,
             )
             await asyncio.to_thread(self.catalogue.advance_generation, newest.generation)
-        return True
 
     async def _catalogue_copies(
         self, suppliers: list[str]
@@ -810,6 +806,7 @@ class CustomerService(Service, ChunkPlacer):
 
     def consumed(self) -> dict[str, Any]:
         used = self.catalogue.stored_bytes()
+        offsite_copy = self._copies.newest if self._copies is not None else None
         return {
             "suppliers": len(self.catalogue.suppliers()),
             "wanted": self.wanted,
@@ -817,9 +814,7 @@ class CustomerService(Service, ChunkPlacer):
             "stored": sum(used.values()),
             "needed": self.needed_space,
             "catalogue_generation": self.catalogue.generation,
-            "offsite_generation": max(
-                (m.generation for m in self._manifests.values()), default=None
-            ),
+            "offsite_generation": offsite_copy.generation if offsite_copy else None,
         }
 
     def info(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -53,6 +53,45 @@ class Manifest:
     @property
     def n(self) -> int:
         return len(self.suppliers)
+
+
+@dataclass
+class Copies:
+    """The copies of the catalogue the suppliers hold, by slot, as this node last found or
+    stored them: where the next copy goes and what it leaves unused. Bookkeeping only; the
+    customer service does the I/O."""
+
+    manifests: dict[int, Manifest] = field(default_factory=dict)
+    last_slot: int = 0  # the slot written last: the newest copy's
+
+    @classmethod
+    def found(cls, manifests: dict[int, Manifest]) -> Copies:
+        """The copies read back from the suppliers, the newest taken for the last written."""
+        newest = max(manifests, key=lambda slot: manifests[slot].generation, default=0)
+        return cls(dict(manifests), newest)
+
+    @property
+    def newest(self) -> Manifest | None:
+        return self.manifests.get(self.last_slot)
+
+    def chunk_ids(self) -> set[bytes]:
+        """The chunks the copies use: a new copy sends only the others."""
+        return {chunk_id for manifest in self.manifests.values() for chunk_id, _ in manifest.chunks}
+
+    def next_slot(self) -> int:
+        """Where the next copy goes: never the slot of the newest, so that a crash in the
+        middle of writing it leaves that one whole."""
+        return (self.last_slot + 1) % SLOTS
+
+    def stored(self, slot: int, manifest: Manifest) -> tuple[list[bytes], tuple[str, ...]]:
+        """Record ``manifest`` as written to ``slot``; the chunks only the copy it overwrote
+        used, to delete, and the suppliers that copy was stored on."""
+        replaced = self.manifests.get(slot)
+        self.manifests[slot], self.last_slot = manifest, slot
+        if replaced is None:
+            return [], ()
+        kept = self.chunk_ids()
+        return [c for c, _ in replaced.chunks if c not in kept], replaced.suppliers
 
 
 def slot_id(catalogue_key: bytes, slot: int) -> bytes:

@@ -62,6 +62,20 @@ def test_any_json_is_arguments_or_a_4xx(data: Any) -> None:
     if isinstance(result, dict):
         assert isinstance(result["key"], str)
         assert result["expire"] is None or type(result["expire"]) is int
+        for value in (result["expire"], result["value"]):  # what SQLite and the OS can take
+            assert type(value) is not int or -(2**63) <= value < 2**63
+
+
+def test_whole_numbers_beyond_64_bits_are_400_from_a_body_or_a_query() -> None:
+    for number in (2**63, -(2**63) - 1, 10**30):
+        result = outcome(json.dumps({"key": "k", "expire": number}).encode())
+        assert (
+            isinstance(result, ApiError)
+            and str(result) == "field 'expire': a whole number out of range"
+        )
+    assert outcome(b"", "key=k&expire=9223372036854775807")["expire"] == 2**63 - 1  # type: ignore[index]
+    result = outcome(b"", "key=k&expire=9223372036854775808")
+    assert isinstance(result, ApiError) and result.status == 400
 
 
 @given(st.lists(st.tuples(FIELDS, st.text(max_size=12)), max_size=4))

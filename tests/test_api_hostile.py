@@ -123,6 +123,21 @@ def test_a_whole_number_in_a_query_is_ascii_digits(node: Node, digits: str) -> N
     assert (status, envelope["errors"]) == (400, ["field 'expire': expected a whole number"])
 
 
+def test_a_whole_number_beyond_64_bits_is_400(node: Node) -> None:
+    """Whole numbers reach SQLite and the OS, which take 64 bits: beyond, a reason, not a 500."""
+    for number in (2**63, -(2**63) - 1, 10**30):
+        status, envelope = node.api("POST", "/dht/value/set/v1", {"key": "k", "value": "v",
+                                                                   "expire": number})  # fmt: skip
+        assert (status, envelope["errors"]) == (
+            400,
+            ["field 'expire': a whole number out of range"],
+        )
+    status, envelope = node.api(
+        "POST", "/dht/value/set/v1?key=k&value=v&expire=9999999999999999999"
+    )
+    assert (status, envelope["errors"]) == (400, ["field 'expire': a whole number out of range"])
+
+
 def test_a_lone_surrogate_in_a_setting_is_400_and_nothing_is_written(node: Node) -> None:
     before = settings_file(node).read_bytes() if settings_file(node).exists() else None
     body = b'{"value": "a\\ud800b"}'

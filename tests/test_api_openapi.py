@@ -45,7 +45,7 @@ def test_declared_parameters_are_the_schema(node: Node) -> None:
     paths = describe(node)["paths"]
     body = paths["/v1/dht/value/set"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"]["required"] == ["key", "value"]
-    assert body["schema"]["properties"]["expire"] == {"type": "integer"}
+    assert body["schema"]["properties"]["expire"] == {"type": "integer", "format": "int64"}
     assert body["schema"]["additionalProperties"] is False
     query = {p["name"]: p for p in paths["/v1/network/status"]["get"]["parameters"]}
     assert query["dht"] == {

@@ -93,6 +93,8 @@ def _schema(param: Param) -> dict[str, Any]:
     types = param.type if isinstance(param.type, tuple) else (param.type,)
     names = [_JSON_TYPES[t] for t in types]
     schema: dict[str, Any] = {"type": names[0] if len(names) == 1 else names}
+    if types == (int,):
+        schema["format"] = "int64"  # wider numbers are refused (server._int64)
     if param.default is not None:
         schema["default"] = param.default
     return schema

@@ -158,11 +158,19 @@ def _parse_scalar(param: Param, raw: Any, from_query: bool) -> Any:
         if bool in types and raw.lower() in _QUERY_BOOLS:
             return _QUERY_BOOLS[raw.lower()]
         if int in types and _WHOLE_NUMBER.fullmatch(raw):
-            return int(raw)
+            return _int64(param, int(raw))
     elif not (isinstance(raw, bool) and bool not in types) and isinstance(raw, types):
-        return raw
+        return _int64(param, raw) if type(raw) is int else raw
     expected = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
     raise ApiError(400, f"field {param.name!r}: expected {expected}")
+
+
+def _int64(param: Param, value: int) -> int:
+    """``value`` when it fits a signed 64-bit integer, as SQLite and the OS take them: a
+    handler never meets a number that would fail deep inside one of them."""
+    if not -(2**63) <= value < 2**63:
+        raise ApiError(400, f"field {param.name!r}: a whole number out of range")
+    return value
 
 
 def _is_unicode(text: str) -> bool:

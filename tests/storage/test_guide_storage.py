@@ -195,7 +195,11 @@ def test_guide_parts_6_and_7_backup_restore_and_a_lost_supplier(
         ["docs/sub/deeper/photo.jpg", "docs/sub/deeper/script.sh"],
         ["docs/sub/text.txt"],
     ]
-    for query, error in (("limit=-1", "field 'limit'"), ("after=" + "x" * 4097, "field 'after'")):
+    for query, error in (
+        ("limit=-1", "field 'limit'"),
+        ("limit=9999999999999999999", "field 'limit': a whole number out of range"),
+        ("after=" + "x" * 4097, "field 'after'"),
+    ):
         status, answer = customer.api("GET", f"/file/list/v1?{query}")
         assert status == 400 and error in answer["errors"][0], answer
 

@@ -245,9 +245,10 @@ async def file_delete(call: Call) -> dict[str, Any]:
     fragments of the chunks nothing else references."""
     customer = _customer(call)
     remote = _remote(call, customer)
-    if not customer.catalogue.list_files(remote):
-        raise ApiError(404, f"no file or directory {remote!r} in the catalogue")
-    return await customer.delete(remote)
+    try:
+        return await customer.delete(remote)
+    except NotInCatalogue:
+        raise ApiError(404, f"no file or directory {remote!r} in the catalogue") from None
 
 
 @route("GET", "supplier/list")

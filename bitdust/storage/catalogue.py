@@ -179,6 +179,15 @@ class FileSummary:
     versions: int
 
 
+@dataclass(frozen=True)
+class Deleted:
+    """What forgetting a path did: how many files it listed, and the chunks nobody uses any
+    more (their fragments are to be deleted on the suppliers)."""
+
+    files: int
+    released: list[ChunkRow]
+
+
 # Checks of the columns read back, by kind (rows are data from a file).
 def _blob(size: int) -> Callable[[Any], bool]:
     return lambda value: isinstance(value, bytes) and len(value) == size
@@ -722,23 +731,25 @@ class Catalogue:
                 found.append(self._file_version(rows[0]) if same else None)
         return found
 
-    def delete_path(self, path: str) -> list[ChunkRow]:
-        """Forget every version of ``path`` and of everything under ``path/``; returns the
-        chunks nobody uses any more (their fragments are to be deleted on the suppliers)."""
+    def delete_path(self, path: str) -> Deleted:
+        """Forget every version of ``path`` and of everything under ``path/``, in one
+        transaction (NotInCatalogue when there is none)."""
         path = path.rstrip("/")
         if not path:
             raise ValueError(
                 "name the path to delete (the whole catalogue is never deleted at once)"
             )
         with self._transaction():
+            query = f"SELECT COUNT(DISTINCT path) FROM files WHERE {_UNDER}"
+            files = self._db.execute(query, {"path": path}).fetchone()[0]
             released = self._drop_versions(f"SELECT id FROM files WHERE {_UNDER}", {"path": path})
             if released is None:
                 raise NotInCatalogue(f"{path}: not in the catalogue")
-            return released
+            return Deleted(files, released)
 
     def prune(self, path: str, keep: int) -> list[ChunkRow]:
         """Keep the newest ``keep`` versions of ``path``; returns the chunks nobody uses any
-        more, as :meth:`delete_path` does."""
+        more (their fragments are to be deleted on the suppliers)."""
         if type(keep) is not int or keep < 1:
             raise ValueError(f"keep {keep!r}: at least 1 version (delete_path removes a path)")
         with self._transaction():

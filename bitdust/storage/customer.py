@@ -730,10 +730,9 @@ class CustomerService(Service, ChunkPlacer):
     async def delete(self, remote: str) -> dict[str, Any]:
         """Forget ``remote`` (a file, or a directory and everything under it) and delete the
         fragments of chunks nothing references any more."""
-        files = len(self.catalogue.list_files(remote))
-        freed = await asyncio.to_thread(self.catalogue.delete_path, remote)
-        deleted = await self.delete_chunks(freed)
-        return {"remote": remote, "files": files, "chunks_freed": deleted}
+        deleted = await asyncio.to_thread(self.catalogue.delete_path, remote)
+        freed = await self.delete_chunks(deleted.released)
+        return {"remote": remote, "files": deleted.files, "chunks_freed": freed}
 
     async def delete_chunks(self, chunks: list[Any]) -> int:
         """Delete the fragments of chunks nobody references any more, supplier by supplier;

@@ -179,8 +179,9 @@ def test_a_chunk_used_twice_counts_each_reference(catalogue: Catalogue) -> None:
         1,
     )
 
-    released = catalogue.delete_path("a.txt")
-    assert {row.id for row in released} == {chunk_id("own"), chunk_id("other")}
+    deleted = catalogue.delete_path("a.txt")
+    assert deleted.files == 1
+    assert {row.id for row in deleted.released} == {chunk_id("own"), chunk_id("other")}
     assert refs(catalogue, "shared") == 1
 
 
@@ -251,9 +252,10 @@ def test_deleting_a_directory_leaves_its_namesakes(catalogue: Catalogue) -> None
     add_file(catalogue, "docs2/c.txt", "c")
     add_file(catalogue, "docs.txt", "d")
 
-    released = catalogue.delete_path("docs")
+    deleted = catalogue.delete_path("docs")
 
-    assert {row.id for row in released} == {chunk_id("a"), chunk_id("b")}
+    assert deleted.files == 2  # docs/a.txt and docs/sub/b.txt, not their namesakes
+    assert {row.id for row in deleted.released} == {chunk_id("a"), chunk_id("b")}
     assert [summary.latest.path for summary in catalogue.list_files()] == [
         "docs.txt",
         "docs2/c.txt",

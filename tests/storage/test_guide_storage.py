@@ -255,6 +255,8 @@ def test_guide_parts_6_and_7_backup_restore_and_a_lost_supplier(
     used_alive = used_on_suppliers(alive)
     deleted = customer.data("file", "delete", "docs/sub")
     assert deleted["files"] == 3
+    status, answer = customer.api("DELETE", "/file/delete/v1?remote=docs/sub")
+    assert (status, answer["errors"]) == (404, ["no file or directory 'docs/sub' in the catalogue"])
     assert not [r for r in customer.data("file", "list") if r["remote"].startswith("docs/sub/")]
     assert used_on_suppliers(alive) < used_alive
     customer.bitdust("file", "download", "docs/random.bin", str(tmp_path / "kept.bin"))

@@ -210,19 +210,25 @@ async def file_list(call: Call) -> list[dict[str, Any]]:
 
 @route("GET", "file/info", Param("remote", str, required=True))
 async def file_info(call: Call) -> dict[str, Any]:
-    """Every kept version of ``remote``, its chunks and which supplier holds each fragment."""
+    """Every kept version of ``remote``, its chunks and which supplier holds each fragment
+    (read in a worker thread: a large file has thousands of chunks)."""
     customer = _customer(call)
     remote = _remote(call, customer)
-    versions = customer.catalogue.versions(remote)
-    if not versions:
+    rows = await asyncio.to_thread(_version_rows, customer, remote)
+    if not rows:
         raise ApiError(404, f"no file {remote!r} in the catalogue")
+    return {"remote": remote, "versions": rows}
+
+
+def _version_rows(customer: CustomerService, remote: str) -> list[dict[str, Any]]:
+    versions = customer.catalogue.versions(remote)
     rows = []
     for version in versions:
         row = _file_row(version, len(versions))
         row["sha256"] = version.sha256.hex()
         row["chunks"] = [_chunk_row(customer, chunk_id) for chunk_id in version.chunk_ids]
         rows.append(row)
-    return {"remote": remote, "versions": rows}
+    return rows
 
 
 def _chunk_row(customer: CustomerService, chunk_id: bytes) -> dict[str, Any]:

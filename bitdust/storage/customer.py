@@ -441,7 +441,7 @@ class CustomerService(Service, ChunkPlacer):
         """On a node whose catalogue is empty (a new machine, restored from the key backup):
         find this identity's supplier list in the DHT and the newest catalogue copy on those
         suppliers, and take it as the local catalogue. True when one was recovered."""
-        if self.catalogue.suppliers() or self.catalogue.list_files():
+        if self.catalogue.suppliers() or self.catalogue.list_files(limit=1):
             return False
         try:
             listing = await self.supplier_list_in_dht(None)

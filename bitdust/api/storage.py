@@ -259,8 +259,9 @@ async def file_delete(call: Call) -> dict[str, Any]:
 
 @route("GET", "supplier/list")
 async def supplier_list(call: Call) -> list[dict[str, Any]]:
-    """The hired suppliers by position, with the bytes of this node's fragments on each."""
-    return _customer(call).supplier_rows()
+    """The hired suppliers by position, with the bytes of this node's fragments on each (a sum
+    over every placement, read in a worker thread)."""
+    return await asyncio.to_thread(_customer(call).supplier_rows)
 
 
 @route("GET", "supplier/list/dht", Param("idurl", str, default=None))
@@ -302,8 +303,9 @@ async def supplier_replace(call: Call) -> dict[str, Any]:
 
 @route("GET", "space/consumed")
 async def space_consumed(call: Call) -> dict[str, Any]:
-    """What this node stores on suppliers: suppliers hired, bytes of fragments, space asked."""
-    return _customer(call).consumed()
+    """What this node stores on suppliers: suppliers hired, bytes of fragments, space asked
+    (a sum over every placement, read in a worker thread)."""
+    return await asyncio.to_thread(_customer(call).consumed)
 
 
 ROUTES: list[Route] = [

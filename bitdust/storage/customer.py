@@ -744,18 +744,27 @@ class CustomerService(Service, ChunkPlacer):
         next deletion) so that a supplier away now does not keep data for ever."""
         if self._uploads:  # a running upload may be about to reference one of them again
             return 0
-        pending = {row.id for row in chunks} | {
-            row.id for row in self.catalogue.unreferenced_chunks()
-        }
+        # a query per chunk: a directory's delete may free thousands, so off the event loop
+        pending, by_supplier = await asyncio.to_thread(
+            self._placed_fragments, {row.id for row in chunks}
+        )
+        done = pending - await self._delete_on_suppliers(by_supplier)
+        await asyncio.to_thread(self.catalogue.forget_chunks, done)
+        return len(done)
+
+    def _placed_fragments(
+        self, freed: set[bytes]
+    ) -> tuple[set[bytes], dict[str, list[tuple[bytes, bytes]]]]:
+        """The chunks to delete (``freed`` and those earlier deletions left unreferenced), and
+        (chunk id, fragment id) of each of their placements, by supplier."""
+        pending = freed | {row.id for row in self.catalogue.unreferenced_chunks()}
         by_supplier: dict[str, list[tuple[bytes, bytes]]] = {}
         for chunk_id in pending:
             for placement in self.catalogue.placements(chunk_id):
                 by_supplier.setdefault(placement.supplier, []).append(
                     (chunk_id, placement.fragment_id)
                 )
-        done = pending - await self._delete_on_suppliers(by_supplier)
-        await asyncio.to_thread(self.catalogue.forget_chunks, done)
-        return len(done)
+        return pending, by_supplier
 
     async def _delete_fragments(self, chunk_ids: list[bytes], suppliers: list[str]) -> None:
         """Delete every fragment of ``chunk_ids`` placed by position on ``suppliers`` (those

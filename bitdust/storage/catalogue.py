@@ -296,7 +296,7 @@ class Catalogue:
             if self._generation > past:
                 return
             with self._db:
-                self._db.execute("UPDATE meta SET value = ? WHERE name = 'generation'", (past + 1,))
+                self._write_generation(past + 1)
             self._generation = past + 1
 
     # Suppliers --------------------------------------------------------------------------------
@@ -794,13 +794,14 @@ class Catalogue:
                 before = self._db.total_changes
                 yield self._db
                 if self._state_changed or (counted and self._db.total_changes != before):
-                    self._db.execute(
-                        "UPDATE meta SET value = ? WHERE name = 'generation'",
-                        (self._generation + 1,),
-                    )
+                    self._write_generation(self._generation + 1)
                     bumped = True
             if bumped:
                 self._generation += 1
+
+    def _write_generation(self, value: int) -> None:
+        """Store ``value`` as the generation, inside the caller's transaction."""
+        self._db.execute("UPDATE meta SET value = ? WHERE name = 'generation'", (value,))
 
     def _rows(self, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         """The rows of ``query``, every column checked by its name (see ``_COLUMN_CHECKS``)."""

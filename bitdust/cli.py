@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,12 +141,16 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=False))
 
 
-def show(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> None:
-    """Print a command's data: as JSON with the global ``--json``, else as ``human(data)``."""
+def show(args: argparse.Namespace, data: Any, human: Callable[[Any], str | Iterator[str]]) -> None:
+    """Print a command's data: as JSON with the global ``--json``, else as ``human(data)``.
+    Rows that come page by page (an iterator) are printed as ``human`` yields their lines, so
+    that a long listing starts at once; JSON lists them whole."""
     if args.json:
-        print_json(data)
-    else:
-        print(human(data))
+        print_json(list(data) if isinstance(data, Iterator) else data)
+        return
+    text = human(data)
+    for line in [text] if isinstance(text, str) else text:
+        print(line)
 
 
 def as_text(data: Any, indent: str = "") -> str:
@@ -673,10 +677,7 @@ def cmd_file(args: argparse.Namespace, paths: Paths) -> int:
         if len(args.args) > 1:
             raise UsageError("usage: bitdust file list [PATH]")
         files = cli_transfer.listed(client, args.args[0] if args.args else None)
-        if args.json:
-            print_json(list(files))
-        else:
-            _print_files(files)
+        show(args, files, _files_text)
     elif args.action == "info":
         (remote,) = _positional(args, "file info REMOTE")
         show(args, client.call("GET", "file/info", remote=remote), as_text)
@@ -686,14 +687,12 @@ def cmd_file(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
-def _print_files(rows: Iterable[dict[str, Any]]) -> None:
-    """One line per file, printed as the rows come: a long listing starts at once."""
-    print(f"{'size':>10}  {'modified':<16}  {'versions':>8}  remote")
+def _files_text(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """One line per file, made as the rows come."""
+    yield f"{'size':>10}  {'modified':<16}  {'versions':>8}  remote"
     for row in rows:
         modified = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["mtime_ns"] / 1e9))
-        print(
-            f"{size_text(row['size']):>10}  {modified:<16}  {row['versions']:>8}  {row['remote']}"
-        )
+        yield f"{size_text(row['size']):>10}  {modified:<16}  {row['versions']:>8}  {row['remote']}"
 
 
 def cmd_supplier(args: argparse.Namespace, paths: Paths) -> int:

@@ -40,7 +40,7 @@ from bitdust.identity.keys import derive_key
 from bitdust.lookup.adverts import Role
 from bitdust.lookup.service import NodesLookupService
 from bitdust.node.service import Service, ServiceError, StatusSection
-from bitdust.p2p.errors import P2PError, RequestRefused
+from bitdust.p2p.errors import RequestRefused
 from bitdust.p2p.service import P2PService
 from bitdust.storage import codec, offsite
 from bitdust.storage.audit import Auditor, make_challenges
@@ -55,7 +55,7 @@ from bitdust.storage.suppliers import (
     decode_supplier_list,
     encode_supplier_list,
 )
-from bitdust.storage.wire import REFUSED, UNREACHABLE, StorageRefused
+from bitdust.storage.wire import FAILED, REFUSED, UNREACHABLE, StorageRefused
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class CustomerService(Service, ChunkPlacer):
                     break
                 try:
                     await self.suppliers.hire(candidate.idurl, self.needed_space, self.wanted)
-                except (P2PError, StorageRefused) as exc:
+                except FAILED as exc:
                     log.info("customer: %s did not take this node: %s", candidate.idurl, exc)
                     continue
                 hired.append(candidate.idurl)
@@ -289,7 +289,7 @@ class CustomerService(Service, ChunkPlacer):
             for candidate in await self.lookup.find(Role.SUPPLIER, 4, exclude=hired):
                 try:
                     await self.suppliers.hire(candidate.idurl, self.needed_space, self.wanted)
-                except (P2PError, StorageRefused) as exc:
+                except FAILED as exc:
                     log.info("customer: %s did not take this node: %s", candidate.idurl, exc)
                     continue
                 await asyncio.to_thread(
@@ -568,7 +568,7 @@ class CustomerService(Service, ChunkPlacer):
                 return await self.suppliers.get(
                     supplier, keys.fragment_id_of(chunk_id, index), size
                 )
-            except (P2PError, StorageRefused, TimeoutError) as exc:
+            except FAILED as exc:
                 raise FragmentUnavailable(f"from {supplier}: {exc}") from None
 
         async def decode(fragments: dict[int, bytes]) -> bytes:
@@ -679,7 +679,7 @@ class CustomerService(Service, ChunkPlacer):
             raise SupplierRefused(
                 f"supplier {position} ({supplier}) refused a fragment: {exc}"
             ) from None
-        except (P2PError, TimeoutError) as exc:
+        except UNREACHABLE as exc:
             raise BackupError(
                 f"supplier {position} ({supplier}) did not store a fragment: {exc}"
             ) from None
@@ -698,7 +698,7 @@ class CustomerService(Service, ChunkPlacer):
                     placement.supplier, placement.fragment_id, row.stored_size
                 )
                 codec.fragment_info(fragment)
-            except (P2PError, StorageRefused, TimeoutError, codec.MalformedFragment) as exc:
+            except (*FAILED, codec.MalformedFragment) as exc:
                 self.counters["fragments_refused"] += 1
                 raise FragmentUnavailable(f"from {placement.supplier}: {exc}") from None
             return fragment
@@ -788,7 +788,7 @@ class CustomerService(Service, ChunkPlacer):
                 continue
             try:
                 await self.suppliers.delete(supplier, [fragment_id for _, fragment_id in pairs])
-            except (P2PError, StorageRefused, TimeoutError) as exc:
+            except FAILED as exc:
                 log.info("customer: %s did not delete fragments (retried later): %s", supplier, exc)
                 failed.update(chunk_id for chunk_id, _ in pairs)
         return failed

@@ -62,6 +62,8 @@ class StorageRefused(P2PError):
 REFUSED = (RequestRefused, StorageRefused)
 #: No answer at all: no session, the session ended, or no answer in time.
 UNREACHABLE = (P2PError, TimeoutError, OSError)
+#: Either: the request did not get done, whoever is to blame.
+FAILED = REFUSED + UNREACHABLE
 
 
 def _bytes_of(size: int) -> Callable[[Any], bool]:

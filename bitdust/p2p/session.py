@@ -375,7 +375,10 @@ class Session:
         """Handle the whole records at the start of ``view``; returns the bytes they took."""
         start = 0
         size = len(view)
-        while self.closed is None and not self.handshake.awaiting_identity:
+        # once the cipher exists the handshake is over: no identity is awaited any more
+        while self.closed is None and (
+            self._cipher is not None or not self.handshake.awaiting_identity
+        ):
             if size - start < LENGTH_SIZE:
                 break
             end = start + LENGTH_SIZE + (view[start] << 8 | view[start + 1])

@@ -40,13 +40,13 @@ def test_the_listener_owner_sets_and_withdraws_the_contacts(tmp_path: Path) -> N
     assert service.contacts() == ["tcp://127.0.1.4:7771"]
 
 
-def test_network_status_shows_the_identity_without_any_section(tmp_path: Path) -> None:
+async def test_network_status_shows_the_identity_without_any_section(tmp_path: Path) -> None:
     key = load_private_key(VECTORS / "test_key.pem")
     service = service_for(tmp_path)
     service.current = LocalIdentity(key, make_identity(key))
     slot = service.node.slots["identity-propagate"]
     slot.state, slot.service = ServiceState.ON, service
-    status = service.node.network_status([])
+    status = await service.node.network_status([])
     assert status["idurl"] == "http://host-a.com/alice.xml"
     assert status["global_id"] == "alice@host-a.com"
     assert status["identity_contacts"] == ["tcp://127.0.1.1:7771"]

@@ -45,7 +45,7 @@ async def process_restart(call: Call) -> dict[str, Any]:
 )
 async def network_status(call: Call) -> dict[str, Any]:
     sections = [section for section in StatusSection if call.args[section.value]]
-    return call.node.network_status(sections)
+    return await call.node.network_status(sections)
 
 
 def _option_row(call: Call, key: str) -> dict[str, Any]:

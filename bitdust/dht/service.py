@@ -151,7 +151,7 @@ class DHTService(Service):
     def info(self) -> dict[str, Any]:
         return self.dht.stats()
 
-    def network_status(self, sections: list[str]) -> dict[str, Any]:
+    async def network_status(self, sections: list[str]) -> dict[str, Any]:
         if StatusSection.DHT not in sections:
             return {}
         stats = self.dht.stats()

@@ -246,7 +246,10 @@ class IdentityPropagateService(Service):
         view["propagation"] = self.last_results
         return view
 
-    def network_status(self, sections: list[str]) -> dict[str, Any]:
+    async def network_status(self, sections: list[str]) -> dict[str, Any]:
+        return self._identity_fields()
+
+    def _identity_fields(self) -> dict[str, Any]:
         if self.current is None:
             return {}
         identity = self.current.identity
@@ -264,7 +267,7 @@ class IdentityPropagateService(Service):
         return f"identity {self.current.identity.global_id}"
 
     def info(self) -> dict[str, Any]:
-        return {"identity": self.network_status([]), "propagation": self.last_results}
+        return {"identity": self._identity_fields(), "propagation": self.last_results}
 
 
 def _result_view(result: propagate.PropagateResult) -> dict[str, Any]:

@@ -241,7 +241,7 @@ class Node:
             info.update(slot.service.info())
         return info
 
-    def network_status(self, sections: list[StatusSection]) -> dict[str, Any]:
+    async def network_status(self, sections: list[StatusSection]) -> dict[str, Any]:
         """BitDust's `network/status`: the node, then each section asked for, from its owner."""
         result: dict[str, Any] = {
             "instance": self.paths.instance,
@@ -252,7 +252,7 @@ class Node:
         for slot in self.slots.values():
             mine = [section for section in sections if section in slot.spec.status_sections]
             if slot.service is not None:  # every service adds its fields (identity: idurl...)
-                result.update(slot.service.network_status(mine))
+                result.update(await slot.service.network_status(mine))
         for section in sections:
             if section not in result:
                 owner = self.section_owners[section]

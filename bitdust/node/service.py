@@ -75,7 +75,7 @@ class Service:
         """Figures for `service/info` and `network/status`."""
         return {}
 
-    def network_status(self, sections: list[StatusSection]) -> dict[str, Any]:
+    async def network_status(self, sections: list[StatusSection]) -> dict[str, Any]:
         """Fields this service adds to `network/status`; ``sections`` are those asked for among
         the ones its spec lists, each a key of the result."""
         return {}

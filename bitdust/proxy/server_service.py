@@ -88,7 +88,7 @@ class ProxyServerService(Service):
             },
         }
 
-    def network_status(self, sections: list[StatusSection]) -> dict[str, Any]:
+    async def network_status(self, sections: list[StatusSection]) -> dict[str, Any]:
         if StatusSection.PROXY not in sections:
             return {}
         return {StatusSection.PROXY.value: {"role": "router", **self.info()}}

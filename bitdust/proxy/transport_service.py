@@ -75,7 +75,7 @@ class ProxyTransportService(Service):
     def info(self) -> dict[str, Any]:
         return self.client.status()
 
-    def network_status(self, sections: list[StatusSection]) -> dict[str, Any]:
+    async def network_status(self, sections: list[StatusSection]) -> dict[str, Any]:
         if StatusSection.PROXY not in sections:
             return {}
         return {StatusSection.PROXY.value: {"role": "client", **self.client.status()}}

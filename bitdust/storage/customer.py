@@ -842,8 +842,11 @@ class CustomerService(Service, ChunkPlacer):
 
     metric_gauges = ("suppliers",)
 
-    def network_status(self, sections: list[StatusSection]) -> dict[str, Any]:
-        return {StatusSection.SUPPLIERS.value: self.supplier_rows()}
+    async def network_status(self, sections: list[StatusSection]) -> dict[str, Any]:
+        if StatusSection.SUPPLIERS not in sections:
+            return {}
+        # the bytes stored on each supplier are summed over every placement: not on the loop
+        return {StatusSection.SUPPLIERS.value: await asyncio.to_thread(self.supplier_rows)}
 
     def status_text(self) -> str:
         return (

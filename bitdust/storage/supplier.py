@@ -288,7 +288,7 @@ class SupplierService(Service):
         counters = {**self.supplier.counters, "refused": dict(self.supplier.refused)}
         return {**self.supplier.totals(), "counters": counters}
 
-    def network_status(self, sections: list[StatusSection]) -> dict[str, Any]:
+    async def network_status(self, sections: list[StatusSection]) -> dict[str, Any]:
         if StatusSection.CUSTOMERS not in sections:
             return {}
         customers = [customer.to_dict() for customer in self.supplier.customers()]

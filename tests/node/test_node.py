@@ -134,7 +134,7 @@ async def test_plan_says_why_each_service_is_off(tmp_path: Path) -> None:
 
 
 class Reports(fakes.Recorder):
-    def network_status(self, sections: list[StatusSection]) -> dict[str, object]:
+    async def network_status(self, sections: list[StatusSection]) -> dict[str, object]:
         return {section: {"asked": True} for section in sections}
 
 
@@ -155,10 +155,10 @@ async def test_network_status_asks_each_section_of_its_owner_only(tmp_path: Path
     config.settings["services/absent/enabled"] = Setting(False, "test")
     node = Node(config, catalog)
     await node.start()
-    status = node.network_status([StatusSection.DHT, StatusSection.PROXY])
+    status = await node.network_status([StatusSection.DHT, StatusSection.PROXY])
     assert status["dht"] == {"asked": True}
     assert status["proxy"] == {"state": "OFF", "reason": "service absent is not running"}
-    assert "dht" not in node.network_status([])
+    assert "dht" not in await node.network_status([])
     await node.stop()
 
 

@@ -74,7 +74,7 @@ async def test_a_router_shows_its_states_and_serves_relay_and_p2p_on_one_port(tm
         assert states["service_proxy_server"] == "ON"
         assert states["service_proxy_transport"] == "OFF"
         assert states["proxy_router"] == "LISTEN"
-        status = node.network_status([StatusSection.PROXY])["proxy"]
+        status = (await node.network_status([StatusSection.PROXY]))["proxy"]
         assert status["role"] == "router" and status["routes"] == 0
         assert status["bytes_relayed"] == 0
 
@@ -173,12 +173,12 @@ async def test_a_routed_node_publishes_its_routers_contact_instead_of_its_own(
         router_contact = router.service("p2p").contact
         declared = routed.service("identity-propagate").contacts()
         assert declared == [f"{router_contact}/{route_id(ALICE)}"]  # p2p's own is withdrawn
-        status = routed.network_status([StatusSection.PROXY])["proxy"]
+        status = (await routed.network_status([StatusSection.PROXY]))["proxy"]
         assert (status["role"], status["state"]) == ("client", "ROUTED")
         assert status["router"] == "http://host-a.com/router.xml"
         states = {row["name"]: row["state"] for row in routed.states()}
         assert states["service_proxy_transport"] == "ON"
-        [route] = router.network_status([StatusSection.PROXY])["proxy"]["routed"]
+        [route] = (await router.network_status([StatusSection.PROXY]))["proxy"]["routed"]
         assert route["idurl"] == ALICE
     finally:
         await routed.stop()

@@ -159,6 +159,10 @@ def test_guide_parts_6_and_7_backup_restore_and_a_lost_supplier(
     published = customer.data("supplier", "list-dht")
     assert published["suppliers"] == [row["idurl"] for row in hired]
     assert published["k"] == 2
+    # network/status has the suppliers' rows when asked for them, and only then
+    status = customer.data("network", "status", "--suppliers")
+    assert [row["idurl"] for row in status["suppliers"]] == [row["idurl"] for row in hired]
+    assert "suppliers" not in customer.data("network", "status")
 
     source = tmp_path / "source"
     tree = source / "docs"

@@ -313,15 +313,15 @@ def test_a_disk_read_that_raced_a_change_is_not_cached(stored, key, monkeypatch)
     """The server reads on the event loop while the worker stores: a read that began before a
     new revision was written may return the old bytes once, but must not keep serving them."""
     newer = make_identity(key, revision=3, contacts=("tcp://127.0.1.1:8888",)).to_xml()
-    real_open = open
+    real_open = os.open
 
-    def open_then_store(path, mode):
-        handle = real_open(path, mode)  # the old file, as the reader opened it
-        monkeypatch.setattr("bitdust.identity.store.open", real_open, raising=False)
+    def open_then_store(path, flags, *args):
+        descriptor = real_open(path, flags, *args)  # the old file, as the reader opened it
+        monkeypatch.setattr(os, "open", real_open)
         stored.submit(newer, NOW + 1)  # the worker replaces it meanwhile
-        return handle
+        return descriptor
 
-    monkeypatch.setattr("bitdust.identity.store.open", open_then_store, raising=False)
+    monkeypatch.setattr(os, "open", open_then_store)
     assert stored.lookup("alice").data != newer  # the raced read: old bytes, this once
     assert stored.lookup("alice").data == newer
 

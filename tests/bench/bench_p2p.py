@@ -20,6 +20,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import uvloop
@@ -37,6 +38,8 @@ from bitdust.p2p.transport import READ_BUFFER, IncomingStream, P2PEndpoint
 from bitdust.p2p.wire import MAX_PLAINTEXT, NOISE_PROTOCOL, TAG_SIZE
 from tests.bench.streams import (
     CHUNK,
+    Measured,
+    Span,
     measured_rate,
     report_rate,
     start_child,
@@ -90,22 +93,37 @@ async def _endpoint(idurl: str, ports: dict[str, int]) -> P2PEndpoint:
     return endpoint
 
 
+class _Receiver:
+    """A receiving child's CPU seconds over its stream: from the stream's start until ``done``."""
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.began = 0.0
+
+    def begin(self) -> None:
+        self.began = time.process_time()
+
+    def cpu(self) -> float:
+        return time.process_time() - self.began
+
+
 class _Discard(asyncio.Protocol):
     """The raw receiver: bytes dropped as they arrive, as the p2p receiver's protocol gets
     them (asyncio's StreamReader would add its own buffering and pauses to the baseline)."""
 
-    def __init__(self, done: asyncio.Event) -> None:
-        self.done = done
+    def __init__(self, receiver: _Receiver) -> None:
+        self.receiver = receiver
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        self.receiver.begin()
 
     def data_received(self, data: bytes) -> None:
         pass
 
     def eof_received(self) -> bool:
         self.transport.close()  # the sender's read() returns: it read everything
-        self.done.set()
+        self.receiver.done.set()
         return False
 
 
@@ -114,8 +132,8 @@ class _Open(asyncio.BufferedProtocol):
     as it is whole, its plaintext dropped. Read into one buffer and opened straight from it, as
     the session does; a record split between reads is joined first."""
 
-    def __init__(self, done: asyncio.Event) -> None:
-        self.done = done
+    def __init__(self, receiver: _Receiver) -> None:
+        self.receiver = receiver
         self.aead = AESGCM(SEALING_KEY)
         self.buffer = memoryview(bytearray(READ_BUFFER))
         self.plaintext = memoryview(bytearray(MAX_PLAINTEXT))
@@ -124,6 +142,7 @@ class _Open(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        self.receiver.begin()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.buffer
@@ -154,26 +173,29 @@ class _Open(asyncio.BufferedProtocol):
 
     def eof_received(self) -> bool:
         self.transport.close()
-        self.done.set()
+        self.receiver.done.set()
         return False
 
 
 async def _receive(kind: str, ports: dict[str, int]) -> None:
-    done = asyncio.Event()
+    """Receive one stream; print the CPU seconds it took once it is whole."""
+    receiver = _Receiver()
     if kind == "p2p":
         endpoint = await _endpoint(BOB, ports)
 
         async def sink(peer: str, stream: IncomingStream) -> None:
+            receiver.begin()
             async for _ in stream:
                 pass
-            done.set()
+            receiver.done.set()
 
         endpoint.on_stream("blob", sink)
     else:
-        sink = {"raw": _Discard, "sealed": _Open}[kind]
-        await asyncio.get_running_loop().create_server(lambda: sink(done), HOST, ports[BOB])
+        protocol = {"raw": _Discard, "sealed": _Open}[kind]
+        await asyncio.get_running_loop().create_server(lambda: protocol(receiver), HOST, ports[BOB])
     print("ready", flush=True)
-    await done.wait()
+    await receiver.done.wait()
+    print(receiver.cpu(), flush=True)
     await asyncio.sleep(0.2)  # let the last credit or FIN leave
 
 
@@ -191,23 +213,23 @@ def _sealed(chunk: memoryview, nonces: list[int]) -> list[bytes]:
 
 async def _send_tcp(
     ports: dict[str, int], size: int, records: Callable[[memoryview], list[bytes]]
-) -> float:
-    """Bytes per second over bare TCP, from the first byte until the receiver has read the last;
-    each chunk is written as ``records(chunk)``."""
+) -> Measured:
+    """Bare TCP, from the first byte until the receiver has read the last; each chunk is
+    written as ``records(chunk)``."""
     data = memoryview(b"x" * CHUNK)
     reader, writer = await asyncio.open_connection(HOST, ports[BOB])
-    started = time.perf_counter()
+    span = Span()
     for _ in range(size // CHUNK):
         writer.writelines(records(data))
         await writer.drain()
     writer.write_eof()
     await reader.read()  # the receiver closes once it read everything
-    elapsed = time.perf_counter() - started
+    measured = span.measured(size)
     writer.close()
-    return size / elapsed
+    return measured
 
 
-async def _send(kind: str, ports: dict[str, int], size: int) -> float:
+async def _send(kind: str, ports: dict[str, int], size: int) -> Measured:
     if kind == "p2p":
         return await stream_rate(await _endpoint(ALICE, ports), BOB, size)
     if kind == "sealed":
@@ -216,13 +238,35 @@ async def _send(kind: str, ports: dict[str, int], size: int) -> float:
     return await _send_tcp(ports, size, lambda chunk: [chunk])
 
 
-def direct_rate(kind: str, size: int) -> float:
+@dataclass(frozen=True)
+class Direct:
+    """One stream between two processes: the sender's measure, and the receiver's CPU."""
+
+    sent: Measured
+    receiver_cpu: float
+
+
+def direct_rate(kind: str, size: int) -> Direct:
     ports = [free_port(host=HOST), free_port(host=HOST)]
     receiver = start_child("tests.bench.bench_p2p", "receive", kind, *ports)
     try:
-        return measured_rate("tests.bench.bench_p2p", "send", kind, *ports, size)
+        sent = measured_rate("tests.bench.bench_p2p", "send", kind, *ports, size)
     finally:
-        stop(receiver)
+        printed = stop(receiver)
+    return Direct(sent, float(printed))
+
+
+def _cpu_per_gib(runs: list[Direct], size: int) -> dict[str, float]:
+    """The median CPU seconds per GiB of each side of ``runs``."""
+    per_gib = 2**30 / size
+    return {
+        "sender": round(statistics.median(d.sent.cpu for d in runs) * per_gib, 3),
+        "receiver": round(statistics.median(d.receiver_cpu for d in runs) * per_gib, 3),
+    }
+
+
+def _pair(cpu: dict[str, float]) -> str:
+    return f"{cpu['sender']:.2f} + {cpu['receiver']:.2f}"
 
 
 def handshakes_per_second(count: int) -> float:
@@ -268,24 +312,28 @@ def bare_noise_handshakes_per_second(count: int) -> float:
 def run(smoke: bool) -> list[dict[str, Any]]:
     size = (16 if smoke else 512) * CHUNK
     repeats = 1 if smoke else 5
-    raw, p2p, sealed = [], [], []
+    runs: dict[str, list[Direct]] = {"raw": [], "p2p": [], "sealed": []}
     for _ in range(repeats):  # interleaved, so all see the same load
-        raw.append(direct_rate("raw", size))
-        p2p.append(direct_rate("p2p", size))
-        sealed.append(direct_rate("sealed", size))
-    raw_limit = 0.5 * statistics.median(raw) / 1e6
-    ceiling = statistics.median(sealed) / 1e6
+        for kind, measured in runs.items():
+            measured.append(direct_rate(kind, size))
+    raw, p2p, sealed = (statistics.median(d.sent.rate for d in runs[kind]) / 1e6 for kind in runs)
+    raw_limit = 0.5 * raw
+    cpu = {kind: _cpu_per_gib(measured, size) for kind, measured in runs.items()}
     count = 20 if smoke else 500
     ours = handshakes_per_second(count)
     bare = bare_noise_handshakes_per_second(count)
     return [
         *with_ceiling(
-            {"name": "p2p.stream_throughput", "figure": statistics.median(p2p) / 1e6,
+            {"name": "p2p.stream_throughput", "figure": p2p,
              "unit": "MB/s", "limit": raw_limit, "target": "above",
+             "cpu_seconds_per_gib": {"stream": cpu["p2p"], "ceiling": cpu["sealed"],
+                                     "raw": cpu["raw"]},
              "note": f"{size // CHUNK} MiB, one stream, sender and receiver processes on 2 "
                      "cores; limit = half of raw TCP (1 MiB writes, a Protocol that drops what "
-                     "it reads)"},
-            ceiling,
+                     f"it reads); CPU s/GiB, sender + receiver: stream {_pair(cpu['p2p'])}, "
+                     f"ceiling {_pair(cpu['sealed'])}, raw {_pair(cpu['raw'])} (half raw's "
+                     "rate leaves each side twice raw's CPU per byte, if neither waits)"},
+            sealed,
             "the same sender and receiver processes doing only the per-byte work the design "
             "requires (1 MiB writes cut into Noise-sized 64 KiB records, AES-256-GCM sealed by "
             "the sender, opened by the receiver; no framing, no flow control, no session)",

@@ -56,6 +56,7 @@ from tests.bench import bench_p2p
 from tests.bench.bench_p2p import ALICE, BOB, HOST
 from tests.bench.streams import (
     CHUNK,
+    Measured,
     measured_rate,
     report_rate,
     start_child,
@@ -214,7 +215,7 @@ async def _routed_clients(router_key: Path, ports: dict[str, int], first: int, c
         await client.endpoint.close()
 
 
-async def _send(router_key: Path, ports: dict[str, int], size: int) -> float:
+async def _send(router_key: Path, ports: dict[str, int], size: int) -> Measured:
     endpoint = _Network(router_key, ports).endpoint(ALICE)
     await endpoint.listen(HOST, ports[ALICE])
     return await stream_rate(endpoint, BOB, size)
@@ -243,7 +244,7 @@ def relayed_rate(router_key: Path, size: int) -> float:
     routed = None
     try:
         routed = _start("routed", router_key, ports)
-        return measured_rate(*_child("send", router_key, ports, size))
+        return measured_rate(*_child("send", router_key, ports, size)).rate
     finally:
         if routed is not None:
             stop(routed)
@@ -257,7 +258,8 @@ def forwarded_rate(size: int) -> float:
     forwarder = None
     try:
         forwarder = start_child("tests.bench.bench_proxy", "forward", ports[2], ports[1])
-        return measured_rate("tests.bench.bench_p2p", "send", "p2p", ports[0], ports[2], size)
+        sent = measured_rate("tests.bench.bench_p2p", "send", "p2p", ports[0], ports[2], size)
+        return sent.rate
     finally:
         if forwarder is not None:
             stop(forwarder)
@@ -341,7 +343,7 @@ async def _load(
         await endpoint.request(first, ECHO, b"x" * 64)
         times.append(time.perf_counter() - started)
     names = [_client_name(index) for index in range(count)]
-    return times, await streams_rate(endpoint, names, size // count)
+    return times, (await streams_rate(endpoint, names, size // count)).rate
 
 
 def router_scaling(router_key: Path, count: int, size: int, round_trips: int) -> Scaling:
@@ -403,7 +405,7 @@ def run(smoke: bool) -> list[dict[str, Any]]:
         router_key.write_bytes(private_key_to_pem(generate_private_key()))
         direct, relayed, forwarded = [], [], []
         for _ in range(repeats):  # interleaved, so all see the same load
-            direct.append(bench_p2p.direct_rate("p2p", size))
+            direct.append(bench_p2p.direct_rate("p2p", size).sent.rate)
             relayed.append(relayed_rate(router_key, size))
             forwarded.append(forwarded_rate(size))
         print(f"# bench_proxy: direct {statistics.median(direct) / 1e6:.0f} MB/s, relayed "

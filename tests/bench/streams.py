@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import uvloop
@@ -25,23 +26,44 @@ from bitdust.p2p.transport import P2PEndpoint
 CHUNK = 1024 * 1024
 
 
-async def stream_rate(endpoint: P2PEndpoint, peer: str, size: int, kind: str = "blob") -> float:
-    """Bytes per second of one ``size``-byte stream to ``peer``."""
+@dataclass(frozen=True)
+class Measured:
+    """A transfer's bytes per second, and the CPU seconds that the process which timed it spent
+    over the same span (wall-clock rates on a shared machine move from run to run; what each
+    side spends per byte shows where the time went)."""
+
+    rate: float
+    cpu: float
+
+
+class Span:
+    """Wall-clock and CPU time from its creation."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def measured(self, size: int) -> Measured:
+        """``size`` bytes moved since the span began."""
+        return Measured(size / (time.perf_counter() - self.wall), time.process_time() - self.cpu)
+
+
+async def stream_rate(endpoint: P2PEndpoint, peer: str, size: int, kind: str = "blob") -> Measured:
+    """One ``size``-byte stream to ``peer``."""
     return await streams_rate(endpoint, [peer], size, kind)
 
 
 async def streams_rate(
     endpoint: P2PEndpoint, peers: Sequence[str], size: int, kind: str = "blob"
-) -> float:
-    """Bytes per second of one ``size``-byte stream to each of ``peers`` at once, from opening
-    them until every receiving service has read its stream whole (``finish`` returns then). The
-    sessions are opened before the clock starts, so no handshake is in the figure; the endpoint
-    is closed afterwards."""
+) -> Measured:
+    """One ``size``-byte stream to each of ``peers`` at once, from opening them until every
+    receiving service has read its stream whole (``finish`` returns then). The sessions are
+    opened before the clock starts, so no handshake is in the figure; the endpoint is closed
+    afterwards."""
     try:
         await asyncio.gather(*(endpoint.connect(peer) for peer in peers))
-        started = time.perf_counter()
+        span = Span()
         await asyncio.gather(*(_send(endpoint, peer, size, kind) for peer in peers))
-        return size * len(peers) / (time.perf_counter() - started)
+        return span.measured(size * len(peers))
     finally:
         await endpoint.close()
 
@@ -70,33 +92,36 @@ def start_child(module: str, *args: object) -> subprocess.Popen:
     return child
 
 
-def stop(child: subprocess.Popen) -> None:
-    """Close the child's stdin and wait for it; one still running 30 s later is killed, so no
-    run leaves a process behind."""
+def stop(child: subprocess.Popen) -> bytes:
+    """Close the child's stdin and wait for it; what it printed after ``ready``. One still
+    running 30 s later is killed, so no run leaves a process behind."""
     try:
-        child.communicate(timeout=30)
+        printed, _ = child.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
         raise
+    return printed
 
 
-def measured_rate(module: str, *args: object) -> float:
-    """The bytes per second that a sender child (``python -m module args``, which calls
-    :func:`report_rate`) measured."""
+def measured_rate(module: str, *args: object) -> Measured:
+    """What a sender child (``python -m module args``, which calls :func:`report_rate`)
+    measured."""
     sender = start_child(module, *args)
     try:
         assert sender.stdout is not None
-        return float(sender.stdout.readline())
+        rate, cpu = sender.stdout.readline().split()
+        return Measured(float(rate), float(cpu))
     finally:
         stop(sender)
 
 
-def report_rate(sending: Coroutine[Any, Any, float]) -> None:
-    """A sender child's side of :func:`measured_rate`: ``ready``, then the bytes per second
-    ``sending`` returns (within 120 s)."""
+def report_rate(sending: Coroutine[Any, Any, Measured]) -> None:
+    """A sender child's side of :func:`measured_rate`: ``ready``, then what ``sending``
+    measured (within 120 s)."""
     print("ready", flush=True)
-    print(uvloop.run(asyncio.wait_for(sending, 120)))
+    measured = uvloop.run(asyncio.wait_for(sending, 120))
+    print(measured.rate, measured.cpu)
 
 
 def with_ceiling(

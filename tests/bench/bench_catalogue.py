@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bitdust.cli_transfer import LIST_PAGE
+from bitdust.cli_transfer import LIST_PAGE, UPLOADS_IN_FLIGHT
 from bitdust.storage.backup import back_up
 from bitdust.storage.catalogue import Catalogue
 from bitdust.storage.customer import CATALOGUE_FILE
@@ -251,9 +251,9 @@ def run(smoke: bool) -> list[dict[str, Any]]:
         f"directories, k = {K} of N = {N} on this host, bitdust file upload DIR (one command); "
         f"limit = 0.3 x back_up of the first {min(BASELINE_FILES, small_files)} of the same "
         "files one by one in this process (real codec, fragments to disk, Noise-encrypted); "
-        "the CLI sends small files 4 at a time; node_backup_seconds sums the node's back_up time "
-        f"per file; the catalogue held {catalogued[0]} files; five nodes, the CLI and this "
-        "process share 2 cores",
+        f"the CLI sends small files {UPLOADS_IN_FLIGHT} at a time; node_backup_seconds sums the "
+        f"node's back_up time per file; the catalogue held {catalogued[0]} files; five nodes, "
+        "the CLI and this process share 2 cores",
     }
     return [row, *points]
 

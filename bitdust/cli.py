@@ -9,6 +9,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import enum
 import getpass
 import json
@@ -205,9 +206,33 @@ def cmd_run(args: argparse.Namespace, paths: Paths) -> int:
     # mime.types into module globals: 0.4 MiB held by every node, which never types a file by
     # its name. Marked as done, mimetypes parses them when first asked, if ever.
     mimetypes.inited = True
-    from bitdust.daemon import run
+    with without_ca_certificates():
+        from bitdust.daemon import run
 
     return run(paths, parse_flags(run_options(args)))
+
+
+@contextlib.contextmanager
+def without_ca_certificates() -> Iterator[None]:
+    """While in it, OpenSSL finds no CA certificates. aiohttp makes two TLS client contexts as
+    it is imported, each loading the system's CA store: 2-3 MiB held by every node, which speaks
+    plain HTTP only (IDURLs are http://, the API is on loopback). Those two contexts verify
+    nothing, so aiohttp's default HTTPS would fail in a node; contexts made afterwards load the
+    store as usual."""
+    saved = {name: os.environ.get(name) for name in _CA_LOCATIONS}
+    os.environ.update(dict.fromkeys(_CA_LOCATIONS, os.devnull))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+#: the environment variables OpenSSL reads for its default CA file and directory
+_CA_LOCATIONS = ("SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
 def cmd_check_config(args: argparse.Namespace, paths: Paths) -> int:

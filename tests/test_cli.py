@@ -9,6 +9,7 @@ import argparse
 import importlib.util
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,28 @@ def test_bash_completes_settings_keys(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=10, check=True,
     )  # fmt: skip
     assert result.stdout.split() == sorted(k for k in OPTIONS if k.startswith("services/supp"))
+
+
+CA_STORE_PROBE = """
+import os, ssl
+from bitdust.cli import without_ca_certificates
+before = dict(os.environ)
+with without_ca_certificates():
+    import aiohttp.connector
+assert dict(os.environ) == before, "the environment was not restored"
+print(aiohttp.connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x509_ca"],
+      ssl.create_default_context().cert_store_stats()["x509_ca"])
+"""
+
+
+def test_a_node_imports_aiohttp_without_loading_the_ca_store() -> None:
+    """`bitdust run` imports aiohttp with OpenSSL pointed at no CA certificates: its two
+    import-time TLS contexts held 2-3 MiB of every node. The environment is left as it was, and a
+    context made afterwards loads the system's store."""
+    probe = subprocess.run(
+        [sys.executable, "-c", CA_STORE_PROBE], capture_output=True, text=True, check=True
+    )
+    at_import, afterwards = map(int, probe.stdout.split())
+    assert at_import == 0
+    if afterwards == 0:
+        pytest.skip("this system has no CA certificates (Debian's ca-certificates) to load")

@@ -212,6 +212,10 @@ def cmd_run(args: argparse.Namespace, paths: Paths) -> int:
     return run(paths, parse_flags(run_options(args)))
 
 
+#: the environment variables OpenSSL reads for its default CA file and directory
+_CA_LOCATIONS = ("SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
 @contextlib.contextmanager
 def without_ca_certificates() -> Iterator[None]:
     """While in it, OpenSSL finds no CA certificates. aiohttp makes two TLS client contexts as
@@ -229,10 +233,6 @@ def without_ca_certificates() -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-#: the environment variables OpenSSL reads for its default CA file and directory
-_CA_LOCATIONS = ("SSL_CERT_FILE", "SSL_CERT_DIR")
 
 
 def cmd_check_config(args: argparse.Namespace, paths: Paths) -> int:

@@ -102,7 +102,6 @@ class IdentityStore:
         if expiry_seconds <= 0:
             raise IdentityError(f"identity expiry {expiry_seconds!r} must be positive seconds")
         self.directory = Path(directory)
-        self._directory = str(self.directory)
         self.expiry_seconds = float(expiry_seconds)
         self.max_identities = max_identities
         self.max_bytes = max_bytes
@@ -320,7 +319,7 @@ class IdentityStore:
             validate_name(name)
         except IdentityError:
             return None
-        return f"{self._directory}/{name}{FILE_SUFFIX}"
+        return f"{self.directory}/{name}{FILE_SUFFIX}"
 
     def _touch(self, name: str, path: Path, now: float) -> None:
         with contextlib.suppress(OSError):
